@@ -1,0 +1,1 @@
+"""Reference PyTorch trainer for unet-rt, faithful to Ronneberger et al. (2015)."""

@@ -1,0 +1,244 @@
+"""The runtime model file (DESIGN.md §4): one safetensors container for every backend.
+
+Layout: safetensors (8-byte little-endian header length, JSON header, raw little-endian tensors).
+``__metadata__`` (string values only, as safetensors requires):
+
+=================  ===============================================================================
+format             "unet-rt"
+format_version     "1"
+kind               "weights" (fp32 tensors named as in ``training.model.UNet.state_dict()``)
+                   or "tensorrt" (tensor ``engine``: U8 bytes of a serialized TensorRT engine)
+arch               JSON: {"in_channels", "classes", "depth", "base", "padding": "valid"|"same"}
+normalization      JSON: {"mean": [per channel], "std": [per channel]} in raw intensity units:
+                   the network sees (x - mean) / std. Never assumes 8-bit data.
+class_names        JSON list of K names
+provenance         JSON: free-form (data, steps, date, git commit, ...)
+tensorrt           JSON (kind "tensorrt" only): tile_in, tile_out, halo, version, gpu, precision
+=================  ===============================================================================
+
+Weight tensor names (depth D, level l = 0..D, width base*2**l)::
+
+    enc.{l}.conv1.weight [Cl, Cin, 3, 3]   enc.{l}.conv1.bias [Cl]   (and conv2: [Cl, Cl, 3, 3])
+    dec.{l}.up.weight    [C(l+1), Cl, 2, 2]  (ConvTranspose2d layout: [in, out, kh, kw])  dec.{l}.up.bias [Cl]
+    dec.{l}.conv1.weight [Cl, 2*Cl, 3, 3]   input channels: [cropped skip (Cl), up-sampled (Cl)]
+    dec.{l}.conv2.weight [Cl, Cl, 3, 3]
+    head.weight          [K, C0, 1, 1]      head.bias [K]
+
+A bare TensorRT plan (from ``trtexec``) is recognised by its bytes (it is not safetensors).
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "unet-rt"
+FORMAT_VERSION = 1
+MAX_HEADER = 100 * 1024 * 1024
+
+__all__ = ["ModelFile", "ModelFileError", "save", "load", "detect_kind", "expected_shapes", "atomic_write"]
+
+
+class ModelFileError(ValueError):
+    """The file is not a valid unet-rt model file."""
+
+
+@dataclass
+class ModelFile:
+    kind: str                      # "weights" | "tensorrt" | "tensorrt-bare"
+    arch: dict
+    normalization: dict
+    class_names: list
+    tensors: dict = field(default_factory=dict)   # name -> np.ndarray
+    provenance: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)     # other metadata (e.g. "tensorrt": {...})
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.arch["in_channels"])
+
+    @property
+    def classes(self) -> int:
+        return int(self.arch["classes"])
+
+
+def expected_shapes(arch: dict) -> dict[str, tuple[int, ...]]:
+    """Every weight tensor's name and shape for an architecture (see module doc)."""
+    cin, k, depth, base = (int(arch[n]) for n in ("in_channels", "classes", "depth", "base"))
+    shapes: dict[str, tuple[int, ...]] = {}
+    prev = cin
+    for l in range(depth + 1):
+        c = base * 2**l
+        shapes[f"enc.{l}.conv1.weight"] = (c, prev, 3, 3)
+        shapes[f"enc.{l}.conv1.bias"] = (c,)
+        shapes[f"enc.{l}.conv2.weight"] = (c, c, 3, 3)
+        shapes[f"enc.{l}.conv2.bias"] = (c,)
+        prev = c
+    for l in range(depth):
+        c = base * 2**l
+        shapes[f"dec.{l}.up.weight"] = (2 * c, c, 2, 2)
+        shapes[f"dec.{l}.up.bias"] = (c,)
+        shapes[f"dec.{l}.conv1.weight"] = (c, 2 * c, 3, 3)
+        shapes[f"dec.{l}.conv1.bias"] = (c,)
+        shapes[f"dec.{l}.conv2.weight"] = (c, c, 3, 3)
+        shapes[f"dec.{l}.conv2.bias"] = (c,)
+    shapes["head.weight"] = (k, base, 1, 1)
+    shapes["head.bias"] = (k,)
+    return shapes
+
+
+def _validate_arch(arch: dict) -> dict:
+    try:
+        out = {n: int(arch[n]) for n in ("in_channels", "classes", "depth", "base")}
+        out["padding"] = str(arch.get("padding", "valid"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"bad 'arch' metadata {arch!r}: {e}") from None
+    if min(out["in_channels"], out["classes"], out["depth"], out["base"]) < 1 or out["depth"] > 8:
+        raise ModelFileError(f"bad 'arch' metadata {arch!r}")
+    if out["padding"] not in ("valid", "same"):
+        raise ModelFileError(f"arch padding must be 'valid' or 'same', got {out['padding']!r}")
+    return out
+
+
+def _validate_norm(norm: dict, cin: int) -> dict:
+    try:
+        mean = [float(v) for v in norm["mean"]]
+        std = [float(v) for v in norm["std"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"bad 'normalization' metadata {norm!r}: {e}") from None
+    if len(mean) != cin or len(std) != cin or not all(np.isfinite(mean)) or not all(s > 0 and np.isfinite(s) for s in std):
+        raise ModelFileError(f"normalization needs {cin} finite means and positive stds, got {norm!r}")
+    return {"mean": mean, "std": std}
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and rename: never a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save(path, model: ModelFile) -> None:
+    """Write a model file atomically. Weight files are checked against the architecture."""
+    from safetensors.numpy import save as st_save
+
+    arch = _validate_arch(model.arch)
+    meta = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "kind": model.kind,
+        "arch": json.dumps(arch),
+        "normalization": json.dumps(_validate_norm(model.normalization, arch["in_channels"])),
+        "class_names": json.dumps([str(c) for c in model.class_names]),
+        "provenance": json.dumps(model.provenance),
+    }
+    for k, v in model.extra.items():
+        meta[k] = v if isinstance(v, str) else json.dumps(v)
+    if len(model.class_names) != arch["classes"]:
+        raise ModelFileError(f"{len(model.class_names)} class names for {arch['classes']} classes")
+    tensors = {k: np.ascontiguousarray(v) for k, v in model.tensors.items()}
+    if model.kind == "weights":
+        _check_weights(tensors, arch)
+        tensors = {k: v.astype("<f4", copy=False) for k, v in tensors.items()}
+    elif model.kind == "tensorrt":
+        if "engine" not in tensors or tensors["engine"].dtype != np.uint8:
+            raise ModelFileError("a tensorrt model file needs an 'engine' uint8 tensor")
+    else:
+        raise ModelFileError(f"cannot save kind {model.kind!r}")
+    atomic_write(path, st_save(tensors, metadata=meta))
+
+
+def _check_weights(tensors: dict, arch: dict) -> None:
+    want = expected_shapes(arch)
+    missing = sorted(set(want) - set(tensors))
+    extra = sorted(set(tensors) - set(want))
+    if missing or extra:
+        raise ModelFileError(f"weights do not match the architecture: missing {missing[:5]}, unexpected {extra[:5]}")
+    for name, shape in want.items():
+        t = tensors[name]
+        if tuple(t.shape) != shape:
+            raise ModelFileError(f"tensor {name} has shape {tuple(t.shape)}, expected {shape}")
+        if t.dtype.kind != "f":
+            raise ModelFileError(f"tensor {name} has dtype {t.dtype}, expected floating point")
+        if not np.all(np.isfinite(t)):
+            raise ModelFileError(f"tensor {name} holds NaN or Inf")
+
+
+def detect_kind(path) -> str:
+    """'weights' or 'tensorrt' for a unet-rt container, 'tensorrt-bare' for a raw TensorRT plan."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ModelFileError(f"{path}: file too short ({len(head)} bytes) to be a model file")
+        (n,) = struct.unpack("<Q", head)
+        if n > MAX_HEADER:
+            # Not safetensors. TensorRT plans carry the tag "ptrt" in their first bytes.
+            if b"ptrt" in head or b"ftrt" in head:
+                return "tensorrt-bare"
+            raise ModelFileError(f"{path}: not a unet-rt model file (bad header length {n})")
+        hdr = f.read(n)
+    if len(hdr) != n:
+        raise ModelFileError(f"{path}: truncated header ({len(hdr)} of {n} bytes)")
+    try:
+        meta = json.loads(hdr).get("__metadata__", {})
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise ModelFileError(f"{path}: corrupt header: {e}") from None
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: a safetensors file, but not a unet-rt model (no format='{FORMAT}' metadata)")
+    return meta.get("kind", "weights")
+
+
+def load(path, tensors: bool = True) -> ModelFile:
+    """Read and validate a unet-rt model file (numpy only, no torch, no pickle)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    kind = detect_kind(path)
+    if kind == "tensorrt-bare":
+        data = np.fromfile(path, dtype=np.uint8)
+        return ModelFile("tensorrt-bare", arch={}, normalization={}, class_names=[], tensors={"engine": data})
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            ts = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+    except Exception as e:  # safetensors raises its own error types for corrupt data
+        raise ModelFileError(f"{path}: corrupt model file: {e}") from None
+    try:
+        version = int(meta.get("format_version", "0"))
+        arch = _validate_arch(json.loads(meta["arch"]))
+        norm = _validate_norm(json.loads(meta["normalization"]), arch["in_channels"])
+        names = json.loads(meta.get("class_names", "[]")) or [f"class{i}" for i in range(arch["classes"])]
+        prov = json.loads(meta.get("provenance", "{}"))
+    except (KeyError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{path}: bad metadata: {e}") from None
+    if version != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: format version {version}, this unet-rt reads version {FORMAT_VERSION}")
+    known = {"format", "format_version", "kind", "arch", "normalization", "class_names", "provenance"}
+    extra = {}
+    for k, v in meta.items():
+        if k not in known:
+            try:
+                extra[k] = json.loads(v)
+            except json.JSONDecodeError:
+                extra[k] = v
+    if tensors and kind == "weights":
+        _check_weights(ts, arch)
+    return ModelFile(kind, arch, norm, names, ts, prov, extra)
