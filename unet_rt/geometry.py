@@ -31,6 +31,8 @@ def output_size(size: int, depth: int = 4, padding: str = "valid") -> int:
         raise ValueError(f"input size {size} is too small for a depth-{depth} valid U-Net")
     for _ in range(depth):
         s = 2 * s - 4  # 2x2 up-conv, then two unpadded 3x3 convs
+        if s <= 0:
+            raise ValueError(f"input size {size} is too small for a depth-{depth} valid U-Net")
     return s
 
 

@@ -18,7 +18,10 @@ inline int output_size_or_neg(int size, int depth, bool same_padding) {
   }
   s -= 4;                         // bottleneck convs
   if (s <= 0) return -1;
-  for (int l = 0; l < depth; ++l) s = 2 * s - 4;  // up-conv, two convs
+  for (int l = 0; l < depth; ++l) {
+    s = 2 * s - 4;                // 2x2 up-conv, two unpadded 3x3 convs
+    if (s <= 0) return -1;
+  }
   return s;
 }
 

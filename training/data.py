@@ -1,0 +1,150 @@
+"""Training data: ISBI-style image/label pairs, instance label images, synthetic touching cells,
+and the tile sampler (network input tile, labels and weights cropped to the output).
+
+Label conventions: a binary mask (ISBI: 255 = cell, 0 = membrane) whose connected components are
+the cells, or an instance label image (0 = background, 1..n cells). Classes: 0 = background /
+membrane, 1 = cell. Images keep their bit depth (8- or 16-bit, float); normalisation is
+(x - mean) / std with the training set's statistics in raw units, stored in the model file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unet_rt.geometry import output_size
+from unet_rt.io import list_images, read_image
+
+from . import augment
+from .weightmap import instances_from_mask, weight_map
+
+
+@dataclass
+class Sample:
+    image: np.ndarray      # (H, W) raw values
+    classes: np.ndarray    # (H, W) uint8: 0 background, 1 cell
+    weights: np.ndarray    # (H, W) float32 loss weights
+    name: str = ""
+
+
+def parse_slices(spec: str) -> list[int]:
+    """'0-22,24' -> [0, 1, ..., 22, 24]."""
+    out: list[int] = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b or a) + 1))
+    return out
+
+
+def _split_stack(arr: np.ndarray) -> list[np.ndarray]:
+    return list(arr) if arr.ndim == 3 and arr.shape[-1] not in (3, 4) else [arr]
+
+
+def load_pairs(root, slices: list[int] | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, image, label) pairs from ``root/image`` and ``root/label`` (files or stacks).
+
+    Files are matched by name; a multi-page TIFF counts as one slice per page. ``slices`` picks
+    slices by index in natural order (for ISBI: the file number).
+    """
+    root = Path(root)
+    imgs, labs = list_images(root / "image"), list_images(root / "label")
+    if not imgs:
+        raise FileNotFoundError(f"no images in {root / 'image'}")
+    by_name = {p.stem: p for p in labs}
+    pairs = []
+    for p in imgs:
+        if p.stem not in by_name:
+            raise FileNotFoundError(f"no label for {p.name} in {root / 'label'}")
+        im, lb = _split_stack(read_image(p)), _split_stack(read_image(by_name[p.stem]))
+        if len(im) != len(lb):
+            raise ValueError(f"{p.name}: {len(im)} image slices but {len(lb)} label slices")
+        for k, (a, b) in enumerate(zip(im, lb)):
+            if a.shape[:2] != b.shape:
+                raise ValueError(f"{p.name}[{k}]: image {a.shape} and label {b.shape} differ in size")
+            pairs.append((p.stem if len(im) == 1 else f"{p.stem}[{k}]", a, b))
+    if slices is not None:
+        pairs = [pairs[i] for i in slices]
+    return pairs
+
+
+def make_sample(name: str, image: np.ndarray, label: np.ndarray, w0=10.0, sigma=5.0) -> Sample:
+    label = np.asarray(label)
+    binary = len(np.unique(label)) <= 2
+    inst = instances_from_mask(label) if binary else label.astype(np.int32)
+    return Sample(np.asarray(image), (inst > 0).astype(np.uint8), weight_map(inst, w0, sigma, instances=True), name)
+
+
+def normalization(samples: list[Sample]) -> dict:
+    """Per-channel mean and std of the training images in raw units."""
+    x = np.concatenate([s.image.reshape(-1, 1 if s.image.ndim == 2 else s.image.shape[-1]) for s in samples]).astype(np.float64)
+    return {"mean": x.mean(axis=0).tolist(), "std": np.maximum(x.std(axis=0), 1e-6).tolist()}
+
+
+def normalize(image: np.ndarray, norm: dict) -> np.ndarray:
+    """(x - mean) / std -> float32 (C, H, W)."""
+    x = np.asarray(image, np.float32)
+    x = x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0)
+    mean = np.asarray(norm["mean"], np.float32)[:, None, None]
+    std = np.asarray(norm["std"], np.float32)[:, None, None]
+    return (x - mean) / std
+
+
+class TileSampler:
+    """Random training tiles: (input (C, I, I), classes (O, O), weights (O, O)).
+
+    An output window is placed at a random centre; the input tile around it is produced by one
+    resampling of the mirror-extrapolated image through flip + rotation + elastic deformation,
+    so augmentation and mirror padding cost a single pass. Labels are resampled nearest-neighbour,
+    weight maps (precomputed per image) linearly.
+    """
+
+    def __init__(self, samples: list[Sample], norm: dict, tile: int, depth: int = 4, padding: str = "valid",
+                 elastic_sigma: float = 10.0, grey: bool = True):
+        self.samples, self.norm, self.tile = samples, norm, tile
+        self.out = output_size(tile, depth, padding)
+        self.elastic_sigma, self.grey = elastic_sigma, grey
+        self.images = [normalize(s.image, norm) for s in samples]
+
+    def __call__(self, rng: np.random.Generator):
+        i = int(rng.integers(len(self.samples)))
+        s, img = self.samples[i], self.images[i]
+        h, w = s.classes.shape
+        center = (rng.uniform(0, h - 1), rng.uniform(0, w - 1))
+        t = augment.sample_transform(rng, (self.tile, self.tile), sigma=self.elastic_sigma)
+        coords = augment.coordinates(t, center)
+        x = augment.warp(img, coords, order=3)
+        m = (self.tile - self.out) // 2
+        oc = coords[:, m:m + self.out, m:m + self.out]
+        y = augment.warp(s.classes, oc, order=0)
+        wt = augment.warp(s.weights, oc, order=1)
+        if self.grey:
+            x = augment.grey_value(x, rng)
+        return x.astype(np.float32), y.astype(np.int64), wt.astype(np.float32)
+
+
+def synthetic_cells(shape=(128, 128), n_cells: int = 30, membrane: int = 1, seed: int = 0,
+                    dtype=np.uint8, noise: float = 0.08):
+    """Touching cells with ground truth: a Voronoi partition of random seeds, cells separated by
+    membranes ``membrane`` pixels wide. Returns (image, instance labels, binary 0/255 mask)."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    pts = rng.uniform([0, 0], [h, w], size=(n_cells, 2))
+    yy, xx = np.mgrid[0:h, 0:w]
+    d = (yy[..., None] - pts[:, 0]) ** 2 + (xx[..., None] - pts[:, 1]) ** 2
+    owner = d.argmin(-1)
+    inst = owner + 1
+    border = np.zeros(shape, bool)
+    border[:-1] |= owner[:-1] != owner[1:]
+    border[:, :-1] |= owner[:, :-1] != owner[:, 1:]
+    for _ in range(membrane - 1):
+        border[1:] |= border[:-1]
+        border[:, 1:] |= border[:, :-1]
+    inst = np.where(border, 0, inst).astype(np.int32)
+    brightness = rng.uniform(0.55, 0.9, n_cells + 1)
+    img = np.where(inst > 0, brightness[inst], 0.15) + rng.normal(0, noise, shape)
+    hi = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
+    img = (np.clip(img, 0, 1) * hi).astype(dtype)
+    # relabel in case a cell vanished under the membranes
+    inst = instances_from_mask(inst > 0)
+    return img, inst, ((inst > 0) * 255).astype(np.uint8)
