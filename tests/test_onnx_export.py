@@ -146,6 +146,7 @@ def test_fp16_parity_small(depth, base, cin, k, padding):
     assert err > 10 * err32
 
 
+@pytest.mark.slow
 def test_paper_network_572():
     """The paper's network (depth 4, base 64, 31,030,658 parameters) on one 572 tile (~8 s on 2 cores)."""
     net, mf = _net(4, 64, 1, 2, "valid", seed=3)
@@ -175,6 +176,7 @@ def test_metadata_and_atomic_write(tmp_path):
     assert meta["unet_rt.tile_out"] == str(geometry.output_size(tile, 2))
     assert meta["unet_rt.halo"] == str(geometry.halo(2))
     assert meta["unet_rt.class_names"] == '["class0", "class1"]'
+    assert meta["unet_rt.normalization"] == '{"mean": [0.0], "std": [1.0]}'
 
 
 def test_failed_write_leaves_nothing(tmp_path):

@@ -826,11 +826,12 @@ def test_plumbing_bare_plan_threads_and_cuda_graphs(fake_gpu, tmp_path):
     # stand-in engine's bytes are ONNX, which do not start with TensorRT's tag, so build it here
     bare_mf = ModelFile("tensorrt-bare", {}, {}, [], {"engine": np.frombuffer(m.SerializeToString(), np.uint8)})
     norm = {"mean": [1.0, 2.0, 3.0], "std": [1.0, 1.0, 1.0]}
-    runner = g.runtime.TensorRTRunner(bare_mf, normalization=norm, cuda_graph=True)
+    fn = g.runtime.make_tile_fn(bare_mf, normalization=norm, cuda_graph=True)
+    runner = fn.runner
+    assert fn.info is runner.info and (fn.tile_in, fn.tile_out) == (tile, tile)
     assert (runner.info.padding, runner.info.tile_out, runner.info.in_channels, runner.info.classes) == \
         ("same", tile, 3, 3)
     assert runner.info.normalization == norm
-    fn = runner.make_tile_fn()
     rng = np.random.default_rng(1)
     tiles = [rng.standard_normal((3, tile, tile)).astype(np.float32) for _ in range(8)]
     ref = [_ref_logits(src, tile, t[None])[0] for t in tiles]

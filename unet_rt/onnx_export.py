@@ -181,8 +181,9 @@ def export_onnx(model_file: ModelFile, tile: int, path=None, dtype: str = "float
                         f"input: normalised (x - mean) / std, {tile}x{tile}; output: logits {out}x{out}")
     meta = {
         "unet_rt.arch": json.dumps({"in_channels": cin, "classes": k, "depth": depth, "base": base, "padding": padding}),
-        "unet_rt.normalization": json.dumps(model_file.normalization),
-        "unet_rt.class_names": json.dumps(list(model_file.class_names)),
+        "unet_rt.normalization": json.dumps({k: [float(v) for v in model_file.normalization.get(k, [])]
+                                             for k in ("mean", "std")}),
+        "unet_rt.class_names": json.dumps([str(c) for c in model_file.class_names]),
         "unet_rt.tile_in": str(tile),
         "unet_rt.tile_out": str(out),
         "unet_rt.halo": str((tile - out) // 2),

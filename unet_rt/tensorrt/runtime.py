@@ -292,6 +292,7 @@ class TensorRTRunner:
             return self.run(batch)[0]
 
         tile_fn.tile_in, tile_fn.tile_out = t, o
+        tile_fn.info, tile_fn.runner = self.info, self
         return tile_fn
 
     def close(self):
@@ -302,6 +303,13 @@ class TensorRTRunner:
         self._local = threading.local()
         self.engine = None
 
+    def __del__(self):
+        try:
+            if getattr(self, "engine", None) is not None:
+                self.close()
+        except Exception:  # noqa: BLE001  (interpreter shutdown: CUDA may already be gone)
+            pass
+
     def __enter__(self):
         return self
 
@@ -309,11 +317,14 @@ class TensorRTRunner:
         self.close()
 
 
-def make_tile_fn(path, *, normalization=None, class_names=None, device: int = 0, cuda_graph: bool = False,
+def make_tile_fn(source, *, normalization=None, class_names=None, device: int = 0, cuda_graph: bool = False,
                  allow_other_gpu: bool = False):
-    """(tile_fn, PlanInfo) for a plan file: the tile function and the geometry/normalisation it needs."""
-    runner = TensorRTRunner(path, normalization=normalization, class_names=class_names, device=device,
+    """``fn(tile [C, t, t] float32) -> logits [K, o, o] float32`` for a plan (path or ModelFile).
+
+    ``fn.info`` is the plan's ``PlanInfo`` (tile_in/tile_out/halo, depth, padding, normalization,
+    class_names): what the overlap-tile code needs besides ``fn``. ``fn.runner`` is the
+    ``TensorRTRunner`` behind it (kept alive by the function; ``fn.runner.close()`` frees the GPU).
+    """
+    runner = TensorRTRunner(source, normalization=normalization, class_names=class_names, device=device,
                             cuda_graph=cuda_graph, allow_other_gpu=allow_other_gpu)
-    fn = runner.make_tile_fn()
-    fn.runner = runner          # keeps the engine alive as long as the function
-    return fn, runner.info
+    return runner.make_tile_fn()
