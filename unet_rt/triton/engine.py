@@ -133,7 +133,11 @@ class TritonUNet:
         if x.shape[0] < 1:
             raise ValueError("empty batch")
         for s in x.shape[2:]:
-            self.output_size(int(s))          # raises ValueError with the geometry's explanation
+            # geometry raises ValueError with an explanation; it does not (yet) check that the
+            # decoder's sizes stay positive (e.g. 76 for depth 3 gives -12), hence the second test
+            if self.output_size(int(s)) < 1:
+                raise ValueError(f"input size {int(s)} is not valid for a depth-{self.depth} {self.padding} "
+                                 f"U-Net (no output pixels)")
         if not x.is_floating_point():
             raise TypeError(f"expected a floating-point tensor, got {x.dtype}")
         return x.to(self.device)
