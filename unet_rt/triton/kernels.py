@@ -93,38 +93,44 @@ def conv3x3_kernel(
             wt = tl.load(w1_ptr + kk[:, None] * N + offs_n[None, :], mask=k_ok[:, None] & n_ok[None, :], other=0.0)
             acc = tl.dot(a.to(wt.dtype), wt, acc, input_precision=DOT_PREC)
     else:
-        for tap in tl.static_range(9):
+        # one runtime loop over (tap, channel block): a uniform body that the compiler software-
+        # pipelines across taps (an unrolled 9-tap loop of short channel loops would not pipeline)
+        nck = tl.cdiv(C1, BLOCK_K)
+        for it in range(0, 9 * nck):
+            tap = it // nck
+            c0 = (it - tap * nck) * BLOCK_K
             kh = tap // 3
-            kw = tap % 3
+            kw = tap - kh * 3
             p_ok = m_ok
             if PAD:
                 p_ok = p_ok & (ih0 + kh >= 0) & (ih0 + kh < H) & (iw0 + kw >= 0) & (iw0 + kw < W)
-            row = row1 + (kh * s1h + kw * s1w)
-            for c0 in range(0, C1, BLOCK_K):
-                cc = c0 + offs_k
-                c_ok = cc < C1
-                a = tl.load(x1_ptr + row[:, None] + (cc * s1c)[None, :], mask=p_ok[:, None] & c_ok[None, :], other=0.0)
-                wt = tl.load(w1_ptr + (tap * C1 + cc)[:, None] * N + offs_n[None, :],
-                             mask=c_ok[:, None] & n_ok[None, :], other=0.0)
-                acc = tl.dot(a.to(wt.dtype), wt, acc, input_precision=DOT_PREC)
+            cc = c0 + offs_k
+            c_ok = cc < C1
+            a = tl.load(x1_ptr + (row1 + (kh * s1h + kw * s1w))[:, None] + (cc * s1c)[None, :],
+                        mask=p_ok[:, None] & c_ok[None, :], other=0.0)
+            wt = tl.load(w1_ptr + (tap * C1 + cc)[:, None] * N + offs_n[None, :],
+                         mask=c_ok[:, None] & n_ok[None, :], other=0.0)
+            acc = tl.dot(a.to(wt.dtype), wt, acc, input_precision=DOT_PREC)
 
     # ---- source 2 (decoder conv1: the up-sampled half of the virtual concatenation) ----
     if TWO:
         row2 = bb * s2b + ih0.to(tl.int64) * s2h + iw0.to(tl.int64) * s2w
-        for tap in tl.static_range(9):
+        nck2 = tl.cdiv(C2, BLOCK_K)
+        for it in range(0, 9 * nck2):
+            tap = it // nck2
+            c0 = (it - tap * nck2) * BLOCK_K
             kh = tap // 3
-            kw = tap % 3
+            kw = tap - kh * 3
             p_ok = m_ok
             if PAD:
                 p_ok = p_ok & (ih0 + kh >= 0) & (ih0 + kh < H) & (iw0 + kw >= 0) & (iw0 + kw < W)
-            row = row2 + (kh * s2h + kw * s2w)
-            for c0 in range(0, C2, BLOCK_K):
-                cc = c0 + offs_k
-                c_ok = cc < C2
-                a = tl.load(x2_ptr + row[:, None] + (cc * s2c)[None, :], mask=p_ok[:, None] & c_ok[None, :], other=0.0)
-                wt = tl.load(w2_ptr + (tap * C2 + cc)[:, None] * N + offs_n[None, :],
-                             mask=c_ok[:, None] & n_ok[None, :], other=0.0)
-                acc = tl.dot(a.to(wt.dtype), wt, acc, input_precision=DOT_PREC)
+            cc = c0 + offs_k
+            c_ok = cc < C2
+            a = tl.load(x2_ptr + (row2 + (kh * s2h + kw * s2w))[:, None] + (cc * s2c)[None, :],
+                        mask=p_ok[:, None] & c_ok[None, :], other=0.0)
+            wt = tl.load(w2_ptr + (tap * C2 + cc)[:, None] * N + offs_n[None, :],
+                         mask=c_ok[:, None] & n_ok[None, :], other=0.0)
+            acc = tl.dot(a.to(wt.dtype), wt, acc, input_precision=DOT_PREC)
 
     # ---- epilogue: bias, ReLU, store (and 2x2 max-pool) ----
     bias = tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
