@@ -132,6 +132,8 @@ def conv3x3(x, w, b, *, pad: int, relu: bool = True, x2=None, w2=None, pool: boo
                              f"do not match the first {tuple(x.shape)}")
     else:
         x2, w2, c2 = x, w, 0
+    if bsz * h * wd >= 2**31 or bsz * oh * ow >= 2**31:
+        raise ValueError(f"{bsz}x{h}x{wd} pixels: the kernels index pixels with int32; split the batch")
     if pool and (oh % 2 or ow % 2):
         raise ValueError(f"fused 2x2 max-pool needs an even output size, got {oh}x{ow}")
     dt = out_dtype or w.dtype
@@ -156,6 +158,8 @@ def upconv2x2(x, w, b, *, out_dtype=None, config=None):
     _check_nhwc("x", x)
     bsz, h, wd, ci = x.shape
     co = b.shape[0]
+    if bsz * h * wd >= 2**31 // 4:
+        raise ValueError(f"{bsz}x{h}x{wd} pixels: the kernels index pixels with int32; split the batch")
     if tuple(w.shape) != (ci, 4 * co):
         raise ValueError(f"up-conv weights {tuple(w.shape)} do not fit {ci} -> {co} channels")
     y = torch.empty((bsz, 2 * h, 2 * wd, co), dtype=out_dtype or w.dtype, device=x.device)
