@@ -76,7 +76,7 @@ class TritonUNet:
         if dtype == torch.bfloat16:
             if self.device.type != "cuda":
                 raise ValueError("bfloat16 is not supported on CPU: Triton's interpreter computes bf16 wrongly")
-            if not torch.cuda.is_bf16_supported():
+            if torch.cuda.get_device_capability(self.device)[0] < 8:   # bf16 tensor cores: Ampere and later
                 raise ValueError(f"this GPU ({torch.cuda.get_device_name(self.device)}) has no bfloat16 support")
         self.dtype = dtype
         self.ops = _ops(self.device)
