@@ -133,8 +133,8 @@ class TritonUNet:
         if x.shape[0] < 1:
             raise ValueError("empty batch")
         for s in x.shape[2:]:
-            # geometry raises ValueError with an explanation; it does not (yet) check that the
-            # decoder's sizes stay positive (e.g. 76 for depth 3 gives -12), hence the second test
+            # geometry raises ValueError with an explanation; the second test is a guard in case an
+            # older geometry.py lets a size with no output pixels through (76 for depth 3 once gave -12)
             if self.output_size(int(s)) < 1:
                 raise ValueError(f"input size {int(s)} is not valid for a depth-{self.depth} {self.padding} "
                                  f"U-Net (no output pixels)")
