@@ -46,7 +46,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--padding", choices=["valid", "same"], default="valid", help="paper: valid")
     p.add_argument("--tile", type=int, default=572, help="input tile size (valid: 572, 588, ...)")
     p.add_argument("--steps", type=int, default=6000, help="SGD steps (one tile each)")
-    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate")
+    p.add_argument("--lr", type=float, default=0.002,
+                   help="peak learning rate (0.01 made this normalisation-free network collapse to one class)")
     p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps, then cosine decay")
     p.add_argument("--momentum", type=float, default=0.99)
     p.add_argument("--weight-decay", type=float, default=0.0)
@@ -59,6 +60,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.*")
     p.add_argument("--class-names", default="membrane,cell")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="stop after this step with a checkpoint, as if interrupted (continue with --resume)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -153,7 +156,9 @@ def plot_metrics(csv_path: Path, png_path: Path) -> None:
         for key in ("val_pixel_error", "val_rand_error"):
             ax[1].plot(vs, [float(r[key]) for r in vrows], "o-", label=key[4:].replace("_", " "))
     ax[0].set_xlabel("step"); ax[0].set_ylabel("weighted cross-entropy"); ax[0].set_yscale("log"); ax[0].legend()
-    ax[1].set_xlabel("step"); ax[1].set_ylabel("error (validation slices)"); ax[1].legend()
+    ax[1].set_xlabel("step"); ax[1].set_ylabel("error (validation slices)")
+    if vrows:
+        ax[1].legend()
     fig.tight_layout()
     tmp = png_path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
@@ -188,7 +193,7 @@ def main(argv=None) -> int:
             sys.exit("--data is required (unless --resume)")
         if (out / "checkpoint.json").exists():
             sys.exit(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-        cfg = {k: v for k, v in vars(args).items() if k not in ("resume", "out", "no_progress")}
+        cfg = {k: v for k, v in vars(args).items() if k not in ("resume", "out", "no_progress", "stop_at")}
         cfg["data"] = str(Path(args.data).resolve())
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
@@ -271,6 +276,10 @@ def main(argv=None) -> int:
                 csv.DictWriter(f, CSV_FIELDS).writerows(pending)
             pending = []
             plot_metrics(csv_path, out / "metrics.png")
+            if args.stop_at is not None and state["step"] >= args.stop_at:
+                bar.close()
+                print(f"stopped at step {state['step']} (--stop-at); continue with --resume")
+                return 0
     bar.close()
     if state["best"] is None:  # no validation slices: the last weights
         model_file.save(out / "model.plan", to_model_file(net, norm, cfg["class_names"].split(","), _provenance(cfg, state)))

@@ -1,0 +1,266 @@
+"""The ``unet-rt`` command line: segment, info, evaluate, compile, train, export.
+
+Run ``unet-rt COMMAND --help`` for each command's options.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_MODEL = PACKAGE_DIR / "models" / "isbi2012-unet16.plan"
+
+
+def _default_model() -> str | None:
+    return str(DEFAULT_MODEL) if DEFAULT_MODEL.exists() else None
+
+
+def _err(msg: str) -> int:
+    print(f"unet-rt: error: {msg}", file=sys.stderr)
+    return 2
+
+
+# ------------------------------------------------------------------------------ segment
+def _add_engine_args(p):
+    p.add_argument("-m", "--model", default=_default_model(),
+                   help="model file (default: the shipped ISBI 2012 model%s)" % ("" if _default_model() else ", not installed"))
+    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "triton", "tensorrt"],
+                   help="auto: cpu for weights, tensorrt for a TensorRT plan")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--tile", type=int, default=None, help="input tile size (default: chosen per image)")
+    p.add_argument("--tta", action="store_true", help="average over the 8 rotations/flips (8x slower)")
+
+
+def cmd_segment(args) -> int:
+    from tqdm import tqdm
+
+    from .engine import Engine
+    from .io import list_images, overlay, read_image, write_image
+
+    if not args.model:
+        return _err("no model given (-m) and no shipped default model installed")
+    inputs = [p for arg in args.inputs for p in list_images(arg)]
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing:
+        return _err(f"no such input: {', '.join(missing[:5])}")
+    if not inputs:
+        return _err("no input images found")
+    out = Path(args.output)
+    single_file = len(inputs) == 1 and out.suffix.lower() in (".png", ".tif", ".tiff")
+    if not single_file:
+        if out.exists() and not out.is_dir():
+            return _err(f"{out} is a file: with several inputs, -o must be a directory")
+    try:
+        eng = Engine(args.model, backend=args.backend, threads=args.threads, tile=args.tile)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        return _err(str(e))
+    t0 = time.perf_counter()
+    n_px = 0
+    for src in tqdm(inputs, desc="segment", unit="img", disable=args.quiet or len(inputs) < 2):
+        try:
+            img = read_image(src)
+            if args.probabilities:
+                res = eng.predict(img, tta=args.tta)
+            else:
+                res = eng.segment(img, tta=args.tta)
+        except (ValueError, TypeError) as e:
+            return _err(f"{src}: {e}")
+        n_px += img.shape[0] * img.shape[1] if img.ndim == 2 or eng.in_channels > 1 else int(np.prod(img.shape))
+        stack = res.ndim == (4 if args.probabilities else 3)
+        if single_file:
+            dst = out
+        else:
+            ext = ".tif" if (stack or args.probabilities) else ".png"
+            dst = out / (src.stem + ext)
+        if args.probabilities and dst.suffix.lower() == ".png":
+            return _err("probabilities are float32: use a .tif output")
+        if not args.probabilities and args.scale:
+            res = (res * (255 // max(eng.classes - 1, 1))).astype(np.uint8)
+        write_image(dst, res)
+        if args.overlay and not stack and not args.probabilities:
+            labels = res if not args.scale else eng.segment(img)
+            write_image(dst.with_name(dst.stem + "-overlay.png"), overlay(img, labels, cls=args.overlay_class))
+    dt = time.perf_counter() - t0
+    if not args.quiet:
+        print(f"segmented {len(inputs)} image(s), {n_px / 1e6:.2f} Mpx in {dt:.2f} s "
+              f"({n_px / 1e6 / max(dt, 1e-9):.2f} Mpx/s) -> {out}")
+    return 0
+
+
+def _add_segment(sub):
+    p = sub.add_parser("segment", help="segment PNG/TIFF/zarr images (any size) with a model",
+                       description="Segment images of any size with overlap-tile inference. Writes the "
+                                   "class map (0..K-1) as PNG (single images) or TIFF (stacks).")
+    p.add_argument("inputs", nargs="+", help="image files or directories (PNG, TIFF incl. stacks, zarr)")
+    p.add_argument("-o", "--output", required=True, help="output file (single input) or directory")
+    _add_engine_args(p)
+    p.add_argument("--probabilities", action="store_true", help="write float32 class probabilities (K x H x W TIFF)")
+    p.add_argument("--scale", action="store_true", help="spread class values over 0..255 in the PNG (viewable)")
+    p.add_argument("--overlay", action="store_true", help="also write NAME-overlay.png (image with one class tinted)")
+    p.add_argument("--overlay-class", type=int, default=0, help="class tinted in the overlay (default 0: membrane)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_segment)
+
+
+# ------------------------------------------------------------------------------ info
+def cmd_info(args) -> int:
+    from . import model_file
+
+    try:
+        kind = model_file.detect_kind(args.model)
+        mf = model_file.load(args.model, tensors=False)
+    except (ValueError, FileNotFoundError) as e:
+        return _err(str(e))
+    d = {"path": args.model, "kind": kind, "arch": mf.arch, "normalization": mf.normalization,
+         "class_names": mf.class_names, "provenance": mf.provenance, **mf.extra}
+    if kind == "weights":
+        from .geometry import halo, valid_input_sizes
+
+        a = mf.arch
+        d["halo"] = halo(a["depth"], a["padding"])
+        d["tile_sizes"] = [f"{i}->{o}" for i, o in valid_input_sizes(1, 1100, a["depth"], a["padding"])][:8]
+        from .model_file import expected_shapes
+
+        d["parameters"] = int(sum(np.prod(s) for s in expected_shapes(a).values()))
+    if args.json:
+        print(json.dumps(d, indent=1))
+    else:
+        for k, v in d.items():
+            print(f"{k:>14}: {v}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ evaluate
+def cmd_evaluate(args) -> int:
+    from . import metrics
+    from .engine import Engine
+    from .io import list_images, read_image
+
+    root = Path(args.data)
+    imgs = list_images(root / "image")
+    labs = {p.stem: p for p in list_images(root / "label")}
+    if args.slices:
+        from training.data import parse_slices  # noqa: PLC0415 - only the slice parser
+
+        keep = set(parse_slices(args.slices))
+        imgs = [p for i, p in enumerate(imgs) if i in keep]
+    if not imgs:
+        return _err(f"no images in {root / 'image'}")
+    eng = None
+    if not args.baseline:
+        if not args.model:
+            return _err("no model given (-m)")
+        eng = Engine(args.model, backend=args.backend, threads=args.threads, tile=args.tile)
+    rows = []
+    for p in imgs:
+        img, lab = read_image(p), read_image(labs[p.stem])
+        true = (lab > 0).astype(np.uint8)
+        pred = eng.segment(img, tta=args.tta) if eng else otsu_segment(img)
+        m = metrics.evaluate(pred, true)
+        rows.append({"image": p.name, **m})
+        if not args.json:
+            print(f"{p.name:>12}  pixel error {m['pixel_error']:.4f}  Rand error {m['rand_error']:.4f}  "
+                  f"IoU {m['iou']:.4f}  Dice {m['dice']:.4f}")
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("pixel_error", "rand_error", "iou", "dice")}
+    if args.json:
+        print(json.dumps({"images": rows, "mean": mean}, indent=1))
+    else:
+        print(f"{'mean':>12}  pixel error {mean['pixel_error']:.4f}  Rand error {mean['rand_error']:.4f}  "
+              f"IoU {mean['iou']:.4f}  Dice {mean['dice']:.4f}  ({len(rows)} images)")
+    return 0
+
+
+def otsu_threshold(img: np.ndarray) -> float:
+    """Otsu's threshold (numpy): maximises the between-class variance of the histogram."""
+    x = np.asarray(img, np.float64).ravel()
+    hist, edges = np.histogram(x, bins=256)
+    centers = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centers)
+    mu0 = m0 / np.maximum(w0, 1)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(centers[np.argmax(between)])
+
+
+def otsu_segment(img: np.ndarray) -> np.ndarray:
+    """Baseline: pixels brighter than Otsu's threshold are cells (class 1)."""
+    return (np.asarray(img) > otsu_threshold(img)).astype(np.uint8)
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="pixel error, Rand error, IoU, Dice of a model on a labelled data set",
+                       description="Evaluate on DATA/image + DATA/label (binary labels: >0 = cell). Cells are "
+                                   "the connected components of class 1; Rand error is the adapted Rand error "
+                                   "(as skimage.metrics.adapted_rand_error, label-0 pixels ignored).")
+    p.add_argument("--data", required=True, help="directory with image/ and label/")
+    p.add_argument("--slices", default=None, help="which slices, e.g. 25-29 (natural file order)")
+    p.add_argument("--baseline", choices=["otsu"], default=None, help="evaluate a plain Otsu threshold instead")
+    p.add_argument("--json", action="store_true")
+    _add_engine_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+
+# ------------------------------------------------------------------------------ compile / train / export
+def _add_compile(sub):
+    from .tensorrt import cli as compile_cli
+
+    p = sub.add_parser("compile", help="compile a model into a TensorRT plan (or a fixed-tile ONNX file)",
+                       description=compile_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    compile_cli.add_arguments(p)
+    p.set_defaults(func=compile_cli.run)
+
+
+def cmd_train(args) -> int:
+    try:
+        from training.train import main as train_main
+    except ImportError as e:
+        return _err(f"training needs the train extra (pip install 'unet-rt[train]'): {e}")
+    return train_main(args.train_args)
+
+
+def cmd_export(args) -> int:
+    try:
+        from training.export import main as export_main
+    except ImportError as e:
+        return _err(f"export needs the train extra (pip install 'unet-rt[train]'): {e}")
+    return export_main([args.run, "-o", args.output] + (["--last"] if args.last else []))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="unet-rt", description="U-Net segmentation for microscopy (Ronneberger et al. 2015): "
+                                "train, export, segment, evaluate, benchmark.")
+    p.add_argument("--version", action="version", version=f"unet-rt {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    _add_segment(sub)
+    pi = sub.add_parser("info", help="show a model file's architecture, normalisation and provenance")
+    pi.add_argument("model")
+    pi.add_argument("--json", action="store_true")
+    pi.set_defaults(func=cmd_info)
+    _add_evaluate(sub)
+    _add_compile(sub)
+    pt = sub.add_parser("train", help="train a U-Net (python -m training.train; see unet-rt train --help)", add_help=False)
+    pt.add_argument("train_args", nargs=argparse.REMAINDER)
+    pt.set_defaults(func=cmd_train)
+    pe = sub.add_parser("export", help="turn a training run's checkpoint into a runtime model file")
+    pe.add_argument("run", help="run directory (holding checkpoint.safetensors/.json)")
+    pe.add_argument("-o", "--output", required=True, help="model file to write")
+    pe.add_argument("--last", action="store_true", help="export the last checkpoint, not the best validated one")
+    pe.set_defaults(func=cmd_export)
+    args = p.parse_args(argv)
+    if not getattr(args, "func", None):
+        p.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
