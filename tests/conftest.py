@@ -1,13 +1,11 @@
 import os
-import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture
