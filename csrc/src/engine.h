@@ -1,0 +1,58 @@
+// The native inference engine: model file reader + executor (Network) + overlap-tile + normalisation.
+// This is what the C API and the Python _core.Engine wrap.
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "src/model_reader.h"
+#include "src/network.h"
+#include "src/tiler.h"
+
+namespace unet_rt {
+
+struct EngineOptions {
+  int threads = 0;              // 0: every core
+  int tile = 0;                 // 0: automatic (see tiler.h); else the input tile size
+  size_t memory_budget_mb = 0;  // per-tile working memory; 0: kDefaultBudgetMb
+};
+
+constexpr size_t kDefaultBudgetMb = 768;
+
+class Engine {
+ public:
+  explicit Engine(const std::string& path, const EngineOptions& opt = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const ModelInfo& info() const { return info_; }
+  int halo() const;
+  int tile() const { return opt_.tile; }
+  int threads() const;
+  size_t memory_budget_bytes() const { return budget_; }
+  // The tiling this engine uses for an image of this size.
+  TilePlan plan(int height, int width) const;
+
+  // Writes [classes, H, W] float32 probabilities (or logits) into `out` (contiguous).
+  // Safe to call from several threads (the executor serialises the tiles).
+  void predict(const ImageView& img, float* out, bool logits = false) const;
+  // Writes the argmax labels [H, W] (U8 if classes <= 256, else U16 as `dtype` says).
+  void segment(const ImageView& img, void* labels, DType labels_dtype) const;
+
+ private:
+  TileOptions tile_options() const;
+  TileGeometry geometry() const;
+  void run(const ImageView& img, const TileOutput& out) const;
+
+  ModelInfo info_;
+  EngineOptions opt_;
+  size_t budget_ = 0;
+  std::unique_ptr<Network> net_;
+};
+
+// "avx512", "avx2" or "scalar": what this CPU's dispatch will use (best effort description).
+std::string cpu_isa();
+
+}  // namespace unet_rt
