@@ -256,7 +256,9 @@ class Parser {
           put_utf8(out, cp);
           break;
         }
-        default: fail(std::string("invalid escape \\") + e);
+        default:
+          if (e > 0x20 && e < 0x7f) fail(std::string("invalid escape \\") + e);
+          fail("invalid escape (byte 0x" + std::string(1, "0123456789abcdef"[(e >> 4) & 15]) + "0123456789abcdef"[e & 15] + ")");
       }
     }
   }
