@@ -1,0 +1,13 @@
+// conv3x3 + bias + ReLU, avx512: register tiles of output pixels x output channels (simd_impl.h).
+#include "kernels/simd_avx512.h"
+#include "kernels/simd_impl.h"
+
+namespace unet_rt::kernels {
+
+// x_i: [nblk_i, H, W, cb_i]  w: [OC/ocg][i][blk][3][3][cb_i][ocg]  -> y: [OC/16, OH, OW, 16], row oy of group g
+void conv3x3_avx512(const ConvArgs& a, int g, int oy) {
+  if (a.ocg == 32) simd::conv_row_nv<simd::Avx512, 2, 12>(a, g, oy);
+  else simd::conv_row_nv<simd::Avx512, 1, 24>(a, g, oy);
+}
+
+}  // namespace unet_rt::kernels
