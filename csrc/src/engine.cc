@@ -1,8 +1,10 @@
 // The native inference engine: see engine.h.
 #include "src/engine.h"
 
+#include <cstdlib>
 #include <stdexcept>
 
+#include "kernels/kernels.h"
 #include "src/geometry.h"
 
 namespace unet_rt {
@@ -64,14 +66,14 @@ void Engine::segment(const ImageView& img, void* labels, DType labels_dtype) con
 }
 
 std::string cpu_isa() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512dq"))
-    return "avx512";
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
-#endif
-  return "scalar";
+  using kernels::Isa;
+  const char* env = std::getenv("UNET_RT_ISA");  // the executor's own choice (network.cc, kernels/dispatch.cc)
+  switch (kernels::isa_from_name(env ? env : "auto")) {
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    case Isa::Ref: return "ref";
+  }
+  return "ref";
 }
 
 }  // namespace unet_rt

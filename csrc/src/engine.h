@@ -52,7 +52,7 @@ class Engine {
   std::unique_ptr<Network> net_;
 };
 
-// "avx512", "avx2" or "scalar": what this CPU's dispatch will use (best effort description).
+// "avx512", "avx2" or "ref": the kernels the executor's dispatch picks on this CPU.
 std::string cpu_isa();
 
 }  // namespace unet_rt

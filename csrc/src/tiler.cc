@@ -100,33 +100,41 @@ TilePlan plan_valid(int H, int W, const TileGeometry& g, const TileOptions& opt)
     return out;
   };
   std::vector<AxisPlan> cy = candidates(H), cx = candidates(W);
-  struct Cand {
-    long long cost;
-    size_t tiles;
-    int iy, ix;
-  };
-  std::vector<Cand> cands;
-  for (int iy = 0; iy < int(cy.size()); ++iy)
-    for (int ix = 0; ix < int(cx.size()); ++ix)
-      cands.push_back({cy[size_t(iy)].total_input() * cx[size_t(ix)].total_input(),
-                       cy[size_t(iy)].in_size.size() * cx[size_t(ix)].in_size.size(), iy, ix});
-  std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
-    return std::tie(a.cost, a.tiles, a.iy, a.ix) < std::tie(b.cost, b.tiles, b.iy, b.ix);
-  });
+  // The largest input side of candidate i is its full tile, increasing with i; the memory of a
+  // tile grows with both sides, so the candidates that fit form, for each row candidate, a prefix
+  // of the column candidates: find its end by bisection (few workspace_bytes calls).
   auto max_of = [](const std::vector<int>& v) { return *std::max_element(v.begin(), v.end()); };
-  for (const Cand& c : cands) {
-    const AxisPlan &ay = cy[size_t(c.iy)], &ax = cx[size_t(c.ix)];
+  auto fits = [&](int iy, int ix) {
+    const AxisPlan &ay = cy[size_t(iy)], &ax = cx[size_t(ix)];
     int ih = max_of(ay.in_size), iw = max_of(ax.in_size);
-    if (opt.max_tile > 0 && (ih > opt.max_tile || iw > opt.max_tile) && !(c.iy == 0 && c.ix == 0)) continue;
-    if (opt.memory_budget > 0 && !(c.iy == 0 && c.ix == 0) &&
-        tile_bytes(g, opt, ih, iw, max_of(ay.out_size), max_of(ax.out_size)) > opt.memory_budget)
-      continue;
-    p.y = ay;
-    p.x = ax;
-    return p;
+    if (opt.max_tile > 0 && (ih > opt.max_tile || iw > opt.max_tile)) return false;
+    return opt.memory_budget == 0 ||
+           tile_bytes(g, opt, ih, iw, max_of(ay.out_size), max_of(ax.out_size)) <= opt.memory_budget;
+  };
+  struct Best {
+    long long cost = -1;
+    size_t tiles = 0;
+    int iy = 0, ix = 0;
+  } best;
+  for (int iy = 0; iy < int(cy.size()); ++iy) {
+    int lo = 0, hi = int(cx.size());  // fits(iy, ix) for ix < lo; not for ix >= hi
+    if (!fits(iy, 0)) break;          // larger iy fit even less
+    lo = 1;
+    while (lo < hi) {
+      int mid = (lo + hi) / 2;
+      if (fits(iy, mid)) lo = mid + 1;
+      else hi = mid;
+    }
+    for (int ix = 0; ix < lo; ++ix) {
+      long long cost = cy[size_t(iy)].total_input() * cx[size_t(ix)].total_input();
+      size_t tiles = cy[size_t(iy)].in_size.size() * cx[size_t(ix)].in_size.size();
+      if (best.cost < 0 || cost < best.cost || (cost == best.cost && tiles < best.tiles))
+        best = {cost, tiles, iy, ix};
+    }
   }
-  p.y = cy[0];  // nothing fits: the smallest tiles (unreachable: candidate (0, 0) always passes)
-  p.x = cx[0];
+  // Nothing fits the budget: the smallest tiles.
+  p.y = cy[size_t(best.iy)];
+  p.x = cx[size_t(best.ix)];
   return p;
 }
 
