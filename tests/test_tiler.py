@@ -338,13 +338,13 @@ MEM = textwrap.dedent(r'''
     import numpy as np
     from unet_rt import _core
     n = int(sys.argv[1])
-    img = np.zeros((1, n, n), np.uint8)
+    img = np.full((1, n, n), 7, np.uint8)  # resident pages (np.zeros would map the zero page)
     fn = lambda t: t[:, 92:-92, 92:-92].copy()
     _core.tile_predict(np.zeros((1, 8, 8), np.uint8), [0.0], [1.0], 4, False, 2 - 1, fn, output="logits")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out = _core.tile_predict(img, [0.0], [1.0], 4, False, 1, fn, output="logits")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(peak - before - img.nbytes - out.nbytes)
+    print(peak - before - out.nbytes)  # the image is already resident in `before`
 ''')
 
 
