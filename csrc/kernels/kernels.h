@@ -94,6 +94,40 @@ struct HeadArgs {
 };
 using HeadRowFn = void (*)(const HeadArgs& a, int oy);
 
+// conv3x3 by Winograd F(4x4, 3x3) (+ bias + ReLU): each 4x4 output tile comes from a 6x6 input
+// tile d as  y = A^T [ (G g G^T) . (B^T d B) ] A : 36 independent GEMMs [tiles x IC] x [IC x OC]
+// instead of 9, i.e. 4x fewer multiplies than direct convolution. Two phases per band of tiles:
+//   in:  x_i: [IC_i/16, >= OH+2, >= OW+2, 16] views -> V: [36][IC/16][nband][16]   (one tile)
+//   out: V, U: [OC/ocg][36][IC][ocg] -> M: [36][ocg/16][nt][16] (scratch) -> y: [OC/16, OH, OW, 16]
+// Tiles are numbered row-major (ty * tw + tx); a band is a contiguous range of them. Input pixels
+// beyond the view's OH+2 x OW+2 are read as zeros (partial edge tiles), outputs beyond OH x OW are
+// not written.
+constexpr int kWinoT = 36;
+struct WinoArgs {
+  View in[2];                   // every input has cb = 16
+  int nin = 1;
+  int icb = 0;                  // input blocks over all inputs
+  const float* u = nullptr;     // transformed weights [OC/ocg][36][icb*16][ocg]
+  const float* bias = nullptr;  // [OC padded to ocg]
+  int ocg = 16;
+  int oh = 0, ow = 0, th = 0, tw = 0;
+  OutView y;
+  bool relu = true;
+};
+// Input transform of tile `tile` into band slot n: V[t][blk][n][16] at v + t*vt + blk*nband*16 + n*16.
+using WinoInFn = void (*)(const WinoArgs& a, float* v, int64_t nband, int64_t tile, int64_t n);
+// GEMMs + output transform for group g, band slots [n0, n0+nt) (band starts at tile t0);
+// m: scratch of 36*ocg*nt floats.
+using WinoOutFn = void (*)(const WinoArgs& a, const float* v, int64_t nband, int64_t t0, int g, int64_t n0,
+                           int nt, float* m);
+
+// U = G g G^T for every (oc, ic) of w: [OC][sum(in_channels)][3][3] (PyTorch layout), computed in
+// double, packed as [OC/ocg][36][sum(blocks16(in_channels_i))*16][ocg] with zeros in padding.
+std::vector<float> wino_pack_weights(const float* w, int oc, const std::vector<int>& in_channels, int ocg);
+// Floats of a band's V (tiles, input blocks) and of one work unit's M scratch (nt tiles).
+inline int64_t wino_v_floats(int icb, int64_t nband) { return (int64_t)kWinoT * icb * nband * 16; }
+inline int64_t wino_m_floats(int ocg, int nt) { return (int64_t)kWinoT * ocg * nt; }
+
 struct Kernels {
   Isa isa;
   const char* name;
@@ -101,6 +135,8 @@ struct Kernels {
   UpRowFn up;
   PoolRowFn pool;
   HeadRowFn head;
+  WinoInFn wino_in;
+  WinoOutFn wino_out;
   int preferred_ocg;  // 32 where the ISA has the registers for it
   // ocg for OC output channels (OC padded to 16).
   int ocg_for(int oc) const { return (preferred_ocg == 32 && ((oc + 15) / 16) % 2 == 0) ? 32 : 16; }
@@ -118,6 +154,12 @@ std::vector<std::string> available_isas();
 void conv3x3_ref(const ConvArgs&, int, int);
 void conv3x3_avx2(const ConvArgs&, int, int);
 void conv3x3_avx512(const ConvArgs&, int, int);
+void conv3x3_wino_in_ref(const WinoArgs&, float*, int64_t, int64_t, int64_t);
+void conv3x3_wino_in_avx2(const WinoArgs&, float*, int64_t, int64_t, int64_t);
+void conv3x3_wino_in_avx512(const WinoArgs&, float*, int64_t, int64_t, int64_t);
+void conv3x3_wino_out_ref(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int, float*);
+void conv3x3_wino_out_avx2(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int, float*);
+void conv3x3_wino_out_avx512(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int, float*);
 void upconv2x2_ref(const UpArgs&, int, int);
 void upconv2x2_avx2(const UpArgs&, int, int);
 void upconv2x2_avx512(const UpArgs&, int, int);

@@ -14,6 +14,10 @@ struct Avx512 {
   static inline reg bcast(const float* p) { return _mm512_broadcastss_ps(_mm_load_ss(p)); }
   static inline reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static inline reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  static inline reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static inline reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
+  static inline reg set1(float v) { return _mm512_set1_ps(v); }
+  static inline reg fnma(reg a, reg b, reg c) { return _mm512_fnmadd_ps(a, b, c); }
   static inline reg zero() { return _mm512_setzero_ps(); }
   static inline float hsum(reg v) { return _mm512_reduce_add_ps(v); }
 };

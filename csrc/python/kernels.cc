@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -18,6 +19,7 @@ namespace k = unet_rt::kernels;
 
 namespace unet_rt {
 extern thread_local std::string g_network_isa_override;
+extern thread_local int g_network_winograd_override;
 }
 
 namespace {
@@ -138,6 +140,72 @@ F32 conv3x3(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std:
   return y.planar();
 }
 
+// Winograd conv3x3 over inputs [(x_i [C_i, H_i, W_i], dy_i, dx_i)] (cb 16 each); bands of `band`
+// tiles (0: all) and work units of `nt` tiles exercise the banding and remainders.
+F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std::string& isa, int ocg,
+                     int band, int nt) {
+  need_ndim(w, 4, "w");
+  const int oc = (int)w.shape(0), ictot = (int)w.shape(1);
+  if (w.shape(2) != 3 || w.shape(3) != 3) throw std::invalid_argument("w must be [OC, IC, 3, 3]");
+  if (inputs.size() < 1 || inputs.size() > 2) throw std::invalid_argument("1 or 2 inputs");
+  if (ocg != 16 && ocg != 32) throw std::invalid_argument("ocg must be 16 or 32");
+  if (b.ndim() != 1 || b.shape(0) != oc) throw std::invalid_argument("b must be [OC]");
+  if (nt < 1) throw std::invalid_argument("nt must be >= 1");
+  std::vector<Blocked> xs;
+  std::vector<std::pair<int, int>> offs;
+  std::vector<int> chans;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    auto t = inputs[i].cast<py::tuple>();
+    F32 x = t[0].cast<F32>();
+    need_ndim(x, 3, "x");
+    int dy = t[1].cast<int>(), dx = t[2].cast<int>();
+    if (dy < 0 || dx < 0 || dy + oh + 2 > x.shape(1) || dx + ow + 2 > x.shape(2))
+      throw std::invalid_argument("input too small for the output size and offsets");
+    xs.push_back(Blocked::from(x, 16));
+    offs.push_back({dy, dx});
+    chans.push_back((int)x.shape(0));
+  }
+  int icsum = 0;
+  for (int c : chans) icsum += c;
+  if (icsum != ictot) throw std::invalid_argument("w's input channels do not match the inputs");
+  const int ng = ((oc + 15) / 16 * 16 + ocg - 1) / ocg;
+  std::vector<float> u = k::wino_pack_weights(w.data(), oc, chans, ocg);
+  std::vector<float> pb((size_t)ng * ocg, 0.0f);
+  for (int o = 0; o < oc; ++o) pb[o] = b.data()[o];
+  Blocked y(ng * ocg, oh, ow, 16);
+  k::WinoArgs a;
+  a.nin = (int)xs.size();
+  a.icb = 0;
+  for (int i = 0; i < a.nin; ++i) {
+    a.in[i] = xs[i].view(offs[i].first, offs[i].second);
+    a.icb += xs[i].nblk;
+  }
+  a.u = u.data();
+  a.bias = pb.data();
+  a.ocg = ocg;
+  a.oh = oh;
+  a.ow = ow;
+  a.th = (oh + 3) / 4;
+  a.tw = (ow + 3) / 4;
+  a.y = y.out();
+  a.relu = relu;
+  const int64_t tiles = (int64_t)a.th * a.tw;
+  const int64_t nb = band > 0 ? band : tiles;
+  std::vector<float> v(k::wino_v_floats(a.icb, nb)), m(k::wino_m_floats(ocg, nt));
+  const k::Kernels& kn = kern(isa);
+  {
+    py::gil_scoped_release nogil;
+    for (int64_t t0 = 0; t0 < tiles; t0 += nb) {
+      const int64_t n = std::min(nb, tiles - t0);
+      for (int64_t j = 0; j < n; ++j) kn.wino_in(a, v.data(), nb, t0 + j, j);
+      for (int g = 0; g < ng; ++g)
+        for (int64_t n0 = 0; n0 < n; n0 += nt) kn.wino_out(a, v.data(), nb, t0, g, n0, (int)std::min<int64_t>(nt, n - n0), m.data());
+    }
+  }
+  y.c = oc;
+  return y.planar();
+}
+
 F32 upconv2x2(F32 x, F32 w, F32 b, const std::string& isa, int ocg) {
   need_ndim(x, 3, "x");
   need_ndim(w, 4, "w");
@@ -218,7 +286,7 @@ F32 head1x1(F32 x, F32 w, F32 b, bool probabilities, const std::string& isa) {
 // The executor on a dict architecture and a dict of numpy weights.
 class PyNetwork {
  public:
-  PyNetwork(py::dict arch, py::dict weights, int threads, const std::string& isa) {
+  PyNetwork(py::dict arch, py::dict weights, int threads, const std::string& isa, py::object winograd) {
     unet_rt::Arch a;
     a.in_channels = arch["in_channels"].cast<int>();
     a.classes = arch["classes"].cast<int>();
@@ -235,13 +303,16 @@ class PyNetwork {
     }
     isa_ = k::isa_name(k::isa_from_name(isa));
     unet_rt::g_network_isa_override = isa_;
+    unet_rt::g_network_winograd_override = winograd.is_none() ? -1 : (winograd.cast<bool>() ? 1 : 0);
     try {
       net_ = std::make_unique<unet_rt::Network>(a, ws, threads);
     } catch (...) {
       unet_rt::g_network_isa_override.clear();
+      unet_rt::g_network_winograd_override = -1;
       throw;
     }
     unet_rt::g_network_isa_override.clear();
+    unet_rt::g_network_winograd_override = -1;
     keep_.clear();  // weights are repacked: the arrays may go
   }
   F32 forward(F32 x, bool probabilities) {
@@ -281,13 +352,17 @@ void unet_rt_bind_kernels(py::module_& m) {
   km.def("conv3x3", &conv3x3, py::arg("inputs"), py::arg("w"), py::arg("b"), py::arg("oh"), py::arg("ow"),
          py::arg("relu") = true, py::arg("isa") = "auto", py::arg("ocg") = 16, py::arg("cbs") = std::vector<int>{},
          "conv over [(x [C,H,W], dy, dx), ...] concatenated along channels -> [OC, oh, ow]; cbs: block size per input.");
+  km.def("conv3x3_winograd", &conv3x3_winograd, py::arg("inputs"), py::arg("w"), py::arg("b"), py::arg("oh"),
+         py::arg("ow"), py::arg("relu") = true, py::arg("isa") = "auto", py::arg("ocg") = 16, py::arg("band") = 0,
+         py::arg("nt") = 12, "Winograd F(4x4,3x3) conv3x3 (+bias, ReLU) over [(x [C,H,W], dy, dx), ...] -> [OC, oh, ow].");
   km.def("upconv2x2", &upconv2x2, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("isa") = "auto", py::arg("ocg") = 16);
   km.def("pool2x2", &pool2x2, py::arg("x"), py::arg("isa") = "auto");
   km.def("head1x1", &head1x1, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("probabilities") = false,
          py::arg("isa") = "auto");
   py::class_<PyNetwork>(km, "Network")
-      .def(py::init<py::dict, py::dict, int, const std::string&>(), py::arg("arch"), py::arg("weights"),
-           py::arg("threads") = 0, py::arg("isa") = "auto")
+      .def(py::init<py::dict, py::dict, int, const std::string&, py::object>(), py::arg("arch"), py::arg("weights"),
+           py::arg("threads") = 0, py::arg("isa") = "auto", py::arg("winograd") = py::none(),
+           "winograd: None = default (on unless UNET_RT_WINOGRAD=0), True/False to force")
       .def("forward", &PyNetwork::forward, py::arg("x"), py::arg("probabilities") = false,
            "x: [C, h, w] float32 -> [K, oh, ow] logits (or softmax probabilities)")
       .def("output_size", [](PyNetwork& n, int s) { return n.net().output_size(s); })

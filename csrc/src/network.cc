@@ -31,6 +31,8 @@ namespace k = kernels;
 // on this thread uses ("ref", "avx2", "avx512"; empty: UNET_RT_ISA from the environment, else the
 // best this CPU has).
 thread_local std::string g_network_isa_override;
+// Same for Winograd: -1 = default (UNET_RT_WINOGRAD=0 in the environment turns it off), 0 off, 1 on.
+thread_local int g_network_winograd_override = -1;
 
 namespace {
 
@@ -43,8 +45,9 @@ struct FreeDeleter {
 };
 
 struct PackedConv {
-  std::vector<float> w, b;
+  std::vector<float> w, b;   // direct: [OC/ocg][i][blk][3][3][cb][ocg]; Winograd: U [OC/ocg][36][IC][ocg]
   int oc = 0, ocg = 16;
+  bool wino = false;
 };
 struct PackedUp {
   std::vector<float> w, b;
@@ -89,6 +92,22 @@ PackedConv pack_conv(const TensorView& w, const TensorView& b, const std::vector
   return p;
 }
 
+// Winograd F(4x4, 3x3) version of a conv whose inputs all use 16-channel blocks.
+PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) {
+  const int oc = (int)w.shape[0];
+  PackedConv p;
+  p.oc = oc;
+  p.ocg = ocg;
+  p.wino = true;
+  std::vector<int> chans;
+  for (auto& d : ins) chans.push_back(d.channels);
+  p.w = kernels::wino_pack_weights(w.data, oc, chans, ocg);
+  const int ng = (blocks16(oc) * 16 + ocg - 1) / ocg;
+  p.b.assign((size_t)ng * ocg, 0.0f);
+  for (int o = 0; o < oc; ++o) p.b[o] = b.data[o];
+  return p;
+}
+
 // w: PyTorch ConvTranspose2d [IC][OC][2][2] -> [OC/ocg][a][b][IC/16*16][ocg].
 PackedUp pack_up(const TensorView& w, const TensorView& b, int ocg) {
   const int ic = (int)w.shape[0], oc = (int)w.shape[1];
@@ -116,6 +135,7 @@ enum class OpKind { Reorder, Conv, Pool, Up, Head };
 
 struct Op {
   OpKind kind;
+  int64_t band = 0;     // Winograd conv: tiles per band
   int out = -1;         // tensor id (-1: the caller's output)
   int in[2] = {-1, -1};
   int dy[2] = {0, 0}, dx[2] = {0, 0};  // view offsets into each input (crop; -1 for same padding)
@@ -133,7 +153,9 @@ struct Tensor {
 struct Plan {
   std::vector<Tensor> t;
   std::vector<Op> ops;
-  int64_t floats = 0;
+  int64_t floats = 0;          // activations + Winograd scratch (the arena)
+  int64_t wino_v = 0, wino_m = 0;  // Winograd band buffer at offset act_floats, then M per thread
+  int64_t act_floats = 0;
   int oh = 0, ow = 0;
 };
 
@@ -153,6 +175,15 @@ struct Network::Impl {
   mutable std::map<std::pair<int, int>, Plan> plans;
   std::unique_ptr<float, FreeDeleter> arena;
   int64_t arena_floats = 0;
+
+  bool winograd = true;
+  static constexpr int kWinoNt = 24;                 // tiles per Winograd work unit
+  static constexpr int64_t kWinoBand = 2 << 20;      // floats of V per band (8 MB, stays in L3)
+  PackedConv pack(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) const {
+    bool all16 = true;
+    for (auto& d : ins) all16 = all16 && d.cb == 16;
+    return (winograd && all16) ? pack_wino(w, b, ins, ocg) : pack_conv(w, b, ins, ocg);
+  }
 
   int enc_conv(int l, int j) const { return 2 * l + j; }
   int dec_conv(int l, int j) const { return 2 * (arch.depth + 1) + 2 * l + j; }
@@ -195,6 +226,12 @@ Network::Network(const Arch& arch, const Weights& weights, int threads) : impl_(
   }
   m.kern = &k::kernels_for(k::isa_from_name(isa));
   m.pad = arch.same_padding ? 1 : 0;
+  if (g_network_winograd_override >= 0) {
+    m.winograd = g_network_winograd_override == 1;
+  } else {
+    const char* env = std::getenv("UNET_RT_WINOGRAD");
+    m.winograd = !(env && std::string(env) == "0");
+  }
   m.in_cb = arch.in_channels < 16 ? arch.in_channels : 16;
 
   const int D = arch.depth;
@@ -206,10 +243,10 @@ Network::Network(const Arch& arch, const Weights& weights, int threads) : impl_(
     const std::string p = "enc." + std::to_string(l) + ".";
     std::vector<InDesc> in1 = {l == 0 ? InDesc{prev, m.in_cb, (prev + m.in_cb - 1) / m.in_cb}
                                       : InDesc{prev, 16, blocks16(prev)}};
-    m.convs.push_back(pack_conv(need(weights, p + "conv1.weight", {c, prev, 3, 3}),
-                                need(weights, p + "conv1.bias", {c}), in1, m.kern->ocg_for(c)));
-    m.convs.push_back(pack_conv(need(weights, p + "conv2.weight", {c, c, 3, 3}), need(weights, p + "conv2.bias", {c}),
-                                {InDesc{c, 16, blocks16(c)}}, m.kern->ocg_for(c)));
+    m.convs.push_back(m.pack(need(weights, p + "conv1.weight", {c, prev, 3, 3}),
+                             need(weights, p + "conv1.bias", {c}), in1, m.kern->ocg_for(c)));
+    m.convs.push_back(m.pack(need(weights, p + "conv2.weight", {c, c, 3, 3}), need(weights, p + "conv2.bias", {c}),
+                             {InDesc{c, 16, blocks16(c)}}, m.kern->ocg_for(c)));
     expected += 4;
     prev = c;
   }
@@ -223,11 +260,11 @@ Network::Network(const Arch& arch, const Weights& weights, int threads) : impl_(
   for (int l = 0; l < D; ++l) {
     const int c = m.widths[l];
     const std::string p = "dec." + std::to_string(l) + ".";
-    m.convs.push_back(pack_conv(need(weights, p + "conv1.weight", {c, 2 * c, 3, 3}),
-                                need(weights, p + "conv1.bias", {c}),
-                                {InDesc{c, 16, blocks16(c)}, InDesc{c, 16, blocks16(c)}}, m.kern->ocg_for(c)));
-    m.convs.push_back(pack_conv(need(weights, p + "conv2.weight", {c, c, 3, 3}), need(weights, p + "conv2.bias", {c}),
-                                {InDesc{c, 16, blocks16(c)}}, m.kern->ocg_for(c)));
+    m.convs.push_back(m.pack(need(weights, p + "conv1.weight", {c, 2 * c, 3, 3}),
+                             need(weights, p + "conv1.bias", {c}),
+                             {InDesc{c, 16, blocks16(c)}, InDesc{c, 16, blocks16(c)}}, m.kern->ocg_for(c)));
+    m.convs.push_back(m.pack(need(weights, p + "conv2.weight", {c, c, 3, 3}), need(weights, p + "conv2.bias", {c}),
+                             {InDesc{c, 16, blocks16(c)}}, m.kern->ocg_for(c)));
     expected += 4;
   }
   const int K = arch.classes, c0 = arch.base, c0p = blocks16(c0) * 16;
@@ -390,6 +427,21 @@ const Plan& Network::Impl::plan(int h, int w) const {
     p.floats = std::max(p.floats, off + t.floats);
     placed.push_back(id);
   }
+  p.act_floats = p.floats;
+  for (auto& op : p.ops) {
+    if (op.kind != OpKind::Conv || !convs[op.weights].wino) continue;
+    const PackedConv& cw = convs[op.weights];
+    int icb = 0;
+    for (int i = 0; i < op.nin; ++i) icb += p.t[op.in[i]].nblk;
+    const int64_t tiles = (int64_t)((op.oh + 3) / 4) * ((op.ow + 3) / 4);
+    const int64_t per_tile = kernels::wino_v_floats(icb, 1);
+    int64_t band = std::max<int64_t>(kWinoNt, kWinoBand / per_tile / kWinoNt * kWinoNt);
+    op.band = std::min(band, tiles);
+    p.wino_v = std::max(p.wino_v, kernels::wino_v_floats(icb, op.band));
+    p.wino_m = std::max(p.wino_m, (kernels::wino_m_floats(cw.ocg, kWinoNt) + kAlign - 1) / kAlign * kAlign);
+  }
+  p.wino_v = (p.wino_v + kAlign - 1) / kAlign * kAlign;
+  p.floats = p.act_floats + p.wino_v + p.wino_m * pool->size();
   return plans.emplace(key, std::move(p)).first->second;
 }
 
@@ -478,6 +530,43 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
       case OpKind::Conv: {
         // x_i: [C_i/16, H, W, 16] views (crop offsets)  w: [OC/ocg, IC, 3, 3, ocg]  -> y: [OC/16, H-2, W-2, 16]
         const PackedConv& cw = m.convs[op.weights];
+        if (cw.wino) {
+          // Winograd F(4x4, 3x3) in bands of tiles: input transforms of the band (parallel over
+          // tiles), then GEMMs + output transforms (parallel over groups x work units).
+          k::WinoArgs a;
+          a.nin = op.nin;
+          a.icb = 0;
+          for (int i = 0; i < op.nin; ++i) {
+            a.in[i] = m.view(p, op.in[i], op.dy[i], op.dx[i]);
+            a.icb += a.in[i].nblk;
+          }
+          a.u = cw.w.data();
+          a.bias = cw.b.data();
+          a.ocg = cw.ocg;
+          a.oh = op.oh;
+          a.ow = op.ow;
+          a.th = (op.oh + 3) / 4;
+          a.tw = (op.ow + 3) / 4;
+          a.y = m.out_view(p, op.out);
+          a.relu = true;
+          float* vbuf = m.arena.get() + p.act_floats;
+          float* mbuf = vbuf + p.wino_v;
+          const int ng = (int)(cw.b.size() / cw.ocg);
+          const int64_t tiles = (int64_t)a.th * a.tw, nb = op.band, nt = Impl::kWinoNt;
+          for (int64_t t0 = 0; t0 < tiles; t0 += nb) {
+            const int64_t n = std::min(nb, tiles - t0), chunks = (n + nt - 1) / nt;
+            pool.parallel_for(n, [&](int64_t j) { kn.wino_in(a, vbuf, nb, t0 + j, j); });
+            const bool group_major = (int64_t)cw.w.size() > k::wino_v_floats(a.icb, n);
+            pool.parallel_for(ng * chunks, [&](int64_t t) {
+              const int g = (int)(group_major ? t / chunks : t % ng);
+              const int64_t c = group_major ? t % chunks : t / ng;
+              kn.wino_out(a, vbuf, nb, t0, g, c * nt, (int)std::min(nt, n - c * nt),
+                          mbuf + p.wino_m * ThreadPool::thread_index());
+            });
+          }
+          m.zero_border(p, op.out);
+          break;
+        }
         k::ConvArgs a;
         a.nin = op.nin;
         for (int i = 0; i < op.nin; ++i) a.in[i] = m.view(p, op.in[i], op.dy[i], op.dx[i]);

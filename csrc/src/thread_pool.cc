@@ -2,10 +2,17 @@
 
 namespace unet_rt {
 
+static thread_local int t_index = 0;
+int ThreadPool::thread_index() { return t_index; }
+
 ThreadPool::ThreadPool(int threads) {
   if (threads <= 0) threads = (int)std::thread::hardware_concurrency();
   size_ = threads < 1 ? 1 : threads;
-  for (int i = 1; i < size_; ++i) workers_.emplace_back([this] { worker(); });
+  for (int i = 1; i < size_; ++i)
+    workers_.emplace_back([this, i] {
+      t_index = i;
+      worker();
+    });
 }
 
 ThreadPool::~ThreadPool() {

@@ -20,6 +20,9 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return size_; }
+  // Index of the calling thread inside the job being run: 0 for the thread that called
+  // parallel_for, 1..size()-1 for the workers (per-thread scratch memory).
+  static int thread_index();
   // Runs fn(i) for every i in [0, n) and returns when all are done. Not reentrant: one job at a
   // time per pool (the network serialises its forward passes).
   void parallel_for(int64_t n, const std::function<void(int64_t)>& fn);
