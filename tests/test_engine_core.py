@@ -58,10 +58,17 @@ def valid_model(tmp_path_factory):
     return str(p), net, norm
 
 
-def _tol(ref):
-    # fp32 executor vs float64 reference (DESIGN.md §8): |err| <= 1e-5 |ref| + 1e-6 sqrt(9 C) per
-    # conv, through ~10 convs of <= 32 channels: 1e-4 relative + 1e-4 absolute on logits.
-    return 1e-4 * np.abs(ref) + 1e-4
+U = 2.0**-24
+
+
+def _tol(ref, depth=2, base=4):
+    """fp32 executor vs float64 reference: the error model of tests/test_network.py (each of the L
+    layers adds ~u*sqrt(9*Cmax) relative to the output scale; SAFETY 8). The executor's Winograd
+    convolutions stay within it. A wrong crop, tile origin or normalisation gives errors of order
+    max|ref| and fails by orders of magnitude."""
+    layers = 5 * depth + 3
+    cmax = 2 * base * 2**depth
+    return 8.0 * layers * U * np.sqrt(9 * cmax) * float(np.abs(ref).max())
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (13, 97), (150, 170), (64, 301)])
@@ -72,15 +79,16 @@ def test_predict_matches_pytorch(valid_model, shape):
     ref = whole_pass_logits(net, normalise(img, norm), 2)
     logits = e.predict(img, logits=True)
     assert logits.shape == (3, *shape) and logits.dtype == np.float32
-    assert np.all(np.abs(logits - ref) <= _tol(ref))
+    tol = _tol(ref)
+    assert np.abs(logits - ref).max() <= tol
     probs = e.predict(img)
     refp = torch.softmax(torch.from_numpy(ref), 0).numpy()
-    np.testing.assert_allclose(probs, refp, rtol=0, atol=1e-5)
+    assert np.abs(probs - refp).max() <= tol  # the softmax is 1-Lipschitz in the max norm
     labels = e.segment(img)
     assert labels.dtype == np.uint8 and labels.shape == shape
     # argmax of the reference, except where the top two reference logits are within the tolerance
     top2 = np.sort(ref, axis=0)[-2:]
-    clear = (top2[1] - top2[0]) > 2e-3
+    clear = (top2[1] - top2[0]) > 2 * tol
     np.testing.assert_array_equal(labels[clear], ref.argmax(0)[clear])
 
 
@@ -92,10 +100,19 @@ def test_tiled_equals_whole_with_the_executor(valid_model):
     tiled = _core.Engine(path, tile=60, threads=2)
     assert tiled.plan(200, 230)["tiles"] > 20
     a, b = whole.predict(img, logits=True), tiled.predict(img, logits=True)
-    # Each output pixel is computed from the same inputs with the same per-pixel arithmetic; only
-    # the kernels' summation order could depend on the tile's shape (it does not: equal bits).
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(whole.segment(img), tiled.segment(img))
+    # Each output pixel sees the same inputs in both (the tiler's geometry is exact: test_tiler.py
+    # shows equality to 1 ulp with a float64 PyTorch tile function). The executor's rounding may
+    # depend on the tile's shape (Winograd blocks, remainders), so each side is within the error
+    # model of the float64 whole pass, and they are within twice that of each other.
+    ref = whole_pass_logits(net, normalise(img, norm), 2)
+    tol = _tol(ref)
+    assert np.abs(a - ref).max() <= tol and np.abs(b - ref).max() <= tol
+    assert np.abs(a - b).max() <= 2 * tol
+    la, lb = whole.segment(img), tiled.segment(img)
+    top2 = np.sort(ref, axis=0)[-2:]
+    clear = (top2[1] - top2[0]) > 4 * tol
+    assert clear.mean() > 0.9
+    np.testing.assert_array_equal(la[clear], lb[clear])
 
 
 def test_input_dtypes_and_layouts(valid_model):
@@ -144,9 +161,10 @@ def test_same_padded_network_matches_monai(tmp_path):
     x = torch.from_numpy(normalise(img, norm).astype(np.float64))[None]
     with torch.no_grad():
         ref = monai.sliding_window_inference(x, (32, 32), 1, net, overlap=0.25, mode="constant")[0].numpy()
-    assert np.all(np.abs(out - ref) <= _tol(ref))
+    tol = _tol(ref)
+    assert np.abs(out - ref).max() <= tol
     probs = e.predict(img)
-    np.testing.assert_allclose(probs, torch.softmax(torch.from_numpy(ref), 0).numpy(), rtol=0, atol=1e-5)
+    assert np.abs(probs - torch.softmax(torch.from_numpy(ref), 0).numpy()).max() <= tol
 
 
 def test_many_threads_on_one_engine(valid_model):
