@@ -46,7 +46,7 @@ typedef enum unet_rt_layout { UNET_RT_LAYOUT_CHW = 0, UNET_RT_LAYOUT_HWC = 1 } u
 typedef struct unet_rt_options {
   int threads;          /* 0: every core */
   int tile;             /* 0: automatic; else the input tile size (valid nets: 572, 588, ...) */
-  int memory_budget_mb; /* per-tile working memory; 0: the default (768 MB) */
+  int memory_budget_mb; /* per-tile working memory; 0: the default (512 MB) */
 } unet_rt_options;
 
 typedef struct unet_rt_info {
