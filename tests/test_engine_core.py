@@ -165,6 +165,13 @@ def test_same_padded_network_matches_monai(tmp_path):
     assert np.abs(out - ref).max() <= tol
     probs = e.predict(img)
     assert np.abs(probs - torch.softmax(torch.from_numpy(ref), 0).numpy()).max() <= tol
+    g = _core.Engine(str(p), tile=48, overlap=0.5, blend="gaussian")
+    assert g.info["overlap"] == 0.5 and g.info["blend"] == "gaussian"
+    with torch.no_grad():
+        ref = monai.sliding_window_inference(x, (48, 48), 1, net, overlap=0.5, mode="gaussian")[0].numpy()
+    assert np.abs(g.predict(img, logits=True) - ref).max() <= _tol(ref)
+    with pytest.raises(ValueError, match="overlap"):
+        _core.Engine(str(p), overlap=1.0)
 
 
 def test_many_threads_on_one_engine(valid_model):

@@ -213,16 +213,22 @@ window (tile = roi, overlap, blend 'constant' | 'gaussian'). tile = 0 picks the 
 classes) or logits. The GIL is released except around fn.)doc");
 
   py::class_<Engine>(m, "Engine", "Native CPU engine: model file + executor + overlap-tile.")
-      .def(py::init([](const std::string& path, int threads, int tile, int memory_budget_mb) {
+      .def(py::init([](const std::string& path, int threads, int tile, int memory_budget_mb, double overlap,
+                       const std::string& blend) {
              if (memory_budget_mb < 0) throw std::invalid_argument("memory_budget_mb must be >= 0");
              EngineOptions o;
              o.threads = threads;
              o.tile = tile;
              o.memory_budget_mb = size_t(memory_budget_mb);
+             o.overlap = overlap;
+             o.blend = parse_blend(blend);
              py::gil_scoped_release release;
              return std::make_unique<Engine>(path, o);
            }),
-           py::arg("path"), py::arg("threads") = 0, py::arg("tile") = 0, py::arg("memory_budget_mb") = 0)
+           py::arg("path"), py::arg("threads") = 0, py::arg("tile") = 0, py::arg("memory_budget_mb") = 0,
+           py::arg("overlap") = 0.25, py::arg("blend") = "constant",
+           "threads 0: every core; tile 0: automatic (else the input tile size); memory_budget_mb 0: 512 MB "
+           "per tile; overlap / blend ('constant' | 'gaussian'): same-padded networks only.")
       .def("predict", [](const Engine& e, const py::array& img, bool logits) {
              ImageView v = image_view(img);
              const int K = e.info().arch.classes;
@@ -270,6 +276,8 @@ classes) or logits. The GIL is released except around fn.)doc");
         d["threads"] = e.threads();
         d["isa"] = cpu_isa();
         d["memory_budget_mb"] = e.memory_budget_bytes() / (1024 * 1024);
+        d["overlap"] = e.options().overlap;
+        d["blend"] = e.options().blend == Blend::Gaussian ? "gaussian" : "constant";
         d["provenance"] = i.provenance_json;
         return d;
       });

@@ -97,6 +97,8 @@ void unet_rt_options_init(unet_rt_options* opt) {
   opt->threads = 0;
   opt->tile = 0;
   opt->memory_budget_mb = 0;
+  opt->overlap = 0.25f;
+  opt->gaussian_blend = 0;
 }
 
 unet_rt_status unet_rt_engine_create(const char* path, const unet_rt_options* opt, unet_rt_engine** engine) {
@@ -111,6 +113,8 @@ unet_rt_status unet_rt_engine_create(const char* path, const unet_rt_options* op
       o.threads = opt->threads;
       o.tile = opt->tile;
       o.memory_budget_mb = size_t(opt->memory_budget_mb);
+      o.overlap = double(opt->overlap);
+      o.blend = opt->gaussian_blend ? unet_rt::Blend::Gaussian : unet_rt::Blend::Constant;
     }
     auto h = std::make_unique<unet_rt_engine>();
     h->engine = std::make_unique<unet_rt::Engine>(path, o);

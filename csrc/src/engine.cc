@@ -12,6 +12,7 @@ namespace unet_rt {
 Engine::Engine(const std::string& path, const EngineOptions& opt) : opt_(opt) {
   if (opt.threads < 0) throw std::invalid_argument("threads must be >= 0");
   if (opt.tile < 0) throw std::invalid_argument("tile must be >= 0");
+  if (!(opt.overlap >= 0.0 && opt.overlap < 1.0)) throw std::invalid_argument("overlap must be in [0, 1)");
   budget_ = (opt.memory_budget_mb ? opt.memory_budget_mb : kDefaultBudgetMb) * size_t(1024) * 1024;
   {
     std::unique_ptr<ModelFile> mf = ModelFile::open(path);
@@ -33,6 +34,8 @@ TileGeometry Engine::geometry() const {
 TileOptions Engine::tile_options() const {
   TileOptions t;
   t.tile = opt_.tile;
+  t.overlap = opt_.overlap;
+  t.blend = opt_.blend;
   t.memory_budget = budget_;
   const Network* net = net_.get();
   if (net) t.workspace_bytes = [net](int h, int w) { return net->workspace_bytes(h, w); };

@@ -16,6 +16,8 @@ struct EngineOptions {
   int threads = 0;              // 0: every core
   int tile = 0;                 // 0: automatic (see tiler.h); else the input tile size
   size_t memory_budget_mb = 0;  // per-tile working memory; 0: kDefaultBudgetMb
+  double overlap = 0.25;        // same-padded networks: window overlap (MONAI semantics)
+  Blend blend = Blend::Constant;  // same-padded networks: blending of overlapping windows
 };
 
 // 512 MB: with the paper network (weights ~460 MB resident in the executor's Winograd layout) a
@@ -35,6 +37,7 @@ class Engine {
   int tile() const { return opt_.tile; }
   int threads() const;
   size_t memory_budget_bytes() const { return budget_; }
+  const EngineOptions& options() const { return opt_; }
   // The tiling this engine uses for an image of this size.
   TilePlan plan(int height, int width) const;
 

@@ -65,6 +65,10 @@ int main(int argc, char** argv) {
   unet_rt_options_init(&opt);
   opt.tile = 61;
   expect(unet_rt_engine_create(good, &opt, &e), UNET_RT_ERR_INVALID_ARGUMENT, "not a valid input size", "bad tile");
+  unet_rt_options_init(&opt);
+  CHECK(opt.overlap == 0.25f && opt.gaussian_blend == 0 && opt.threads == 0, "option defaults");
+  opt.overlap = 1.5f;
+  expect(unet_rt_engine_create(good, &opt, &e), UNET_RT_ERR_INVALID_ARGUMENT, "overlap", "bad overlap");
 
   /* the last error is per thread */
   expect(unet_rt_engine_create(corrupt, NULL, &e), UNET_RT_ERR_MODEL, NULL, "corrupt file again");

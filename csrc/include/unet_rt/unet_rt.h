@@ -47,6 +47,8 @@ typedef struct unet_rt_options {
   int threads;          /* 0: every core */
   int tile;             /* 0: automatic; else the input tile size (valid nets: 572, 588, ...) */
   int memory_budget_mb; /* per-tile working memory; 0: the default (512 MB) */
+  float overlap;        /* same-padded networks: window overlap in [0, 1) (default 0.25) */
+  int gaussian_blend;   /* same-padded networks: 1 = gaussian weights, 0 = constant (default) */
 } unet_rt_options;
 
 typedef struct unet_rt_info {

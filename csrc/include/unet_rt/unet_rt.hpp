@@ -34,6 +34,8 @@ struct Options {
   int threads = 0;
   int tile = 0;
   int memory_budget_mb = 0;
+  float overlap = 0.25f;      // same-padded networks only
+  bool gaussian_blend = false;  // same-padded networks only
 };
 
 template <typename T> struct dtype_of;
@@ -49,6 +51,8 @@ class Engine {
     opt.threads = o.threads;
     opt.tile = o.tile;
     opt.memory_budget_mb = o.memory_budget_mb;
+    opt.overlap = o.overlap;
+    opt.gaussian_blend = o.gaussian_blend ? 1 : 0;
     check(unet_rt_engine_create(path.c_str(), &opt, &e_));
     check(unet_rt_engine_info(e_, &info_));
   }
