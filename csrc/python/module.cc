@@ -1,17 +1,286 @@
 // The unet_rt._core Python module. Bindings only: the logic lives in csrc/src and csrc/kernels.
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <cerrno>
+#include <cstring>
+
+#include "src/engine.h"
 #include "src/geometry.h"
+#include "src/model_reader.h"
+#include "src/tiler.h"
 
 namespace py = pybind11;
+using namespace unet_rt;
 
 void unet_rt_bind_kernels(py::module_& m);  // csrc/python/kernels.cc
 
+namespace unet_rt {
+const char* version();  // version.cc
+}
+
+namespace {
+
+py::dict arch_dict(const Arch& a) {
+  py::dict d;
+  d["in_channels"] = a.in_channels;
+  d["classes"] = a.classes;
+  d["depth"] = a.depth;
+  d["base"] = a.base;
+  d["padding"] = a.same_padding ? "same" : "valid";
+  return d;
+}
+
+py::dict model_dict(const ModelFile& mf) {
+  const ModelInfo& i = mf.info();
+  py::dict d;
+  d["kind"] = i.kind;
+  d["format_version"] = i.format_version;
+  d["arch"] = arch_dict(i.arch);
+  py::dict norm;
+  norm["mean"] = i.normalization.mean;
+  norm["std"] = i.normalization.std;
+  d["normalization"] = norm;
+  d["class_names"] = i.class_names;
+  d["provenance"] = i.provenance_json;
+  py::dict shapes;
+  for (const auto& kv : mf.weights()) shapes[py::str(kv.first)] = py::tuple(py::cast(kv.second.shape));
+  d["tensors"] = shapes;
+  return d;
+}
+
+// A [C, H, W] uint8 / uint16 / float32 array as an ImageView (any strides; no copy).
+ImageView image_view(const py::array& a) {
+  if (a.ndim() != 3)
+    throw std::invalid_argument("image must be a 3-D array [channels, height, width], got " + std::to_string(a.ndim()) +
+                                "-D");
+  ImageView v;
+  py::dtype dt = a.dtype();
+  if (dt.is(py::dtype::of<uint8_t>())) v.dtype = DType::U8;
+  else if (dt.is(py::dtype::of<uint16_t>())) v.dtype = DType::U16;
+  else if (dt.is(py::dtype::of<float>())) v.dtype = DType::F32;
+  else
+    throw std::invalid_argument("image dtype must be uint8, uint16 or float32, got " +
+                                std::string(py::str(dt).cast<std::string>()));
+  const py::ssize_t item = a.itemsize();
+  for (int d = 0; d < 3; ++d)
+    if (a.strides(d) % item) throw std::invalid_argument("image strides must be multiples of its item size");
+  if (a.shape(0) < 1 || a.shape(1) < 1 || a.shape(2) < 1)
+    throw std::invalid_argument("image is empty (shape " + std::to_string(a.shape(0)) + " x " +
+                                std::to_string(a.shape(1)) + " x " + std::to_string(a.shape(2)) + ")");
+  if (a.shape(1) > (1 << 30) || a.shape(2) > (1 << 30) || a.shape(0) > (1 << 20))
+    throw std::invalid_argument("image too large");
+  v.data = a.data();
+  v.channels = int(a.shape(0));
+  v.height = int(a.shape(1));
+  v.width = int(a.shape(2));
+  v.channel_stride = a.strides(0) / item;
+  v.row_stride = a.strides(1) / item;
+  v.col_stride = a.strides(2) / item;
+  return v;
+}
+
+Blend parse_blend(const std::string& s) {
+  if (s == "constant") return Blend::Constant;
+  if (s == "gaussian") return Blend::Gaussian;
+  throw std::invalid_argument("blend must be 'constant' or 'gaussian', got '" + s + "'");
+}
+
+py::dict plan_dict(const TilePlan& p) {
+  auto axis = [](const AxisPlan& a) {
+    py::dict d;
+    d["out_start"] = a.out_start;
+    d["in_size"] = a.in_size;
+    d["out_size"] = a.out_size;
+    return d;
+  };
+  py::dict d;
+  d["y"] = axis(p.y);
+  d["x"] = axis(p.x);
+  d["halo"] = p.halo;
+  d["pad"] = py::make_tuple(p.pad_y, p.pad_x);
+  d["tiles"] = p.tiles();
+  d["total_input_area"] = p.y.total_input() * p.x.total_input();
+  return d;
+}
+
+py::array_t<float> tile_predict_py(const py::array& image, std::vector<float> mean, std::vector<float> std_,
+                                   int depth, bool same_padding, int classes, py::function fn, int tile, double overlap,
+                                   const std::string& output, const std::string& blend, double sigma_scale,
+                                   int max_tile) {
+  ImageView v = image_view(image);
+  TileGeometry g{v.channels, classes, depth, same_padding};
+  if (mean.size() != size_t(v.channels) || std_.size() != size_t(v.channels))
+    throw std::invalid_argument("mean and std need one value per image channel (" + std::to_string(v.channels) + ")");
+  if (classes < 1 || classes > 65536) throw std::invalid_argument("classes must be in [1, 65536]");
+  TileOptions opt;
+  opt.tile = tile;
+  opt.max_tile = tile > 0 ? 0 : (max_tile > 0 ? max_tile : 1024);
+  opt.overlap = overlap;
+  opt.blend = parse_blend(blend);
+  opt.sigma_scale = sigma_scale;
+  TileOutput out;
+  if (output == "probabilities") out.kind = OutputKind::Probabilities;
+  else if (output == "logits") out.kind = OutputKind::Logits;
+  else throw std::invalid_argument("output must be 'probabilities' or 'logits', got '" + output + "'");
+  py::array_t<float> result({py::ssize_t(classes), py::ssize_t(v.height), py::ssize_t(v.width)});
+  out.scores = result.mutable_data();
+  TileFn tf = [&](const float* in, int h, int w, const OutputView& o) {
+    py::gil_scoped_acquire gil;
+    py::array_t<float> x({py::ssize_t(v.channels), py::ssize_t(h), py::ssize_t(w)});
+    std::memcpy(x.mutable_data(), in, size_t(v.channels) * size_t(h) * size_t(w) * sizeof(float));
+    py::object r = fn(x);
+    auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(r);
+    if (!y) throw std::invalid_argument("the tile function must return a float32 array");
+    const int oh = same_padding ? h : output_size(h, depth, false), ow = same_padding ? w : output_size(w, depth, false);
+    if (y.ndim() != 3 || y.shape(0) != classes || y.shape(1) != oh || y.shape(2) != ow)
+      throw std::invalid_argument("the tile function returned shape " + std::string(py::str(py::getattr(r, "shape", py::str("?")))) +
+                                  ", expected (" + std::to_string(classes) + ", " + std::to_string(oh) + ", " +
+                                  std::to_string(ow) + ")");
+    const float* src = y.data();
+    for (int k = 0; k < classes; ++k)
+      for (int yy = 0; yy < oh; ++yy)
+        std::memcpy(o.data + k * o.channel_stride + yy * o.row_stride, src + (size_t(k) * oh + yy) * ow,
+                    size_t(ow) * sizeof(float));
+  };
+  {
+    py::gil_scoped_release release;
+    tile_predict(v, mean, std_, g, tf, opt, out);
+  }
+  return result;
+}
+
+}  // namespace
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "unet-rt native core";
+  m.attr("__version__") = unet_rt::version();
   m.def("output_size", [](int size, int depth, bool same_padding) {
     return unet_rt::output_size(size, depth, same_padding);
   }, py::arg("size"), py::arg("depth") = 4, py::arg("same_padding") = false,
      "Output size of a U-Net tile (ValueError if the input size is not valid).");
+
+  static py::exception<ModelError> model_error(m, "ModelFileError", PyExc_ValueError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const ModelError& e) {
+      PyErr_SetString(model_error.ptr(), e.what());
+    } catch (const IoError& e) {
+      PyErr_SetString(e.error_number() == ENOENT ? PyExc_FileNotFoundError : PyExc_OSError, e.what());
+    }
+  });
+
+  m.def("read_model", [](const std::string& path) {
+    auto mf = ModelFile::open(path);
+    return model_dict(*mf);
+  }, py::arg("path"), "Read and validate a model file with the native reader; returns its metadata and tensor shapes.");
+  m.def("read_model_bytes", [](py::bytes data) {
+    std::string_view s = data;  // no copy until from_bytes
+    std::unique_ptr<ModelFile> mf;
+    {
+      py::gil_scoped_release release;
+      mf = ModelFile::from_bytes(s.data(), s.size());
+    }
+    return model_dict(*mf);
+  }, py::arg("data"), "read_model on bytes in memory (used by the fuzz tests).");
+
+  m.def("reflect_index", &reflect_index, py::arg("i"), py::arg("n"));
+  m.def("plan_tiles", [](int height, int width, int depth, bool same_padding, int tile, int max_tile, double overlap) {
+    TileGeometry g{1, 2, depth, same_padding};
+    TileOptions opt;
+    opt.tile = tile;
+    opt.max_tile = max_tile;
+    opt.overlap = overlap;
+    return plan_dict(plan_tiles(height, width, g, opt));
+  }, py::arg("height"), py::arg("width"), py::arg("depth") = 4, py::arg("same_padding") = false, py::arg("tile") = 0,
+     py::arg("max_tile") = 0, py::arg("overlap") = 0.25,
+     "The tiling of an image (no memory budget): per axis out_start / in_size / out_size.");
+
+  m.def("tile_predict", &tile_predict_py, py::arg("image"), py::arg("mean"), py::arg("std"), py::arg("depth"),
+        py::arg("same_padding"), py::arg("classes"), py::arg("fn"), py::arg("tile") = 0, py::arg("overlap") = 0.25,
+        py::arg("output") = "probabilities", py::arg("blend") = "constant", py::arg("sigma_scale") = 0.125,
+        py::arg("max_tile") = 0,
+        R"doc(Overlap-tile inference of image [C, H, W] (uint8, uint16 or float32) through fn.
+
+fn(tile: float32 [C, h, w], normalised (x - mean) / std, mirror-extrapolated) -> float32 logits
+[classes, oh, ow] (oh = output size of h for valid nets, = h for same nets). Valid nets: tiles on the
+pooling grid, output written in place (equals one whole-image pass). Same nets: MONAI-style sliding
+window (tile = roi, overlap, blend 'constant' | 'gaussian'). tile = 0 picks the tile automatically
+(capped at max_tile, default 1024). Returns float32 [classes, H, W] probabilities (softmax over
+classes) or logits. The GIL is released except around fn.)doc");
+
+  py::class_<Engine>(m, "Engine", "Native CPU engine: model file + executor + overlap-tile.")
+      .def(py::init([](const std::string& path, int threads, int tile, int memory_budget_mb, double overlap,
+                       const std::string& blend) {
+             if (memory_budget_mb < 0) throw std::invalid_argument("memory_budget_mb must be >= 0");
+             EngineOptions o;
+             o.threads = threads;
+             o.tile = tile;
+             o.memory_budget_mb = size_t(memory_budget_mb);
+             o.overlap = overlap;
+             o.blend = parse_blend(blend);
+             py::gil_scoped_release release;
+             return std::make_unique<Engine>(path, o);
+           }),
+           py::arg("path"), py::arg("threads") = 0, py::arg("tile") = 0, py::arg("memory_budget_mb") = 0,
+           py::arg("overlap") = 0.25, py::arg("blend") = "constant",
+           "threads 0: every core; tile 0: automatic (else the input tile size); memory_budget_mb 0: 512 MB "
+           "per tile; overlap / blend ('constant' | 'gaussian'): same-padded networks only.")
+      .def("predict", [](const Engine& e, const py::array& img, bool logits) {
+             ImageView v = image_view(img);
+             const int K = e.info().arch.classes;
+             if (v.channels != e.info().arch.in_channels)
+               throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
+                                           std::to_string(e.info().arch.in_channels));
+             py::array_t<float> out({py::ssize_t(K), py::ssize_t(v.height), py::ssize_t(v.width)});
+             float* p = out.mutable_data();
+             {
+               py::gil_scoped_release release;
+               e.predict(v, p, logits);
+             }
+             return out;
+           }, py::arg("image"), py::arg("logits") = false,
+           "image [C, H, W] uint8|uint16|float32 -> float32 [classes, H, W] probabilities (or logits).")
+      .def("segment", [](const Engine& e, const py::array& img) -> py::array {
+             ImageView v = image_view(img);
+             if (v.channels != e.info().arch.in_channels)
+               throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
+                                           std::to_string(e.info().arch.in_channels));
+             const bool small = e.info().arch.classes <= 256;
+             py::array out = small ? py::array(py::array_t<uint8_t>({py::ssize_t(v.height), py::ssize_t(v.width)}))
+                                   : py::array(py::array_t<uint16_t>({py::ssize_t(v.height), py::ssize_t(v.width)}));
+             void* p = out.mutable_data();
+             {
+               py::gil_scoped_release release;
+               e.segment(v, p, small ? DType::U8 : DType::U16);
+             }
+             return out;
+           }, py::arg("image"), "image [C, H, W] -> labels [H, W] (uint8 if classes <= 256, else uint16).")
+      .def("plan", [](const Engine& e, int h, int w) { return plan_dict(e.plan(h, w)); }, py::arg("height"),
+           py::arg("width"), "The tiling used for an image of this size.")
+      .def_property_readonly("info", [](const Engine& e) {
+        const ModelInfo& i = e.info();
+        py::dict d;
+        d["arch"] = arch_dict(i.arch);
+        d["classes"] = i.arch.classes;
+        d["class_names"] = i.class_names;
+        py::dict norm;
+        norm["mean"] = i.normalization.mean;
+        norm["std"] = i.normalization.std;
+        d["normalization"] = norm;
+        d["halo"] = e.halo();
+        d["tile"] = e.tile();
+        d["threads"] = e.threads();
+        d["isa"] = cpu_isa();
+        d["memory_budget_mb"] = e.memory_budget_bytes() / (1024 * 1024);
+        d["overlap"] = e.options().overlap;
+        d["blend"] = e.options().blend == Blend::Gaussian ? "gaussian" : "constant";
+        d["provenance"] = i.provenance_json;
+        return d;
+      });
+
   unet_rt_bind_kernels(m);
 }

@@ -1,0 +1,110 @@
+// Run-time ISA choice: one if/else chain over CPU features, ending in the scalar reference.
+#include <stdexcept>
+
+#include "kernels/kernels.h"
+
+namespace unet_rt::kernels {
+
+int64_t conv_group_weights(const ConvArgs& a) {
+  int64_t n = 0;
+  for (int i = 0; i < a.nin; ++i) n += (int64_t)a.in[i].nblk * a.in[i].cb;
+  return n * a.kh * a.kw * a.ocg;
+}
+
+std::vector<float> wino_pack_weights(const float* w, int oc, const std::vector<int>& in_channels, int ocg) {
+  static const double G[6][3] = {{1.0 / 4, 0, 0},          {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                 {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  int ictot = 0, icp = 0;
+  for (int c : in_channels) {
+    ictot += c;
+    icp += (c + 15) / 16 * 16;
+  }
+  const int ng = ((oc + 15) / 16 * 16 + ocg - 1) / ocg;
+  std::vector<float> u((size_t)ng * kWinoT * icp * ocg, 0.0f);
+  for (int o = 0; o < oc; ++o) {
+    const int g = o / ocg, oo = o % ocg;
+    int src = 0, dst = 0;
+    for (int c : in_channels) {
+      for (int ci = 0; ci < c; ++ci) {
+        const float* k = w + ((size_t)o * ictot + src + ci) * 9;
+        double t[6][3];
+        for (int a = 0; a < 6; ++a)
+          for (int j = 0; j < 3; ++j) t[a][j] = G[a][0] * k[j] + G[a][1] * k[3 + j] + G[a][2] * k[6 + j];
+        for (int a = 0; a < 6; ++a)
+          for (int b = 0; b < 6; ++b) {
+            const double v = t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2];
+            u[(((size_t)g * kWinoT + a * 6 + b) * icp + dst + ci) * ocg + oo] = (float)v;
+          }
+      }
+      src += c;
+      dst += (c + 15) / 16 * 16;
+    }
+  }
+  return u;
+}
+
+bool isa_supported(Isa isa) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  switch (isa) {
+    case Isa::Avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("fma");
+    case Isa::Avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    case Isa::Ref:
+      return true;
+  }
+  return false;
+#else
+  return isa == Isa::Ref;
+#endif
+}
+
+Isa best_isa() {
+  if (isa_supported(Isa::Avx512)) return Isa::Avx512;
+  if (isa_supported(Isa::Avx2)) return Isa::Avx2;
+  return Isa::Ref;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    default: return "ref";
+  }
+}
+
+Isa isa_from_name(const std::string& name) {
+  if (name == "auto" || name.empty()) return best_isa();
+  if (name == "ref") return Isa::Ref;
+  if (name == "avx2") return Isa::Avx2;
+  if (name == "avx512") return Isa::Avx512;
+  throw std::invalid_argument("unknown ISA '" + name + "' (expected ref, avx2, avx512 or auto)");
+}
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> out;
+  for (Isa i : {Isa::Ref, Isa::Avx2, Isa::Avx512})
+    if (isa_supported(i)) out.push_back(isa_name(i));
+  return out;
+}
+
+const Kernels& kernels_for(Isa isa) {
+  static const Kernels ref{Isa::Ref, "ref", conv3x3_ref, upconv2x2_ref, pool2x2_ref, head1x1_ref,
+                                conv3x3_wino_in_ref, conv3x3_wino_out_ref, 16};
+  static const Kernels avx2{Isa::Avx2, "avx2", conv3x3_avx2, upconv2x2_avx2, pool2x2_avx2, head1x1_avx2,
+                                 conv3x3_wino_in_avx2, conv3x3_wino_out_avx2, 16};
+  static const Kernels avx512{Isa::Avx512, "avx512", conv3x3_avx512, upconv2x2_avx512, pool2x2_avx512,
+                              head1x1_avx512, conv3x3_wino_in_avx512, conv3x3_wino_out_avx512, 32};
+  if (!isa_supported(isa))
+    throw std::invalid_argument(std::string("this CPU does not support ") + isa_name(isa));
+  switch (isa) {
+    case Isa::Avx512: return avx512;
+    case Isa::Avx2: return avx2;
+    default: return ref;
+  }
+}
+
+}  // namespace unet_rt::kernels

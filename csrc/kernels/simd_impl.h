@@ -1,0 +1,241 @@
+// SIMD kernel bodies shared by the AVX2 and AVX-512 versions of each family, written once against a
+// small vector-traits type V (V::reg, V::L lanes, load/store/bcast/fma/max/zero). Include ONLY from
+// a file compiled with the matching ISA flags (csrc/kernels/<family>/{avx2,avx512}.cc): the traits
+// live in simd_avx2.h / simd_avx512.h.
+//
+// The core is an implicit-GEMM register tile: NX output pixels x NV vectors of output channels
+// (NV*L = ocg) live in NX*NV accumulator registers; for each input channel and tap, the NV weight
+// vectors are loaded once and each of the NX input values is broadcast and FMA'd into its row of
+// accumulators. Bias, ReLU and the store to the blocked output happen once per tile (fused).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <utility>
+
+#include "kernels/kernels.h"
+
+namespace unet_rt::kernels::simd {
+
+// One register tile. in[i] points at input pixel (row, x0) of the tile's first tap; w at the
+// group's packed weights for these inputs; y at output pixel 0 of the tile (pixel stride opx),
+// output-channel vector v goes to block v*L/16 (block stride ybs), lane offset (v*L)%16.
+template <class V, int NX, int NV, int CB>
+inline void tile(const View* in, int nin, int kh, int kw, int64_t row, int64_t x0, const float* w,
+                 const float* bias, bool relu, float* y, int64_t opx, int64_t ybs) {
+  constexpr int L = V::L;
+  constexpr int OCG = NV * L;
+  typename V::reg acc[NX][NV];
+  for (int v = 0; v < NV; ++v) {
+    typename V::reg b = V::load(bias + v * L);
+    for (int j = 0; j < NX; ++j) acc[j][v] = b;
+  }
+  for (int i = 0; i < nin; ++i) {
+    const View& vw = in[i];
+    const int cb = CB ? CB : vw.cb;
+    const int64_t rs = vw.rs;
+    const float* base = vw.p + row * rs + x0 * cb;
+    for (int blk = 0; blk < vw.nblk; ++blk, base += vw.bs)
+      for (int ky = 0; ky < kh; ++ky)
+        for (int kx = 0; kx < kw; ++kx) {
+          const float* ip = base + ky * rs + kx * cb;
+          for (int c = 0; c < cb; ++c, w += OCG) {
+            typename V::reg wv[NV];
+            for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * L);
+            for (int j = 0; j < NX; ++j) {
+              typename V::reg xb = V::bcast(ip + j * cb + c);
+              for (int v = 0; v < NV; ++v) acc[j][v] = V::fma(xb, wv[v], acc[j][v]);
+            }
+          }
+        }
+  }
+  const typename V::reg zero = V::zero();
+  for (int j = 0; j < NX; ++j)
+    for (int v = 0; v < NV; ++v) {
+      typename V::reg r = relu ? V::max(acc[j][v], zero) : acc[j][v];
+      V::store(y + ((v * L) / 16) * ybs + j * opx + (v * L) % 16, r);
+    }
+}
+
+using TileFn = void (*)(const View*, int, int, int, int64_t, int64_t, const float*, const float*, bool,
+                        float*, int64_t, int64_t);
+
+template <class V, int NV, int CB, int... NX>
+constexpr auto make_tile_table(std::integer_sequence<int, NX...>) {
+  return std::array<TileFn, sizeof...(NX)>{{&tile<V, NX + 1, NV, CB>...}};
+}
+
+// Runs tiles of NXMAX pixels along one output row of `ow` pixels, then one remainder tile.
+template <class V, int NV, int CB, int NXMAX>
+inline void row_tiles(const View* in, int nin, int kh, int kw, int64_t row, int ow, const float* w,
+                      const float* bias, bool relu, float* y, int64_t opx, int64_t ybs) {
+  static constexpr auto table = make_tile_table<V, NV, CB>(std::make_integer_sequence<int, NXMAX>{});
+  int x = 0;
+  for (; x + NXMAX <= ow; x += NXMAX)
+    tile<V, NXMAX, NV, CB>(in, nin, kh, kw, row, x, w, bias, relu, y + x * opx, opx, ybs);
+  if (x < ow) table[ow - x - 1](in, nin, kh, kw, row, x, w, bias, relu, y + x * opx, opx, ybs);
+}
+
+template <class V, int NV, int NXMAX>
+inline void conv_row_nv(const ConvArgs& a, int g, int oy) {
+  const float* w = a.w + g * conv_group_weights(a);
+  const float* bias = a.bias + g * a.ocg;
+  float* y = a.y.p + (int64_t)(g * a.ocg / 16) * a.y.bs + (int64_t)oy * a.y.rs;
+  bool cb16 = true;
+  for (int i = 0; i < a.nin; ++i) cb16 = cb16 && a.in[i].cb == 16;
+  if (cb16)
+    row_tiles<V, NV, 16, NXMAX>(a.in, a.nin, a.kh, a.kw, oy, a.ow, w, bias, a.relu, y, 16, a.y.bs);
+  else
+    row_tiles<V, NV, 0, NXMAX>(a.in, a.nin, a.kh, a.kw, oy, a.ow, w, bias, a.relu, y, 16, a.y.bs);
+}
+
+template <class V, int NV, int NXMAX>
+inline void up_row_nv(const UpArgs& a, int g, int iy) {
+  const int64_t ic = a.in.nblk * 16;
+  const float* bias = a.bias + g * a.ocg;
+  for (int dy = 0; dy < 2; ++dy)
+    for (int dx = 0; dx < 2; ++dx) {
+      const float* w = a.w + ((int64_t)(g * 2 + dy) * 2 + dx) * ic * a.ocg;
+      float* y = a.y.p + (int64_t)(g * a.ocg / 16) * a.y.bs + (int64_t)(2 * iy + dy) * a.y.rs + dx * 16;
+      row_tiles<V, NV, 16, NXMAX>(&a.in, 1, 1, 1, iy, a.iw, w, bias, false, y, 32, a.y.bs);
+    }
+}
+
+template <class V>
+inline void pool_row(const PoolArgs& a, int blk, int oy) {
+  constexpr int L = V::L;
+  const float* r0 = a.in.p + blk * a.in.bs + (int64_t)(2 * oy) * a.in.rs;
+  const float* r1 = r0 + a.in.rs;
+  float* yo = a.y.p + blk * a.y.bs + (int64_t)oy * a.y.rs;
+  for (int ox = 0; ox < a.ow; ++ox)
+    for (int c = 0; c < 16; c += L) {
+      const int i0 = 2 * ox * 16 + c, i1 = i0 + 16;
+      V::store(yo + ox * 16 + c, V::max(V::max(V::load(r0 + i0), V::load(r0 + i1)),
+                                        V::max(V::load(r1 + i0), V::load(r1 + i1))));
+    }
+}
+
+// Head: per pixel, K dot products over the channel blocks (vector FMAs, one horizontal sum each),
+// written straight to the planar output; the softmax then runs in place over the strided values.
+template <class V>
+inline void head_row(const HeadArgs& a, int oy) {
+  constexpr int L = V::L;
+  const int c16 = a.in.nblk * 16;
+  float* orow = a.out + (int64_t)oy * a.out_rs;
+  for (int ox = 0; ox < a.ow; ++ox) {
+    for (int k = 0; k < a.k; ++k) {
+      typename V::reg s = V::zero();
+      for (int blk = 0; blk < a.in.nblk; ++blk) {
+        const float* ip = a.in.p + blk * a.in.bs + (int64_t)oy * a.in.rs + (int64_t)ox * 16;
+        for (int c = 0; c < 16; c += L) s = V::fma(V::load(ip + c), V::load(a.w + k * c16 + blk * 16 + c), s);
+      }
+      orow[k * a.out_cs + ox] = a.bias[k] + V::hsum(s);
+    }
+    if (a.softmax) softmax_inplace(orow + ox, a.k, a.out_cs);
+  }
+}
+
+inline int imin(int a, int b) { return a < b ? a : b; }
+
+// ---- Winograd F(4x4, 3x3) (kernels.h) ------------------------------------------------------------
+// o[k*os] = (B^T d)_k for d[k*s], k < 6;  B^T rows: [4 0 -5 0 1 0] [0 -4 -4 1 1 0] [0 4 -4 -1 1 0]
+// [0 -2 -1 2 1 0] [0 2 -1 -2 1 0] [0 4 0 -5 0 1]
+template <class V>
+inline void wino_bt(const typename V::reg* d, int s, typename V::reg* o, int os) {
+  using R = typename V::reg;
+  const R c2 = V::set1(2.0f), c4 = V::set1(4.0f), c5 = V::set1(5.0f);
+  const R d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
+  o[0] = V::fma(c4, d0, V::fnma(c5, d2, d4));
+  o[os] = V::fnma(c4, V::add(d1, d2), V::add(d3, d4));
+  o[2 * os] = V::fma(c4, V::sub(d1, d2), V::sub(d4, d3));
+  o[3 * os] = V::fma(c2, V::sub(d3, d1), V::sub(d4, d2));
+  o[4 * os] = V::fma(c2, V::sub(d1, d3), V::sub(d4, d2));
+  o[5 * os] = V::fma(c4, d1, V::fnma(c5, d3, d5));
+}
+
+// o[k*os] = (A^T m)_k, k < 4;  A^T rows: [1 1 1 1 1 0] [0 1 -1 2 -2 0] [0 1 1 4 4 0] [0 1 -1 8 -8 1]
+template <class V>
+inline void wino_at(const typename V::reg* m, int s, typename V::reg* o, int os) {
+  using R = typename V::reg;
+  const R c2 = V::set1(2.0f), c4 = V::set1(4.0f), c8 = V::set1(8.0f);
+  const R p12 = V::add(m[s], m[2 * s]), m12 = V::sub(m[s], m[2 * s]);
+  const R p34 = V::add(m[3 * s], m[4 * s]), m34 = V::sub(m[3 * s], m[4 * s]);
+  o[0] = V::add(V::add(m[0], p12), p34);
+  o[os] = V::fma(c2, m34, m12);
+  o[2 * os] = V::fma(c4, p34, p12);
+  o[3 * os] = V::add(V::fma(c8, m34, m12), m[5 * s]);
+}
+
+template <class V>
+inline void wino_in(const WinoArgs& a, float* v, int64_t nband, int64_t tile, int64_t n) {
+  // x_i: [IC_i/16, OH+2, OW+2, 16] -> V[t][blk][n][16]
+  using R = typename V::reg;
+  constexpr int L = V::L;
+  const int ty = (int)(tile / a.tw), tx = (int)(tile % a.tw);
+  const int y0 = 4 * ty, x0 = 4 * tx;
+  const int ny = imin(6, a.oh + 2 - y0), nx = imin(6, a.ow + 2 - x0);  // valid input rows/cols
+  const int64_t vt = (int64_t)a.icb * nband * 16;
+  int blk_all = 0;
+  for (int i = 0; i < a.nin; ++i) {
+    const View& in = a.in[i];
+    for (int blk = 0; blk < in.nblk; ++blk, ++blk_all) {
+      const float* ip = in.p + blk * in.bs + (int64_t)y0 * in.rs + (int64_t)x0 * 16;
+      float* vo = v + (int64_t)blk_all * nband * 16 + n * 16;
+      for (int lo = 0; lo < 16; lo += L) {
+        R d[36], t[36];
+        for (int r = 0; r < 6; ++r)
+          for (int c = 0; c < 6; ++c)
+            d[r * 6 + c] = (r < ny && c < nx) ? V::load(ip + r * in.rs + c * 16 + lo) : V::zero();
+        for (int c = 0; c < 6; ++c) wino_bt<V>(d + c, 6, t + c, 6);       // columns: t = B^T d
+        for (int k = 0; k < 6; ++k) wino_bt<V>(t + 6 * k, 1, d + 6 * k, 1);  // rows: d = t B
+        for (int q = 0; q < 36; ++q) V::store(vo + q * vt + lo, d[q]);
+      }
+    }
+  }
+}
+
+template <class V, int NV, int NXMAX>
+inline void wino_out(const WinoArgs& a, const float* v, int64_t nband, int64_t t0, int g, int64_t n0, int nt,
+                     float* m) {
+  // V: [36][icb][nband][16]  U: [OC/ocg][36][icb*16][ocg] -> M: [36][ocg/16][nt][16] -> y tiles
+  using R = typename V::reg;
+  constexpr int L = V::L;
+  alignas(64) static const float kZeros[32] = {};
+  const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
+  const float* ug = a.u + (int64_t)g * kWinoT * ic * a.ocg;
+  const int64_t mt = (int64_t)a.ocg * nt;
+  for (int q = 0; q < kWinoT; ++q) {
+    View vv;
+    vv.p = v + q * vt + n0 * 16;
+    vv.cb = 16;
+    vv.nblk = a.icb;
+    vv.rs = 0;
+    vv.bs = nband * 16;
+    row_tiles<V, NV, 16, NXMAX>(&vv, 1, 1, 1, 0, nt, ug + q * ic * a.ocg, kZeros, false, m + q * mt, 16,
+                                (int64_t)nt * 16);
+  }
+  const R zero = V::zero();
+  for (int j = 0; j < nt; ++j) {
+    const int64_t tile = t0 + n0 + j;
+    const int ty = (int)(tile / a.tw), tx = (int)(tile % a.tw);
+    const int ny = imin(4, a.oh - 4 * ty), nx = imin(4, a.ow - 4 * tx);
+    for (int ob = 0; ob < a.ocg / 16; ++ob) {
+      float* yo = a.y.p + (int64_t)(g * a.ocg / 16 + ob) * a.y.bs + (int64_t)(4 * ty) * a.y.rs + (int64_t)(4 * tx) * 16;
+      for (int lo = 0; lo < 16; lo += L) {
+        R mm[36], t[24], o[16];
+        const float* mp = m + (int64_t)ob * nt * 16 + (int64_t)j * 16 + lo;
+        for (int q = 0; q < 36; ++q) mm[q] = V::load(mp + q * mt);
+        for (int c = 0; c < 6; ++c) wino_at<V>(mm + c, 6, t + c, 6);      // t[k*6+c] = (A^T m)[k][c]
+        for (int k = 0; k < 4; ++k) wino_at<V>(t + 6 * k, 1, o + 4 * k, 1);  // o[k*4+j] = (t A)[k][j]
+        const R b = V::load(a.bias + g * a.ocg + ob * 16 + lo);
+        for (int r = 0; r < ny; ++r)
+          for (int c = 0; c < nx; ++c) {
+            R val = V::add(o[r * 4 + c], b);
+            if (a.relu) val = V::max(val, zero);
+            V::store(yo + r * a.y.rs + c * 16 + lo, val);
+          }
+      }
+    }
+  }
+}
+
+}  // namespace unet_rt::kernels::simd

@@ -1,0 +1,82 @@
+// The native inference engine: see engine.h.
+#include "src/engine.h"
+
+#include <cstdlib>
+#include <stdexcept>
+
+#include "kernels/kernels.h"
+#include "src/geometry.h"
+
+namespace unet_rt {
+
+Engine::Engine(const std::string& path, const EngineOptions& opt) : opt_(opt) {
+  if (opt.threads < 0) throw std::invalid_argument("threads must be >= 0");
+  if (opt.tile < 0) throw std::invalid_argument("tile must be >= 0");
+  if (!(opt.overlap >= 0.0 && opt.overlap < 1.0)) throw std::invalid_argument("overlap must be in [0, 1)");
+  budget_ = (opt.memory_budget_mb ? opt.memory_budget_mb : kDefaultBudgetMb) * size_t(1024) * 1024;
+  {
+    std::unique_ptr<ModelFile> mf = ModelFile::open(path);
+    info_ = mf->info();
+    if (opt.tile > 0) plan_tiles(1, 1, geometry(), tile_options());  // validates the tile size early
+    net_ = std::make_unique<Network>(info_.arch, mf->weights(), opt.threads);
+  }  // the file mapping is released here: the executor holds repacked weights
+}
+
+Engine::~Engine() = default;
+
+int Engine::halo() const { return unet_rt::halo(info_.arch.depth, info_.arch.same_padding); }
+int Engine::threads() const { return net_->threads(); }
+
+TileGeometry Engine::geometry() const {
+  return TileGeometry{info_.arch.in_channels, info_.arch.classes, info_.arch.depth, info_.arch.same_padding};
+}
+
+TileOptions Engine::tile_options() const {
+  TileOptions t;
+  t.tile = opt_.tile;
+  t.overlap = opt_.overlap;
+  t.blend = opt_.blend;
+  t.memory_budget = budget_;
+  const Network* net = net_.get();
+  if (net) t.workspace_bytes = [net](int h, int w) { return net->workspace_bytes(h, w); };
+  return t;
+}
+
+TilePlan Engine::plan(int height, int width) const { return plan_tiles(height, width, geometry(), tile_options()); }
+
+void Engine::run(const ImageView& img, const TileOutput& out) const {
+  Network* net = net_.get();
+  const HeadOutput head = out.fn_writes_probabilities ? HeadOutput::Probabilities : HeadOutput::Logits;
+  TileFn fn = [net, head](const float* in, int h, int w, const OutputView& o) { net->forward(in, h, w, o, head); };
+  tile_predict(img, info_.normalization.mean, info_.normalization.std, geometry(), fn, tile_options(), out);
+}
+
+void Engine::predict(const ImageView& img, float* out, bool logits) const {
+  TileOutput o;
+  o.kind = logits ? OutputKind::Logits : OutputKind::Probabilities;
+  o.scores = out;
+  // Valid nets: the executor's head applies the softmax (fused); same nets blend logits first.
+  o.fn_writes_probabilities = !logits && !info_.arch.same_padding;
+  run(img, o);
+}
+
+void Engine::segment(const ImageView& img, void* labels, DType labels_dtype) const {
+  TileOutput o;
+  o.kind = OutputKind::Labels;
+  o.labels = labels;
+  o.labels_dtype = labels_dtype;
+  run(img, o);
+}
+
+std::string cpu_isa() {
+  using kernels::Isa;
+  const char* env = std::getenv("UNET_RT_ISA");  // the executor's own choice (network.cc, kernels/dispatch.cc)
+  switch (kernels::isa_from_name(env ? env : "auto")) {
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    case Isa::Ref: return "ref";
+  }
+  return "ref";
+}
+
+}  // namespace unet_rt

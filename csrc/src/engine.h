@@ -1,0 +1,64 @@
+// The native inference engine: model file reader + executor (Network) + overlap-tile + normalisation.
+// This is what the C API and the Python _core.Engine wrap.
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "src/model_reader.h"
+#include "src/network.h"
+#include "src/tiler.h"
+
+namespace unet_rt {
+
+struct EngineOptions {
+  int threads = 0;              // 0: every core
+  int tile = 0;                 // 0: automatic (see tiler.h); else the input tile size
+  size_t memory_budget_mb = 0;  // per-tile working memory; 0: kDefaultBudgetMb
+  double overlap = 0.25;        // same-padded networks: window overlap (MONAI semantics)
+  Blend blend = Blend::Constant;  // same-padded networks: blending of overlapping windows
+};
+
+// 512 MB: with the paper network (weights ~460 MB resident in the executor's Winograd layout) a
+// 2048x2048 image peaks at ~1.0 GB beyond its output; larger budgets save little work (total tile
+// input area 1.63x the image at 512 MB, 1.51x at 768 MB).
+constexpr size_t kDefaultBudgetMb = 512;
+
+class Engine {
+ public:
+  explicit Engine(const std::string& path, const EngineOptions& opt = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const ModelInfo& info() const { return info_; }
+  int halo() const;
+  int tile() const { return opt_.tile; }
+  int threads() const;
+  size_t memory_budget_bytes() const { return budget_; }
+  const EngineOptions& options() const { return opt_; }
+  // The tiling this engine uses for an image of this size.
+  TilePlan plan(int height, int width) const;
+
+  // Writes [classes, H, W] float32 probabilities (or logits) into `out` (contiguous).
+  // Safe to call from several threads (the executor serialises the tiles).
+  void predict(const ImageView& img, float* out, bool logits = false) const;
+  // Writes the argmax labels [H, W] (U8 if classes <= 256, else U16 as `dtype` says).
+  void segment(const ImageView& img, void* labels, DType labels_dtype) const;
+
+ private:
+  TileOptions tile_options() const;
+  TileGeometry geometry() const;
+  void run(const ImageView& img, const TileOutput& out) const;
+
+  ModelInfo info_;
+  EngineOptions opt_;
+  size_t budget_ = 0;
+  std::unique_ptr<Network> net_;
+};
+
+// "avx512", "avx2" or "ref": the kernels the executor's dispatch picks on this CPU.
+std::string cpu_isa();
+
+}  // namespace unet_rt

@@ -1,0 +1,183 @@
+"""The CPU network executor (csrc/src/network.cc) against the PyTorch reference U-Net.
+
+Error model (fp32, written once here and used by every case): each conv output is a sum of n = 9*C
+products; with a different summation order than PyTorch's, the rounding error of one layer is about
+u*sqrt(n) relative to the layer's output scale (random walk, u = 2^-24), and the errors of the L
+layers add up roughly linearly through the ReLU network. The reference is PyTorch in float64, so
+the bound covers our rounding only:  |ours - ref64| <= SAFETY * L * u * sqrt(9*Cmax) * max|ref64|.
+SAFETY = 8 leaves room for the tails of the random walk; a wrong weight, crop or layout gives
+errors of order max|ref| and fails by orders of magnitude.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from training.model import UNet  # noqa: E402
+from unet_rt._core import _kernels as K  # noqa: E402
+
+U = 2.0**-24
+SAFETY = 8.0
+ISAS = K.available_isas()
+
+
+def _tolerance(arch: dict, ref: np.ndarray) -> float:
+    layers = 5 * arch["depth"] + 3          # 2 convs per level + up-conv per decoder level + head
+    cmax = 2 * arch["base"] * 2 ** arch["depth"]   # widest conv fan-in (decoder conv1 at the bottom is 2*C)
+    return SAFETY * layers * U * math.sqrt(9 * cmax) * float(np.abs(ref).max())
+
+
+def _make(arch: dict, seed: int = 0):
+    torch.manual_seed(seed)
+    net = UNet(**arch).eval()
+    # He init leaves biases at zero; give them values so the bias path is tested too.
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.1)
+    weights = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
+    return net, weights
+
+
+def _ref64(net, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return net.double()(torch.from_numpy(x.astype(np.float64))[None])[0].numpy()
+
+
+# (arch, tile h, tile w): depth 1-2, widths 4-16 (12: not a multiple of the 16-channel block),
+# in_channels 1-3, classes 2-5, valid and same padding, non-square tiles.
+SMALL = [
+    (dict(in_channels=3, classes=3, depth=2, base=8, padding="valid"), 60, 76),
+    (dict(in_channels=1, classes=2, depth=1, base=4, padding="valid"), 28, 44),
+    (dict(in_channels=2, classes=5, depth=1, base=12, padding="valid"), 44, 28),
+    (dict(in_channels=1, classes=2, depth=1, base=4, padding="same"), 16, 22),
+    (dict(in_channels=3, classes=3, depth=2, base=16, padding="same"), 32, 44),
+]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("arch,h,w", SMALL, ids=[f"{a['padding']}-d{a['depth']}-b{a['base']}-{h}x{w}" for a, h, w in SMALL])
+def test_matches_pytorch(arch, h, w, isa):
+    net, weights = _make(arch)
+    x = np.random.default_rng(1).standard_normal((arch["in_channels"], h, w)).astype(np.float32)
+    ref = _ref64(net, x)
+    ours = K.Network(arch, weights, threads=2, isa=isa)
+    assert ours.isa == isa
+    y = ours.forward(x)
+    assert y.shape == ref.shape == (arch["classes"], ours.output_size(h), ours.output_size(w))
+    assert y.dtype == np.float32
+    err = float(np.abs(y - ref).max())
+    assert err <= _tolerance(arch, ref), (err, _tolerance(arch, ref))
+    # probabilities = softmax over classes of the logits (same rounding story, values in [0, 1])
+    p = ours.forward(x, probabilities=True)
+    e = np.exp(ref - ref.max(axis=0, keepdims=True))
+    pref = e / e.sum(axis=0, keepdims=True)
+    assert float(np.abs(p - pref).max()) <= _tolerance(arch, ref)
+    np.testing.assert_allclose(p.sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_threads_and_plan_cache_are_deterministic():
+    # Every output element is computed by one thread in a fixed order: results must not depend on
+    # the thread count, on other tile shapes run in between (plan cache, reused arena) or on repeats.
+    arch, h, w = SMALL[0]
+    _, weights = _make(arch)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((arch["in_channels"], h, w)).astype(np.float32)
+    x2 = rng.standard_normal((arch["in_channels"], h + 16, w + 32)).astype(np.float32)
+    n1 = K.Network(arch, weights, threads=1)
+    n2 = K.Network(arch, weights, threads=2)
+    a = n1.forward(x)
+    b = n2.forward(x)
+    n2.forward(x2)
+    c = n2.forward(x)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(b, c)
+    assert n1.threads == 1 and n2.threads == 2
+
+
+def test_default_threads_use_every_core():
+    import os
+    arch, _, _ = SMALL[1]
+    _, weights = _make(arch)
+    assert K.Network(arch, weights).threads == (os.cpu_count() or 1)
+
+
+def test_isas_agree():
+    # The same network on every ISA: SIMD vs scalar reference, identical plans and packing.
+    arch, h, w = SMALL[4]
+    net, weights = _make(arch, seed=3)
+    x = np.random.default_rng(3).standard_normal((arch["in_channels"], h, w)).astype(np.float32)
+    ref = _ref64(net, x)
+    outs = {isa: K.Network(arch, weights, threads=2, isa=isa).forward(x) for isa in ISAS}
+    for isa, y in outs.items():
+        assert float(np.abs(y - outs["ref"]).max()) <= 2 * _tolerance(arch, ref), isa
+
+
+def test_workspace_bytes_is_honest():
+    # Paper network at 572: level 0 holds conv1's output (64 x 570^2) while conv2 writes its
+    # output (64 x 568^2); both must fit. Everything alive at once can never exceed all tensors.
+    arch = dict(in_channels=1, classes=2, depth=4, base=64, padding="valid")
+    from unet_rt.model_file import expected_shapes
+    weights = {k: np.zeros(s, np.float32) for k, s in expected_shapes(arch).items()}
+    n = K.Network(arch, weights, threads=1)
+    ws = n.workspace_bytes(572, 572)
+    lower = 4 * 64 * (570**2 + 568**2)
+    # upper: the sum of every activation tensor of the network
+    total, s, sizes = 572**2, 572, []
+    for l in range(5):
+        c = 64 * 2**l
+        sizes += [c * (s - 2) ** 2, c * (s - 4) ** 2]
+        s -= 4
+        if l < 4:
+            s //= 2
+            sizes.append(c * s * s)
+    for l in reversed(range(4)):
+        c = 64 * 2**l
+        s *= 2
+        sizes += [c * s * s, c * (s - 2) ** 2, c * (s - 4) ** 2]
+        s -= 4
+    upper = 4 * (total + sum(sizes))
+    assert lower <= ws < upper, (lower, ws, upper)
+    assert n.workspace_bytes(572, 572) == ws          # planned once, cached
+    assert n.workspace_bytes(188, 188) < ws
+
+
+def test_bad_input():
+    arch, h, w = SMALL[0]
+    _, weights = _make(arch)
+    n = K.Network(arch, weights, threads=1)
+    with pytest.raises(ValueError, match="not valid"):
+        n.forward(np.zeros((3, h + 1, w), np.float32))
+    with pytest.raises(ValueError, match="channels"):
+        n.forward(np.zeros((1, h, w), np.float32))
+    with pytest.raises(ValueError, match="dimensions"):
+        n.forward(np.zeros((h, w), np.float32))
+    with pytest.raises(ValueError, match="missing weight tensor 'head.bias'"):
+        K.Network(arch, {k: v for k, v in weights.items() if k != "head.bias"})
+    bad = dict(weights)
+    bad["enc.1.conv2.weight"] = np.zeros((16, 16, 3, 1), np.float32)
+    with pytest.raises(ValueError, match="enc.1.conv2.weight.*shape"):
+        K.Network(arch, bad)
+    with pytest.raises(ValueError, match="unexpected weight tensor 'extra'"):
+        K.Network(arch, {**weights, "extra": np.zeros(1, np.float32)})
+    with pytest.raises(ValueError, match="unknown ISA"):
+        K.Network(arch, weights, isa="sse9")
+    with pytest.raises(ValueError, match="architecture"):
+        K.Network({**arch, "depth": 0}, weights)
+
+
+def test_paper_network_572_parity():
+    # The paper network (1 in, 2 classes, base 64, depth 4) on one 572 tile, random He weights,
+    # against PyTorch fp32 (the stated target: max |err| <= 1e-4 * max |logit|). ~5 s on 2 cores.
+    arch = dict(in_channels=1, classes=2, depth=4, base=64, padding="valid")
+    net, weights = _make(arch, seed=4)
+    x = np.random.default_rng(4).standard_normal((1, 572, 572)).astype(np.float32)
+    torch.set_num_threads(2)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)[None])[0].numpy()
+    y = K.Network(arch, weights, threads=2).forward(x)
+    assert y.shape == (2, 388, 388)
+    assert float(np.abs(y - ref).max()) <= 1e-4 * float(np.abs(ref).max())
