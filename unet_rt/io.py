@@ -60,7 +60,8 @@ def write_image(path, arr: np.ndarray) -> None:
         import tifffile
 
         buf = io.BytesIO()
-        tifffile.imwrite(buf, arr, compression="zlib" if arr.dtype != np.float64 else None)
+        tifffile.imwrite(buf, arr, photometric="rgb" if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.dtype == np.uint8 else "minisblack",
+                         compression="zlib")
         atomic_write(path, buf.getvalue())
     elif ext == ".png":
         import io
