@@ -45,7 +45,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--depth", type=int, default=4, help="number of max-pools (paper: 4)")
     p.add_argument("--padding", choices=["valid", "same"], default="valid", help="paper: valid")
     p.add_argument("--tile", type=int, default=572, help="input tile size (valid: 572, 588, ...)")
-    p.add_argument("--steps", type=int, default=6000, help="SGD steps (one tile each)")
+    p.add_argument("--steps", type=int, default=6000,
+                   help="SGD steps (one tile each); with --resume: the new total (the cosine schedule follows it)")
     p.add_argument("--lr", type=float, default=0.002,
                    help="peak learning rate (0.01 made this normalisation-free network collapse to one class)")
     p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps, then cosine decay")
@@ -187,7 +188,8 @@ def main(argv=None) -> int:
         if not (out / "checkpoint.json").exists():
             sys.exit(f"--resume: no checkpoint in {out}")
         cfg = json.loads((out / "checkpoint.json").read_text())["config"]
-        cfg["steps"] = max(cfg["steps"], args.steps) if "--steps" in (argv or sys.argv) else cfg["steps"]
+        if "--steps" in (argv if argv is not None else sys.argv):  # lengthen or shorten the schedule
+            cfg["steps"] = args.steps
     else:
         if args.data is None:
             sys.exit("--data is required (unless --resume)")
