@@ -4,6 +4,8 @@
 //
 //   input [Cin, h, w] planar --reorder--> [ceil(Cin/cb), h, w, cb]   (cb = Cin if Cin < 16, else 16)
 //   encoder l = 0..D:  conv3x3+bias+ReLU, conv3x3+bias+ReLU (-> skip l), pool2x2 (l < D)
+//                       (every conv on 16-channel blocks runs as Winograd F(4x4,3x3): 4x fewer
+//                       multiplies; the first conv, on the cb = Cin input, runs direct)
 //   decoder l = D-1..0: upconv2x2+bias; conv3x3+bias+ReLU over TWO inputs (cropped skip view,
 //                       up-sampled tensor: no concat copy); conv3x3+bias+ReLU
 //   head 1x1 (+ softmax) written straight into the caller's planar, strided output.
@@ -531,6 +533,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
         // x_i: [C_i/16, H, W, 16] views (crop offsets)  w: [OC/ocg, IC, 3, 3, ocg]  -> y: [OC/16, H-2, W-2, 16]
         const PackedConv& cw = m.convs[op.weights];
         if (cw.wino) {
+          // x_i: [C_i/16, H, W, 16] views  U: [OC/ocg, 36, IC, ocg]  -> y: [OC/16, H-2, W-2, 16]
           // Winograd F(4x4, 3x3) in bands of tiles: input transforms of the band (parallel over
           // tiles), then GEMMs + output transforms (parallel over groups x work units).
           k::WinoArgs a;
