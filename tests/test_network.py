@@ -193,3 +193,18 @@ def test_paper_network_572_parity():
     y = K.Network(arch, weights, threads=2).forward(x)
     assert y.shape == (2, 388, 388)
     assert float(np.abs(y - ref).max()) <= 1e-4 * float(np.abs(ref).max())
+
+
+def test_mixed_winograd_and_direct(monkeypatch):
+    # UNET_RT_WINOGRAD_MAX_CHANNELS: convs with more output channels run direct (a memory knob:
+    # Winograd's transformed weights are 4x the size). Here levels 0-1 are Winograd, level 2 direct.
+    arch, h, w = SMALL[0]                       # widths 8, 16, 32
+    net, weights = _make(arch, seed=5)
+    x = np.random.default_rng(5).standard_normal((arch["in_channels"], h, w)).astype(np.float32)
+    ref = _ref64(net, x)
+    monkeypatch.setenv("UNET_RT_WINOGRAD_MAX_CHANNELS", "16")
+    y = K.Network(arch, weights, threads=2).forward(x)
+    assert float(np.abs(y - ref).max()) <= _tolerance(arch, ref, True)
+    monkeypatch.setenv("UNET_RT_WINOGRAD", "0")
+    y0 = K.Network(arch, weights, threads=2).forward(x)
+    np.testing.assert_array_equal(y0, K.Network(arch, weights, threads=2, winograd=False).forward(x))

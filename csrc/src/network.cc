@@ -179,12 +179,13 @@ struct Network::Impl {
   int64_t arena_floats = 0;
 
   bool winograd = true;
+  int64_t wino_max_channels = 1 << 30;               // convs with more output channels run direct
   static constexpr int kWinoNt = 24;                 // tiles per Winograd work unit
   static constexpr int64_t kWinoBand = 2 << 20;      // floats of V per band (8 MB, stays in L3)
   PackedConv pack(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) const {
     bool all16 = true;
     for (auto& d : ins) all16 = all16 && d.cb == 16;
-    return (winograd && all16) ? pack_wino(w, b, ins, ocg) : pack_conv(w, b, ins, ocg);
+    return (winograd && all16 && w.shape[0] <= wino_max_channels) ? pack_wino(w, b, ins, ocg) : pack_conv(w, b, ins, ocg);
   }
 
   int enc_conv(int l, int j) const { return 2 * l + j; }
@@ -234,6 +235,7 @@ Network::Network(const Arch& arch, const Weights& weights, int threads) : impl_(
     const char* env = std::getenv("UNET_RT_WINOGRAD");
     m.winograd = !(env && std::string(env) == "0");
   }
+  if (const char* env = std::getenv("UNET_RT_WINOGRAD_MAX_CHANNELS")) m.wino_max_channels = std::atoll(env);
   m.in_cb = arch.in_channels < 16 ? arch.in_channels : 16;
 
   const int D = arch.depth;
