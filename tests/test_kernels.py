@@ -186,3 +186,58 @@ def test_peak_probe_is_plausible():
     # must report a finite positive number that scales with nothing absurd (< 10 TFLOP/s per core).
     g = K.peak_gflops(1, 0.05)
     assert 1.0 < g < 10_000.0
+
+
+# --- conv3x3 by Winograd F(4x4, 3x3) ------------------------------------------------------------
+# Error model (first-order forward error of a bilinear algorithm, Higham §22 / Demmel et al.): the
+# computed y = A^T [sum_c (G g_c G^T) . (B^T d_c B)] A differs from the exact convolution by at most
+# gamma_K * |A|^T [sum_c (|G||g_c||G|^T) . (|B|^T |d_c| |B|)] |A| (+ the bias rounding), with
+# K = IC + 30 rounding steps on the longest path (6 + 6 per transform side, IC in the sum, rounding of
+# U). The absolute-value pipeline is computed below in float64, per output pixel.
+BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+               [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], float)
+G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], float)
+
+
+def _winograd_abs(x, w, oh, ow):
+    # |A|^T [sum_c |U_c| . |V_c|] |A| per output pixel; x: [C, >= oh+2, >= ow+2] (float64, >= 0)
+    c = x.shape[0]
+    th, tw = -(-oh // 4), -(-ow // 4)
+    xp = np.zeros((c, 4 * th + 2, 4 * tw + 2))
+    xp[:, :oh + 2, :ow + 2] = x[:, :oh + 2, :ow + 2]
+    d = np.lib.stride_tricks.sliding_window_view(xp, (6, 6), axis=(1, 2))[:, ::4, ::4]   # [C, th, tw, 6, 6]
+    v = np.einsum("ar,cyxrs,bs->cyxab", np.abs(BT), d, np.abs(BT))
+    u = np.einsum("ai,ocij,bj->ocab", np.abs(G), w, np.abs(G))
+    m = np.einsum("ocab,cyxab->oyxab", u, v)
+    y = np.einsum("ka,oyxab,lb->oykxl", np.abs(AT), m, np.abs(AT)).reshape(w.shape[0], 4 * th, 4 * tw)
+    return y[:, :oh, :ow]
+
+
+WINO_CASES = [
+    # (input channels per input, OC, oh, ow, band (0: all tiles), nt)
+    ([16], 16, 4, 4, 0, 12),
+    ([16], 32, 1, 1, 0, 1),
+    ([16], 32, 5, 13, 2, 5),
+    ([32], 16, 8, 50, 0, 12),      # 13 tiles per row: one full work unit of 12 + a 1-tile remainder
+    ([16], 48, 3, 97, 7, 24),      # 25 tiles: 24 + 1
+    ([20, 12], 32, 9, 10, 3, 2),   # two inputs (crop-and-concat), channels not multiples of 16
+    ([64], 64, 13, 17, 1, 13),
+]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("ocg", [16, 32])
+@pytest.mark.parametrize("case", WINO_CASES, ids=lambda c: f"ic{'+'.join(map(str, c[0]))}-oc{c[1]}-{c[2]}x{c[3]}-band{c[4]}-nt{c[5]}")
+def test_conv3x3_winograd(case, ocg, isa):
+    chans, oc, oh, ow, band, nt = case
+    offs = [(1, 2)] + [(0, 0)] * (len(chans) - 1)
+    xs, w, b, pre, _ = _conv_case(chans, oc, oh, ow, offs)
+    cat = np.concatenate([x[:, dy:dy + oh + 2, dx:dx + ow + 2] for x, (dy, dx) in zip(xs, offs)]).astype(np.float64)
+    bound = _gamma(sum(chans) + 30) * (_winograd_abs(np.abs(cat), np.abs(w).astype(np.float64), oh, ow)
+                                       + np.abs(b).astype(np.float64)[:, None, None])
+    inputs = [(x, dy, dx) for x, (dy, dx) in zip(xs, offs)]
+    for relu in (True, False):
+        y = K.conv3x3_winograd(inputs, w, b, oh, ow, relu=relu, isa=isa, ocg=ocg, band=band, nt=nt)
+        _check(y, np.maximum(pre, 0) if relu else pre, bound)

@@ -134,7 +134,7 @@ inline void head_row(const HeadArgs& a, int oy) {
   }
 }
 
-inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imin(int a, int b) { return a < b ? a : b; }
 
 // ---- Winograd F(4x4, 3x3) (kernels.h) ------------------------------------------------------------
 // o[k*os] = (B^T d)_k for d[k*s], k < 6;  B^T rows: [4 0 -5 0 1 0] [0 -4 -4 1 1 0] [0 4 -4 -1 1 0]

@@ -4,11 +4,18 @@
 //
 //   input [Cin, h, w] planar --reorder--> [ceil(Cin/cb), h, w, cb]   (cb = Cin if Cin < 16, else 16)
 //   encoder l = 0..D:  conv3x3+bias+ReLU, conv3x3+bias+ReLU (-> skip l), pool2x2 (l < D)
+//                       (every conv on 16-channel blocks runs as Winograd F(4x4,3x3): 4x fewer
+//                       multiplies; the first conv, on the cb = Cin input, runs direct)
 //   decoder l = D-1..0: upconv2x2+bias; conv3x3+bias+ReLU over TWO inputs (cropped skip view,
 //                       up-sampled tensor: no concat copy); conv3x3+bias+ReLU
 //   head 1x1 (+ softmax) written straight into the caller's planar, strided output.
 // "same" padding: every tensor gets a one-pixel zero border in memory and each 3x3 conv reads a
 // view shifted by (-1, -1); the border ring is re-zeroed after each op (memory is reused).
+//
+// Environment knobs: UNET_RT_ISA=ref|avx2|avx512 (default: the best this CPU has), UNET_RT_WINOGRAD=0
+// (direct convolution everywhere), UNET_RT_WINOGRAD_MAX_CHANNELS=N (Winograd only for convs with <= N
+// output channels: its transformed weights take 4x the memory, 463 MB instead of 124 MB for the
+// paper network). workspace_bytes() covers the activations and the Winograd scratch, not weights.
 #include "src/network.h"
 
 #include <algorithm>
@@ -177,12 +184,13 @@ struct Network::Impl {
   int64_t arena_floats = 0;
 
   bool winograd = true;
+  int64_t wino_max_channels = 1 << 30;               // convs with more output channels run direct
   static constexpr int kWinoNt = 24;                 // tiles per Winograd work unit
   static constexpr int64_t kWinoBand = 2 << 20;      // floats of V per band (8 MB, stays in L3)
   PackedConv pack(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) const {
     bool all16 = true;
     for (auto& d : ins) all16 = all16 && d.cb == 16;
-    return (winograd && all16) ? pack_wino(w, b, ins, ocg) : pack_conv(w, b, ins, ocg);
+    return (winograd && all16 && w.shape[0] <= wino_max_channels) ? pack_wino(w, b, ins, ocg) : pack_conv(w, b, ins, ocg);
   }
 
   int enc_conv(int l, int j) const { return 2 * l + j; }
@@ -232,6 +240,7 @@ Network::Network(const Arch& arch, const Weights& weights, int threads) : impl_(
     const char* env = std::getenv("UNET_RT_WINOGRAD");
     m.winograd = !(env && std::string(env) == "0");
   }
+  if (const char* env = std::getenv("UNET_RT_WINOGRAD_MAX_CHANNELS")) m.wino_max_channels = std::atoll(env);
   m.in_cb = arch.in_channels < 16 ? arch.in_channels : 16;
 
   const int D = arch.depth;
@@ -531,6 +540,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
         // x_i: [C_i/16, H, W, 16] views (crop offsets)  w: [OC/ocg, IC, 3, 3, ocg]  -> y: [OC/16, H-2, W-2, 16]
         const PackedConv& cw = m.convs[op.weights];
         if (cw.wino) {
+          // x_i: [C_i/16, H, W, 16] views  U: [OC/ocg, 36, IC, ocg]  -> y: [OC/16, H-2, W-2, 16]
           // Winograd F(4x4, 3x3) in bands of tiles: input transforms of the band (parallel over
           // tiles), then GEMMs + output transforms (parallel over groups x work units).
           k::WinoArgs a;
