@@ -37,7 +37,7 @@ install: $(DEPS)
 
 demo: install
 	@mkdir -p out/demo
-	$(BIN)/unet-rt info $$($(PYTHON) -c "import unet_rt.cli as c; print(c.DEFAULT_MODEL)")
+	$(BIN)/unet-rt info unet_rt/models/isbi2012-unet16.plan
 	$(BIN)/unet-rt segment $(DEMO_IN) -o out/demo/25-labels.png --overlay --scale
 	$(BIN)/unet-rt evaluate --data data/samples
 	@echo "demo: wrote out/demo/25-labels.png and out/demo/25-labels-overlay.png"

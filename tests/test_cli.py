@@ -84,7 +84,8 @@ def test_evaluate_model_and_otsu_baseline(model):
     import json
 
     d = json.loads(out)
-    assert len(d["images"]) == 2 and 0 < d["mean"]["pixel_error"] < 1
+    assert len(d["images"]) == len(list((SAMPLES / "image").glob("*.png"))) == 5
+    assert 0 < d["mean"]["pixel_error"] < 1
 
 
 def test_otsu_threshold_against_skimage(rng):

@@ -253,7 +253,7 @@ def test_peak_memory_beyond_the_output(tmp_path):
     extra = {}
     for n in (1024, 2048):
         r = subprocess.run([sys.executable, "-c", MEM, str(p), str(n), "64"], capture_output=True, text=True,
-                           timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                           timeout=300, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}, cwd=str(Path(__file__).resolve().parent))
         assert r.returncode == 0, r.stderr
         extra[n] = int(r.stdout.split()[0])
     # The tiles' working memory is held to the 64 MB budget (+ the input tile and scratch output);
@@ -273,7 +273,7 @@ def test_paper_network_2048_peak_memory(tmp_path):
     model_file.save(p, model_file.ModelFile("weights", arch, {"mean": [128.0], "std": [64.0]}, ["a", "b"], tensors))
     del tensors
     r = subprocess.run([sys.executable, "-c", MEM, str(p), "2048", "0"], capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}, cwd=str(Path(__file__).resolve().parent))
     assert r.returncode == 0, r.stderr
     beyond_output = int(r.stdout.split()[-1])
     assert beyond_output < 2**30, f"peak RSS beyond the output: {beyond_output / 2**20:.0f} MB"

@@ -309,7 +309,7 @@ FUZZ = textwrap.dedent(r'''
 
 def test_fuzz_never_crashes():
     r = subprocess.run([sys.executable, "-c", FUZZ, str(Path(__file__).parent)], capture_output=True, text=True,
-                       timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                       timeout=120, env={"PYTHONPATH": str(Path(__file__).resolve().parent), "PATH": "/usr/bin:/bin"}, cwd=str(Path(__file__).resolve().parent))
     assert r.returncode == 0, f"reader crashed or misbehaved (rc={r.returncode}):\n{r.stderr[-3000:]}"
     ok, bad = map(int, r.stdout.split())
     assert bad > 3000 and ok >= 1  # most mutations are errors; the untouched length runs are not

@@ -236,7 +236,7 @@ def test_export_needs_no_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print('ok', len(m.graph.node))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent))  # the installed package, not the source tree
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=str(Path(__file__).resolve().parent))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ok ")

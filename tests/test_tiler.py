@@ -352,7 +352,7 @@ def test_memory_does_not_grow_with_the_image_beyond_the_output():
     extra = {}
     for n in (1024, 2048):
         r = subprocess.run([sys.executable, "-c", MEM, str(n)], capture_output=True, text=True, timeout=120,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}, cwd=str(Path(__file__).resolve().parent))
         assert r.returncode == 0, r.stderr
         extra[n] = int(r.stdout)
     # Beyond the image and the output, the tiler holds one tile (<= 1024^2 floats in and out here,

@@ -81,11 +81,11 @@ def cmd_segment(args) -> int:
             dst = out / (src.stem + ext)
         if args.probabilities and dst.suffix.lower() == ".png":
             return _err("probabilities are float32: use a .tif output")
+        labels = res
         if not args.probabilities and args.scale:
             res = (res * (255 // max(eng.classes - 1, 1))).astype(np.uint8)
         write_image(dst, res)
         if args.overlay and not stack and not args.probabilities:
-            labels = res if not args.scale else eng.segment(img)
             write_image(dst.with_name(dst.stem + "-overlay.png"), overlay(img, labels, cls=args.overlay_class))
     dt = time.perf_counter() - t0
     if not args.quiet:
