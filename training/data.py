@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from unet_rt.geometry import output_size
-from unet_rt.io import list_images, read_image
+from unet_rt.io import list_images, parse_slices, read_image  # noqa: F401  (parse_slices re-exported)
 
 from . import augment
 from .weightmap import instances_from_mask, weight_map
@@ -26,15 +26,6 @@ class Sample:
     classes: np.ndarray    # (H, W) uint8: 0 background, 1 cell
     weights: np.ndarray    # (H, W) float32 loss weights
     name: str = ""
-
-
-def parse_slices(spec: str) -> list[int]:
-    """'0-22,24' -> [0, 1, ..., 22, 24]."""
-    out: list[int] = []
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b or a) + 1))
-    return out
 
 
 def _split_stack(arr: np.ndarray) -> list[np.ndarray]:

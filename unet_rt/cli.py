@@ -144,10 +144,12 @@ def cmd_evaluate(args) -> int:
     from .io import list_images, read_image
 
     root = Path(args.data)
+    if not (root / "image").is_dir() or not (root / "label").is_dir():
+        return _err(f"{root} must hold image/ and label/ directories")
     imgs = list_images(root / "image")
     labs = {p.stem: p for p in list_images(root / "label")}
     if args.slices:
-        from training.data import parse_slices  # noqa: PLC0415 - only the slice parser
+        from .io import parse_slices
 
         keep = set(parse_slices(args.slices))
         imgs = [p for i, p in enumerate(imgs) if i in keep]
@@ -157,7 +159,13 @@ def cmd_evaluate(args) -> int:
     if not args.baseline:
         if not args.model:
             return _err("no model given (-m)")
-        eng = Engine(args.model, backend=args.backend, threads=args.threads, tile=args.tile)
+        try:
+            eng = Engine(args.model, backend=args.backend, threads=args.threads, tile=args.tile)
+        except (ValueError, FileNotFoundError, ImportError) as e:
+            return _err(str(e))
+    missing = [p.name for p in imgs if p.stem not in labs]
+    if missing:
+        return _err(f"no label in {root / 'label'} for {', '.join(missing[:5])}")
     rows = []
     for p in imgs:
         img, lab = read_image(p), read_image(labs[p.stem])

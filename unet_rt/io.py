@@ -100,4 +100,13 @@ def overlay(image: np.ndarray, labels: np.ndarray, color=(255, 64, 0), alpha: fl
     return rgb.astype(np.uint8)
 
 
-__all__ = ["read_image", "write_image", "list_images", "overlay"]
+def parse_slices(spec: str) -> list[int]:
+    """'0-22,24' -> [0, 1, ..., 22, 24]."""
+    out: list[int] = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b or a) + 1))
+    return out
+
+
+__all__ = ["read_image", "write_image", "list_images", "overlay", "parse_slices"]
