@@ -12,6 +12,7 @@ it all natively with the GIL released, so one Engine may be used from several th
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,8 @@ class Engine:
              "normalization": self.normalization, "class_names": self.class_names}
         if self._native is not None:
             d.update({k: v for k, v in self._native.info.items() if k not in d})
+            if isinstance(d.get("provenance"), str):
+                d["provenance"] = json.loads(d["provenance"] or "{}")
         return d
 
     def __repr__(self) -> str:
