@@ -28,24 +28,15 @@ def gray(tmp_path_factory):
 
 
 def reference_probs(net, img, norm, depth=2):
-    """PyTorch: one pass over the mirror-padded whole image (float64), softmax."""
-    from unet_rt.geometry import halo, is_valid_input, output_size
+    """PyTorch float64: one pass over the mirror-padded whole image, softmax."""
+    from training.data import normalize
+    from training.train import predict_whole
 
-    x = (np.asarray(img, np.float64) - norm["mean"][0]) / norm["std"][0]
-    x = x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0)
-    h = halo(depth)
-
-    def cover(n):
-        i = n + 2 * h
-        while not (is_valid_input(i, depth) and output_size(i, depth) >= n):
-            i += 1
-        return i
-    H, W = x.shape[1:]
-    xp = np.pad(x, ((0, 0), (h, cover(H) - H - h), (h, cover(W) - W - h)), mode="reflect")
+    x = normalize(img, norm).astype(np.float64)
     with torch.no_grad():
-        y = net.double()(torch.from_numpy(xp)[None])[0][:, :H, :W]
-        net.float()
-        return torch.softmax(y, 0).numpy()
+        y = predict_whole(net.double(), x, depth, "valid")
+    net.float()
+    return torch.softmax(torch.from_numpy(y), 0).numpy()
 
 
 def test_predict_and_segment_match_pytorch(gray, rng):

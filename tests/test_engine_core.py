@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from unet_rt import model_file
-from unet_rt.geometry import halo, is_valid_input, output_size
+from unet_rt.geometry import halo
 
 _core = pytest.importorskip("unet_rt._core")
 torch = pytest.importorskip("torch")
 from training.model import UNet, to_model_file  # noqa: E402
+from training.train import predict_whole  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,17 +39,7 @@ def normalise(img, norm):
 
 def whole_pass_logits(net, x, depth):
     """PyTorch float64, one pass over the whole mirror-padded image (the overlap-tile definition)."""
-    h = halo(depth)
-    H, W = x.shape[1:]
-
-    def cover(n):
-        i = n + 2 * h
-        while not (is_valid_input(i, depth) and output_size(i, depth) >= n):
-            i += 1
-        return i
-    xp = np.pad(x, ((0, 0), (h, cover(H) - H - h), (h, cover(W) - W - h)), mode="reflect")
-    with torch.no_grad():
-        return net(torch.from_numpy(xp.astype(np.float64))[None])[0].numpy()[:, :H, :W]
+    return predict_whole(net, x.astype(np.float64), depth, "valid")
 
 
 @pytest.fixture(scope="module")

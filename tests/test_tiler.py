@@ -118,19 +118,9 @@ def _torch_unet(depth, base, cin, classes, padding="valid", seed=0):
 
 def _whole_pass(net, x, depth):
     """One pass over the whole image, mirror-padded by the halo and up to a valid size."""
-    import torch
+    from training.train import predict_whole
 
-    h = halo(depth)
-    H, W = x.shape[1:]
-
-    def cover(n):
-        i = n + 2 * h
-        while not (is_valid_input(i, depth) and output_size(i, depth) >= n):
-            i += 1
-        return i
-    xp = np.pad(x, ((0, 0), (h, cover(H) - H - h), (h, cover(W) - W - h)), mode="reflect")
-    with torch.no_grad():
-        return net(torch.from_numpy(xp.astype(np.float64))[None])[0].numpy()[:, :H, :W].astype(np.float32)
+    return predict_whole(net, x.astype(np.float64), depth, "valid").astype(np.float32)
 
 
 @pytest.mark.parametrize("shape, tile", [((150, 170), 60), ((150, 170), 76), ((150, 170), 0), ((1, 1), 0),
