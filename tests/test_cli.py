@@ -95,3 +95,14 @@ def test_otsu_threshold_against_skimage(rng):
     img = read_image(SAMPLES / "image" / "25.png")
     ours, ref = otsu_threshold(img), filters.threshold_otsu(img)
     assert abs(ours - ref) <= 1.0  # both histogram-based: within one 8-bit bin
+
+
+def test_segment_zarr_stack(model, tmp_path, rng):
+    zarr = pytest.importorskip("zarr")
+    import unet_rt
+
+    stack = rng.integers(0, 5000, (2, 40, 50)).astype(np.uint16)
+    z = zarr.create_array(str(tmp_path / "s.zarr"), shape=stack.shape, dtype="uint16")
+    z[:] = stack
+    cli("segment", tmp_path / "s.zarr", "-m", model, "-o", tmp_path / "out")
+    assert np.array_equal(read_image(tmp_path / "out" / "s.tif"), unet_rt.Engine(model).segment(stack))

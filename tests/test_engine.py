@@ -167,3 +167,9 @@ def test_cpu_path_does_not_import_torch(gray):
             "bad = [m for m in ('torch', 'triton', 'tensorrt') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code, str(gray[0])], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_big_endian_input(gray, rng):
+    eng = unet_rt.Engine(gray[0])
+    img = rng.integers(0, 4000, (20, 30)).astype(np.uint16)
+    assert np.array_equal(eng.segment(img.astype(">u2")), eng.segment(img))

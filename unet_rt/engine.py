@@ -133,6 +133,8 @@ class Engine:
     def _frames(self, img) -> tuple[list[np.ndarray], bool]:
         """-> list of C x H x W arrays, and whether the input was a stack."""
         a = np.asarray(img)
+        if not a.dtype.isnative:  # e.g. big-endian TIFF/zarr data
+            a = a.astype(a.dtype.type)
         if a.dtype not in _DTYPES:
             if a.dtype == np.float64 or a.dtype == np.float16:
                 a = a.astype(np.float32)

@@ -58,9 +58,9 @@ ImageView image_view(const py::array& a) {
                                 "-D");
   ImageView v;
   py::dtype dt = a.dtype();
-  if (dt.is(py::dtype::of<uint8_t>())) v.dtype = DType::U8;
-  else if (dt.is(py::dtype::of<uint16_t>())) v.dtype = DType::U16;
-  else if (dt.is(py::dtype::of<float>())) v.dtype = DType::F32;
+  if (dt.equal(py::dtype::of<uint8_t>())) v.dtype = DType::U8;
+  else if (dt.equal(py::dtype::of<uint16_t>())) v.dtype = DType::U16;
+  else if (dt.equal(py::dtype::of<float>())) v.dtype = DType::F32;
   else
     throw std::invalid_argument("image dtype must be uint8, uint16 or float32, got " +
                                 std::string(py::str(dt).cast<std::string>()));
