@@ -20,10 +20,11 @@ struct EngineOptions {
   Blend blend = Blend::Constant;  // same-padded networks: blending of overlapping windows
 };
 
-// 512 MB: with the paper network (weights ~460 MB resident in the executor's Winograd layout) a
-// 2048x2048 image peaks at ~1.0 GB beyond its output; larger budgets save little work (total tile
-// input area 1.63x the image at 512 MB, 1.51x at 768 MB).
-constexpr size_t kDefaultBudgetMb = 512;
+// 384 MB: with the paper network (weights ~460 MB resident in the executor's Winograd layout) a
+// 2048x2048 image then stays under 1 GB beyond its output (512 MB measured 0.99-1.05 GB, too close);
+// the price is work: total tile input area 1.86x the image at 384 MB (15 tiles), 1.63x at 512 MB,
+// 1.51x at 768 MB. A 512x512 image is still one 700 tile.
+constexpr size_t kDefaultBudgetMb = 384;
 
 class Engine {
  public:
