@@ -222,7 +222,11 @@ def _add_compile(sub):
     from .tensorrt import cli as compile_cli
 
     p = sub.add_parser("compile", help="compile a model into a TensorRT plan (or a fixed-tile ONNX file)",
-                       description=compile_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description="Compile a unet-rt weights file for one input tile size: --target onnx writes a "
+                                   "static-shape ONNX graph (needs only the onnx package); --target tensorrt builds a "
+                                   "TensorRT engine and stores it in a unet-rt container that unet_rt.Engine opens like "
+                                   "any model file (needs TensorRT and an NVIDIA GPU; without them it fails and writes "
+                                   "nothing).")
     compile_cli.add_arguments(p)
     p.set_defaults(func=compile_cli.run)
 
