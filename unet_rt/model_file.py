@@ -58,14 +58,6 @@ class ModelFile:
     provenance: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)     # other metadata (e.g. "tensorrt": {...})
 
-    @property
-    def in_channels(self) -> int:
-        return int(self.arch["in_channels"])
-
-    @property
-    def classes(self) -> int:
-        return int(self.arch["classes"])
-
 
 def expected_shapes(arch: dict) -> dict[str, tuple[int, ...]]:
     """Every weight tensor's name and shape for an architecture (see module doc)."""

@@ -27,6 +27,32 @@ import triton.language as tl
 # level's input). Needs OH, OW even (always true before a U-Net pool).
 # -------------------------------------------------------------------------------------------------
 @triton.jit
+def _accumulate_taps(acc, x_ptr, row, sh, sw, sc, w_ptr, C, N, offs_k, offs_n, n_ok, m_ok, ih0, iw0, H, W,
+                     PAD: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_K: tl.constexpr):
+    """acc += one source's 3x3 taps: x at (row + tap offsets) [BM, C] times packed w [9*C, N].
+
+    One runtime loop over (tap, channel block): a uniform body that the compiler software-pipelines
+    across taps (an unrolled 9-tap loop of short channel loops would not pipeline)."""
+    nck = tl.cdiv(C, BLOCK_K)
+    for it in range(0, 9 * nck):
+        tap = it // nck
+        c0 = (it - tap * nck) * BLOCK_K
+        kh = tap // 3
+        kw = tap - kh * 3
+        p_ok = m_ok
+        if PAD:
+            p_ok = p_ok & (ih0 + kh >= 0) & (ih0 + kh < H) & (iw0 + kw >= 0) & (iw0 + kw < W)
+        cc = c0 + offs_k
+        c_ok = cc < C
+        a = tl.load(x_ptr + (row + (kh * sh + kw * sw))[:, None] + (cc * sc)[None, :],
+                    mask=p_ok[:, None] & c_ok[None, :], other=0.0)
+        wt = tl.load(w_ptr + (tap * C + cc)[:, None] * N + offs_n[None, :],
+                     mask=c_ok[:, None] & n_ok[None, :], other=0.0)
+        acc = tl.dot(a.to(wt.dtype), wt, acc, input_precision=DOT_PREC)
+    return acc
+
+
+@triton.jit
 def conv3x3_kernel(
     x1_ptr, x2_ptr, w1_ptr, w2_ptr, b_ptr, y_ptr, p_ptr,
     B, H, W, OH, OW, C1, C2, N,
@@ -93,44 +119,14 @@ def conv3x3_kernel(
             wt = tl.load(w1_ptr + kk[:, None] * N + offs_n[None, :], mask=k_ok[:, None] & n_ok[None, :], other=0.0)
             acc = tl.dot(a.to(wt.dtype), wt, acc, input_precision=DOT_PREC)
     else:
-        # one runtime loop over (tap, channel block): a uniform body that the compiler software-
-        # pipelines across taps (an unrolled 9-tap loop of short channel loops would not pipeline)
-        nck = tl.cdiv(C1, BLOCK_K)
-        for it in range(0, 9 * nck):
-            tap = it // nck
-            c0 = (it - tap * nck) * BLOCK_K
-            kh = tap // 3
-            kw = tap - kh * 3
-            p_ok = m_ok
-            if PAD:
-                p_ok = p_ok & (ih0 + kh >= 0) & (ih0 + kh < H) & (iw0 + kw >= 0) & (iw0 + kw < W)
-            cc = c0 + offs_k
-            c_ok = cc < C1
-            a = tl.load(x1_ptr + (row1 + (kh * s1h + kw * s1w))[:, None] + (cc * s1c)[None, :],
-                        mask=p_ok[:, None] & c_ok[None, :], other=0.0)
-            wt = tl.load(w1_ptr + (tap * C1 + cc)[:, None] * N + offs_n[None, :],
-                         mask=c_ok[:, None] & n_ok[None, :], other=0.0)
-            acc = tl.dot(a.to(wt.dtype), wt, acc, input_precision=DOT_PREC)
+        acc = _accumulate_taps(acc, x1_ptr, row1, s1h, s1w, s1c, w1_ptr, C1, N, offs_k, offs_n, n_ok, m_ok,
+                               ih0, iw0, H, W, PAD, DOT_PREC, BLOCK_K)
 
     # ---- source 2 (decoder conv1: the up-sampled half of the virtual concatenation) ----
     if TWO:
         row2 = bb * s2b + ih0.to(tl.int64) * s2h + iw0.to(tl.int64) * s2w
-        nck2 = tl.cdiv(C2, BLOCK_K)
-        for it in range(0, 9 * nck2):
-            tap = it // nck2
-            c0 = (it - tap * nck2) * BLOCK_K
-            kh = tap // 3
-            kw = tap - kh * 3
-            p_ok = m_ok
-            if PAD:
-                p_ok = p_ok & (ih0 + kh >= 0) & (ih0 + kh < H) & (iw0 + kw >= 0) & (iw0 + kw < W)
-            cc = c0 + offs_k
-            c_ok = cc < C2
-            a = tl.load(x2_ptr + (row2 + (kh * s2h + kw * s2w))[:, None] + (cc * s2c)[None, :],
-                        mask=p_ok[:, None] & c_ok[None, :], other=0.0)
-            wt = tl.load(w2_ptr + (tap * C2 + cc)[:, None] * N + offs_n[None, :],
-                         mask=c_ok[:, None] & n_ok[None, :], other=0.0)
-            acc = tl.dot(a.to(wt.dtype), wt, acc, input_precision=DOT_PREC)
+        acc = _accumulate_taps(acc, x2_ptr, row2, s2h, s2w, s2c, w2_ptr, C2, N, offs_k, offs_n, n_ok, m_ok,
+                               ih0, iw0, H, W, PAD, DOT_PREC, BLOCK_K)
 
     # ---- epilogue: bias, ReLU, store (and 2x2 max-pool) ----
     bias = tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
