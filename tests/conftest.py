@@ -1,11 +1,5 @@
-import os
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
 import numpy as np
 import pytest
-
 
 
 @pytest.fixture
@@ -14,17 +8,18 @@ def rng():
 
 
 @pytest.fixture(scope="session")
-def small_model_file(tmp_path_factory):
-    """A depth-2, base-4 valid U-Net with random He weights, saved as a runtime model file."""
+def save_unet():
+    """Factory: save_unet(path, cin=1, classes=2, depth=2, base=4, seed=0, mean=100, std=40)
+    writes a random-weight (He init) reference U-Net as a runtime model file; returns (net, norm)."""
     torch = pytest.importorskip("torch")
     from training.model import UNet, to_model_file
     from unet_rt import model_file
 
-    torch.manual_seed(0)
-    net = UNet(in_channels=1, classes=2, depth=2, base=4).eval()
-    path = tmp_path_factory.mktemp("models") / "small.plan"
-    model_file.save(path, to_model_file(net, {"mean": [100.0], "std": [50.0]}, ["background", "cell"]))
-    return path
+    def save(path, cin=1, classes=2, depth=2, base=4, seed=0, mean=100.0, std=40.0, names=None):
+        torch.manual_seed(seed)
+        net = UNet(cin, classes, depth=depth, base=base, dropout=0).eval()
+        norm = {"mean": [mean] * cin, "std": [std] * cin}
+        model_file.save(path, to_model_file(net, norm, names or [f"c{k}" for k in range(classes)]))
+        return net, norm
 
-
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+    return save

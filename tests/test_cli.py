@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_rt import model_file
 from unet_rt.io import read_image, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,12 +21,9 @@ def cli(*args, ok=True):
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    from training.model import UNet, to_model_file
-
-    torch.manual_seed(0)
+def model(tmp_path_factory, save_unet):
     p = tmp_path_factory.mktemp("cli") / "m.plan"
-    model_file.save(p, to_model_file(UNet(1, 2, depth=2, base=4).eval(), {"mean": [120.0], "std": [40.0]}, ["membrane", "cell"]))
+    save_unet(p, mean=120.0, names=["membrane", "cell"])
     return p
 
 

@@ -6,24 +6,14 @@ import numpy as np
 import pytest
 
 import unet_rt
-from unet_rt import model_file
 
 torch = pytest.importorskip("torch")
-from training.model import UNet, to_model_file  # noqa: E402
-
-
-def make(path, cin=1, classes=2, depth=2, base=4, seed=0):
-    torch.manual_seed(seed)
-    net = UNet(cin, classes, depth=depth, base=base, dropout=0).eval()
-    norm = {"mean": [100.0] * cin, "std": [40.0] * cin}
-    model_file.save(path, to_model_file(net, norm, [f"c{k}" for k in range(classes)]))
-    return net, norm
 
 
 @pytest.fixture(scope="module")
-def gray(tmp_path_factory):
+def gray(tmp_path_factory, save_unet):
     p = tmp_path_factory.mktemp("e") / "gray.plan"
-    net, norm = make(p)
+    net, norm = save_unet(p)
     return p, net, norm
 
 
@@ -76,8 +66,8 @@ def test_stack_equals_per_frame(gray, rng):
     assert eng.predict(stack).shape == (3, 2, 33, 47)
 
 
-def test_multichannel_hwc(tmp_path, rng):
-    net, norm = make(tmp_path / "rgb.plan", cin=3, classes=3)
+def test_multichannel_hwc(tmp_path, rng, save_unet):
+    net, norm = save_unet(tmp_path / "rgb.plan", cin=3, classes=3)
     eng = unet_rt.Engine(tmp_path / "rgb.plan")
     img = rng.integers(0, 255, (30, 35, 3)).astype(np.uint8)
     assert np.abs(eng.predict(img) - reference_probs(net, img, norm)).max() < 1e-4
