@@ -223,16 +223,17 @@ def test_bad_model_files(tmp_path, valid_model):
 
 
 MEM = textwrap.dedent(r'''
-    import resource, sys
+    import sys
     import numpy as np
     from unet_rt import _core
+    from _rss import peak_rss  # tests/_rss.py: VmHWM, not ru_maxrss (inherited across exec)
     path, n, budget = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     e = _core.Engine(path, memory_budget_mb=budget)
     img = np.random.default_rng(0).integers(0, 255, (1, n, n)).astype(np.uint8)
     e.predict(np.zeros((1, 8, 8), np.uint8))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = peak_rss()
     out = e.predict(img)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     pl = e.plan(n, n)
     print(peak - before - out.nbytes, pl["tiles"], max(pl["y"]["in_size"]), max(pl["x"]["in_size"]), peak - out.nbytes)
 ''')

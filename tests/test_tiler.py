@@ -324,16 +324,17 @@ def test_non_contiguous_views():
 # ---- memory -------------------------------------------------------------------------------------
 
 MEM = textwrap.dedent(r'''
-    import resource, sys
+    import sys
     import numpy as np
     from unet_rt import _core
+    from _rss import peak_rss  # tests/_rss.py: VmHWM, not ru_maxrss (inherited across exec)
     n = int(sys.argv[1])
     img = np.full((1, n, n), 7, np.uint8)  # resident pages (np.zeros would map the zero page)
     fn = lambda t: t[:, 92:-92, 92:-92].copy()
     _core.tile_predict(np.zeros((1, 8, 8), np.uint8), [0.0], [1.0], 4, False, 2 - 1, fn, output="logits")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = peak_rss()
     out = _core.tile_predict(img, [0.0], [1.0], 4, False, 1, fn, output="logits")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     print(peak - before - out.nbytes)  # the image is already resident in `before`
 ''')
 

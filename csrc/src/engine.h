@@ -21,7 +21,7 @@ struct EngineOptions {
 };
 
 // 384 MB: with the paper network (weights ~460 MB resident in the executor's Winograd layout) a
-// 2048x2048 image then stays under 1 GB beyond its output (512 MB measured 0.99-1.05 GB, too close);
+// 2048x2048 image peaks at 0.83 GB beyond its output (0.99 GB at 512 MB: too close to 1 GB);
 // the price is work: total tile input area 1.86x the image at 384 MB (15 tiles), 1.63x at 512 MB,
 // 1.51x at 768 MB. A 512x512 image is still one 700 tile.
 constexpr size_t kDefaultBudgetMb = 384;
