@@ -91,20 +91,65 @@ std::vector<std::string> available_isas() {
   return out;
 }
 
+// Tables: conv, up, pool, head, wino in/gemm/out, preferred ocg, bf16, GEMM tile (ocg 16, 32), GEMM ISA.
+static const Kernels kRef{Isa::Ref, "ref", conv3x3_ref, upconv2x2_ref, pool2x2_ref, head1x1_ref,
+                          conv3x3_wino_in_f32_ref, conv3x3_wino_gemm_f32_ref, conv3x3_wino_out_f32_ref, 16, false,
+                          2, 2, "ref"};
+static const Kernels kRefBf16{Isa::Ref, "ref_bf16", conv3x3_ref, upconv2x2_ref, pool2x2_ref, head1x1_ref,
+                              conv3x3_wino_in_bf16_ref, conv3x3_wino_gemm_bf16_ref, conv3x3_wino_out_f32_ref, 16, true,
+                              1, 1, "ref"};
+static const Kernels kAvx2{Isa::Avx2, "avx2", conv3x3_avx2, upconv2x2_avx2, pool2x2_avx2, head1x1_avx2,
+                           conv3x3_wino_in_f32_avx2, conv3x3_wino_gemm_f32_avx2, conv3x3_wino_out_f32_avx2, 16, false,
+                           6, 3, "avx2"};
+static const Kernels kAvx512{Isa::Avx512, "avx512", conv3x3_avx512, upconv2x2_avx512, pool2x2_avx512,
+                             head1x1_avx512, conv3x3_wino_in_f32_avx512, conv3x3_wino_gemm_f32_avx512,
+                             conv3x3_wino_out_f32_avx512, 32, false, 24, 12, "avx512"};
+// The AVX512-BF16 tier: the avx512 table with the Winograd input transform and GEMMs in bf16.
+static const Kernels kAvx512Bf16{Isa::Avx512, "avx512_bf16", conv3x3_avx512, upconv2x2_avx512, pool2x2_avx512,
+                                 head1x1_avx512, conv3x3_wino_in_bf16_avx512bf16, conv3x3_wino_gemm_bf16_avx512bf16,
+                                 conv3x3_wino_out_f32_avx512, 32, true, 24, 12, "avx512bf16"};
+
 const Kernels& kernels_for(Isa isa) {
-  static const Kernels ref{Isa::Ref, "ref", conv3x3_ref, upconv2x2_ref, pool2x2_ref, head1x1_ref,
-                                conv3x3_wino_in_ref, conv3x3_wino_out_ref, 16};
-  static const Kernels avx2{Isa::Avx2, "avx2", conv3x3_avx2, upconv2x2_avx2, pool2x2_avx2, head1x1_avx2,
-                                 conv3x3_wino_in_avx2, conv3x3_wino_out_avx2, 16};
-  static const Kernels avx512{Isa::Avx512, "avx512", conv3x3_avx512, upconv2x2_avx512, pool2x2_avx512,
-                              head1x1_avx512, conv3x3_wino_in_avx512, conv3x3_wino_out_avx512, 32};
   if (!isa_supported(isa))
     throw std::invalid_argument(std::string("this CPU does not support ") + isa_name(isa));
   switch (isa) {
-    case Isa::Avx512: return avx512;
-    case Isa::Avx2: return avx2;
-    default: return ref;
+    case Isa::Avx512: return kAvx512;
+    case Isa::Avx2: return kAvx2;
+    default: return kRef;
   }
+}
+
+static bool cpu_has_avx512bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+const Kernels* bf16_kernels_for(Isa isa, std::string* why) {
+  kernels_for(isa);  // throws if the CPU lacks the tier
+  // The if/else chain of the bf16 tiers (AMX would come first; it is not implemented).
+  if (isa == Isa::Ref) return &kRefBf16;
+  if (isa == Isa::Avx512 && cpu_has_avx512bf16()) return &kAvx512Bf16;
+  if (why)
+    *why = isa == Isa::Avx512 ? "bf16 needs AVX512-BF16 (vdpbf16ps), which this CPU lacks: running fp32"
+                              : std::string("bf16 needs the avx512 tier with AVX512-BF16; the kernels are ") +
+                                    isa_name(isa) + ": running fp32";
+  return nullptr;
+}
+
+std::vector<uint16_t> wino_pack_weights_bf16(const std::vector<float>& u, int ocg) {
+  // [g][q][ic][ocg] fp32 -> [g][q][ic/2][ocg][2] bf16 (ic is a multiple of 16)
+  std::vector<uint16_t> r(u.size());
+  const size_t rows = u.size() / ocg;  // (g, q, ic) rows; pairs of consecutive ic rows interleave
+  for (size_t row = 0; row < rows; row += 2)
+    for (int o = 0; o < ocg; ++o) {
+      r[row * ocg + 2 * o] = f32_to_bf16(u[row * ocg + o]);
+      r[row * ocg + 2 * o + 1] = f32_to_bf16(u[(row + 1) * ocg + o]);
+    }
+  return r;
 }
 
 }  // namespace unet_rt::kernels

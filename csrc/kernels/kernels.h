@@ -18,6 +18,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -96,54 +97,94 @@ using HeadRowFn = void (*)(const HeadArgs& a, int oy);
 
 // conv3x3 by Winograd F(4x4, 3x3) (+ bias + ReLU): each 4x4 output tile comes from a 6x6 input
 // tile d as  y = A^T [ (G g G^T) . (B^T d B) ] A : 36 independent GEMMs [tiles x IC] x [IC x OC]
-// instead of 9, i.e. 4x fewer multiplies than direct convolution. Two phases per band of tiles:
-//   in:  x_i: [IC_i/16, >= OH+2, >= OW+2, 16] views -> V: [36][IC/16][nband][16]   (one tile)
-//   out: V, U: [OC/ocg][36][IC][ocg] -> M: [36][ocg/16][nt][16] (scratch) -> y: [OC/16, OH, OW, 16]
+// instead of 9, i.e. 4x fewer multiplies than direct convolution. Three phases per band of tiles:
+//   in:   x_i: [IC_i/16, >= OH+2, >= OW+2, 16] views -> V: [36][icb][nband][16]   (one tile per call)
+//   gemm: V, U -> M: [36][ocb][nband][16] fp32; one call = one transform position q x one output
+//         group g x a run of band tiles, so U[g][q] (IC x ocg, 64-128 KB) stays in L2 while the
+//         tiles stream past and every weight is read from memory once per band, not per tile chunk
+//   out:  M -> y: [OC/16, OH, OW, 16] (+ bias, ReLU); one call = one 16-channel block x a run of tiles
 // Tiles are numbered row-major (ty * tw + tx); a band is a contiguous range of them. Input pixels
 // beyond the view's OH+2 x OW+2 are read as zeros (partial edge tiles), outputs beyond OH x OW are
 // not written.
+// Precision (Kernels::bf16): fp32 tables keep V and U in fp32 (U: [OC/ocg][36][IC][ocg]); bf16
+// tables store V in bf16 and U as bf16 channel pairs [OC/ocg][36][IC/2][ocg][2] (what vdpbf16ps and
+// AMX tdpbf16ps multiply), accumulating in fp32. M, the output transform and bias/ReLU stay fp32.
 constexpr int kWinoT = 36;
 struct WinoArgs {
   View in[2];                   // every input has cb = 16
   int nin = 1;
   int icb = 0;                  // input blocks over all inputs
-  const float* u = nullptr;     // transformed weights [OC/ocg][36][icb*16][ocg]
+  int ocb = 0;                  // output blocks of M (OC padded to ocg, / 16)
+  const void* u = nullptr;      // transformed weights (float or bf16 pairs, see above)
   const float* bias = nullptr;  // [OC padded to ocg]
   int ocg = 16;
   int oh = 0, ow = 0, th = 0, tw = 0;
   OutView y;
   bool relu = true;
 };
-// Input transform of tile `tile` into band slot n: V[t][blk][n][16] at v + t*vt + blk*nband*16 + n*16.
-using WinoInFn = void (*)(const WinoArgs& a, float* v, int64_t nband, int64_t tile, int64_t n);
-// GEMMs + output transform for group g, band slots [n0, n0+nt) (band starts at tile t0);
-// m: scratch of 36*ocg*nt floats.
-using WinoOutFn = void (*)(const WinoArgs& a, const float* v, int64_t nband, int64_t t0, int g, int64_t n0,
-                           int nt, float* m);
+// Input transform of tile `tile` into band slot n: V[t][blk][n][16] at v + (t*icb*nband + blk*nband + n)*16
+// elements (float, or uint16_t bf16 for the bf16 tables).
+using WinoInFn = void (*)(const WinoArgs& a, void* v, int64_t nband, int64_t tile, int64_t n);
+// M[q][g*ocg/16 ...][n0 .. n0+nt) = V[q][.][n0 .. n0+nt) x U[g][q].
+using WinoGemmFn = void (*)(const WinoArgs& a, const void* v, int64_t nband, int q, int g, int64_t n0, int nt,
+                            float* m);
+// Output transform of block ob for band slots [n0, n0+nt) (the band starts at tile t0).
+using WinoOutFn = void (*)(const WinoArgs& a, const float* m, int64_t nband, int64_t t0, int ob, int64_t n0, int nt);
 
 // U = G g G^T for every (oc, ic) of w: [OC][sum(in_channels)][3][3] (PyTorch layout), computed in
 // double, packed as [OC/ocg][36][sum(blocks16(in_channels_i))*16][ocg] with zeros in padding.
 std::vector<float> wino_pack_weights(const float* w, int oc, const std::vector<int>& in_channels, int ocg);
-// Floats of a band's V (tiles, input blocks) and of one work unit's M scratch (nt tiles).
-inline int64_t wino_v_floats(int icb, int64_t nband) { return (int64_t)kWinoT * icb * nband * 16; }
-inline int64_t wino_m_floats(int ocg, int nt) { return (int64_t)kWinoT * ocg * nt; }
+// The same U rounded to bf16 (nearest even) in channel pairs: [OC/ocg][36][IC/2][ocg][2].
+std::vector<uint16_t> wino_pack_weights_bf16(const std::vector<float>& u, int ocg);
+// Elements of a band's V (tiles, input blocks), floats of its M.
+inline int64_t wino_v_elems(int icb, int64_t nband) { return (int64_t)kWinoT * icb * nband * 16; }
+inline int64_t wino_m_floats(int ocb, int64_t nband) { return (int64_t)kWinoT * ocb * nband * 16; }
+
+// bfloat16: the top half of an fp32, rounded to nearest even (NaN stays NaN).
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+inline float bf16_to_f32(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 struct Kernels {
   Isa isa;
-  const char* name;
+  const char* name;             // "avx512", "avx512_bf16", ...
   ConvRowFn conv;
   UpRowFn up;
   PoolRowFn pool;
   HeadRowFn head;
   WinoInFn wino_in;
+  WinoGemmFn wino_gemm;
   WinoOutFn wino_out;
   int preferred_ocg;  // 32 where the ISA has the registers for it
+  bool bf16;          // Winograd V and U in bf16 (see above)
+  // The Winograd GEMM's register tile (tiles x output channels) for ocg = 16 and 32.
+  int gemm_nx16, gemm_nx32;
+  const char* gemm_isa;  // ISA part of the kernel name
   // ocg for OC output channels (OC padded to 16).
   int ocg_for(int oc) const { return (preferred_ocg == 32 && ((oc + 15) / 16) % 2 == 0) ? 32 : 16; }
+  // op_dtype_tile_isa, e.g. conv3x3_wino_gemm_bf16_12x32_avx512bf16.
+  std::string wino_gemm_name(int ocg) const {
+    return std::string("conv3x3_wino_gemm_") + (bf16 ? "bf16_" : "f32_") +
+           std::to_string(ocg == 32 ? gemm_nx32 : gemm_nx16) + "x" + std::to_string(ocg) + "_" + gemm_isa;
+  }
 };
 
 // Per-ISA tables (defined in each family's file, gathered in dispatch.cc).
 const Kernels& kernels_for(Isa isa);    // std::invalid_argument if this CPU lacks the ISA
+// The bf16 table of a tier: ref (scalar, any CPU) or avx512 with AVX512-BF16 (vdpbf16ps); nullptr
+// where this CPU and tier have no bf16 GEMM (avx2, avx512 without AVX512-BF16). *why says so.
+// (AMX tdpbf16ps is not implemented: see docs/speed.md.)
+const Kernels* bf16_kernels_for(Isa isa, std::string* why = nullptr);
 Isa best_isa();                          // if/else chain over CPU features, ending in Ref
 bool isa_supported(Isa isa);
 Isa isa_from_name(const std::string& name);  // "ref" | "avx2" | "avx512" | "auto"
@@ -154,12 +195,20 @@ std::vector<std::string> available_isas();
 void conv3x3_ref(const ConvArgs&, int, int);
 void conv3x3_avx2(const ConvArgs&, int, int);
 void conv3x3_avx512(const ConvArgs&, int, int);
-void conv3x3_wino_in_ref(const WinoArgs&, float*, int64_t, int64_t, int64_t);
-void conv3x3_wino_in_avx2(const WinoArgs&, float*, int64_t, int64_t, int64_t);
-void conv3x3_wino_in_avx512(const WinoArgs&, float*, int64_t, int64_t, int64_t);
-void conv3x3_wino_out_ref(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int, float*);
-void conv3x3_wino_out_avx2(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int, float*);
-void conv3x3_wino_out_avx512(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int, float*);
+// Winograd phases: conv3x3_wino_{in,gemm,out}_<dtype>_<isa> (the GEMM's register tile is in
+// Kernels::wino_gemm_name).
+#define UNET_RT_WINO_DECL(dt, isa)                                                                       \
+  void conv3x3_wino_in_##dt##_##isa(const WinoArgs&, void*, int64_t, int64_t, int64_t);                  \
+  void conv3x3_wino_gemm_##dt##_##isa(const WinoArgs&, const void*, int64_t, int, int, int64_t, int, float*);
+UNET_RT_WINO_DECL(f32, ref)
+UNET_RT_WINO_DECL(f32, avx2)
+UNET_RT_WINO_DECL(f32, avx512)
+UNET_RT_WINO_DECL(bf16, ref)
+UNET_RT_WINO_DECL(bf16, avx512bf16)
+#undef UNET_RT_WINO_DECL
+void conv3x3_wino_out_f32_ref(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int);
+void conv3x3_wino_out_f32_avx2(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int);
+void conv3x3_wino_out_f32_avx512(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int);
 void upconv2x2_ref(const UpArgs&, int, int);
 void upconv2x2_avx2(const UpArgs&, int, int);
 void upconv2x2_avx512(const UpArgs&, int, int);

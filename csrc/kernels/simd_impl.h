@@ -165,8 +165,9 @@ inline void wino_at(const typename V::reg* m, int s, typename V::reg* o, int os)
   o[3 * os] = V::add(V::fma(c8, m34, m12), m[5 * s]);
 }
 
-template <class V>
-inline void wino_in(const WinoArgs& a, float* v, int64_t nband, int64_t tile, int64_t n) {
+// Input transform of one tile. BF16: V in bf16 (V::store_bf16, only in the bf16 traits).
+template <class V, bool BF16 = false>
+inline void wino_in(const WinoArgs& a, void* vout, int64_t nband, int64_t tile, int64_t n) {
   // x_i: [IC_i/16, OH+2, OW+2, 16] -> V[t][blk][n][16]
   using R = typename V::reg;
   constexpr int L = V::L;
@@ -179,61 +180,75 @@ inline void wino_in(const WinoArgs& a, float* v, int64_t nband, int64_t tile, in
     const View& in = a.in[i];
     for (int blk = 0; blk < in.nblk; ++blk, ++blk_all) {
       const float* ip = in.p + blk * in.bs + (int64_t)y0 * in.rs + (int64_t)x0 * 16;
-      float* vo = v + (int64_t)blk_all * nband * 16 + n * 16;
+      const int64_t vo = (int64_t)blk_all * nband * 16 + n * 16;
       for (int lo = 0; lo < 16; lo += L) {
         R d[36], t[36];
-        for (int r = 0; r < 6; ++r)
-          for (int c = 0; c < 6; ++c)
-            d[r * 6 + c] = (r < ny && c < nx) ? V::load(ip + r * in.rs + c * 16 + lo) : V::zero();
+        if (ny == 6 && nx == 6) {
+          for (int r = 0; r < 6; ++r)
+            for (int c = 0; c < 6; ++c) d[r * 6 + c] = V::load(ip + r * in.rs + c * 16 + lo);
+        } else {
+          for (int r = 0; r < 6; ++r)
+            for (int c = 0; c < 6; ++c)
+              d[r * 6 + c] = (r < ny && c < nx) ? V::load(ip + r * in.rs + c * 16 + lo) : V::zero();
+        }
         for (int c = 0; c < 6; ++c) wino_bt<V>(d + c, 6, t + c, 6);       // columns: t = B^T d
         for (int k = 0; k < 6; ++k) wino_bt<V>(t + 6 * k, 1, d + 6 * k, 1);  // rows: d = t B
-        for (int q = 0; q < 36; ++q) V::store(vo + q * vt + lo, d[q]);
+        if constexpr (BF16) {
+          uint16_t* v = static_cast<uint16_t*>(vout) + vo + lo;
+          for (int q = 0; q < 36; ++q) V::store_bf16(v + q * vt, d[q]);
+        } else {
+          float* v = static_cast<float*>(vout) + vo + lo;
+          for (int q = 0; q < 36; ++q) V::store(v + q * vt, d[q]);
+        }
       }
     }
   }
 }
 
+// fp32 GEMM of one (q, g) over band slots [n0, n0+nt): the implicit-GEMM register tile above with
+// the tiles as "pixels" (stride 16) and the input blocks as channels.
 template <class V, int NV, int NXMAX>
-inline void wino_out(const WinoArgs& a, const float* v, int64_t nband, int64_t t0, int g, int64_t n0, int nt,
-                     float* m) {
-  // V: [36][icb][nband][16]  U: [OC/ocg][36][icb*16][ocg] -> M: [36][ocg/16][nt][16] -> y tiles
-  using R = typename V::reg;
-  constexpr int L = V::L;
+inline void wino_gemm(const WinoArgs& a, const void* vin, int64_t nband, int q, int g, int64_t n0, int nt, float* m) {
+  // V: [36][icb][nband][16]  U: [OC/ocg][36][icb*16][ocg] -> M: [36][ocb][nband][16]
   alignas(64) static const float kZeros[32] = {};
   const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
-  const float* ug = a.u + (int64_t)g * kWinoT * ic * a.ocg;
-  const int64_t mt = (int64_t)a.ocg * nt;
-  for (int q = 0; q < kWinoT; ++q) {
-    View vv;
-    vv.p = v + q * vt + n0 * 16;
-    vv.cb = 16;
-    vv.nblk = a.icb;
-    vv.rs = 0;
-    vv.bs = nband * 16;
-    row_tiles<V, NV, 16, NXMAX>(&vv, 1, 1, 1, 0, nt, ug + q * ic * a.ocg, kZeros, false, m + q * mt, 16,
-                                (int64_t)nt * 16);
-  }
+  const float* ug = static_cast<const float*>(a.u) + ((int64_t)g * kWinoT + q) * ic * a.ocg;
+  View vv;
+  vv.p = static_cast<const float*>(vin) + q * vt + n0 * 16;
+  vv.cb = 16;
+  vv.nblk = a.icb;
+  vv.rs = 0;
+  vv.bs = nband * 16;
+  float* mo = m + ((int64_t)q * a.ocb + g * a.ocg / 16) * nband * 16 + n0 * 16;
+  row_tiles<V, NV, 16, NXMAX>(&vv, 1, 1, 1, 0, nt, ug, kZeros, false, mo, 16, nband * 16);
+}
+
+// Output transform of 16-channel block ob for band slots [n0, n0+nt) (+ bias, ReLU).
+template <class V>
+inline void wino_out(const WinoArgs& a, const float* m, int64_t nband, int64_t t0, int ob, int64_t n0, int nt) {
+  // M: [36][ocb][nband][16] -> y: [OC/16, OH, OW, 16]
+  using R = typename V::reg;
+  constexpr int L = V::L;
+  const int64_t mq = (int64_t)a.ocb * nband * 16;
   const R zero = V::zero();
   for (int j = 0; j < nt; ++j) {
     const int64_t tile = t0 + n0 + j;
     const int ty = (int)(tile / a.tw), tx = (int)(tile % a.tw);
     const int ny = imin(4, a.oh - 4 * ty), nx = imin(4, a.ow - 4 * tx);
-    for (int ob = 0; ob < a.ocg / 16; ++ob) {
-      float* yo = a.y.p + (int64_t)(g * a.ocg / 16 + ob) * a.y.bs + (int64_t)(4 * ty) * a.y.rs + (int64_t)(4 * tx) * 16;
-      for (int lo = 0; lo < 16; lo += L) {
-        R mm[36], t[24], o[16];
-        const float* mp = m + (int64_t)ob * nt * 16 + (int64_t)j * 16 + lo;
-        for (int q = 0; q < 36; ++q) mm[q] = V::load(mp + q * mt);
-        for (int c = 0; c < 6; ++c) wino_at<V>(mm + c, 6, t + c, 6);      // t[k*6+c] = (A^T m)[k][c]
-        for (int k = 0; k < 4; ++k) wino_at<V>(t + 6 * k, 1, o + 4 * k, 1);  // o[k*4+j] = (t A)[k][j]
-        const R b = V::load(a.bias + g * a.ocg + ob * 16 + lo);
-        for (int r = 0; r < ny; ++r)
-          for (int c = 0; c < nx; ++c) {
-            R val = V::add(o[r * 4 + c], b);
-            if (a.relu) val = V::max(val, zero);
-            V::store(yo + r * a.y.rs + c * 16 + lo, val);
-          }
-      }
+    float* yo = a.y.p + (int64_t)ob * a.y.bs + (int64_t)(4 * ty) * a.y.rs + (int64_t)(4 * tx) * 16;
+    const float* mp = m + ((int64_t)ob * nband + n0 + j) * 16;
+    for (int lo = 0; lo < 16; lo += L) {
+      R mm[36], t[24], o[16];
+      for (int q = 0; q < 36; ++q) mm[q] = V::load(mp + q * mq + lo);
+      for (int c = 0; c < 6; ++c) wino_at<V>(mm + c, 6, t + c, 6);      // t[k*6+c] = (A^T m)[k][c]
+      for (int k = 0; k < 4; ++k) wino_at<V>(t + 6 * k, 1, o + 4 * k, 1);  // o[k*4+j] = (t A)[k][j]
+      const R b = V::load(a.bias + ob * 16 + lo);
+      for (int r = 0; r < ny; ++r)
+        for (int c = 0; c < nx; ++c) {
+          R val = V::add(o[r * 4 + c], b);
+          if (a.relu) val = V::max(val, zero);
+          V::store(yo + r * a.y.rs + c * 16 + lo, val);
+        }
     }
   }
 }

@@ -13,6 +13,8 @@
 
 #include "kernels/kernels.h"
 #include "src/network.h"
+#include "src/pack.h"
+#include "src/winograd.h"
 
 namespace py = pybind11;
 namespace k = unet_rt::kernels;
@@ -75,6 +77,8 @@ struct Blocked {
 
 const k::Kernels& kern(const std::string& isa) { return k::kernels_for(k::isa_from_name(isa)); }
 
+unet_rt::TensorView tensor(const F32& a) { return unet_rt::TensorView{shape_of(a), a.data()}; }
+
 // conv over inputs [(x_i [C_i, H_i, W_i], dy_i, dx_i)], window origin (dy_i, dx_i) in each input,
 // concatenated along channels; w [OC, sum C_i, kh, kw]; output [OC, oh, ow].
 F32 conv3x3(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std::string& isa, int ocg,
@@ -100,32 +104,19 @@ F32 conv3x3(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std:
     icsum += (int)x.shape(0);
   }
   if (icsum != ictot) throw std::invalid_argument("w's input channels do not match the inputs");
-  const int ng = ((oc + 15) / 16 * 16 + ocg - 1) / ocg;
-  // pack [g][i][blk][ky][kx][c][o]
-  std::vector<float> pw, pb((size_t)ng * ocg, 0.0f);
-  for (int o = 0; o < oc; ++o) pb[o] = b.data()[o];
-  for (int g = 0; g < ng; ++g) {
-    int icoff = 0;
-    for (auto& x : xs) {
-      for (int blk = 0; blk < x.nblk; ++blk)
-        for (int ky = 0; ky < kh; ++ky)
-          for (int kx = 0; kx < kw; ++kx)
-            for (int c = 0; c < x.cb; ++c)
-              for (int o = 0; o < ocg; ++o) {
-                int ci = blk * x.cb + c, oi = g * ocg + o;
-                pw.push_back(ci < x.c && oi < oc ? w.data()[(((size_t)oi * ictot + icoff + ci) * kh + ky) * kw + kx] : 0.0f);
-              }
-      icoff += x.c;
-    }
-  }
+  // the executor's own packing (src/pack.cc)
+  std::vector<unet_rt::InDesc> ins;
+  for (auto& x : xs) ins.push_back(unet_rt::InDesc{x.c, x.cb, x.nblk});
+  const unet_rt::PackedConv pc = unet_rt::pack_conv(tensor(w), tensor(b), ins, ocg);
+  const int ng = pc.groups();
   Blocked y(ng * ocg, oh, ow, 16);
   k::ConvArgs a;
   a.nin = (int)xs.size();
   for (int i = 0; i < a.nin; ++i) a.in[i] = xs[i].view(offs[i].first, offs[i].second);
   a.kh = kh;
   a.kw = kw;
-  a.w = pw.data();
-  a.bias = pb.data();
+  a.w = pc.w.data();
+  a.bias = pc.b.data();
   a.ocg = ocg;
   a.ow = ow;
   a.y = y.out();
@@ -140,10 +131,11 @@ F32 conv3x3(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std:
   return y.planar();
 }
 
-// Winograd conv3x3 over inputs [(x_i [C_i, H_i, W_i], dy_i, dx_i)] (cb 16 each); bands of `band`
-// tiles (0: all) and work units of `nt` tiles exercise the banding and remainders.
+// Winograd conv3x3 over inputs [(x_i [C_i, H_i, W_i], dy_i, dx_i)] (cb 16 each), run by the executor's
+// own driver (src/winograd.cc, serially) on its own packing; bands of `band` tiles (0: all) and GEMM
+// work units of `nt` tiles exercise the banding and remainders. precision "bf16": the tier's bf16 table.
 F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std::string& isa, int ocg,
-                     int band, int nt) {
+                     int band, int nt, const std::string& precision) {
   need_ndim(w, 4, "w");
   const int oc = (int)w.shape(0), ictot = (int)w.shape(1);
   if (w.shape(2) != 3 || w.shape(3) != 3) throw std::invalid_argument("w must be [OC, IC, 3, 3]");
@@ -151,9 +143,17 @@ F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, c
   if (ocg != 16 && ocg != 32) throw std::invalid_argument("ocg must be 16 or 32");
   if (b.ndim() != 1 || b.shape(0) != oc) throw std::invalid_argument("b must be [OC]");
   if (nt < 1) throw std::invalid_argument("nt must be >= 1");
+  if (precision != "fp32" && precision != "bf16") throw std::invalid_argument("precision must be 'fp32' or 'bf16'");
+  const k::Kernels* kn = &kern(isa);
+  if (precision == "bf16") {
+    std::string why;
+    kn = k::bf16_kernels_for(kn->isa, &why);
+    if (!kn) throw std::invalid_argument(why);
+  }
   std::vector<Blocked> xs;
   std::vector<std::pair<int, int>> offs;
-  std::vector<int> chans;
+  std::vector<unet_rt::InDesc> ins;
+  int icsum = 0;
   for (size_t i = 0; i < inputs.size(); ++i) {
     auto t = inputs[i].cast<py::tuple>();
     F32 x = t[0].cast<F32>();
@@ -163,15 +163,12 @@ F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, c
       throw std::invalid_argument("input too small for the output size and offsets");
     xs.push_back(Blocked::from(x, 16));
     offs.push_back({dy, dx});
-    chans.push_back((int)x.shape(0));
+    ins.push_back(unet_rt::InDesc{xs.back().c, 16, xs.back().nblk});
+    icsum += (int)x.shape(0);
   }
-  int icsum = 0;
-  for (int c : chans) icsum += c;
   if (icsum != ictot) throw std::invalid_argument("w's input channels do not match the inputs");
-  const int ng = ((oc + 15) / 16 * 16 + ocg - 1) / ocg;
-  std::vector<float> u = k::wino_pack_weights(w.data(), oc, chans, ocg);
-  std::vector<float> pb((size_t)ng * ocg, 0.0f);
-  for (int o = 0; o < oc; ++o) pb[o] = b.data()[o];
+  const unet_rt::PackedConv pc = unet_rt::pack_wino(tensor(w), tensor(b), ins, ocg, kn->bf16);
+  const int ng = pc.groups();
   Blocked y(ng * ocg, oh, ow, 16);
   k::WinoArgs a;
   a.nin = (int)xs.size();
@@ -180,8 +177,9 @@ F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, c
     a.in[i] = xs[i].view(offs[i].first, offs[i].second);
     a.icb += xs[i].nblk;
   }
-  a.u = u.data();
-  a.bias = pb.data();
+  a.ocb = ng * ocg / 16;
+  a.u = pc.u();
+  a.bias = pc.b.data();
   a.ocg = ocg;
   a.oh = oh;
   a.ow = ow;
@@ -189,18 +187,18 @@ F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, c
   a.tw = (ow + 3) / 4;
   a.y = y.out();
   a.relu = relu;
-  const int64_t tiles = (int64_t)a.th * a.tw;
-  const int64_t nb = band > 0 ? band : tiles;
-  std::vector<float> v(k::wino_v_floats(a.icb, nb)), m(k::wino_m_floats(ocg, nt));
-  const k::Kernels& kn = kern(isa);
+  unet_rt::WinoSchedule sched;
+  sched.band = band > 0 ? band : (int64_t)a.th * a.tw;
+  sched.gemm_nt = nt;
+  sched.in_nt = 3;
+  sched.out_nt = 5;
+  std::vector<float> v(unet_rt::wino_v_bytes(a.icb, sched.band, kn->bf16) / 4 + 1),
+      m(k::wino_m_floats(a.ocb, sched.band));
   {
     py::gil_scoped_release nogil;
-    for (int64_t t0 = 0; t0 < tiles; t0 += nb) {
-      const int64_t n = std::min(nb, tiles - t0);
-      for (int64_t j = 0; j < n; ++j) kn.wino_in(a, v.data(), nb, t0 + j, j);
-      for (int g = 0; g < ng; ++g)
-        for (int64_t n0 = 0; n0 < n; n0 += nt) kn.wino_out(a, v.data(), nb, t0, g, n0, (int)std::min<int64_t>(nt, n - n0), m.data());
-    }
+    unet_rt::run_winograd(*kn, a, sched, v.data(), m.data(), [](int64_t n, const std::function<void(int64_t)>& fn) {
+      for (int64_t i = 0; i < n; ++i) fn(i);
+    });
   }
   y.c = oc;
   return y.planar();
@@ -214,21 +212,13 @@ F32 upconv2x2(F32 x, F32 w, F32 b, const std::string& isa, int ocg) {
   if (b.ndim() != 1 || b.shape(0) != oc) throw std::invalid_argument("b must be [OC]");
   if (ocg != 16 && ocg != 32) throw std::invalid_argument("ocg must be 16 or 32");
   Blocked xb = Blocked::from(x, 16);
-  const int icp = xb.nblk * 16, ng = ((oc + 15) / 16 * 16 + ocg - 1) / ocg;
-  std::vector<float> pw((size_t)ng * 4 * icp * ocg, 0.0f), pb((size_t)ng * ocg, 0.0f);
-  for (int o = 0; o < oc; ++o) pb[o] = b.data()[o];
-  for (int g = 0; g < ng; ++g)
-    for (int aa = 0; aa < 2; ++aa)
-      for (int bb = 0; bb < 2; ++bb)
-        for (int c = 0; c < ic; ++c)
-          for (int o = 0; o < ocg; ++o)
-            if (g * ocg + o < oc)
-              pw[((((size_t)g * 2 + aa) * 2 + bb) * icp + c) * ocg + o] = w.data()[(((size_t)c * oc + g * ocg + o) * 2 + aa) * 2 + bb];
+  const unet_rt::PackedUp pu = unet_rt::pack_up(tensor(w), tensor(b), ocg);  // the executor's packing
+  const int ng = (int)(pu.b.size() / ocg);
   Blocked y(ng * ocg, 2 * xb.h, 2 * xb.w, 16);
   k::UpArgs a;
   a.in = xb.view();
-  a.w = pw.data();
-  a.bias = pb.data();
+  a.w = pu.w.data();
+  a.bias = pu.b.data();
   a.ocg = ocg;
   a.iw = xb.w;
   a.y = y.out();
@@ -286,7 +276,9 @@ F32 head1x1(F32 x, F32 w, F32 b, bool probabilities, const std::string& isa) {
 // The executor on a dict architecture and a dict of numpy weights.
 class PyNetwork {
  public:
-  PyNetwork(py::dict arch, py::dict weights, int threads, const std::string& isa, py::object winograd) {
+  PyNetwork(py::dict arch, py::dict weights, int threads, const std::string& isa, py::object winograd,
+            const std::string& precision) {
+    if (precision != "fp32" && precision != "bf16") throw std::invalid_argument("precision must be 'fp32' or 'bf16'");
     unet_rt::Arch a;
     a.in_channels = arch["in_channels"].cast<int>();
     a.classes = arch["classes"].cast<int>();
@@ -305,7 +297,8 @@ class PyNetwork {
     unet_rt::g_network_isa_override = isa_;
     unet_rt::g_network_winograd_override = winograd.is_none() ? -1 : (winograd.cast<bool>() ? 1 : 0);
     try {
-      net_ = std::make_unique<unet_rt::Network>(a, ws, threads);
+      net_ = std::make_unique<unet_rt::Network>(a, ws, threads,
+                                                precision == "bf16" ? unet_rt::Precision::BF16 : unet_rt::Precision::F32);
     } catch (...) {
       unet_rt::g_network_isa_override.clear();
       unet_rt::g_network_winograd_override = -1;
@@ -343,6 +336,12 @@ class PyNetwork {
 void unet_rt_bind_kernels(py::module_& m) {
   py::module_ km = m.def_submodule("_kernels", "test access to the CPU executor and kernels");
   km.def("available_isas", &k::available_isas, "ISAs this CPU runs, 'ref' first.");
+  km.def("bf16_kernels", [](const std::string& isa) -> py::object {
+    std::string why;
+    const k::Kernels* b = k::bf16_kernels_for(k::isa_from_name(isa), &why);
+    if (!b) return py::none();
+    return py::str(b->name);
+  }, py::arg("isa") = "auto", "Name of the bf16 table of this ISA tier on this CPU, or None.");
   km.def("best_isa", [] { return std::string(k::isa_name(k::best_isa())); });
   km.def("peak_gflops", [](int threads, double seconds) {
     py::gil_scoped_release nogil;
@@ -354,15 +353,35 @@ void unet_rt_bind_kernels(py::module_& m) {
          "conv over [(x [C,H,W], dy, dx), ...] concatenated along channels -> [OC, oh, ow]; cbs: block size per input.");
   km.def("conv3x3_winograd", &conv3x3_winograd, py::arg("inputs"), py::arg("w"), py::arg("b"), py::arg("oh"),
          py::arg("ow"), py::arg("relu") = true, py::arg("isa") = "auto", py::arg("ocg") = 16, py::arg("band") = 0,
-         py::arg("nt") = 12, "Winograd F(4x4,3x3) conv3x3 (+bias, ReLU) over [(x [C,H,W], dy, dx), ...] -> [OC, oh, ow].");
+         py::arg("nt") = 12, py::arg("precision") = "fp32", "Winograd F(4x4,3x3) conv3x3 (+bias, ReLU) over [(x [C,H,W], dy, dx), ...] -> [OC, oh, ow].");
   km.def("upconv2x2", &upconv2x2, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("isa") = "auto", py::arg("ocg") = 16);
   km.def("pool2x2", &pool2x2, py::arg("x"), py::arg("isa") = "auto");
   km.def("head1x1", &head1x1, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("probabilities") = false,
          py::arg("isa") = "auto");
   py::class_<PyNetwork>(km, "Network")
-      .def(py::init<py::dict, py::dict, int, const std::string&, py::object>(), py::arg("arch"), py::arg("weights"),
+      .def(py::init<py::dict, py::dict, int, const std::string&, py::object, const std::string&>(), py::arg("arch"), py::arg("weights"),
            py::arg("threads") = 0, py::arg("isa") = "auto", py::arg("winograd") = py::none(),
-           "winograd: None = default (on unless UNET_RT_WINOGRAD=0), True/False to force")
+           py::arg("precision") = "fp32",
+           "winograd: None = default (on unless UNET_RT_WINOGRAD=0), True/False to force; precision 'fp32' | 'bf16'")
+      .def_property_readonly("precision", [](PyNetwork& n) {
+        return std::string(n.net().precision() == unet_rt::Precision::BF16 ? "bf16" : "fp32"); })
+      .def_property_readonly("precision_note", [](PyNetwork& n) { return n.net().precision_note(); })
+      .def_property_readonly("kernel", [](PyNetwork& n) { return n.net().kernel_name(); })
+      .def_property_readonly("weight_bytes", [](PyNetwork& n) { return n.net().weight_bytes(); })
+      .def("set_profile", [](PyNetwork& n, bool on) { n.net().set_profile(on); })
+      .def("profile", [](PyNetwork& n) {
+        py::list out;
+        for (auto& r : n.net().last_profile()) {
+          py::dict d;
+          d["layer"] = r.layer;
+          d["phase"] = r.phase;
+          d["seconds"] = r.seconds;
+          d["flops"] = r.flops;
+          d["bytes"] = r.bytes;
+          out.append(d);
+        }
+        return out;
+      }, "Rows of the last forward()'s profile (after set_profile(True)): layer, phase, seconds, flops, bytes.")
       .def("forward", &PyNetwork::forward, py::arg("x"), py::arg("probabilities") = false,
            "x: [C, h, w] float32 -> [K, oh, ow] logits (or softmax probabilities)")
       .def("output_size", [](PyNetwork& n, int s) { return n.net().output_size(s); })

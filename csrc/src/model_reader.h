@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "src/network.h"
+#include "src/types.h"
 
 namespace unet_rt {
 

@@ -19,6 +19,8 @@
 #include "src/network.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -28,7 +30,9 @@
 
 #include "kernels/kernels.h"
 #include "src/geometry.h"
+#include "src/pack.h"
 #include "src/thread_pool.h"
+#include "src/winograd.h"
 
 namespace unet_rt {
 
@@ -41,6 +45,8 @@ thread_local std::string g_network_isa_override;
 // Same for Winograd: -1 = default (UNET_RT_WINOGRAD=0 in the environment turns it off), 0 off, 1 on.
 thread_local int g_network_winograd_override = -1;
 
+void print_profile(const std::vector<Network::ProfileRow>& rows, int h, int w, const char* kernels);
+
 namespace {
 
 constexpr int64_t kAlign = 16;  // floats (64 bytes)
@@ -51,97 +57,11 @@ struct FreeDeleter {
   void operator()(float* p) const { std::free(p); }
 };
 
-struct PackedConv {
-  std::vector<float> w, b;   // direct: [OC/ocg][i][blk][3][3][cb][ocg]; Winograd: U [OC/ocg][36][IC][ocg]
-  int oc = 0, ocg = 16;
-  bool wino = false;
-};
-struct PackedUp {
-  std::vector<float> w, b;
-  int oc = 0, ocg = 16;
-};
-
-// Input-channel groups of a conv as the kernel sees them (see kernels.h packing).
-struct InDesc {
-  int channels, cb, nblk;
-};
-
-// w: PyTorch [OC][IC][kh][kw] -> [OC/ocg][i][blk][kh][kw][cb_i][ocg], zeros where padded.
-PackedConv pack_conv(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) {
-  const int oc = (int)w.shape[0], ic = (int)w.shape[1], kh = (int)w.shape[2], kw = (int)w.shape[3];
-  PackedConv p;
-  p.oc = oc;
-  p.ocg = ocg;
-  const int ng = (blocks16(oc) * 16 + ocg - 1) / ocg;
-  int64_t per_group = 0;
-  for (auto& d : ins) per_group += (int64_t)d.nblk * d.cb * kh * kw * ocg;
-  p.w.assign(ng * per_group, 0.0f);
-  p.b.assign((size_t)ng * ocg, 0.0f);
-  for (int o = 0; o < oc; ++o) p.b[o] = b.data[o];
-  for (int g = 0; g < ng; ++g) {
-    float* dst = p.w.data() + g * per_group;
-    int icoff = 0;
-    for (auto& d : ins) {
-      for (int blk = 0; blk < d.nblk; ++blk)
-        for (int ky = 0; ky < kh; ++ky)
-          for (int kx = 0; kx < kw; ++kx)
-            for (int c = 0; c < d.cb; ++c, dst += ocg) {
-              const int ci = blk * d.cb + c;
-              if (ci >= d.channels) continue;
-              for (int o = 0; o < ocg; ++o) {
-                const int oi = g * ocg + o;
-                if (oi < oc) dst[o] = w.data[(((int64_t)oi * ic + icoff + ci) * kh + ky) * kw + kx];
-              }
-            }
-      icoff += d.channels;
-    }
-  }
-  return p;
-}
-
-// Winograd F(4x4, 3x3) version of a conv whose inputs all use 16-channel blocks.
-PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) {
-  const int oc = (int)w.shape[0];
-  PackedConv p;
-  p.oc = oc;
-  p.ocg = ocg;
-  p.wino = true;
-  std::vector<int> chans;
-  for (auto& d : ins) chans.push_back(d.channels);
-  p.w = kernels::wino_pack_weights(w.data, oc, chans, ocg);
-  const int ng = (blocks16(oc) * 16 + ocg - 1) / ocg;
-  p.b.assign((size_t)ng * ocg, 0.0f);
-  for (int o = 0; o < oc; ++o) p.b[o] = b.data[o];
-  return p;
-}
-
-// w: PyTorch ConvTranspose2d [IC][OC][2][2] -> [OC/ocg][a][b][IC/16*16][ocg].
-PackedUp pack_up(const TensorView& w, const TensorView& b, int ocg) {
-  const int ic = (int)w.shape[0], oc = (int)w.shape[1];
-  const int icp = blocks16(ic) * 16;
-  const int ng = (blocks16(oc) * 16 + ocg - 1) / ocg;
-  PackedUp p;
-  p.oc = oc;
-  p.ocg = ocg;
-  p.w.assign((size_t)ng * 4 * icp * ocg, 0.0f);
-  p.b.assign((size_t)ng * ocg, 0.0f);
-  for (int o = 0; o < oc; ++o) p.b[o] = b.data[o];
-  for (int g = 0; g < ng; ++g)
-    for (int a = 0; a < 2; ++a)
-      for (int bb = 0; bb < 2; ++bb)
-        for (int c = 0; c < ic; ++c)
-          for (int o = 0; o < ocg; ++o) {
-            const int oi = g * ocg + o;
-            if (oi >= oc) continue;
-            p.w[((((int64_t)g * 2 + a) * 2 + bb) * icp + c) * ocg + o] = w.data[(((int64_t)c * oc + oi) * 2 + a) * 2 + bb];
-          }
-  return p;
-}
-
 enum class OpKind { Reorder, Conv, Pool, Up, Head };
 
 struct Op {
   OpKind kind;
+  std::string name;     // layer name for the profile: enc.3.conv2, dec.0.up, ...
   int64_t band = 0;     // Winograd conv: tiles per band
   int out = -1;         // tensor id (-1: the caller's output)
   int in[2] = {-1, -1};
@@ -161,7 +81,7 @@ struct Plan {
   std::vector<Tensor> t;
   std::vector<Op> ops;
   int64_t floats = 0;          // activations + Winograd scratch (the arena)
-  int64_t wino_v = 0, wino_m = 0;  // Winograd band buffer at offset act_floats, then M per thread
+  int64_t wino_v = 0, wino_m = 0;  // Winograd band buffers V then M (floats) at offset act_floats
   int64_t act_floats = 0;
   int oh = 0, ow = 0;
 };
@@ -170,7 +90,12 @@ struct Plan {
 
 struct Network::Impl {
   Arch arch;
-  const k::Kernels* kern = nullptr;
+  const k::Kernels* kern = nullptr;   // fp32 kernels of the ISA tier
+  const k::Kernels* wkern = nullptr;  // Winograd kernels: kern, or the tier's bf16 table
+  Precision precision = Precision::F32;
+  std::string precision_note;
+  bool profile = false, profile_print = false;
+  std::vector<ProfileRow> prof;
   std::unique_ptr<ThreadPool> pool;
   int pad = 0;        // 1 for same padding (zero border in memory)
   int in_cb = 1;
@@ -185,12 +110,10 @@ struct Network::Impl {
 
   bool winograd = true;
   int64_t wino_max_channels = 1 << 30;               // convs with more output channels run direct
-  static constexpr int kWinoNt = 24;                 // tiles per Winograd work unit
-  static constexpr int64_t kWinoBand = 2 << 20;      // floats of V per band (8 MB, stays in L3)
   PackedConv pack(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) const {
     bool all16 = true;
     for (auto& d : ins) all16 = all16 && d.cb == 16;
-    return (winograd && all16 && w.shape[0] <= wino_max_channels) ? pack_wino(w, b, ins, ocg) : pack_conv(w, b, ins, ocg);
+    return (winograd && all16 && w.shape[0] <= wino_max_channels) ? pack_wino(w, b, ins, ocg, wkern->bf16) : pack_conv(w, b, ins, ocg);
   }
 
   int enc_conv(int l, int j) const { return 2 * l + j; }
@@ -220,7 +143,7 @@ static const TensorView& need(const Weights& ws, const std::string& name, std::v
   return it->second;
 }
 
-Network::Network(const Arch& arch, const Weights& weights, int threads) : impl_(new Impl) {
+Network::Network(const Arch& arch, const Weights& weights, int threads, Precision precision) : impl_(new Impl) {
   Impl& m = *impl_;
   if (arch.in_channels < 1 || arch.classes < 1 || arch.depth < 1 || arch.depth > 8 || arch.base < 1)
     throw std::invalid_argument("bad architecture: in_channels, classes and base must be >= 1, depth 1..8");
@@ -233,6 +156,14 @@ Network::Network(const Arch& arch, const Weights& weights, int threads) : impl_(
     if (env) isa = env;
   }
   m.kern = &k::kernels_for(k::isa_from_name(isa));
+  m.wkern = m.kern;
+  if (precision == Precision::BF16) {
+    if (const k::Kernels* b = k::bf16_kernels_for(m.kern->isa, &m.precision_note)) {
+      m.wkern = b;
+      m.precision = Precision::BF16;
+    }
+  }
+  if (const char* env = std::getenv("UNET_RT_PROFILE")) m.profile = m.profile_print = std::string(env) == "1";
   m.pad = arch.same_padding ? 1 : 0;
   if (g_network_winograd_override >= 0) {
     m.winograd = g_network_winograd_override == 1;
@@ -328,9 +259,10 @@ const Plan& Network::Impl::plan(int h, int w) const {
     p.t.push_back(t);
     return (int)p.t.size() - 1;
   };
-  auto conv = [&](int widx, std::vector<std::pair<int, int>> ins, int oc) {  // (tensor, crop offset)
+  auto conv = [&](int widx, std::vector<std::pair<int, int>> ins, int oc, std::string name) {  // (tensor, crop offset)
     Op op;
     op.kind = OpKind::Conv;
+    op.name = std::move(name);
     op.weights = widx;
     op.nin = (int)ins.size();
     const Tensor& t0 = p.t[ins[0].first];
@@ -346,6 +278,7 @@ const Plan& Network::Impl::plan(int h, int w) const {
   };
   Op r;
   r.kind = OpKind::Reorder;
+  r.name = "input";
   r.out = add((arch.in_channels + in_cb - 1) / in_cb, in_cb, h, w);
   r.oh = h;
   r.ow = w;
@@ -353,12 +286,14 @@ const Plan& Network::Impl::plan(int h, int w) const {
   int cur = r.out;
   std::vector<int> skips;
   for (int l = 0; l <= D; ++l) {
-    cur = conv(enc_conv(l, 0), {{cur, 0}}, widths[l]);
-    cur = conv(enc_conv(l, 1), {{cur, 0}}, widths[l]);
+    const std::string e = "enc." + std::to_string(l) + ".";
+    cur = conv(enc_conv(l, 0), {{cur, 0}}, widths[l], e + "conv1");
+    cur = conv(enc_conv(l, 1), {{cur, 0}}, widths[l], e + "conv2");
     skips.push_back(cur);
     if (l < D) {
       Op op;
       op.kind = OpKind::Pool;
+      op.name = e + "pool";
       op.in[0] = cur;
       op.nin = 1;
       op.oh = p.t[cur].h / 2;
@@ -371,6 +306,8 @@ const Plan& Network::Impl::plan(int h, int w) const {
   for (int l = D - 1; l >= 0; --l) {
     Op op;
     op.kind = OpKind::Up;
+    const std::string d = "dec." + std::to_string(l) + ".";
+    op.name = d + "up";
     op.in[0] = cur;
     op.nin = 1;
     op.weights = l;
@@ -386,6 +323,7 @@ const Plan& Network::Impl::plan(int h, int w) const {
     // The crop offset is the same on both axes; the up-sampled input is uncropped.
     Op c;
     c.kind = OpKind::Conv;
+    c.name = d + "conv1";
     c.weights = dec_conv(l, 0);
     c.nin = 2;
     c.in[0] = skips[l];
@@ -396,10 +334,11 @@ const Plan& Network::Impl::plan(int h, int w) const {
     c.ow = op.ow - shrink;
     c.out = add(blocks16(widths[l]), 16, c.oh, c.ow);
     p.ops.push_back(c);
-    cur = conv(dec_conv(l, 1), {{c.out, 0}}, widths[l]);
+    cur = conv(dec_conv(l, 1), {{c.out, 0}}, widths[l], d + "conv2");
   }
   Op hd;
   hd.kind = OpKind::Head;
+  hd.name = "head";
   hd.in[0] = cur;
   hd.nin = 1;
   hd.oh = p.t[cur].h;
@@ -442,15 +381,13 @@ const Plan& Network::Impl::plan(int h, int w) const {
     const PackedConv& cw = convs[op.weights];
     int icb = 0;
     for (int i = 0; i < op.nin; ++i) icb += p.t[op.in[i]].nblk;
+    const int ocb = cw.groups() * cw.ocg / 16;
     const int64_t tiles = (int64_t)((op.oh + 3) / 4) * ((op.ow + 3) / 4);
-    const int64_t per_tile = kernels::wino_v_floats(icb, 1);
-    int64_t band = std::max<int64_t>(kWinoNt, kWinoBand / per_tile / kWinoNt * kWinoNt);
-    op.band = std::min(band, tiles);
-    p.wino_v = std::max(p.wino_v, kernels::wino_v_floats(icb, op.band));
-    p.wino_m = std::max(p.wino_m, (kernels::wino_m_floats(cw.ocg, kWinoNt) + kAlign - 1) / kAlign * kAlign);
+    op.band = wino_band(icb, ocb, tiles, (double)cw.bytes(), wkern->bf16);
+    p.wino_v = std::max(p.wino_v, (wino_v_bytes(icb, op.band, wkern->bf16) / 4 + kAlign - 1) / kAlign * kAlign);
+    p.wino_m = std::max(p.wino_m, (wino_m_bytes(ocb, op.band) / 4 + kAlign - 1) / kAlign * kAlign);
   }
-  p.wino_v = (p.wino_v + kAlign - 1) / kAlign * kAlign;
-  p.floats = p.act_floats + p.wino_v + p.wino_m * pool->size();
+  p.floats = p.act_floats + p.wino_v + p.wino_m;
   return plans.emplace(key, std::move(p)).first->second;
 }
 
@@ -512,7 +449,18 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
   }
   ThreadPool& pool = *m.pool;
   const k::Kernels& kn = *m.kern;
+  const ParallelFor pf = [&pool](int64_t n, const std::function<void(int64_t)>& fn) { pool.parallel_for(n, fn); };
+  using clk = std::chrono::steady_clock;
+  m.prof.clear();
+  auto record = [&m](const std::string& layer, const std::string& phase, double sec, double flops, double bytes) {
+    m.prof.push_back(ProfileRow{layer, phase, sec, flops, bytes});
+  };
+  auto tbytes = [&p](int id) { return (double)p.t[id].floats * 4; };
   for (const Op& op : p.ops) {
+    const clk::time_point op_t0 = m.profile ? clk::now() : clk::time_point();
+    auto op_done = [&](const std::string& phase, double flops, double bytes) {
+      if (m.profile) record(op.name, phase, std::chrono::duration<double>(clk::now() - op_t0).count(), flops, bytes);
+    };
     switch (op.kind) {
       case OpKind::Reorder: {
         // in: [Cin, h, w] planar -> [ceil(Cin/cb), h, w, cb] (zeros in padded channels)
@@ -534,6 +482,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
           }
         });
         m.zero_border(p, op.out);
+        op_done("reorder", 0, (double)m.arch.in_channels * h * w * 4 + tbytes(op.out));
         break;
       }
       case OpKind::Conv: {
@@ -550,7 +499,8 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
             a.in[i] = m.view(p, op.in[i], op.dy[i], op.dx[i]);
             a.icb += a.in[i].nblk;
           }
-          a.u = cw.w.data();
+          a.ocb = cw.groups() * cw.ocg / 16;
+          a.u = cw.u();
           a.bias = cw.b.data();
           a.ocg = cw.ocg;
           a.oh = op.oh;
@@ -559,20 +509,21 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
           a.tw = (op.ow + 3) / 4;
           a.y = m.out_view(p, op.out);
           a.relu = true;
+          WinoSchedule sched;
+          sched.band = op.band;
+          double secs[3] = {0, 0, 0};
           float* vbuf = m.arena.get() + p.act_floats;
-          float* mbuf = vbuf + p.wino_v;
-          const int ng = (int)(cw.b.size() / cw.ocg);
-          const int64_t tiles = (int64_t)a.th * a.tw, nb = op.band, nt = Impl::kWinoNt;
-          for (int64_t t0 = 0; t0 < tiles; t0 += nb) {
-            const int64_t n = std::min(nb, tiles - t0), chunks = (n + nt - 1) / nt;
-            pool.parallel_for(n, [&](int64_t j) { kn.wino_in(a, vbuf, nb, t0 + j, j); });
-            const bool group_major = (int64_t)cw.w.size() > k::wino_v_floats(a.icb, n);
-            pool.parallel_for(ng * chunks, [&](int64_t t) {
-              const int g = (int)(group_major ? t / chunks : t % ng);
-              const int64_t c = group_major ? t % chunks : t / ng;
-              kn.wino_out(a, vbuf, nb, t0, g, c * nt, (int)std::min(nt, n - c * nt),
-                          mbuf + p.wino_m * ThreadPool::thread_index());
-            });
+          run_winograd(*m.wkern, a, sched, vbuf, vbuf + p.wino_v, pf, m.profile ? secs : nullptr);
+          if (m.profile) {
+            const int64_t tiles = (int64_t)a.th * a.tw, nbands = (tiles + op.band - 1) / op.band;
+            const double esz = m.wkern->bf16 ? 2 : 4, vb = (double)k::wino_v_elems(a.icb, tiles) * esz;
+            const double mb = (double)k::wino_m_floats(a.ocb, tiles) * 4;
+            const double xb = (double)a.icb * 16 * (op.oh + 2) * (op.ow + 2) * 4, yb = (double)a.ocb * 16 * op.oh * op.ow * 4;
+            const std::string dt = m.wkern->bf16 ? "bf16" : "f32";
+            record(op.name, "wino-in-" + dt, secs[0], 0, xb + vb);
+            record(op.name, m.wkern->wino_gemm_name(cw.ocg), secs[1], 2.0 * k::kWinoT * tiles * a.icb * 16 * a.ocb * 16,
+                   (double)cw.bytes() * nbands + vb * cw.groups() + mb);
+            record(op.name, "wino-out-f32", secs[2], 0, mb + yb);
           }
           m.zero_border(p, op.out);
           break;
@@ -598,6 +549,8 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
           else kn.conv(a, (int)(t % ng), (int)(t / ng));
         });
         m.zero_border(p, op.out);
+        op_done(std::string("conv3x3_direct_f32_") + kn.name, 2.0 * op.oh * op.ow * (double)cw.w.size(),
+                in_floats * 4.0 + (double)cw.bytes() + tbytes(op.out));
         break;
       }
       case OpKind::Pool: {
@@ -609,6 +562,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
         const int nb = p.t[op.out].nblk, oh = op.oh;
         pool.parallel_for((int64_t)nb * oh, [&](int64_t t) { kn.pool(a, (int)(t / oh), (int)(t % oh)); });
         m.zero_border(p, op.out);
+        op_done("pool2x2", 0, tbytes(op.in[0]) + tbytes(op.out));
         break;
       }
       case OpKind::Up: {
@@ -624,6 +578,8 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
         const int ng = (int)(uw.b.size() / uw.ocg), ih = p.t[op.in[0]].h;
         pool.parallel_for((int64_t)ng * ih, [&](int64_t t) { kn.up(a, (int)(t % ng), (int)(t / ng)); });
         m.zero_border(p, op.out);
+        op_done(std::string("upconv2x2_f32_") + kn.name, 2.0 * ih * a.iw * (double)uw.w.size(),
+                tbytes(op.in[0]) + (double)uw.bytes() + tbytes(op.out));
         break;
       }
       case OpKind::Head: {
@@ -639,10 +595,43 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
         a.out_rs = out.row_stride;
         a.softmax = head == HeadOutput::Probabilities;
         pool.parallel_for(op.oh, [&](int64_t yy) { kn.head(a, (int)yy); });
+        op_done(a.softmax ? "head1x1+softmax" : "head1x1", 2.0 * op.oh * op.ow * m.head_w.size(),
+                tbytes(op.in[0]) + (double)op.oh * op.ow * a.k * 4);
         break;
       }
     }
   }
+  if (m.profile_print) print_profile(m.prof, h, w, m.wkern->name);
+}
+
+void print_profile(const std::vector<Network::ProfileRow>& rows, int h, int w, const char* kernels) {
+  double total = 0, flops = 0;
+  for (auto& r : rows) total += r.seconds, flops += r.flops;
+  std::fprintf(stderr, "unet_rt profile: %dx%d tile, kernels %s, %.1f ms, %.1f GFLOP/s (arithmetic done)\n", h, w,
+               kernels, total * 1e3, total > 0 ? flops / total * 1e-9 : 0.0);
+  std::fprintf(stderr, "  %-12s %-40s %9s %6s %9s %9s\n", "layer", "phase", "ms", "%", "GFLOP/s", "MB");
+  for (auto& r : rows)
+    std::fprintf(stderr, "  %-12s %-40s %9.2f %6.1f %9.1f %9.1f\n", r.layer.c_str(), r.phase.c_str(), r.seconds * 1e3,
+                 total > 0 ? 100 * r.seconds / total : 0.0, r.seconds > 0 ? r.flops / r.seconds * 1e-9 : 0.0,
+                 r.bytes / 1e6);
+}
+
+Precision Network::precision() const { return impl_->precision; }
+const std::string& Network::precision_note() const { return impl_->precision_note; }
+std::string Network::kernel_name() const { return impl_->wkern->wino_gemm_name(impl_->wkern->preferred_ocg); }
+void Network::set_profile(bool on) {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  impl_->profile = on;
+}
+std::vector<Network::ProfileRow> Network::last_profile() const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  return impl_->prof;
+}
+size_t Network::weight_bytes() const {
+  size_t n = (impl_->head_w.size() + impl_->head_b.size()) * sizeof(float);
+  for (auto& c : impl_->convs) n += c.bytes();
+  for (auto& u : impl_->ups) n += u.bytes();
+  return n;
 }
 
 }  // namespace unet_rt

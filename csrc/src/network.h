@@ -6,51 +6,43 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "src/types.h"
+
 namespace unet_rt {
-
-struct Arch {
-  int in_channels = 1;
-  int classes = 2;
-  int depth = 4;
-  int base = 64;
-  bool same_padding = false;
-};
-
-// A borrowed fp32 tensor in PyTorch layout (row-major), as stored in the model file.
-// Names and shapes: see unet_rt/model_file.py (enc.{l}.conv1.weight, dec.{l}.up.weight, head.*).
-struct TensorView {
-  std::vector<int64_t> shape;
-  const float* data = nullptr;
-};
-using Weights = std::map<std::string, TensorView>;
 
 enum class HeadOutput { Logits, Probabilities };
 
-// Where forward() writes: out[k * channel_stride + y * row_stride + x], k < classes, y < oh, x < ow.
-// Strides let the tiler write a tile's output straight into place in the whole-image buffer.
-struct OutputView {
-  float* data = nullptr;
-  int64_t channel_stride = 0;
-  int64_t row_stride = 0;
-};
 
 class Network {
  public:
   // Checks every tensor's name and shape against `arch` (std::invalid_argument with a clear
   // message otherwise) and repacks the weights into the kernels' layout: `weights` may be freed
   // after construction. threads = 0 uses every core.
-  Network(const Arch& arch, const Weights& weights, int threads = 0);
+  // precision: arithmetic of the Winograd GEMMs; BF16 runs where the CPU has a bf16 tier
+  // (AVX512-BF16) and falls back to F32 elsewhere (precision() and precision_note() say which).
+  Network(const Arch& arch, const Weights& weights, int threads = 0, Precision precision = Precision::F32);
   ~Network();
   Network(const Network&) = delete;
   Network& operator=(const Network&) = delete;
 
   const Arch& arch() const;
   int threads() const;
+  Precision precision() const;          // what runs (may be F32 where BF16 was asked for)
+  const std::string& precision_note() const;  // why it fell back ("" if it did not)
+  std::string kernel_name() const;      // the Winograd GEMM kernel, e.g. conv3x3_wino_gemm_bf16_12x32_avx512bf16
+  size_t weight_bytes() const;          // repacked weights held by the executor
+  // Per-layer profile of the last forward() (filled when profiling is on: UNET_RT_PROFILE=1 in the
+  // environment when the Network was built, or set_profile(true)); printed to stderr when on via env.
+  struct ProfileRow {
+    std::string layer, phase;   // e.g. "enc.3.conv2", "wino-gemm"
+    double seconds = 0, flops = 0, bytes = 0;   // flops: arithmetic actually done (Winograd domain)
+  };
+  void set_profile(bool on);
+  std::vector<ProfileRow> last_profile() const;
   // Output size for an input tile of `size` pixels (std::invalid_argument if not valid).
   int output_size(int size) const;
   // Bytes of activation memory one forward() of an h x w tile needs (planned once per shape).

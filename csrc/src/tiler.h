@@ -20,7 +20,7 @@
 #include <functional>
 #include <vector>
 
-#include "src/network.h"
+#include "src/types.h"
 
 namespace unet_rt {
 

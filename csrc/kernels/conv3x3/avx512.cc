@@ -10,14 +10,17 @@ void conv3x3_avx512(const ConvArgs& a, int g, int oy) {
   else simd::conv_row_nv<simd::Avx512, 1, 24>(a, g, oy);
 }
 
-// Winograd F(4x4, 3x3): see kernels.h for the phases and layouts.
-void conv3x3_wino_in_avx512(const WinoArgs& a, float* v, int64_t nband, int64_t tile, int64_t n) {
+// Winograd F(4x4, 3x3), fp32: see kernels.h for the phases and layouts.
+void conv3x3_wino_in_f32_avx512(const WinoArgs& a, void* v, int64_t nband, int64_t tile, int64_t n) {
   simd::wino_in<simd::Avx512>(a, v, nband, tile, n);
 }
-void conv3x3_wino_out_avx512(const WinoArgs& a, const float* v, int64_t nband, int64_t t0, int g, int64_t n0, int nt,
-                           float* m) {
-  if (a.ocg == 32) simd::wino_out<simd::Avx512, 2, 12>(a, v, nband, t0, g, n0, nt, m);
-  else simd::wino_out<simd::Avx512, 1, 24>(a, v, nband, t0, g, n0, nt, m);
+void conv3x3_wino_gemm_f32_avx512(const WinoArgs& a, const void* v, int64_t nband, int q, int g, int64_t n0, int nt,
+                            float* m) {
+  if (a.ocg == 32) simd::wino_gemm<simd::Avx512, 2, 12>(a, v, nband, q, g, n0, nt, m);
+  else simd::wino_gemm<simd::Avx512, 1, 24>(a, v, nband, q, g, n0, nt, m);
+}
+void conv3x3_wino_out_f32_avx512(const WinoArgs& a, const float* m, int64_t nband, int64_t t0, int ob, int64_t n0, int nt) {
+  simd::wino_out<simd::Avx512>(a, m, nband, t0, ob, n0, nt);
 }
 
 }  // namespace unet_rt::kernels

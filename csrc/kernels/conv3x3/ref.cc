@@ -48,16 +48,46 @@ struct Scalar {
   static inline reg max(reg a, reg b) { return a > b ? a : b; }
   static inline reg zero() { return 0.0f; }
   static inline float hsum(reg v) { return v; }
+  static inline void store_bf16(uint16_t* p, reg v) { *p = f32_to_bf16(v); }
 };
 }  // namespace simd
 
-void conv3x3_wino_in_ref(const WinoArgs& a, float* v, int64_t nband, int64_t tile, int64_t n) {
+void conv3x3_wino_in_f32_ref(const WinoArgs& a, void* v, int64_t nband, int64_t tile, int64_t n) {
   simd::wino_in<simd::Scalar>(a, v, nband, tile, n);
 }
-void conv3x3_wino_out_ref(const WinoArgs& a, const float* v, int64_t nband, int64_t t0, int g, int64_t n0, int nt,
-                          float* m) {
-  if (a.ocg == 32) simd::wino_out<simd::Scalar, 32, 2>(a, v, nband, t0, g, n0, nt, m);
-  else simd::wino_out<simd::Scalar, 16, 2>(a, v, nband, t0, g, n0, nt, m);
+void conv3x3_wino_gemm_f32_ref(const WinoArgs& a, const void* v, int64_t nband, int q, int g, int64_t n0, int nt,
+                               float* m) {
+  if (a.ocg == 32) simd::wino_gemm<simd::Scalar, 32, 2>(a, v, nband, q, g, n0, nt, m);
+  else simd::wino_gemm<simd::Scalar, 16, 2>(a, v, nband, q, g, n0, nt, m);
+}
+void conv3x3_wino_out_f32_ref(const WinoArgs& a, const float* m, int64_t nband, int64_t t0, int ob, int64_t n0, int nt) {
+  simd::wino_out<simd::Scalar>(a, m, nband, t0, ob, n0, nt);
+}
+
+// bf16, scalar: V rounded to bf16 by the input transform, U packed in bf16 pairs; each pair's two
+// products are exact in fp32 and added to the fp32 accumulator one at a time (odd element first,
+// as Intel documents vdpbf16ps).
+void conv3x3_wino_in_bf16_ref(const WinoArgs& a, void* v, int64_t nband, int64_t tile, int64_t n) {
+  simd::wino_in<simd::Scalar, true>(a, v, nband, tile, n);
+}
+void conv3x3_wino_gemm_bf16_ref(const WinoArgs& a, const void* vin, int64_t nband, int q, int g, int64_t n0, int nt,
+                                float* m) {
+  // V: [36][icb][nband][16] bf16  U: [OC/ocg][36][IC/2][ocg][2] bf16 -> M: [36][ocb][nband][16]
+  const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
+  const uint16_t* v = static_cast<const uint16_t*>(vin) + q * vt;
+  const uint16_t* u = static_cast<const uint16_t*>(a.u) + ((int64_t)g * kWinoT + q) * ic * a.ocg;
+  for (int j = 0; j < nt; ++j)
+    for (int o = 0; o < a.ocg; ++o) {
+      float acc = 0.0f;
+      for (int64_t c = 0; c < ic; c += 2) {
+        const uint16_t* vp = v + (c / 16) * nband * 16 + (n0 + j) * 16 + c % 16;
+        const uint16_t* up = u + ((c / 2) * a.ocg + o) * 2;
+        acc += bf16_to_f32(vp[1]) * bf16_to_f32(up[1]);
+        acc += bf16_to_f32(vp[0]) * bf16_to_f32(up[0]);
+      }
+      const int oc = g * a.ocg + o;
+      m[((int64_t)q * a.ocb + oc / 16) * nband * 16 + (n0 + j) * 16 + oc % 16] = acc;
+    }
 }
 
 }  // namespace unet_rt::kernels

@@ -1,0 +1,79 @@
+// Winograd F(4x4, 3x3) with bf16 GEMMs, AVX512-BF16 (Zen 4, Cooper Lake, Sapphire Rapids and later):
+// vdpbf16ps multiplies 16 pairs of bf16 and adds both products to 16 fp32 accumulators, twice the
+// multiplies of an fp32 FMA per instruction. Compiled with -mavx512bf16 (CMake, by file name).
+//
+// Register tile of the GEMM: NX band tiles x NV vectors of 16 output channels (NX*NV accumulators,
+// 24 for ocg 32 / 12 tiles); per input-channel pair the NV weight vectors (16 oc x 2 ic) are loaded
+// once and each tile's channel pair (one 32-bit word of V) is broadcast.
+#include <array>
+#include <cstring>
+#include <utility>
+
+#include "kernels/simd_avx512.h"
+// GCC 12 flags the "__Y = __Y" idiom of _mm512_undefined_* inside its own intrinsics.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include "kernels/simd_impl.h"
+
+namespace unet_rt::kernels {
+
+namespace simd {
+struct Avx512Bf16 : Avx512 {
+  static inline void store_bf16(uint16_t* p, reg v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v));
+  }
+};
+
+template <int NX, int NV>
+inline void gemm_bf16_tile(const uint16_t* v, int64_t vbs, int icb, const uint16_t* u, int ocg, float* mo,
+                           int64_t mbs) {
+  // v: tile 0's 16 channels of block 0 (tile stride 16, block stride vbs); u: [IC/2][ocg][2]
+  __m512 acc[NX][NV];
+  for (int j = 0; j < NX; ++j)
+    for (int k = 0; k < NV; ++k) acc[j][k] = _mm512_setzero_ps();
+  for (int blk = 0; blk < icb; ++blk, v += vbs) {
+    for (int c = 0; c < 16; c += 2, u += 2 * ocg) {
+      __m512i w[NV];
+      for (int k = 0; k < NV; ++k) w[k] = _mm512_loadu_si512(u + 32 * k);
+      for (int j = 0; j < NX; ++j) {
+        int32_t pair;
+        std::memcpy(&pair, v + j * 16 + c, 4);
+        const __m512i x = _mm512_set1_epi32(pair);
+        for (int k = 0; k < NV; ++k) acc[j][k] = _mm512_dpbf16_ps(acc[j][k], (__m512bh)x, (__m512bh)w[k]);
+      }
+    }
+  }
+  for (int j = 0; j < NX; ++j)
+    for (int k = 0; k < NV; ++k) _mm512_storeu_ps(mo + k * mbs + j * 16, acc[j][k]);
+}
+
+using GemmTileFn = void (*)(const uint16_t*, int64_t, int, const uint16_t*, int, float*, int64_t);
+template <int NV, int... NX>
+constexpr auto make_gemm_table(std::integer_sequence<int, NX...>) {
+  return std::array<GemmTileFn, sizeof...(NX)>{{&gemm_bf16_tile<NX + 1, NV>...}};
+}
+
+template <int NV, int NXMAX>
+inline void gemm_bf16(const WinoArgs& a, const void* vin, int64_t nband, int q, int g, int64_t n0, int nt, float* m) {
+  // V: [36][icb][nband][16] bf16  U: [OC/ocg][36][IC/2][ocg][2] bf16 -> M: [36][ocb][nband][16] fp32
+  static constexpr auto table = make_gemm_table<NV>(std::make_integer_sequence<int, NXMAX>{});
+  const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
+  const uint16_t* v = static_cast<const uint16_t*>(vin) + q * vt + n0 * 16;
+  const uint16_t* u = static_cast<const uint16_t*>(a.u) + ((int64_t)g * kWinoT + q) * ic * a.ocg;
+  float* mo = m + ((int64_t)q * a.ocb + g * a.ocg / 16) * nband * 16 + n0 * 16;
+  const int64_t bs = nband * 16;
+  int j = 0;
+  for (; j + NXMAX <= nt; j += NXMAX) gemm_bf16_tile<NXMAX, NV>(v + j * 16, bs, a.icb, u, a.ocg, mo + j * 16, bs);
+  if (j < nt) table[nt - j - 1](v + j * 16, bs, a.icb, u, a.ocg, mo + j * 16, bs);
+}
+}  // namespace simd
+
+void conv3x3_wino_in_bf16_avx512bf16(const WinoArgs& a, void* v, int64_t nband, int64_t tile, int64_t n) {
+  simd::wino_in<simd::Avx512Bf16, true>(a, v, nband, tile, n);
+}
+void conv3x3_wino_gemm_bf16_avx512bf16(const WinoArgs& a, const void* v, int64_t nband, int q, int g, int64_t n0,
+                                       int nt, float* m) {
+  if (a.ocg == 32) simd::gemm_bf16<2, 12>(a, v, nband, q, g, n0, nt, m);
+  else simd::gemm_bf16<1, 24>(a, v, nband, q, g, n0, nt, m);
+}
+
+}  // namespace unet_rt::kernels

@@ -1,0 +1,86 @@
+// Weight packing: see pack.h.
+#include "src/pack.h"
+
+#include "kernels/kernels.h"
+
+namespace unet_rt {
+
+static int blocks16(int c) { return (c + 15) / 16; }
+
+// w: PyTorch [OC][IC][kh][kw] -> [OC/ocg][i][blk][kh][kw][cb_i][ocg], zeros where padded.
+PackedConv pack_conv(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) {
+  const int oc = (int)w.shape[0], ic = (int)w.shape[1], kh = (int)w.shape[2], kw = (int)w.shape[3];
+  PackedConv p;
+  p.oc = oc;
+  p.ocg = ocg;
+  const int ng = (blocks16(oc) * 16 + ocg - 1) / ocg;
+  int64_t per_group = 0;
+  for (auto& d : ins) per_group += (int64_t)d.nblk * d.cb * kh * kw * ocg;
+  p.w.assign(ng * per_group, 0.0f);
+  p.b.assign((size_t)ng * ocg, 0.0f);
+  for (int o = 0; o < oc; ++o) p.b[o] = b.data[o];
+  for (int g = 0; g < ng; ++g) {
+    float* dst = p.w.data() + g * per_group;
+    int icoff = 0;
+    for (auto& d : ins) {
+      for (int blk = 0; blk < d.nblk; ++blk)
+        for (int ky = 0; ky < kh; ++ky)
+          for (int kx = 0; kx < kw; ++kx)
+            for (int c = 0; c < d.cb; ++c, dst += ocg) {
+              const int ci = blk * d.cb + c;
+              if (ci >= d.channels) continue;
+              for (int o = 0; o < ocg; ++o) {
+                const int oi = g * ocg + o;
+                if (oi < oc) dst[o] = w.data[(((int64_t)oi * ic + icoff + ci) * kh + ky) * kw + kx];
+              }
+            }
+      icoff += d.channels;
+    }
+  }
+  return p;
+}
+
+// Winograd F(4x4, 3x3) version of a conv whose inputs all use 16-channel blocks.
+PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg, bool bf16) {
+  const int oc = (int)w.shape[0];
+  PackedConv p;
+  p.oc = oc;
+  p.ocg = ocg;
+  p.wino = true;
+  std::vector<int> chans;
+  for (auto& d : ins) chans.push_back(d.channels);
+  p.w = kernels::wino_pack_weights(w.data, oc, chans, ocg);
+  if (bf16) {
+    p.w16 = kernels::wino_pack_weights_bf16(p.w, ocg);
+    std::vector<float>().swap(p.w);
+  }
+  const int ng = (blocks16(oc) * 16 + ocg - 1) / ocg;
+  p.b.assign((size_t)ng * ocg, 0.0f);
+  for (int o = 0; o < oc; ++o) p.b[o] = b.data[o];
+  return p;
+}
+
+// w: PyTorch ConvTranspose2d [IC][OC][2][2] -> [OC/ocg][a][b][IC/16*16][ocg].
+PackedUp pack_up(const TensorView& w, const TensorView& b, int ocg) {
+  const int ic = (int)w.shape[0], oc = (int)w.shape[1];
+  const int icp = blocks16(ic) * 16;
+  const int ng = (blocks16(oc) * 16 + ocg - 1) / ocg;
+  PackedUp p;
+  p.oc = oc;
+  p.ocg = ocg;
+  p.w.assign((size_t)ng * 4 * icp * ocg, 0.0f);
+  p.b.assign((size_t)ng * ocg, 0.0f);
+  for (int o = 0; o < oc; ++o) p.b[o] = b.data[o];
+  for (int g = 0; g < ng; ++g)
+    for (int a = 0; a < 2; ++a)
+      for (int bb = 0; bb < 2; ++bb)
+        for (int c = 0; c < ic; ++c)
+          for (int o = 0; o < ocg; ++o) {
+            const int oi = g * ocg + o;
+            if (oi >= oc) continue;
+            p.w[((((int64_t)g * 2 + a) * 2 + bb) * icp + c) * ocg + o] = w.data[(((int64_t)c * oc + oi) * 2 + a) * 2 + bb];
+          }
+  return p;
+}
+
+}  // namespace unet_rt

@@ -1,0 +1,62 @@
+// Winograd convolution driver: see winograd.h and kernels.h.
+#include "src/winograd.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace unet_rt {
+
+namespace k = kernels;
+
+int64_t wino_v_bytes(int icb, int64_t band, bool bf16) { return k::wino_v_elems(icb, band) * (bf16 ? 2 : 4); }
+int64_t wino_m_bytes(int ocb, int64_t band) { return k::wino_m_floats(ocb, band) * 4; }
+
+int64_t wino_band(int icb, int ocb, int64_t tiles, double u_bytes, bool bf16) {
+  const double target = std::max(4.0 * (1 << 20), std::min(32.0 * (1 << 20), u_bytes / 2));
+  const int64_t per_tile = wino_v_bytes(icb, 1, bf16) + wino_m_bytes(ocb, 1);
+  const int64_t band = std::max<int64_t>(24, (int64_t)(target / per_tile) / 24 * 24);
+  return std::min(band, tiles);
+}
+
+void run_winograd(const k::Kernels& kn, const k::WinoArgs& a, const WinoSchedule& s, void* v, float* m,
+                  const ParallelFor& pf, double* seconds) {
+  using clk = std::chrono::steady_clock;
+  const int64_t tiles = (int64_t)a.th * a.tw, nb = s.band > 0 ? s.band : tiles;
+  const int ng = a.ocb * 16 / a.ocg;
+  auto lap = [&](clk::time_point& t, int i) {
+    if (!seconds) return;
+    const clk::time_point now = clk::now();
+    seconds[i] += std::chrono::duration<double>(now - t).count();
+    t = now;
+  };
+  for (int64_t t0 = 0; t0 < tiles; t0 += nb) {
+    const int64_t n = std::min(nb, tiles - t0);
+    clk::time_point t = seconds ? clk::now() : clk::time_point();
+    // 1. input transforms, a few tiles per work item
+    const int64_t in_units = (n + s.in_nt - 1) / s.in_nt;
+    pf(in_units, [&](int64_t i) {
+      const int64_t j1 = std::min(n, (i + 1) * s.in_nt);
+      for (int64_t j = i * s.in_nt; j < j1; ++j) kn.wino_in(a, v, nb, t0 + j, j);
+    });
+    lap(t, 0);
+    // 2. GEMMs: unit (q, g, chunk), chunks innermost so that consecutive units share U[g][q]
+    const int64_t chunks = (n + s.gemm_nt - 1) / s.gemm_nt;
+    pf((int64_t)k::kWinoT * ng * chunks, [&](int64_t u) {
+      const int64_t c = u % chunks, qg = u / chunks;
+      const int q = (int)(qg / ng), g = (int)(qg % ng);
+      const int64_t n0 = c * s.gemm_nt;
+      kn.wino_gemm(a, v, nb, q, g, n0, (int)std::min<int64_t>(s.gemm_nt, n - n0), m);
+    });
+    lap(t, 1);
+    // 3. output transforms (+ bias, ReLU) per 16-channel block and run of tiles
+    const int64_t out_chunks = (n + s.out_nt - 1) / s.out_nt;
+    pf((int64_t)a.ocb * out_chunks, [&](int64_t u) {
+      const int ob = (int)(u / out_chunks);
+      const int64_t n0 = (u % out_chunks) * s.out_nt;
+      kn.wino_out(a, m, nb, t0, ob, n0, (int)std::min<int64_t>(s.out_nt, n - n0));
+    });
+    lap(t, 2);
+  }
+}
+
+}  // namespace unet_rt
