@@ -72,3 +72,88 @@ def test_bf16_tiers():
     with pytest.raises(ValueError, match="precision"):
         K.conv3x3_winograd([(np.zeros((16, 6, 6), np.float32), 0, 0)], np.zeros((16, 16, 3, 3), np.float32),
                            np.zeros(16, np.float32), 4, 4, precision="fp16")
+
+
+# --- the executor and the Engine -------------------------------------------------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "unet_rt" / "models" / "isbi2012-unet16.plan"
+SAMPLES = [ROOT / "data" / "samples" / "image" / f"{i}.png" for i in range(25, 30)]
+
+
+def test_shipped_model_bf16_labels_agree_with_fp32():
+    """The error budget on a trained model: bf16 labels = fp32 labels on >= 99.5% of the pixels of
+    ISBI 2012 images 25-29 (Winograd amplifies input rounding; random-weight logits say little)."""
+    from unet_rt import Engine
+    from unet_rt.io import read_image
+
+    e32, e16 = Engine(SHIPPED, threads=2), Engine(SHIPPED, threads=2, precision="bf16")
+    if e16.info["precision"] != "bf16":
+        pytest.skip(f"bf16 falls back to fp32 on this CPU: {e16.info.get('precision_note')}")
+    assert e16.info["kernel"].startswith("conv3x3_wino_gemm_bf16_")
+    agree, total, differs = 0, 0, False
+    for p in SAMPLES:
+        img = read_image(p)
+        l32, l16 = e32.segment(img), e16.segment(img)
+        agree += int((l32 == l16).sum())
+        total += l32.size
+        p32, p16 = e32.predict(img), e16.predict(img)
+        differs |= bool(np.abs(p32 - p16).max() > 0)
+    assert differs          # bf16 really ran (the probabilities are not bit-identical to fp32)
+    assert agree / total >= 0.995, f"bf16 labels agree with fp32 on {agree / total:.4%} of pixels"
+
+
+def test_precision_fallback_is_reported(monkeypatch):
+    from unet_rt import Engine
+
+    if "avx2" not in K.available_isas():
+        pytest.skip("needs an AVX2 CPU (the fallback is shown on the avx2 tier, which has no bf16 GEMM)")
+    monkeypatch.setenv("UNET_RT_ISA", "avx2")
+    info = Engine(SHIPPED, threads=1, precision="bf16").info
+    assert info["precision"] == "fp32" and "bf16 needs" in info["precision_note"]
+    monkeypatch.delenv("UNET_RT_ISA")
+    assert Engine(SHIPPED, threads=1).info["precision"] == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        Engine(SHIPPED, precision="fp16")
+
+
+def test_network_profile_rows():
+    from unet_rt import model_file
+
+    mf = model_file.load(SHIPPED)
+    net = K.Network(dict(mf.arch), {k: np.asarray(v, np.float32) for k, v in mf.tensors.items()}, threads=1)
+    net.set_profile(True)
+    x = np.random.default_rng(0).standard_normal((1, 188, 188)).astype(np.float32)
+    net.forward(x)
+    rows = net.profile()
+    phases = {r["phase"] for r in rows}
+    assert {"reorder", "pool2x2", "head1x1", "wino-in-f32", "wino-out-f32"} <= phases
+    assert any(p.startswith("conv3x3_wino_gemm_f32_") for p in phases)
+    layers = [r["layer"] for r in rows]
+    assert layers[0] == "input" and layers[-1] == "head" and "enc.0.conv1" in layers
+    # a Winograd GEMM's flops: 2 * 36 * tiles * IC * OC (channels padded to 16), the arithmetic done
+    g = next(r for r in rows if r["layer"] == "enc.0.conv2" and r["phase"].startswith("conv3x3_wino_gemm"))
+    c0 = int(mf.arch["base"])
+    oh = 188 - 4
+    tiles = (-(-oh // 4)) ** 2
+    assert g["flops"] == 2 * 36 * tiles * (-(-c0 // 16) * 16) ** 2
+    assert all(r["seconds"] >= 0 for r in rows)
+
+
+def test_cli_precision_bf16(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "25.png"
+    r = subprocess.run([sys.executable, "-m", "unet_rt", "segment", str(SAMPLES[0]), "-o", str(out), "--precision",
+                        "bf16", "--threads", "2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from unet_rt import Engine
+    from unet_rt.io import read_image
+
+    labels = read_image(out)
+    ref = Engine(SHIPPED, threads=2).segment(read_image(SAMPLES[0]))
+    assert labels.shape == ref.shape and np.mean((labels > 0) == (ref > 0)) >= 0.995
+    r = subprocess.run([sys.executable, "-m", "unet_rt", "segment", str(SAMPLES[0]), "-o", str(tmp_path / "x.png"),
+                        "--precision", "fp16"], capture_output=True, text=True)
+    assert r.returncode != 0 and "precision" in r.stderr and not (tmp_path / "x.png").exists()

@@ -36,6 +36,9 @@ def _add_engine_args(p):
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--tile", type=int, default=None, help="input tile size (default: chosen per image)")
     p.add_argument("--tta", action="store_true", help="average over the 8 rotations/flips (8x slower)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="CPU arithmetic: fp32 (default, exact) or bf16 (faster on CPUs with AVX512-BF16; "
+                        "labels agree with fp32 on >= 99.5%% of pixels of the shipped model's test images)")
 
 
 def cmd_segment(args) -> int:
@@ -58,7 +61,8 @@ def cmd_segment(args) -> int:
         if out.exists() and not out.is_dir():
             return _err(f"{out} is a file: with several inputs, -o must be a directory")
     try:
-        eng = Engine(args.model, backend=args.backend, threads=args.threads, tile=args.tile)
+        eng = Engine(args.model, backend=args.backend, threads=args.threads, tile=args.tile,
+                         precision=args.precision)
     except (ValueError, FileNotFoundError, ImportError) as e:
         return _err(str(e))
     t0 = time.perf_counter()
@@ -160,7 +164,8 @@ def cmd_evaluate(args) -> int:
         if not args.model:
             return _err("no model given (-m)")
         try:
-            eng = Engine(args.model, backend=args.backend, threads=args.threads, tile=args.tile)
+            eng = Engine(args.model, backend=args.backend, threads=args.threads, tile=args.tile,
+                         precision=args.precision)
         except (ValueError, FileNotFoundError, ImportError) as e:
             return _err(str(e))
     missing = [p.name for p in imgs if p.stem not in labs]

@@ -57,10 +57,12 @@ class Engine:
     tile : input tile size (default: chosen per image to minimise total work within the budget).
     memory_budget_mb : activation memory budget for the automatic tile choice (CPU backend).
     device, dtype : for the triton backend (default "cuda", torch.float16).
+    precision : CPU backend: "fp32" (default, exact to rounding) or "bf16" (Winograd GEMMs in bfloat16
+        with fp32 accumulation, on CPUs with AVX512-BF16; elsewhere fp32 runs and ``info`` says why).
     """
 
     def __init__(self, path, backend: str = "auto", threads: int | None = None, tile: int | None = None,
-                 memory_budget_mb: int | None = None, device=None, dtype=None):
+                 memory_budget_mb: int | None = None, device=None, dtype=None, precision: str = "fp32"):
         path = Path(path)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -75,12 +77,17 @@ class Engine:
         if not trt and backend == "tensorrt":
             raise ValueError(f"{path} holds weights, not a TensorRT engine: build one with "
                              f"`unet-rt compile {path} --target tensorrt -o model-trt.plan`")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if precision != "fp32" and backend != "cpu":
+            raise ValueError(f"precision={precision!r} is a CPU backend option (backend is {backend!r})")
         if threads is not None and threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
         self.path, self.backend, self.tile = path, backend, tile
         core = _core()
         if backend == "cpu":
-            self._native = core.Engine(str(path), threads or 0, tile or 0, memory_budget_mb or 0)
+            self._native = core.Engine(str(path), threads or 0, tile or 0, memory_budget_mb or 0,
+                                       precision=precision)
             meta = core.read_model(str(path))
             self.arch, self.normalization = meta["arch"], meta["normalization"]
             self.class_names = list(meta["class_names"])

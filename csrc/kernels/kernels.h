@@ -99,7 +99,7 @@ using HeadRowFn = void (*)(const HeadArgs& a, int oy);
 // tile d as  y = A^T [ (G g G^T) . (B^T d B) ] A : 36 independent GEMMs [tiles x IC] x [IC x OC]
 // instead of 9, i.e. 4x fewer multiplies than direct convolution. Three phases per band of tiles:
 //   in:   x_i: [IC_i/16, >= OH+2, >= OW+2, 16] views -> V: [36][icb][nband][16]   (one tile per call)
-//   gemm: V, U -> M: [36][ocb][nband][16] fp32; one call = one transform position q x one output
+//   gemm: V, U -> M: [ocb][nband][36][16] fp32; one call = one transform position q x one output
 //         group g x a run of band tiles, so U[g][q] (IC x ocg, 64-128 KB) stays in L2 while the
 //         tiles stream past and every weight is read from memory once per band, not per tile chunk
 //   out:  M -> y: [OC/16, OH, OW, 16] (+ bias, ReLU); one call = one 16-channel block x a run of tiles
@@ -125,7 +125,7 @@ struct WinoArgs {
 // Input transform of tile `tile` into band slot n: V[t][blk][n][16] at v + (t*icb*nband + blk*nband + n)*16
 // elements (float, or uint16_t bf16 for the bf16 tables).
 using WinoInFn = void (*)(const WinoArgs& a, void* v, int64_t nband, int64_t tile, int64_t n);
-// M[q][g*ocg/16 ...][n0 .. n0+nt) = V[q][.][n0 .. n0+nt) x U[g][q].
+// M[g*ocg/16 ...][n0 .. n0+nt)[q] = V[q][.][n0 .. n0+nt) x U[g][q].
 using WinoGemmFn = void (*)(const WinoArgs& a, const void* v, int64_t nband, int q, int g, int64_t n0, int nt,
                             float* m);
 // Output transform of block ob for band slots [n0, n0+nt) (the band starts at tile t0).

@@ -209,7 +209,7 @@ inline void wino_in(const WinoArgs& a, void* vout, int64_t nband, int64_t tile, 
 // the tiles as "pixels" (stride 16) and the input blocks as channels.
 template <class V, int NV, int NXMAX>
 inline void wino_gemm(const WinoArgs& a, const void* vin, int64_t nband, int q, int g, int64_t n0, int nt, float* m) {
-  // V: [36][icb][nband][16]  U: [OC/ocg][36][icb*16][ocg] -> M: [36][ocb][nband][16]
+  // V: [36][icb][nband][16]  U: [OC/ocg][36][icb*16][ocg] -> M: [ocb][nband][36][16]
   alignas(64) static const float kZeros[32] = {};
   const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
   const float* ug = static_cast<const float*>(a.u) + ((int64_t)g * kWinoT + q) * ic * a.ocg;
@@ -219,27 +219,26 @@ inline void wino_gemm(const WinoArgs& a, const void* vin, int64_t nband, int q, 
   vv.nblk = a.icb;
   vv.rs = 0;
   vv.bs = nband * 16;
-  float* mo = m + ((int64_t)q * a.ocb + g * a.ocg / 16) * nband * 16 + n0 * 16;
-  row_tiles<V, NV, 16, NXMAX>(&vv, 1, 1, 1, 0, nt, ug, kZeros, false, mo, 16, nband * 16);
+  float* mo = m + ((int64_t)(g * a.ocg / 16) * nband + n0) * kWinoT * 16 + q * 16;
+  row_tiles<V, NV, 16, NXMAX>(&vv, 1, 1, 1, 0, nt, ug, kZeros, false, mo, kWinoT * 16, nband * kWinoT * 16);
 }
 
 // Output transform of 16-channel block ob for band slots [n0, n0+nt) (+ bias, ReLU).
 template <class V>
 inline void wino_out(const WinoArgs& a, const float* m, int64_t nband, int64_t t0, int ob, int64_t n0, int nt) {
-  // M: [36][ocb][nband][16] -> y: [OC/16, OH, OW, 16]
+  // M: [ocb][nband][36][16] -> y: [OC/16, OH, OW, 16]
   using R = typename V::reg;
   constexpr int L = V::L;
-  const int64_t mq = (int64_t)a.ocb * nband * 16;
   const R zero = V::zero();
   for (int j = 0; j < nt; ++j) {
     const int64_t tile = t0 + n0 + j;
     const int ty = (int)(tile / a.tw), tx = (int)(tile % a.tw);
     const int ny = imin(4, a.oh - 4 * ty), nx = imin(4, a.ow - 4 * tx);
     float* yo = a.y.p + (int64_t)ob * a.y.bs + (int64_t)(4 * ty) * a.y.rs + (int64_t)(4 * tx) * 16;
-    const float* mp = m + ((int64_t)ob * nband + n0 + j) * 16;
+    const float* mp = m + ((int64_t)ob * nband + n0 + j) * kWinoT * 16;
     for (int lo = 0; lo < 16; lo += L) {
       R mm[36], t[24], o[16];
-      for (int q = 0; q < 36; ++q) mm[q] = V::load(mp + q * mq + lo);
+      for (int q = 0; q < 36; ++q) mm[q] = V::load(mp + q * 16 + lo);
       for (int c = 0; c < 6; ++c) wino_at<V>(mm + c, 6, t + c, 6);      // t[k*6+c] = (A^T m)[k][c]
       for (int k = 0; k < 4; ++k) wino_at<V>(t + 6 * k, 1, o + 4 * k, 1);  // o[k*4+j] = (t A)[k][j]
       const R b = V::load(a.bias + ob * 16 + lo);

@@ -214,21 +214,24 @@ classes) or logits. The GIL is released except around fn.)doc");
 
   py::class_<Engine>(m, "Engine", "Native CPU engine: model file + executor + overlap-tile.")
       .def(py::init([](const std::string& path, int threads, int tile, int memory_budget_mb, double overlap,
-                       const std::string& blend) {
+                       const std::string& blend, const std::string& precision) {
              if (memory_budget_mb < 0) throw std::invalid_argument("memory_budget_mb must be >= 0");
+             if (precision != "fp32" && precision != "bf16")
+               throw std::invalid_argument("precision must be 'fp32' or 'bf16', got '" + precision + "'");
              EngineOptions o;
              o.threads = threads;
              o.tile = tile;
              o.memory_budget_mb = size_t(memory_budget_mb);
              o.overlap = overlap;
              o.blend = parse_blend(blend);
+             o.precision = precision == "bf16" ? Precision::BF16 : Precision::F32;
              py::gil_scoped_release release;
              return std::make_unique<Engine>(path, o);
            }),
            py::arg("path"), py::arg("threads") = 0, py::arg("tile") = 0, py::arg("memory_budget_mb") = 0,
-           py::arg("overlap") = 0.25, py::arg("blend") = "constant",
+           py::arg("overlap") = 0.25, py::arg("blend") = "constant", py::arg("precision") = "fp32",
            "threads 0: every core; tile 0: automatic (else the input tile size); memory_budget_mb 0: 512 MB "
-           "per tile; overlap / blend ('constant' | 'gaussian'): same-padded networks only.")
+           "per tile; overlap / blend ('constant' | 'gaussian'): same-padded networks only; precision fp32 | bf16 (bf16 Winograd GEMMs where the CPU has AVX512-BF16, else fp32 with info[precision_note]).")
       .def("predict", [](const Engine& e, const py::array& img, bool logits) {
              ImageView v = image_view(img);
              const int K = e.info().arch.classes;
@@ -275,6 +278,10 @@ classes) or logits. The GIL is released except around fn.)doc");
         d["tile"] = e.tile();
         d["threads"] = e.threads();
         d["isa"] = cpu_isa();
+        d["precision"] = e.precision() == Precision::BF16 ? "bf16" : "fp32";
+        d["kernel"] = e.network().kernel_name();
+        d["weight_mb"] = e.network().weight_bytes() / 1e6;
+        if (!e.network().precision_note().empty()) d["precision_note"] = e.network().precision_note();
         d["memory_budget_mb"] = e.memory_budget_bytes() / (1024 * 1024);
         d["overlap"] = e.options().overlap;
         d["blend"] = e.options().blend == Blend::Gaussian ? "gaussian" : "constant";

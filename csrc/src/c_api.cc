@@ -99,6 +99,7 @@ void unet_rt_options_init(unet_rt_options* opt) {
   opt->memory_budget_mb = 0;
   opt->overlap = 0.25f;
   opt->gaussian_blend = 0;
+  opt->precision = UNET_RT_PRECISION_FP32;
 }
 
 unet_rt_status unet_rt_engine_create(const char* path, const unet_rt_options* opt, unet_rt_engine** engine) {
@@ -115,6 +116,9 @@ unet_rt_status unet_rt_engine_create(const char* path, const unet_rt_options* op
       o.memory_budget_mb = size_t(opt->memory_budget_mb);
       o.overlap = double(opt->overlap);
       o.blend = opt->gaussian_blend ? unet_rt::Blend::Gaussian : unet_rt::Blend::Constant;
+      if (opt->precision != UNET_RT_PRECISION_FP32 && opt->precision != UNET_RT_PRECISION_BF16)
+        throw std::invalid_argument("precision must be UNET_RT_PRECISION_FP32 or UNET_RT_PRECISION_BF16");
+      o.precision = opt->precision == UNET_RT_PRECISION_BF16 ? unet_rt::Precision::BF16 : unet_rt::Precision::F32;
     }
     auto h = std::make_unique<unet_rt_engine>();
     h->engine = std::make_unique<unet_rt::Engine>(path, o);
@@ -135,6 +139,7 @@ unet_rt_status unet_rt_engine_info(const unet_rt_engine* e, unet_rt_info* info) 
     info->same_padding = a.same_padding ? 1 : 0;
     info->halo = e->engine->halo();
     info->tile = e->engine->tile();
+    info->precision = e->engine->precision() == unet_rt::Precision::BF16 ? UNET_RT_PRECISION_BF16 : UNET_RT_PRECISION_FP32;
     info->threads = e->engine->threads();
   });
 }

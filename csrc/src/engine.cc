@@ -18,7 +18,7 @@ Engine::Engine(const std::string& path, const EngineOptions& opt) : opt_(opt) {
     std::unique_ptr<ModelFile> mf = ModelFile::open(path);
     info_ = mf->info();
     if (opt.tile > 0) plan_tiles(1, 1, geometry(), tile_options());  // validates the tile size early
-    net_ = std::make_unique<Network>(info_.arch, mf->weights(), opt.threads);
+    net_ = std::make_unique<Network>(info_.arch, mf->weights(), opt.threads, opt.precision);
   }  // the file mapping is released here: the executor holds repacked weights
 }
 

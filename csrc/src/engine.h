@@ -18,6 +18,7 @@ struct EngineOptions {
   size_t memory_budget_mb = 0;  // per-tile working memory; 0: kDefaultBudgetMb
   double overlap = 0.25;        // same-padded networks: window overlap (MONAI semantics)
   Blend blend = Blend::Constant;  // same-padded networks: blending of overlapping windows
+  Precision precision = Precision::F32;  // Winograd GEMMs in bf16 where the CPU can (network.h)
 };
 
 // 384 MB: with the paper network (weights ~460 MB resident in the executor's Winograd layout) a
@@ -37,6 +38,8 @@ class Engine {
   int halo() const;
   int tile() const { return opt_.tile; }
   int threads() const;
+  Precision precision() const { return net_->precision(); }   // what runs
+  const Network& network() const { return *net_; }
   size_t memory_budget_bytes() const { return budget_; }
   const EngineOptions& options() const { return opt_; }
   // The tiling this engine uses for an image of this size.

@@ -49,7 +49,11 @@ typedef struct unet_rt_options {
   int memory_budget_mb; /* per-tile working memory; 0: the default (512 MB) */
   float overlap;        /* same-padded networks: window overlap in [0, 1) (default 0.25) */
   int gaussian_blend;   /* same-padded networks: 1 = gaussian weights, 0 = constant (default) */
+  int precision;        /* UNET_RT_PRECISION_FP32 (default) or _BF16 (bf16 Winograd GEMMs where the CPU
+                           has AVX512-BF16, else fp32: unet_rt_info.precision says what runs) */
 } unet_rt_options;
+
+enum { UNET_RT_PRECISION_FP32 = 0, UNET_RT_PRECISION_BF16 = 1 };
 
 typedef struct unet_rt_info {
   int in_channels;
@@ -60,6 +64,7 @@ typedef struct unet_rt_info {
   int halo;         /* pixels lost per side by one tile (92 for the paper's network) */
   int tile;         /* the tile option (0: automatic) */
   int threads;
+  int precision;    /* UNET_RT_PRECISION_* that runs */
 } unet_rt_info;
 
 typedef struct unet_rt_engine unet_rt_engine;

@@ -36,6 +36,7 @@ struct Options {
   int memory_budget_mb = 0;
   float overlap = 0.25f;      // same-padded networks only
   bool gaussian_blend = false;  // same-padded networks only
+  bool bf16 = false;          // bf16 Winograd GEMMs where the CPU has AVX512-BF16 (info().precision)
 };
 
 template <typename T> struct dtype_of;
@@ -53,6 +54,7 @@ class Engine {
     opt.memory_budget_mb = o.memory_budget_mb;
     opt.overlap = o.overlap;
     opt.gaussian_blend = o.gaussian_blend ? 1 : 0;
+    opt.precision = o.bf16 ? UNET_RT_PRECISION_BF16 : UNET_RT_PRECISION_FP32;
     check(unet_rt_engine_create(path.c_str(), &opt, &e_));
     check(unet_rt_engine_info(e_, &info_));
   }

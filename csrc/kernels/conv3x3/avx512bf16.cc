@@ -25,7 +25,7 @@ struct Avx512Bf16 : Avx512 {
 
 template <int NX, int NV>
 inline void gemm_bf16_tile(const uint16_t* v, int64_t vbs, int icb, const uint16_t* u, int ocg, float* mo,
-                           int64_t mbs) {
+                           int64_t mbs, int64_t mpx) {
   // v: tile 0's 16 channels of block 0 (tile stride 16, block stride vbs); u: [IC/2][ocg][2]
   __m512 acc[NX][NV];
   for (int j = 0; j < NX; ++j)
@@ -43,10 +43,10 @@ inline void gemm_bf16_tile(const uint16_t* v, int64_t vbs, int icb, const uint16
     }
   }
   for (int j = 0; j < NX; ++j)
-    for (int k = 0; k < NV; ++k) _mm512_storeu_ps(mo + k * mbs + j * 16, acc[j][k]);
+    for (int k = 0; k < NV; ++k) _mm512_storeu_ps(mo + k * mbs + j * mpx, acc[j][k]);
 }
 
-using GemmTileFn = void (*)(const uint16_t*, int64_t, int, const uint16_t*, int, float*, int64_t);
+using GemmTileFn = void (*)(const uint16_t*, int64_t, int, const uint16_t*, int, float*, int64_t, int64_t);
 template <int NV, int... NX>
 constexpr auto make_gemm_table(std::integer_sequence<int, NX...>) {
   return std::array<GemmTileFn, sizeof...(NX)>{{&gemm_bf16_tile<NX + 1, NV>...}};
@@ -54,16 +54,17 @@ constexpr auto make_gemm_table(std::integer_sequence<int, NX...>) {
 
 template <int NV, int NXMAX>
 inline void gemm_bf16(const WinoArgs& a, const void* vin, int64_t nband, int q, int g, int64_t n0, int nt, float* m) {
-  // V: [36][icb][nband][16] bf16  U: [OC/ocg][36][IC/2][ocg][2] bf16 -> M: [36][ocb][nband][16] fp32
+  // V: [36][icb][nband][16] bf16  U: [OC/ocg][36][IC/2][ocg][2] bf16 -> M: [ocb][nband][36][16] fp32
   static constexpr auto table = make_gemm_table<NV>(std::make_integer_sequence<int, NXMAX>{});
   const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
   const uint16_t* v = static_cast<const uint16_t*>(vin) + q * vt + n0 * 16;
   const uint16_t* u = static_cast<const uint16_t*>(a.u) + ((int64_t)g * kWinoT + q) * ic * a.ocg;
-  float* mo = m + ((int64_t)q * a.ocb + g * a.ocg / 16) * nband * 16 + n0 * 16;
-  const int64_t bs = nband * 16;
+  constexpr int64_t px = kWinoT * 16;
+  float* mo = m + ((int64_t)(g * a.ocg / 16) * nband + n0) * px + q * 16;
+  const int64_t bs = nband * 16, mbs = nband * px;
   int j = 0;
-  for (; j + NXMAX <= nt; j += NXMAX) gemm_bf16_tile<NXMAX, NV>(v + j * 16, bs, a.icb, u, a.ocg, mo + j * 16, bs);
-  if (j < nt) table[nt - j - 1](v + j * 16, bs, a.icb, u, a.ocg, mo + j * 16, bs);
+  for (; j + NXMAX <= nt; j += NXMAX) gemm_bf16_tile<NXMAX, NV>(v + j * 16, bs, a.icb, u, a.ocg, mo + j * px, mbs, px);
+  if (j < nt) table[nt - j - 1](v + j * 16, bs, a.icb, u, a.ocg, mo + j * px, mbs, px);
 }
 }  // namespace simd
 

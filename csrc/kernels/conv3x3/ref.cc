@@ -72,7 +72,7 @@ void conv3x3_wino_in_bf16_ref(const WinoArgs& a, void* v, int64_t nband, int64_t
 }
 void conv3x3_wino_gemm_bf16_ref(const WinoArgs& a, const void* vin, int64_t nband, int q, int g, int64_t n0, int nt,
                                 float* m) {
-  // V: [36][icb][nband][16] bf16  U: [OC/ocg][36][IC/2][ocg][2] bf16 -> M: [36][ocb][nband][16]
+  // V: [36][icb][nband][16] bf16  U: [OC/ocg][36][IC/2][ocg][2] bf16 -> M: [ocb][nband][36][16]
   const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
   const uint16_t* v = static_cast<const uint16_t*>(vin) + q * vt;
   const uint16_t* u = static_cast<const uint16_t*>(a.u) + ((int64_t)g * kWinoT + q) * ic * a.ocg;
@@ -86,7 +86,7 @@ void conv3x3_wino_gemm_bf16_ref(const WinoArgs& a, const void* vin, int64_t nban
         acc += bf16_to_f32(vp[0]) * bf16_to_f32(up[0]);
       }
       const int oc = g * a.ocg + o;
-      m[((int64_t)q * a.ocb + oc / 16) * nband * 16 + (n0 + j) * 16 + oc % 16] = acc;
+      m[((int64_t)(oc / 16) * nband + n0 + j) * kWinoT * 16 + q * 16 + oc % 16] = acc;
     }
 }
 
