@@ -11,12 +11,13 @@ DEPS    := $(VENV)/.deps-stamp
 DEMO_IN := data/samples/image/25.png
 JOBS    ?= 2
 
-.PHONY: all demo test test-fast bench install cpp clean help
+.PHONY: all demo test test-fast bench kbench install cpp clean help
 
 help:
 	@echo "make demo   - set up, then segment a shipped ISBI 2012 sample with the shipped model (out/demo/)"
 	@echo "make test   - set up, then run the test suite (Python + C/C++ example)"
 	@echo "make bench  - set up, then run the benchmarks (pytest bench/ --benchmark-only), JSON in out/bench.json"
+	@echo "make kbench - build and run the kernel micro-benchmark (GFLOP/s per kernel vs the measured peak)"
 
 $(PYTHON):
 	$(PY) -m venv $(VENV)
@@ -49,6 +50,11 @@ bench: install
 	@mkdir -p out
 	cd bench && ../$(PYTHON) -m pytest -q --benchmark-only --benchmark-json=../out/bench.json
 	$(PYTHON) bench/report.py out/bench.json
+
+kbench: $(DEPS)
+	cmake -S . -B build/kbench -DUNET_RT_KBENCH=ON -DUNET_RT_SHARED=OFF -DCMAKE_BUILD_TYPE=Release > /dev/null
+	cmake --build build/kbench -j$(JOBS) --target kbench
+	build/kbench/kbench
 
 clean:
 	rm -rf build out .pytest_cache

@@ -343,11 +343,11 @@ void unet_rt_bind_kernels(py::module_& m) {
     return py::str(b->name);
   }, py::arg("isa") = "auto", "Name of the bf16 table of this ISA tier on this CPU, or None.");
   km.def("best_isa", [] { return std::string(k::isa_name(k::best_isa())); });
-  km.def("peak_gflops", [](int threads, double seconds) {
+  km.def("peak_gflops", [](int threads, double seconds, bool bf16) {
     py::gil_scoped_release nogil;
-    return k::peak_gflops(threads, seconds);
-  }, py::arg("threads") = 0, py::arg("seconds") = 0.2,
-     "Measured fp32 FMA throughput (GFLOP/s) on `threads` threads with the widest ISA.");
+    return k::peak_gflops(threads, seconds, bf16);
+  }, py::arg("threads") = 0, py::arg("seconds") = 0.2, py::arg("bf16") = false,
+     "Measured fp32 FMA throughput (GFLOP/s) on `threads` threads with the widest ISA (bf16: vdpbf16ps, 0 without).");
   km.def("conv3x3", &conv3x3, py::arg("inputs"), py::arg("w"), py::arg("b"), py::arg("oh"), py::arg("ow"),
          py::arg("relu") = true, py::arg("isa") = "auto", py::arg("ocg") = 16, py::arg("cbs") = std::vector<int>{},
          "conv over [(x [C,H,W], dy, dx), ...] concatenated along channels -> [OC, oh, ow]; cbs: block size per input.");

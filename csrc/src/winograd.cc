@@ -20,18 +20,20 @@ int64_t wino_band(int icb, int ocb, int64_t tiles, double u_bytes, bool bf16) {
 
 void run_winograd(const k::Kernels& kn, const k::WinoArgs& a, const WinoSchedule& s, void* v, float* m,
                   const ParallelFor& pf, double* seconds) {
-  using clk = std::chrono::steady_clock;
+  auto now = [&s]() {
+    return s.clock ? s.clock() : std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  };
   const int64_t tiles = (int64_t)a.th * a.tw, nb = s.band > 0 ? s.band : tiles;
   const int ng = a.ocb * 16 / a.ocg;
-  auto lap = [&](clk::time_point& t, int i) {
+  auto lap = [&](double& t, int i) {
     if (!seconds) return;
-    const clk::time_point now = clk::now();
-    seconds[i] += std::chrono::duration<double>(now - t).count();
-    t = now;
+    const double t1 = now();
+    seconds[i] += t1 - t;
+    t = t1;
   };
   for (int64_t t0 = 0; t0 < tiles; t0 += nb) {
     const int64_t n = std::min(nb, tiles - t0);
-    clk::time_point t = seconds ? clk::now() : clk::time_point();
+    double t = seconds ? now() : 0.0;
     // 1. input transforms, a few tiles per work item
     const int64_t in_units = (n + s.in_nt - 1) / s.in_nt;
     pf(in_units, [&](int64_t i) {

@@ -17,6 +17,7 @@ struct WinoSchedule {
   int gemm_nt = 96;   // tiles per GEMM work unit (one q, one group)
   int in_nt = 8;      // tiles per input-transform work unit
   int out_nt = 16;    // tiles per output-transform work unit
+  double (*clock)() = nullptr;  // seconds for the phase times (default: steady wall clock)
 };
 
 // Band size for a conv with icb input / ocb output blocks and u_bytes of transformed weights over

@@ -12,6 +12,7 @@ namespace unet_rt::kernels {
 
 double fma_probe_avx2(int64_t iters, float* sink);
 double fma_probe_avx512(int64_t iters, float* sink);
+double bf16_probe_avx512bf16(int64_t iters, float* sink);
 
 static double fma_probe_ref(int64_t iters, float* sink) {
   float acc[12];
@@ -24,10 +25,14 @@ static double fma_probe_ref(int64_t iters, float* sink) {
   return 2.0 * 12 * (double)iters;
 }
 
-double peak_gflops(int threads, double seconds) {
+double peak_gflops(int threads, double seconds, bool bf16) {
   if (threads <= 0) threads = (int)std::max(1u, std::thread::hardware_concurrency());
   const Isa isa = best_isa();
   auto probe = isa == Isa::Avx512 ? fma_probe_avx512 : isa == Isa::Avx2 ? fma_probe_avx2 : fma_probe_ref;
+  if (bf16) {
+    if (!bf16_kernels_for(isa) || isa == Isa::Ref) return 0.0;
+    probe = bf16_probe_avx512bf16;
+  }
   // Calibrate the iteration count on one thread, then run `threads` copies at once.
   float sink = 0;
   int64_t iters = 1 << 16;

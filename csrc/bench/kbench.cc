@@ -1,0 +1,155 @@
+// Kernel micro-benchmark (make kbench): GFLOP/s of every Winograd conv3x3 variant this CPU runs
+// (fp32 per ISA tier, bf16) and of the direct conv, per phase, on layer shapes of the paper network,
+// against the measured peak of the same arithmetic (fp32 FMA, or vdpbf16ps for bf16).
+//
+// One thread, the executor's own packing (src/pack.cc) and Winograd driver (src/winograd.cc).
+// GFLOP/s count the arithmetic done: the Winograd-domain GEMM multiplies (2 * 36 * tiles * IC * OC),
+// not the direct-convolution equivalent. Times are the thread's CPU time (best of `reps` runs), so
+// that a machine shared with other work still gives the kernels' own speed; the peaks are measured
+// the same way (one thread, CPU time). Wall time of the best run is shown beside it.
+//   build/kbench/kbench [reps]
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "src/pack.h"
+#include "src/winograd.h"
+
+namespace unet_rt::kernels {
+double fma_probe_avx512(int64_t iters, float* sink);
+double fma_probe_avx2(int64_t iters, float* sink);
+double bf16_probe_avx512bf16(int64_t iters, float* sink);
+}  // namespace unet_rt::kernels
+namespace k = unet_rt::kernels;
+using unet_rt::InDesc;
+using unet_rt::TensorView;
+
+namespace {
+
+double cpu_now() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+double wall_now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+struct Layer {
+  const char* name;
+  int ic, oc, out;  // input channels (one input), output channels, output size (square)
+};
+
+struct Result {
+  double wall = 1e30, cpu = 0, phase[3] = {0, 0, 0};
+};
+
+template <class F>
+Result best_of(int reps, F run) {
+  Result best;
+  for (int r = 0; r < reps; ++r) {
+    double ph[3] = {0, 0, 0};
+    const double w0 = wall_now(), c0 = cpu_now();
+    run(ph);
+    const double w = wall_now() - w0, c = cpu_now() - c0;
+    if (c < best.cpu || r == 0) {
+      best.wall = w;
+      best.cpu = c;
+      std::copy(ph, ph + 3, best.phase);
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int reps = argc > 1 ? std::atoi(argv[1]) : 3;
+  auto probe = [](double (*fn)(int64_t, float*)) {
+    float sink = 0;
+    double best = 0;
+    for (int r = 0; r < 3; ++r) {
+      const double c0 = cpu_now(), fl = fn(int64_t(20) << 20, &sink), c = cpu_now() - c0;
+      best = std::max(best, fl / c * 1e-9);
+    }
+    return best;
+  };
+  const k::Isa top = k::best_isa();
+  const double peak32 = probe(top == k::Isa::Avx512 ? k::fma_probe_avx512 : k::fma_probe_avx2);
+  const double peak16 = (top == k::Isa::Avx512 && k::bf16_kernels_for(top)) ? probe(k::bf16_probe_avx512bf16) : 0.0;
+  std::printf("kbench: 1 thread, CPU time; measured peak fp32 FMA %.1f GFLOP/s, bf16 vdpbf16ps %s\n", peak32,
+              peak16 > 0 ? (std::to_string((int)peak16) + " GFLOP/s").c_str() : "n/a (no AVX512-BF16)");
+  std::printf("%-10s %-42s %8s %8s %8s %8s %8s %7s %9s\n", "layer", "kernel", "wall ms", "cpu ms", "in ms", "gemm ms",
+              "out ms", "GFLOP/s", "% peak");
+  const Layer layers[] = {{"enc.0", 64, 64, 200}, {"enc.2", 256, 256, 96}, {"enc.3", 512, 512, 64},
+                          {"enc.4", 1024, 1024, 36}, {"dec.3c1", 1024, 512, 64}};
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  for (const Layer& L : layers) {
+    const int ih = L.out + 2;
+    std::vector<float> x((size_t)(L.ic / 16) * ih * ih * 16), w((size_t)L.oc * L.ic * 9), b(L.oc), y((size_t)L.oc * L.out * L.out);
+    for (auto& v : x) v = nd(rng);
+    for (auto& v : w) v = nd(rng) * 0.05f;
+    const TensorView tw{{L.oc, L.ic, 3, 3}, w.data()}, tb{{L.oc}, b.data()};
+    std::vector<const k::Kernels*> tables;
+    for (const std::string& n : k::available_isas()) {
+      const k::Isa isa = k::isa_from_name(n);
+      if (isa != k::Isa::Ref) tables.push_back(&k::kernels_for(isa));
+      if (const k::Kernels* t = k::bf16_kernels_for(isa); t && isa != k::Isa::Ref) tables.push_back(t);
+    }
+    for (const k::Kernels* kn : tables) {
+      const int ocg = kn->ocg_for(L.oc);
+      const unet_rt::PackedConv pc = unet_rt::pack_wino(tw, tb, {InDesc{L.ic, 16, L.ic / 16}}, ocg, kn->bf16);
+      k::WinoArgs a;
+      a.in[0] = k::View{x.data(), 16, L.ic / 16, (int64_t)ih * 16, (int64_t)ih * ih * 16};
+      a.icb = L.ic / 16;
+      a.ocb = pc.groups() * ocg / 16;
+      a.u = pc.u();
+      a.bias = pc.b.data();
+      a.ocg = ocg;
+      a.oh = a.ow = L.out;
+      a.th = a.tw = (L.out + 3) / 4;
+      a.y = k::OutView{y.data(), (int64_t)L.out * 16, (int64_t)L.out * L.out * 16};
+      const int64_t tiles = (int64_t)a.th * a.tw;
+      unet_rt::WinoSchedule s;
+      s.clock = cpu_now;
+      s.band = unet_rt::wino_band(a.icb, a.ocb, tiles, (double)pc.bytes(), kn->bf16);
+      std::vector<float> v(unet_rt::wino_v_bytes(a.icb, s.band, kn->bf16) / 4 + 16), m(k::wino_m_floats(a.ocb, s.band));
+      const unet_rt::ParallelFor serial = [](int64_t n, const std::function<void(int64_t)>& fn) {
+        for (int64_t i = 0; i < n; ++i) fn(i);
+      };
+      const Result r = best_of(reps, [&](double* ph) { unet_rt::run_winograd(*kn, a, s, v.data(), m.data(), serial, ph); });
+      const double flops = 2.0 * k::kWinoT * tiles * L.ic * (double)(a.ocb * 16);
+      const double peak = kn->bf16 ? peak16 : peak32;
+      std::printf("%-10s %-42s %8.1f %8.1f %8.1f %8.1f %8.1f %7.1f %8.0f%%\n", L.name, kn->wino_gemm_name(ocg).c_str(),
+                  r.wall * 1e3, r.cpu * 1e3, r.phase[0] * 1e3, r.phase[1] * 1e3, r.phase[2] * 1e3,
+                  flops / r.phase[1] * 1e-9, 100 * flops / r.phase[1] * 1e-9 / peak);
+    }
+    // direct conv (fp32, best ISA), for scale: GFLOP/s of its 9 * IC * OC multiplies per pixel
+    const k::Kernels& kn = k::kernels_for(k::best_isa());
+    const int ocg = kn.ocg_for(L.oc);
+    const unet_rt::PackedConv pc = unet_rt::pack_conv(tw, tb, {InDesc{L.ic, 16, L.ic / 16}}, ocg);
+    k::ConvArgs c;
+    c.in[0] = k::View{x.data(), 16, L.ic / 16, (int64_t)ih * 16, (int64_t)ih * ih * 16};
+    c.w = pc.w.data();
+    c.bias = pc.b.data();
+    c.ocg = ocg;
+    c.ow = L.out;
+    c.y = k::OutView{y.data(), (int64_t)L.out * 16, (int64_t)L.out * L.out * 16};
+    const int ng = pc.groups();
+    const Result r = best_of(reps, [&](double*) {
+      for (int g = 0; g < ng; ++g)
+        for (int oy = 0; oy < L.out; ++oy) kn.conv(c, g, oy);
+    });
+    const double flops = 2.0 * 9 * L.ic * (double)L.oc * L.out * L.out;
+    std::printf("%-10s %-42s %8.1f %8.1f %8s %8s %8s %7.1f %8.0f%%\n", L.name,
+                (std::string("conv3x3_direct_f32_") + (ocg == 32 ? "12x32_" : "24x16_") + kn.name).c_str(), r.wall * 1e3,
+                r.cpu * 1e3, "", "", "", flops / r.cpu * 1e-9, 100 * flops / r.cpu * 1e-9 / peak32);
+  }
+  return 0;
+}
