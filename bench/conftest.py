@@ -3,7 +3,7 @@ its model file, and every runner — ours and the peers — behind one call sign
 benchmark can run them interleaved in one process and report ratios.
 
 Runners take a normalised float32 tile [C, h, w] and return float32 logits [K, oh, ow]:
-    ours       unet_rt native executor (csrc/), 2 threads
+    ours       unet_rt native executor (csrc/), 2 threads, precision fp32 or bf16
     torch      PyTorch eager fp32 (training.model.UNet), torch.set_num_threads(2)
     ort        ONNX Runtime fp32, default graph optimisations, intra-op threads 2
     ov-default OpenVINO CPU plugin, default config (bf16 inference on CPUs with AVX-512 BF16!)
@@ -77,17 +77,20 @@ class Runners:
         self._onnx: dict[int, bytes] = {}
         self._sessions: dict[tuple[str, int], object] = {}
         self.notes: dict[str, str] = {}
-        self._ours = None
+        self._ours: dict = {}
 
     # -- ours ----------------------------------------------------------------------------------
-    def ours(self):
-        if self._ours is None:
+    def ours(self, precision: str = "fp32"):
+        """The executor alone on one tile (the tile572 workload)."""
+        if precision not in self._ours:
             from unet_rt._core import _kernels as K
 
             _, weights = self.paper_net
-            self._ours = K.Network(PAPER, weights, threads=THREADS)
-            self.notes["ours"] = f"unet_rt native, isa {self._ours.isa}, {self._ours.threads} threads"
-        net = self._ours
+            net = K.Network(PAPER, weights, threads=THREADS, precision=precision)
+            self._ours[precision] = net
+            self.notes[f"ours-{precision}"] = (f"unet_rt native executor, isa {net.isa}, precision {net.precision}, "
+                                               f"kernel {net.kernel}, {net.threads} threads")
+        net = self._ours[precision]
         return lambda x: net.forward(x)
 
     # -- peers ---------------------------------------------------------------------------------
@@ -148,18 +151,6 @@ class Runners:
         def run(x):
             return np.array(req.infer({0: x[None]})[compiled.output(0)][0], copy=True)
         return run
-
-    def all(self, tile: int) -> dict:
-        """name -> tile runner, every runner this environment has (ours first)."""
-        out = {"ours": self.ours()}
-        for name, make in [("torch", self.torch), ("ort", lambda: self.ort(tile)),
-                           ("ov-default", lambda: self.openvino(tile, False)),
-                           ("ov-f32", lambda: self.openvino(tile, True))]:
-            try:
-                out[name] = make()
-            except pytest.skip.Exception as e:   # peer not installed: recorded, not fatal
-                self.notes[name] = f"skipped: {e}"
-        return out
 
     def drop(self, tile: int):
         for key in [k for k in self._sessions if k[1] == tile]:

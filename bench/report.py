@@ -2,50 +2,51 @@
 
     python bench/report.py bench.json > table.md
 
-Speedup = peer time / our time on the same workload, measured interleaved in the same run (>1: ours
-is faster). GFLOP/s is *effective*: the paper network's direct-convolution multiply-adds x 2 over
-every tile actually run, divided by the time. Ours runs the 3x3 convs as Winograd F(4x4,3x3) (4x
-fewer multiplies), so its effective rate can exceed the machine's peak; the peak is the FMA
-throughput measured by a probe between rounds (a busy machine lowers both).
+One row per (workload, runner): the median time, the peer's time over ours (> 1: ours is faster;
+fp32 and bf16), effective GFLOP/s (the paper network's direct-convolution FLOPs over every tile run,
+divided by the time: comparable across runners), for ours the arithmetic actually done (Winograd-
+domain GEMM multiplies) as GFLOP/s and % of the measured peak of that arithmetic, and the max relative
+error of the logits against PyTorch fp32.
 """
 from __future__ import annotations
 
 import json
 import sys
 
-PEERS = [("torch", "PyTorch eager fp32"), ("ort", "ONNX Runtime fp32"),
-         ("ov-f32", "OpenVINO f32"), ("ov-default", "OpenVINO default (bf16 here)")]
-
-
-def _fmt_speedup(ei: dict, peer: str) -> str:
-    if f"{peer}_s" not in ei:
-        return "n/a"
-    return f"{ei[f'speedup_vs_{peer}']:.2f}x ({ei[f'{peer}_s']:.2f} s)"
+NAMES = {"ours-fp32": "ours fp32", "ours-bf16": "ours bf16", "torch": "PyTorch eager fp32",
+         "ort": "ONNX Runtime fp32", "ov-f32": "OpenVINO f32", "ov-default": "OpenVINO default"}
 
 
 def table(data: dict) -> str:
-    rows = []
-    head = ["workload", "ours (s)", "ours effective GFLOP/s (% of peak)"] + [f"vs {name}" for _, name in PEERS] + \
-           ["max rel. err vs PyTorch: ours / OV default"]
-    rows.append("| " + " | ".join(head) + " |")
-    rows.append("|" + "---|" * len(head))
+    by: dict = {}
     for b in data["benchmarks"]:
         ei = b.get("extra_info", {})
-        if "ours_s" not in ei:
-            continue
-        err = f"{ei.get('maxerr_rel_ours_vs_torch', float('nan')):.1e} / {ei.get('maxerr_rel_ov-default_vs_torch', float('nan')):.1e}"
-        cells = [f"{ei['workload']}, {ei.get('rounds', '?')} round(s)", f"{ei['ours_s']:.2f}",
-                 f"{ei['ours_gflops']:.0f} ({100 * ei['ours_efficiency']:.0f}% of {ei['peak_gflops']:.0f})"]
-        cells += [_fmt_speedup(ei, p) for p, _ in PEERS]
-        cells.append(err)
-        rows.append("| " + " | ".join(cells) + " |")
+        if "runner" in ei:
+            by.setdefault(ei["workload"], {})[ei["runner"]] = (b["stats"]["median"], ei)
+    head = ["workload", "runner", "median (s)", "time / ours fp32", "time / ours bf16", "effective GFLOP/s",
+            "ours: GFLOP/s done (% of peak)", "max rel. err vs PyTorch"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for wl, rs in by.items():
+        ours32, ours16 = rs.get("ours-fp32", (None,))[0], rs.get("ours-bf16", (None,))[0]
+        for name, (med, ei) in rs.items():
+            label = NAMES.get(name, name) + (f" ({ei['precision']})" if name == "ov-default" else "")
+            done = (f"{ei['gflops_done']:.0f} ({ei['pct_of_peak']:.0f}% of {ei['peak_gflops']:.0f})"
+                    if "gflops_done" in ei else "")
+            rows.append("| " + " | ".join([
+                f"{wl} ({ei['tiles']} tile(s) of {ei['tile']}, {ei['rounds']} rounds)", label, f"{med:.2f}",
+                f"{med / ours32:.2f}" if ours32 else "n/a", f"{med / ours16:.2f}" if ours16 else "n/a",
+                f"{ei['effective_gflops']:.0f}", done, f"{ei['maxerr_rel_vs_torch']:.1e}"]) + " |")
     mi = data.get("machine_info", {})
     cpu = mi.get("cpu", {}).get("brand_raw", mi.get("processor", "?"))
-    some = next((b["extra_info"] for b in data["benchmarks"] if "runners" in b.get("extra_info", {})), {})
-    notes = [f"CPU: {cpu}, {some.get('threads', '?')} threads per runner; medians of interleaved rounds; "
-             f"run {data.get('datetime', '?')}."]
-    for k, v in some.get("runners", {}).items():
-        notes.append(f"- {k}: {v}")
+    some = next((v[1] for rs in by.values() for v in rs.values()), {})
+    notes = [f"CPU: {cpu}, {some.get('threads', '?')} threads per runner; medians; runners timed one after the "
+             f"other in one session; run {data.get('datetime', '?')}."]
+    seen = set()
+    for rs in by.values():
+        for name, (_, ei) in rs.items():
+            if ei.get("note") and (name, ei["note"]) not in seen:
+                seen.add((name, ei["note"]))
+                notes.append(f"- {name}: {ei['note']}")
     return "\n".join(rows) + "\n\n" + "\n".join(notes) + "\n"
 
 

@@ -157,3 +157,46 @@ def test_cli_precision_bf16(tmp_path):
     r = subprocess.run([sys.executable, "-m", "unet_rt", "segment", str(SAMPLES[0]), "-o", str(tmp_path / "x.png"),
                         "--precision", "fp16"], capture_output=True, text=True)
     assert r.returncode != 0 and "precision" in r.stderr and not (tmp_path / "x.png").exists()
+
+
+MEM_BF16 = r'''
+import sys
+import numpy as np
+from unet_rt import _core
+from _rss import peak_rss
+e = _core.Engine(sys.argv[1], precision="bf16")
+img = np.random.default_rng(0).integers(0, 255, (1, 2048, 2048)).astype(np.uint8)
+e.predict(np.zeros((1, 8, 8), np.uint8))
+out = e.predict(img)
+pl = e.plan(2048, 2048)
+print(e.info["precision"], e.info["memory_budget_mb"], pl["tiles"], peak_rss() - out.nbytes)
+'''
+
+
+@pytest.mark.slow
+def test_paper_network_2048_bf16_peak_memory(tmp_path):
+    """bf16 keeps the Winograd weights in bf16 (237 MB instead of 463 MB for the paper network), so the
+    default activation budget grows (599 MB instead of 384: 8 tiles of 700 instead of 15 smaller ones)
+    and the whole process still peaks within 1 GB beyond the output."""
+    import os
+    import subprocess
+    import sys
+
+    from unet_rt import model_file
+
+    if not SIMD_BF16:
+        pytest.skip(NO_SIMD_BF16)
+    p = tmp_path / "paper.plan"
+    arch = dict(in_channels=1, classes=2, depth=4, base=64, padding="valid")
+    rng = np.random.default_rng(0)
+    tensors = {k: (rng.standard_normal(s, dtype=np.float32) * 0.05) for k, s in model_file.expected_shapes(arch).items()}
+    model_file.save(p, model_file.ModelFile("weights", arch, {"mean": [128.0], "std": [64.0]}, ["a", "b"], tensors))
+    del tensors
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run([sys.executable, "-c", MEM_BF16, str(p)], capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "PYTHONPATH": here}, cwd=here)
+    assert r.returncode == 0, r.stderr
+    prec, budget, tiles, beyond_output = r.stdout.split()
+    assert prec == "bf16" and int(budget) > 384 and int(tiles) < 15, r.stdout
+    assert int(beyond_output) < 2**30, f"peak RSS beyond the output: {int(beyond_output) / 2**20:.0f} MB"
+    print(f"bf16 2048x2048: budget {budget} MB, {tiles} tiles, peak RSS beyond the output {int(beyond_output) / 2**20:.0f} MB")

@@ -230,7 +230,7 @@ classes) or logits. The GIL is released except around fn.)doc");
            }),
            py::arg("path"), py::arg("threads") = 0, py::arg("tile") = 0, py::arg("memory_budget_mb") = 0,
            py::arg("overlap") = 0.25, py::arg("blend") = "constant", py::arg("precision") = "fp32",
-           "threads 0: every core; tile 0: automatic (else the input tile size); memory_budget_mb 0: 512 MB "
+           "threads 0: every core; tile 0: automatic (else the input tile size); memory_budget_mb 0: what the weights leave under 825 MiB, 384-768 MB "
            "per tile; overlap / blend ('constant' | 'gaussian'): same-padded networks only; precision fp32 | bf16 (bf16 Winograd GEMMs where the CPU has AVX512-BF16, else fp32 with info[precision_note]).")
       .def("predict", [](const Engine& e, const py::array& img, bool logits) {
              ImageView v = image_view(img);

@@ -1,6 +1,7 @@
 // The native inference engine: see engine.h.
 #include "src/engine.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -13,16 +14,22 @@ Engine::Engine(const std::string& path, const EngineOptions& opt) : opt_(opt) {
   if (opt.threads < 0) throw std::invalid_argument("threads must be >= 0");
   if (opt.tile < 0) throw std::invalid_argument("tile must be >= 0");
   if (!(opt.overlap >= 0.0 && opt.overlap < 1.0)) throw std::invalid_argument("overlap must be in [0, 1)");
-  budget_ = (opt.memory_budget_mb ? opt.memory_budget_mb : kDefaultBudgetMb) * size_t(1024) * 1024;
   {
     std::unique_ptr<ModelFile> mf = ModelFile::open(path);
     info_ = mf->info();
     if (opt.tile > 0) plan_tiles(1, 1, geometry(), tile_options());  // validates the tile size early
     net_ = std::make_unique<Network>(info_.arch, mf->weights(), opt.threads, opt.precision);
   }  // the file mapping is released here: the executor holds repacked weights
+  budget_ = (opt.memory_budget_mb ? opt.memory_budget_mb : default_budget_mb(net_->weight_bytes())) * size_t(1024) * 1024;
 }
 
 Engine::~Engine() = default;
+
+size_t default_budget_mb(size_t weight_bytes) {
+  const size_t w = weight_bytes >> 20;
+  const size_t room = w < kDefaultTotalMb ? kDefaultTotalMb - w : 0;
+  return std::min(kMaxDefaultBudgetMb, std::max(kDefaultBudgetMb, room));
+}
 
 int Engine::halo() const { return unet_rt::halo(info_.arch.depth, info_.arch.same_padding); }
 int Engine::threads() const { return net_->threads(); }

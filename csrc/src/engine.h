@@ -21,11 +21,14 @@ struct EngineOptions {
   Precision precision = Precision::F32;  // Winograd GEMMs in bf16 where the CPU can (network.h)
 };
 
-// 384 MB: with the paper network (weights ~460 MB resident in the executor's Winograd layout) a
-// 2048x2048 image peaks at 0.83 GB beyond its output (0.99 GB at 512 MB: too close to 1 GB);
-// the price is work: total tile input area 1.86x the image at 384 MB (15 tiles), 1.63x at 512 MB,
-// 1.51x at 768 MB. A 512x512 image is still one 700 tile.
-constexpr size_t kDefaultBudgetMb = 384;
+// The default per-tile budget leaves room for the executor's weights under ~1 GB for the whole
+// process: kDefaultTotalMb - weights (MiB), clamped to [kDefaultBudgetMb, kMaxDefaultBudgetMb]. Paper
+// network fp32 (Winograd weights 463 MB): 384 MB, a 2048x2048 image peaks at 0.83 GB beyond its
+// output (0.99 GB at 512 MB: too close to 1 GB); bf16 (weights 237 MB): 599 MB, fewer, larger tiles
+// (total tile input area 1.86x the image at 384 MB, 1.63x at 512 MB, 1.51x at 768 MB). A 512x512
+// image is one 700 tile either way.
+constexpr size_t kDefaultBudgetMb = 384, kMaxDefaultBudgetMb = 768, kDefaultTotalMb = 825;
+size_t default_budget_mb(size_t weight_bytes);
 
 class Engine {
  public:

@@ -16,6 +16,10 @@
 // (direct convolution everywhere), UNET_RT_WINOGRAD_MAX_CHANNELS=N (Winograd only for convs with <= N
 // output channels: its transformed weights take 4x the memory, 463 MB instead of 124 MB for the
 // paper network). workspace_bytes() covers the activations and the Winograd scratch, not weights.
+// UNET_RT_PROFILE=1: after every forward(), a per-layer, per-phase table (ms, GFLOP/s of the arithmetic
+// done, MB moved) on stderr; set_profile()/last_profile() give the same rows to a program.
+// Precision::BF16: the Winograd input transform and GEMMs of the tier's bf16 table (kernels.h), U
+// stored in bf16 (half the memory); every other op stays fp32.
 #include "src/network.h"
 
 #include <algorithm>
