@@ -260,13 +260,13 @@ def main(argv=None) -> int:
         if val and (state["step"] % cfg["val_every"] == 0 or state["step"] == cfg["steps"]):
             v = validate(net, val, norm, arch)
             row.update(val_loss=f"{v['loss']:.5f}", val_pixel_error=f"{v['pixel_error']:.5f}",
-                       val_rand_error=f"{v['rand_error']:.5f}", val_iou=f"{v['iou']:.5f}")
-            if state["best"] is None or v["rand_error"] < state["best"]["rand_error"]:
+                       val_rand_error=f"{v['adapted_rand_error']:.5f}", val_iou=f"{v['iou']:.5f}")
+            if state["best"] is None or v["adapted_rand_error"] < state["best"]["adapted_rand_error"]:
                 state["best"] = {"step": state["step"], **v}
                 model_file.save(out / "best.plan", to_model_file(net, norm, cfg["class_names"].split(","),
                                                                    _provenance(cfg, state)))
             bar.write(f"step {state['step']}: val loss {v['loss']:.4f} pixel error {v['pixel_error']:.4f} "
-                      f"Rand error {v['rand_error']:.4f}")
+                      f"adapted Rand error {v['adapted_rand_error']:.4f}")
         pending.append(row)
         bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2g}")
         bar.update(1)
@@ -288,7 +288,7 @@ def main(argv=None) -> int:
     else:
         model_file.atomic_write(out / "model.plan", (out / "best.plan").read_bytes())
     print(f"done: {state['step']} steps in {state['elapsed'] / 60:.1f} min; model: {out / 'model.plan'}"
-          + (f" (best validation Rand error {state['best']['rand_error']:.4f} at step {state['best']['step']})" if state["best"] else ""))
+          + (f" (best validation adapted Rand error {state['best']['adapted_rand_error']:.4f} at step {state['best']['step']})" if state["best"] else ""))
     return 0
 
 
