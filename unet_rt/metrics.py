@@ -444,8 +444,12 @@ def warp(true_mask: np.ndarray, pred_mask: np.ndarray, confidence: np.ndarray | 
     A remaining mismatch is a *merger* when the truth is background there and setting it to
     foreground would join two or more objects (distinct 4-components among its 4-neighbours), a
     *split* when the truth is foreground there and setting it to background would disconnect its
-    object (its ring has k >= 2 background runs lying in fewer than k background 8-components: by
-    the Euler number, removing it then adds k - d objects); anything else is ``other``.
+    object (its ring has k >= 2 background runs lying in d < k background 8-components: by the
+    Euler number, removing it then adds k - d objects); anything else is ``other``. The challenge's
+    script decides this from the labels in the pixel's 8-neighbourhood, relabelling the image after
+    a trial flip in the ambiguous case; the criteria here are exact and need one labelling of each
+    phase. The error counts pixels, as the script does: a missing boundary costs its length, a
+    false cut the width of the bridge the warp must keep.
     """
     src_in = np.asarray(true_mask, bool)
     tgt_in = np.asarray(pred_mask, bool)
