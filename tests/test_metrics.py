@@ -347,6 +347,8 @@ def test_challenge_scores_pick_the_best_threshold():
     assert out["warping_error"] == 0.0
     curve = {r["threshold"]: r for r in out["curves"]}
     assert curve[0.5]["pixel_error"] == 1.0  # nothing above 0.5: no true positive
+    assert curve[0.5]["wrong_pixel_fraction"] == pytest.approx(np.mean(truth > 0))
+    assert curve[0.3]["wrong_pixel_fraction"] == 0.0
 
 
 def test_challenge_scores_reject_bad_input():
@@ -357,3 +359,5 @@ def test_challenge_scores_reject_bad_input():
         metrics.challenge_scores([np.full(t.shape, 2.0)], [t])
     with pytest.raises(ValueError, match="as many"):
         metrics.challenge_scores([], [])
+    # float rounding just past 1 is accepted (clipped)
+    assert metrics.challenge_scores([np.full(t.shape, 1 + 1e-7)], [t], warping_thresholds=None)["v_rand"] > 0

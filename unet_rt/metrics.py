@@ -535,9 +535,9 @@ def _check_pair(p, t) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(t)
     if p.ndim != 2 or p.shape != t.shape:
         raise ValueError(f"need a 2-D probability map and a label image of one shape, got {p.shape} and {t.shape}")
-    if not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
+    if not np.isfinite(p).all() or p.min() < -1e-6 or p.max() > 1 + 1e-6:
         raise ValueError("probabilities must be finite and within [0, 1]")
-    return p, t
+    return np.clip(p, 0.0, 1.0), t
 
 
 def challenge_scores(probabilities: Sequence[np.ndarray], truths: Sequence[np.ndarray],
@@ -559,7 +559,8 @@ def challenge_scores(probabilities: Sequence[np.ndarray], truths: Sequence[np.nd
     (min over t of pooled split + merger pixels / pixels), each with ``<name>_threshold``;
     ``v_rand_split``/``v_rand_merge``/``v_info_split``/``v_info_merge`` (means at the V_rand/V_info
     threshold), ``warping_splits``/``warping_mergers`` (at its threshold); ``images``: per image,
-    the same figures at the stack's thresholds; ``curves``: per threshold, the stack's figures;
+    the same figures at the stack's thresholds; ``curves``: per threshold, the stack's figures
+    (and ``wrong_pixel_fraction``, the fraction of misclassified pixels at that threshold);
     ``protocol``: a sentence naming the protocol; ``n_images``.
     """
     thresholds = [float(t) for t in thresholds]
@@ -610,8 +611,10 @@ def challenge_scores(probabilities: Sequence[np.ndarray], truths: Sequence[np.nd
         "rand_error": float(1.0 - rand_f_t[ke]), "rand_error_threshold": thresholds[ke],
         "pixel_error": float(1.0 - pix_f_t[kp]), "pixel_error_threshold": thresholds[kp],
     }
+    n_pixels = sum(np.asarray(t).size for t in truths)
     curves = [{"threshold": th, "v_rand": float(v_rand[k]), "v_info": float(v_info[k]),
-               "rand_error": float(1 - rand_f_t[k]), "pixel_error": float(1 - pix_f_t[k])}
+               "rand_error": float(1 - rand_f_t[k]), "pixel_error": float(1 - pix_f_t[k]),
+               "wrong_pixel_fraction": float(pc[k, :, 1:].sum() / n_pixels)}
               for k, th in enumerate(thresholds)]
     images = [{"v_rand": float(vr[kr, i, 2]), "v_info": float(vi[ki, i, 2]),
                "rand_error": float(1 - rand_f(rc[ke, i])), "pixel_error": float(1 - _pixel_fscore(*pc[kp, i]))}
