@@ -424,7 +424,7 @@ class WarpingResult(NamedTuple):
 
 
 #: confidence bands |p - t| of the warp, most confident first
-_WARP_BANDS = (0.4, 0.3, 0.2, 0.1, 0.0)
+_WARP_BANDS = tuple(np.round(np.arange(1.0, -0.01, -0.05), 2))
 
 
 def warp(true_mask: np.ndarray, pred_mask: np.ndarray, confidence: np.ndarray | None = None) -> WarpingResult:
@@ -437,9 +437,13 @@ def warp(true_mask: np.ndarray, pred_mask: np.ndarray, confidence: np.ndarray | 
     the four parity sub-lattices (pixels two apart do not see each other's flips, so a parallel flip
     equals a sequential one), with a work list: after a pass only the mismatched neighbours of
     flipped pixels are tested again, until none can flip. Pixels are taken in bands of
-    ``confidence`` (|p - t|; 0.4, 0.3, 0.2, 0.1, 0.0 and up), most confident first, as the challenge's
-    script sorts them (it sweeps the whole list sequentially until nothing flips). Cost: proportional
-    to the number of mismatches times the warp depth, a few tens of milliseconds on 512 x 512.
+    ``confidence`` (|p - t|, bands 0.05 wide), most confident first, as the challenge's script sorts
+    them (it sweeps the whole sorted list sequentially until nothing flips); a band starts with its
+    own pixels, and earlier bands' leftovers are tested again when a neighbour flips. The order
+    matters: on the shipped model's slices 25-29 at t = 0.5, ignoring the confidence leaves 1540
+    split pixels, bands of 0.1 1220, of 0.05 1212, of 0.02 1163 (mergers 1663, 1576, 1549, 1534).
+    Cost: proportional to the number of mismatches times the warp depth plus the bands' overhead,
+    some tens of milliseconds on 512 x 512.
 
     A remaining mismatch is a *merger* when the truth is background there and setting it to
     foreground would join two or more objects (distinct 4-components among its 4-neighbours), a
@@ -469,8 +473,11 @@ def warp(true_mask: np.ndarray, pred_mask: np.ndarray, confidence: np.ndarray | 
     weights = (1 << np.arange(8)).astype(np.int64)
     mism = np.flatnonzero(src != tgt)
     bands = _WARP_BANDS if confidence is not None else (0.0,)
+    upper = np.inf
     for level in bands:
-        cand = mism[(conf[mism] >= level) & (src[mism] != tgt[mism])]
+        # the band's own pixels; earlier bands' leftovers are tested again when a neighbour flips
+        cand = mism[(conf[mism] >= level) & (conf[mism] < upper)]
+        upper = level
         while cand.size:
             flipped = []
             for sub in range(4):
