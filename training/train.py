@@ -403,7 +403,7 @@ def main(argv=None) -> int:
         if val and (state["step"] % cfg["val_every"] == 0 or state["step"] == cfg["steps"]):
             v = validate(net, val, norm, arch)
             row.update(val_loss=f"{v['loss']:.5f}", val_pixel_error=f"{v['pixel_error']:.5f}",
-                       val_rand_error=f"{v['rand_error']:.5f}", val_iou=f"{v['iou']:.5f}",
+                       val_rand_error=f"{v['adapted_rand_error']:.5f}", val_iou=f"{v['iou']:.5f}",
                        val_f1_error=f"{v['f1_error']:.5f}", val_threshold=f"{v['threshold']:.2f}")
             if state["best"] is None or v["f1_error"] < state["best"]["f1_error"]:
                 state["best"] = {"step": state["step"], **v}

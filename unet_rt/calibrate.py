@@ -108,7 +108,7 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
 
     def rand(inst: dict) -> float:
         dj = json.dumps(_decision(fg_class, best_t, inst))
-        return float(np.mean([metrics.rand_error(ti, _core.instances(p, dj)) for p, (_, ti) in zip(probs, targets)]))
+        return float(np.mean([metrics.adapted_rand_error(ti, _core.instances(p, dj)) for p, (_, ti) in zip(probs, targets)]))
 
     def argmin(cands, f, desc):
         best, best_v = None, np.inf
