@@ -29,7 +29,7 @@ def _layers(h: int, w: int, arch: dict = PAPER):
 def paper_flops(h: int, w: int, arch: dict = PAPER) -> float:
     """Multiply-adds x 2 of one valid-padded U-Net forward on an h x w tile, as direct convolution
     (convs, up-convs, head): the "effective" FLOP count every runner is compared by."""
-    k = {"conv": 9, "up": 4, "head": 1}
+    k = {"conv": 9, "up": 1, "head": 1}
     return sum(2.0 * k[t] * ci * co * oh * ow for t, ci, co, oh, ow in _layers(h, w, arch))
 
 
@@ -43,5 +43,5 @@ def ours_flops(h: int, w: int, arch: dict = PAPER) -> float:
         if t == "conv" and i > 0:
             f += 2.0 * 36 * (-(-oh // 4)) * (-(-ow // 4)) * p16(ci) * p16(co)
         else:
-            f += 2.0 * {"conv": 9, "up": 4, "head": 1}[t] * (ci if i == 0 else p16(ci)) * p16(co) * oh * ow
+            f += 2.0 * {"conv": 9, "up": 1, "head": 1}[t] * (ci if i == 0 else p16(ci)) * (co if t == "head" else p16(co)) * oh * ow
     return f

@@ -200,3 +200,22 @@ def test_paper_network_2048_bf16_peak_memory(tmp_path):
     assert prec == "bf16" and int(budget) > 384 and int(tiles) < 15, r.stdout
     assert int(beyond_output) < 2**30, f"peak RSS beyond the output: {int(beyond_output) / 2**20:.0f} MB"
     print(f"bf16 2048x2048: budget {budget} MB, {tiles} tiles, peak RSS beyond the output {int(beyond_output) / 2**20:.0f} MB")
+
+
+def test_bench_flop_count_matches_the_executor():
+    """bench/_workloads.ours_flops (the "% of peak" numerator) = the executor's own profile count."""
+    import sys
+
+    from unet_rt import model_file
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from _workloads import ours_flops, paper_flops
+    finally:
+        sys.path.pop(0)
+    mf = model_file.load(SHIPPED)
+    net = K.Network(dict(mf.arch), {k: np.asarray(v, np.float32) for k, v in mf.tensors.items()}, threads=1)
+    net.set_profile(True)
+    net.forward(np.zeros((1, 188, 188), np.float32))
+    assert sum(r["flops"] for r in net.profile()) == ours_flops(188, 188, dict(mf.arch))
+    assert 2.0 < paper_flops(700, 700) / ours_flops(700, 700) < 4.0   # Winograd: ~4x fewer multiplies in the GEMMs
