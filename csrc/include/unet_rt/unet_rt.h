@@ -46,7 +46,7 @@ typedef enum unet_rt_layout { UNET_RT_LAYOUT_CHW = 0, UNET_RT_LAYOUT_HWC = 1 } u
 typedef struct unet_rt_options {
   int threads;          /* 0: every core */
   int tile;             /* 0: automatic; else the input tile size (valid nets: 572, 588, ...) */
-  int memory_budget_mb; /* per-tile working memory; 0: the default (512 MB) */
+  int memory_budget_mb; /* per-tile working memory; 0: the default (what the weights leave under 825 MiB, 384-768) */
   float overlap;        /* same-padded networks: window overlap in [0, 1) (default 0.25) */
   int gaussian_blend;   /* same-padded networks: 1 = gaussian weights, 0 = constant (default) */
   int precision;        /* UNET_RT_PRECISION_FP32 (default) or _BF16 (bf16 Winograd GEMMs where the CPU
