@@ -26,7 +26,9 @@ $(DEPS): pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q "torch==2.13.0"
 	$(PYTHON) -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
-	$(PYTHON) -m pip install -q $$($(PYTHON) -c "import tomllib;d=tomllib.load(open('pyproject.toml','rb'))['project'];print(' '.join(repr(x) for x in d['dependencies']+d['optional-dependencies']['dev']))" | tr -d "'")
+	$(PYTHON) -m pip install -q "tomli>=1.1; python_version < '3.11'"   # pyproject reader for Python 3.10
+	$(PYTHON) -c "import sys;t=__import__('tomllib' if sys.version_info>=(3,11) else 'tomli');d=t.load(open('pyproject.toml','rb'))['project'];open('$(VENV)/requirements-dev.txt','w').write('\n'.join(d['dependencies']+d['optional-dependencies']['dev'])+'\n')"
+	$(PYTHON) -m pip install -q -r $(VENV)/requirements-dev.txt
 	# elasticdeform's wheel is built against NumPy 1.x: build it from source (test reference only)
 	$(PYTHON) -m pip install -q --no-binary elasticdeform elasticdeform
 	touch $@
@@ -38,7 +40,7 @@ install: $(DEPS)
 demo: install
 	@mkdir -p out/demo
 	$(BIN)/unet-rt info unet_rt/models/isbi2012-unet16.plan
-	$(BIN)/unet-rt segment $(DEMO_IN) -o out/demo/25-labels.png --overlay --scale
+	$(BIN)/unet-rt segment $(DEMO_IN) -o out/demo/25-labels.png --overlay
 	$(BIN)/unet-rt evaluate --data data/samples
 	@echo "demo: wrote out/demo/25-labels.png and out/demo/25-labels-overlay.png"
 

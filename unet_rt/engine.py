@@ -13,11 +13,13 @@ it all natively with the GIL released, so one Engine may be used from several th
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import model_file
+from .axes import Frames, guess_axes, parse_axes, to_frames
 
 __all__ = ["Engine", "BACKENDS"]
 
@@ -130,8 +132,8 @@ class Engine:
                 f"{a['in_channels']} in, {a['classes']} classes, {a['padding']})")
 
     # ------------------------------------------------------------------ input layouts
-    def _frames(self, img) -> tuple[list[np.ndarray], bool]:
-        """-> list of C x H x W arrays, and whether the input was a stack."""
+    def _frames(self, img, axes: str | None = None, channel: int | None = None) -> Frames:
+        """-> N x C x H x W frames (see :mod:`unet_rt.axes`); ``axes=None``: H x W [x C] or a stack."""
         a = np.asarray(img)
         if not a.dtype.isnative:  # e.g. big-endian TIFF/zarr data
             a = a.astype(a.dtype.type)
@@ -146,16 +148,20 @@ class Engine:
         c = self.in_channels
         if a.size == 0:
             raise ValueError(f"image is empty (shape {a.shape})")
+        if axes is not None or channel is not None:
+            fr = to_frames(a, parse_axes(axes, a.ndim) if axes else guess_axes(a.shape, c), c, channel)
+            for note in fr.notes:
+                warnings.warn(note, stacklevel=3)
+            return fr
         if c == 1:
-            if a.ndim == 2:
-                return [a[None]], False
-            if a.ndim == 3:
-                return [f[None] for f in a], True
+            if a.ndim == 3 and a.shape[-1] in (3, 4) and a.shape[-2] > 4:
+                raise ValueError(f"shape {a.shape} is ambiguous for this single-channel model: pass "
+                                 f"axes='YXC' to convert an RGB image to grey, or axes='ZYX' for a stack")
+            if a.ndim in (2, 3):
+                return to_frames(a, "ZYX"[3 - a.ndim:], 1)
             raise ValueError(f"a single-channel model takes H x W images or T x H x W stacks, got shape {a.shape}")
-        if a.ndim == 3 and a.shape[-1] == c:
-            return [np.moveaxis(a, -1, 0)], False
-        if a.ndim == 4 and a.shape[-1] == c:
-            return [np.moveaxis(f, -1, 0) for f in a], True
+        if a.ndim in (3, 4) and a.shape[-1] == c:
+            return to_frames(a, "ZYXC"[4 - a.ndim:], c)
         raise ValueError(f"this model takes {c}-channel images as H x W x {c} (or T x H x W x {c}), got shape {a.shape}")
 
     # ------------------------------------------------------------------ compute
@@ -177,31 +183,33 @@ class Engine:
             acc = p.astype(np.float64) if acc is None else acc + p
         return (acc / 8).astype(np.float32)
 
-    def predict(self, img, tta: bool = False) -> np.ndarray:
+    def predict(self, img, tta: bool = False, axes: str | None = None, channel: int | None = None) -> np.ndarray:
         """Class probabilities: (K, H, W) float32, or (T, K, H, W) for a stack.
 
         ``tta=True`` averages the probabilities over the 8 rotations/flips of the input (8x the work).
+        ``axes`` names the image's dimensions ("YX", "YXC", "ZYX", "CYX", "TZYX"...; see
+        :mod:`unet_rt.axes`): the result is (stack dims..., K, H, W). ``channel`` picks one channel
+        of a multi-channel image for a single-channel model.
         """
-        frames, stack = self._frames(img)
-        out = [self._predict_frame(f, tta) for f in frames]
-        return np.stack(out) if stack else out[0]
+        fr = self._frames(img, axes, channel)
+        return fr.unflatten(np.stack([self._predict_frame(f, tta) for f in fr.data]))
 
-    def logits(self, img) -> np.ndarray:
+    def logits(self, img, axes: str | None = None, channel: int | None = None) -> np.ndarray:
         """Raw network outputs (K, H, W) float32 (or (T, K, H, W))."""
-        frames, stack = self._frames(img)
-        out = [self._probs_chw(f, logits=True) for f in frames]
-        return np.stack(out) if stack else out[0]
+        fr = self._frames(img, axes, channel)
+        return fr.unflatten(np.stack([self._probs_chw(f, logits=True) for f in fr.data]))
 
-    def segment(self, img, tta: bool = False) -> np.ndarray:
-        """Class map: (H, W) (or (T, H, W)) uint8 (uint16 beyond 256 classes)."""
-        frames, stack = self._frames(img)
+    def segment(self, img, tta: bool = False, axes: str | None = None, channel: int | None = None) -> np.ndarray:
+        """Class map: (H, W) (or (T, H, W), or stack dims + (H, W) with ``axes``) uint8 (uint16 beyond
+        256 classes)."""
+        fr = self._frames(img, axes, channel)
         dt = np.uint8 if self.classes <= 256 else np.uint16
         out = []
-        for f in frames:
+        for f in fr.data:
             if self._native is not None and not tta:
                 out.append(self._native.segment(np.ascontiguousarray(f)).astype(dt, copy=False))
             else:
                 out.append(self._predict_frame(f, tta).argmax(0).astype(dt))
-        return np.stack(out) if stack else out[0]
+        return fr.unflatten(np.stack(out))
 
 
