@@ -106,10 +106,24 @@ py::dict plan_dict(const TilePlan& p) {
   return d;
 }
 
+// A Python progress callable (or None) as a ProgressFn. The callable is borrowed (it must outlive
+// the run: the caller's argument does) and the GIL is taken only around the call, so the lambda
+// can be copied with the GIL released. None or True from the callable continues; False cancels.
+ProgressFn progress_fn(const py::object& cb) {
+  if (cb.is_none()) return {};
+  if (!PyCallable_Check(cb.ptr())) throw std::invalid_argument("progress must be callable(done, total) or None");
+  const py::object* p = &cb;
+  return [p](size_t done, size_t total) {
+    py::gil_scoped_acquire gil;
+    py::object r = (*p)(done, total);
+    return r.ptr() != Py_False;
+  };
+}
+
 py::array_t<float> tile_predict_py(const py::array& image, std::vector<float> mean, std::vector<float> std_,
                                    int depth, bool same_padding, int classes, py::function fn, int tile, double overlap,
                                    const std::string& output, const std::string& blend, double sigma_scale,
-                                   int max_tile) {
+                                   int max_tile, const py::object& progress) {
   ImageView v = image_view(image);
   TileGeometry g{v.channels, classes, depth, same_padding};
   if (mean.size() != size_t(v.channels) || std_.size() != size_t(v.channels))
@@ -121,6 +135,7 @@ py::array_t<float> tile_predict_py(const py::array& image, std::vector<float> me
   opt.overlap = overlap;
   opt.blend = parse_blend(blend);
   opt.sigma_scale = sigma_scale;
+  opt.progress = progress_fn(progress);
   TileOutput out;
   if (output == "probabilities") out.kind = OutputKind::Probabilities;
   else if (output == "logits") out.kind = OutputKind::Logits;
@@ -163,11 +178,15 @@ PYBIND11_MODULE(_core, m) {
      "Output size of a U-Net tile (ValueError if the input size is not valid).");
 
   static py::exception<ModelError> model_error(m, "ModelFileError", PyExc_ValueError);
+  static py::exception<Cancelled> cancelled(m, "Cancelled", PyExc_RuntimeError);
+  cancelled.doc() = "A run stopped because its progress callback returned False.";
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const ModelError& e) {
       PyErr_SetString(model_error.ptr(), e.what());
+    } catch (const Cancelled& e) {
+      PyErr_SetString(cancelled.ptr(), e.what());
     } catch (const IoError& e) {
       PyErr_SetString(e.error_number() == ENOENT ? PyExc_FileNotFoundError : PyExc_OSError, e.what());
     }
@@ -202,7 +221,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("tile_predict", &tile_predict_py, py::arg("image"), py::arg("mean"), py::arg("std"), py::arg("depth"),
         py::arg("same_padding"), py::arg("classes"), py::arg("fn"), py::arg("tile") = 0, py::arg("overlap") = 0.25,
         py::arg("output") = "probabilities", py::arg("blend") = "constant", py::arg("sigma_scale") = 0.125,
-        py::arg("max_tile") = 0,
+        py::arg("max_tile") = 0, py::arg("progress") = py::none(),
         R"doc(Overlap-tile inference of image [C, H, W] (uint8, uint16 or float32) through fn.
 
 fn(tile: float32 [C, h, w], normalised (x - mean) / std, mirror-extrapolated) -> float32 logits
@@ -210,7 +229,8 @@ fn(tile: float32 [C, h, w], normalised (x - mean) / std, mirror-extrapolated) ->
 pooling grid, output written in place (equals one whole-image pass). Same nets: MONAI-style sliding
 window (tile = roi, overlap, blend 'constant' | 'gaussian'). tile = 0 picks the tile automatically
 (capped at max_tile, default 1024). Returns float32 [classes, H, W] probabilities (softmax over
-classes) or logits. The GIL is released except around fn.)doc");
+classes) or logits. progress(done, total) is called before the first tile and after each one;
+returning False raises Cancelled. The GIL is released except around fn and progress.)doc");
 
   py::class_<Engine>(m, "Engine", "Native CPU engine: model file + executor + overlap-tile.")
       .def(py::init([](const std::string& path, int threads, int tile, int memory_budget_mb, double overlap,
@@ -229,7 +249,7 @@ classes) or logits. The GIL is released except around fn.)doc");
            py::arg("overlap") = 0.25, py::arg("blend") = "constant",
            "threads 0: every core; tile 0: automatic (else the input tile size); memory_budget_mb 0: 512 MB "
            "per tile; overlap / blend ('constant' | 'gaussian'): same-padded networks only.")
-      .def("predict", [](const Engine& e, const py::array& img, bool logits) {
+      .def("predict", [](const Engine& e, const py::array& img, bool logits, const py::object& progress) {
              ImageView v = image_view(img);
              const int K = e.info().arch.classes;
              if (v.channels != e.info().arch.in_channels)
@@ -237,14 +257,17 @@ classes) or logits. The GIL is released except around fn.)doc");
                                            std::to_string(e.info().arch.in_channels));
              py::array_t<float> out({py::ssize_t(K), py::ssize_t(v.height), py::ssize_t(v.width)});
              float* p = out.mutable_data();
+             ProgressFn pf = progress_fn(progress);
              {
                py::gil_scoped_release release;
-               e.predict(v, p, logits);
+               e.predict(v, p, logits, pf);
              }
              return out;
-           }, py::arg("image"), py::arg("logits") = false,
-           "image [C, H, W] uint8|uint16|float32 -> float32 [classes, H, W] probabilities (or logits).")
-      .def("segment", [](const Engine& e, const py::array& img) -> py::array {
+           }, py::arg("image"), py::arg("logits") = false, py::arg("progress") = py::none(),
+           "image [C, H, W] uint8|uint16|float32 -> float32 [classes, H, W] probabilities (or logits).\n"
+           "progress(done, total) -> bool|None: called before the first tile and after each one (GIL held only "
+           "for the call); returning False raises Cancelled; an exception it raises reaches the caller.")
+      .def("segment", [](const Engine& e, const py::array& img, const py::object& progress) -> py::array {
              ImageView v = image_view(img);
              if (v.channels != e.info().arch.in_channels)
                throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
@@ -253,12 +276,14 @@ classes) or logits. The GIL is released except around fn.)doc");
              py::array out = small ? py::array(py::array_t<uint8_t>({py::ssize_t(v.height), py::ssize_t(v.width)}))
                                    : py::array(py::array_t<uint16_t>({py::ssize_t(v.height), py::ssize_t(v.width)}));
              void* p = out.mutable_data();
+             ProgressFn pf = progress_fn(progress);
              {
                py::gil_scoped_release release;
-               e.segment(v, p, small ? DType::U8 : DType::U16);
+               e.segment(v, p, small ? DType::U8 : DType::U16, pf);
              }
              return out;
-           }, py::arg("image"), "image [C, H, W] -> labels [H, W] (uint8 if classes <= 256, else uint16).")
+           }, py::arg("image"), py::arg("progress") = py::none(),
+           "image [C, H, W] -> labels [H, W] (uint8 if classes <= 256, else uint16). progress: as predict.")
       .def("plan", [](const Engine& e, int h, int w) { return plan_dict(e.plan(h, w)); }, py::arg("height"),
            py::arg("width"), "The tiling used for an image of this size.")
       .def_property_readonly("info", [](const Engine& e) {

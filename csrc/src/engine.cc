@@ -44,28 +44,30 @@ TileOptions Engine::tile_options() const {
 
 TilePlan Engine::plan(int height, int width) const { return plan_tiles(height, width, geometry(), tile_options()); }
 
-void Engine::run(const ImageView& img, const TileOutput& out) const {
+void Engine::run(const ImageView& img, const TileOutput& out, const ProgressFn& progress) const {
   Network* net = net_.get();
   const HeadOutput head = out.fn_writes_probabilities ? HeadOutput::Probabilities : HeadOutput::Logits;
   TileFn fn = [net, head](const float* in, int h, int w, const OutputView& o) { net->forward(in, h, w, o, head); };
-  tile_predict(img, info_.normalization.mean, info_.normalization.std, geometry(), fn, tile_options(), out);
+  TileOptions topt = tile_options();
+  topt.progress = progress;
+  tile_predict(img, info_.normalization.mean, info_.normalization.std, geometry(), fn, topt, out);
 }
 
-void Engine::predict(const ImageView& img, float* out, bool logits) const {
+void Engine::predict(const ImageView& img, float* out, bool logits, const ProgressFn& progress) const {
   TileOutput o;
   o.kind = logits ? OutputKind::Logits : OutputKind::Probabilities;
   o.scores = out;
   // Valid nets: the executor's head applies the softmax (fused); same nets blend logits first.
   o.fn_writes_probabilities = !logits && !info_.arch.same_padding;
-  run(img, o);
+  run(img, o, progress);
 }
 
-void Engine::segment(const ImageView& img, void* labels, DType labels_dtype) const {
+void Engine::segment(const ImageView& img, void* labels, DType labels_dtype, const ProgressFn& progress) const {
   TileOutput o;
   o.kind = OutputKind::Labels;
   o.labels = labels;
   o.labels_dtype = labels_dtype;
-  run(img, o);
+  run(img, o, progress);
 }
 
 std::string cpu_isa() {

@@ -43,15 +43,16 @@ class Engine {
   TilePlan plan(int height, int width) const;
 
   // Writes [classes, H, W] float32 probabilities (or logits) into `out` (contiguous).
-  // Safe to call from several threads (the executor serialises the tiles).
-  void predict(const ImageView& img, float* out, bool logits = false) const;
+  // Safe to call from several threads (the executor serialises the tiles). `progress` (may be
+  // empty) is called per tile on the calling thread; returning false throws Cancelled (tiler.h).
+  void predict(const ImageView& img, float* out, bool logits = false, const ProgressFn& progress = {}) const;
   // Writes the argmax labels [H, W] (U8 if classes <= 256, else U16 as `dtype` says).
-  void segment(const ImageView& img, void* labels, DType labels_dtype) const;
+  void segment(const ImageView& img, void* labels, DType labels_dtype, const ProgressFn& progress = {}) const;
 
  private:
   TileOptions tile_options() const;
   TileGeometry geometry() const;
-  void run(const ImageView& img, const TileOutput& out) const;
+  void run(const ImageView& img, const TileOutput& out, const ProgressFn& progress) const;
 
   ModelInfo info_;
   EngineOptions opt_;

@@ -349,6 +349,12 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
     return std::make_pair(plan.y.in_size[size_t(a.iy)], plan.x.in_size[size_t(a.ix)]) <
            std::make_pair(plan.y.in_size[size_t(b.iy)], plan.x.in_size[size_t(b.ix)]);
   });
+  size_t done = 0;
+  auto report = [&] {  // before the first tile and after each one
+    if (opt.progress && !opt.progress(done, order.size())) throw Cancelled(done, order.size());
+    ++done;
+  };
+  report();
 
   if (!g.same_padding) {
     // ---- valid networks: every output pixel written once (overlap strips: identical values) ----
@@ -361,6 +367,7 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
       const int ch = std::min(oh, H - sy), cw = std::min(ow, W - sx);  // the part inside the image
       if (out.kind != OutputKind::Labels && ch == oh && cw == ow) {
         fn(tile_in.data(), ih, iw, OutputView{out.scores + size_t(sy) * size_t(W) + size_t(sx), int64_t(npix), W});
+        report();
         continue;
       }
       scratch.assign(size_t(K) * size_t(oh) * size_t(ow), 0.0f);
@@ -373,6 +380,7 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
             std::memcpy(out.scores + size_t(k) * npix + size_t(sy + y) * size_t(W) + size_t(sx),
                         scratch.data() + (size_t(k) * size_t(oh) + size_t(y)) * size_t(ow), size_t(cw) * 4);
       }
+      report();
     }
     if (out.kind == OutputKind::Probabilities && !out.fn_writes_probabilities) softmax_inplace(out.scores, K, npix);
     return;
@@ -420,6 +428,7 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
         for (int x = x0; x < x1; ++x) ar[x] += wr[x] * sr[x];
       }
     }
+    report();
   }
   for (int k = 0; k < K; ++k)
     for (size_t i = 0; i < npix; ++i) acc[size_t(k) * npix + i] /= count[i];

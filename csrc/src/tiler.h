@@ -18,6 +18,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "src/network.h"
@@ -41,6 +43,25 @@ inline ImageView chw_view(const void* data, DType dt, int c, int h, int w) {
 
 enum class Blend { Constant, Gaussian };
 
+// Per-tile progress: called on the thread that runs tile_predict, with done = 0 before the first
+// tile and after each tile (done = 1..total). Returning false stops the run: tile_predict throws
+// Cancelled and the output's contents are unspecified. An exception thrown by the callback reaches
+// tile_predict's caller unchanged.
+using ProgressFn = std::function<bool(size_t done, size_t total)>;
+
+// Thrown when a ProgressFn asks to stop.
+class Cancelled : public std::runtime_error {
+ public:
+  Cancelled(size_t done, size_t total)
+      : std::runtime_error("cancelled after " + std::to_string(done) + " of " + std::to_string(total) + " tiles"),
+        done_(done), total_(total) {}
+  size_t done() const { return done_; }
+  size_t total() const { return total_; }
+
+ private:
+  size_t done_, total_;
+};
+
 struct TileGeometry {
   int in_channels = 1;
   int classes = 2;
@@ -58,6 +79,7 @@ struct TileOptions {
   size_t memory_budget = 0;  // bytes for one tile's workspace (0: no limit)
   // Bytes of working memory for an h x w input tile (e.g. Network::workspace_bytes); may be empty.
   std::function<size_t(int h, int w)> workspace_bytes;
+  ProgressFn progress;       // may be empty
 };
 
 // One axis of a tiling. Valid nets: tile i reads input [out_start[i] - halo, + in_size[i]) and
