@@ -143,6 +143,26 @@ def _dest_name(src: Path, img, stack: bool, probabilities: bool) -> str:
     return name + (".tif" if tiff else ".png")
 
 
+class _tile_bar:
+    """A tqdm bar over the tiles of one image (all frames and TTA passes), shown after 0.5 s."""
+
+    def __init__(self, src: Path, quiet: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=None, desc=src.name, unit="tile", leave=False, delay=0.5, disable=quiet)
+
+    def progress(self, done: int, total: int) -> None:
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
 def _segment_one(eng, src: Path, args, out: Path, kind: str, bar) -> Path:
     """Segment one input and write its outputs; raises ValueError/OSError/TypeError for this input."""
     from .axes import to_frames
@@ -159,12 +179,13 @@ def _segment_one(eng, src: Path, args, out: Path, kind: str, bar) -> Path:
     data = fr.data
     stack = fr.is_stack
     lab_axes = fr.stack_axes + "YX"
-    if args.probabilities:
-        res = eng.predict(data, tta=args.tta, axes="TCYX")           # N x K x H x W
-        labels = res.argmax(1).astype(np.uint8)
-    else:
-        labels = eng.segment(data, tta=args.tta, axes="TCYX")        # N x H x W
-        res = labels
+    with _tile_bar(src, args.quiet) as tiles:
+        if args.probabilities:
+            res = eng.predict(data, tta=args.tta, axes="TCYX", progress=tiles.progress)   # N x K x H x W
+            labels = res.argmax(1).astype(np.uint8)
+        else:
+            labels = eng.segment(data, tta=args.tta, axes="TCYX", progress=tiles.progress)  # N x H x W
+            res = labels
     px = {a: v for a, v in img.pixel_size.items() if a in lab_axes}
     if kind == "zarr":
         if args.probabilities:

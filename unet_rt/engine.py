@@ -59,10 +59,13 @@ class Engine:
     tile : input tile size (default: chosen per image to minimise total work within the budget).
     memory_budget_mb : activation memory budget for the automatic tile choice (CPU backend).
     device, dtype : for the triton backend (default "cuda", torch.float16).
+    progress : default progress callback for every call, ``progress(done, total)`` in tiles over the
+        whole call (all frames and TTA transforms); returning False cancels the call
+        (``unet_rt._core.Cancelled``, a RuntimeError). Each call may pass its own ``progress=``.
     """
 
     def __init__(self, path, backend: str = "auto", threads: int | None = None, tile: int | None = None,
-                 memory_budget_mb: int | None = None, device=None, dtype=None):
+                 memory_budget_mb: int | None = None, device=None, dtype=None, progress=None):
         path = Path(path)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -79,7 +82,9 @@ class Engine:
                              f"`unet-rt compile {path} --target tensorrt -o model-trt.plan`")
         if threads is not None and threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
-        self.path, self.backend, self.tile = path, backend, tile
+        if progress is not None and not callable(progress):
+            raise TypeError("progress must be callable(done, total) or None")
+        self.path, self.backend, self.tile, self.progress = path, backend, tile, progress
         core = _core()
         if backend == "cpu":
             self._native = core.Engine(str(path), threads or 0, tile or 0, memory_budget_mb or 0)
@@ -165,51 +170,89 @@ class Engine:
         raise ValueError(f"this model takes {c}-channel images as H x W x {c} (or T x H x W x {c}), got shape {a.shape}")
 
     # ------------------------------------------------------------------ compute
-    def _probs_chw(self, chw: np.ndarray, logits: bool = False) -> np.ndarray:
+    def _probs_chw(self, chw: np.ndarray, logits: bool = False, progress=None) -> np.ndarray:
         chw = np.ascontiguousarray(chw)
+        cb = progress.tile_callback() if progress is not None else None
         if self._native is not None:
-            return self._native.predict(chw, logits=logits)
-        core = _core()
-        return core.tile_predict(chw, self.normalization["mean"], self.normalization["std"], int(self.arch["depth"]),
-                                 self.arch["padding"] == "same", self.classes, self._fn, tile=self.tile or 0,
-                                 output="logits" if logits else "probabilities")
+            out = self._native.predict(chw, logits=logits, progress=cb)
+        else:
+            core = _core()
+            out = core.tile_predict(chw, self.normalization["mean"], self.normalization["std"], int(self.arch["depth"]),
+                                    self.arch["padding"] == "same", self.classes, self._fn, tile=self.tile or 0,
+                                    output="logits" if logits else "probabilities", progress=cb)
+        if progress is not None:
+            progress.pass_done()
+        return out
 
-    def _predict_frame(self, chw: np.ndarray, tta: bool) -> np.ndarray:
+    def _progress(self, progress, passes: int):
+        cb = progress if progress is not None else self.progress
+        return _Progress(cb, passes) if cb is not None else None
+
+    def _predict_frame(self, chw: np.ndarray, tta: bool, progress=None) -> np.ndarray:
         if not tta:
-            return self._probs_chw(chw)
+            return self._probs_chw(chw, progress=progress)
         acc = None
         for k in range(8):
-            p = _dihedral_inverse(self._probs_chw(_dihedral(chw, k)), k)
+            p = _dihedral_inverse(self._probs_chw(_dihedral(chw, k), progress=progress), k)
             acc = p.astype(np.float64) if acc is None else acc + p
         return (acc / 8).astype(np.float32)
 
-    def predict(self, img, tta: bool = False, axes: str | None = None, channel: int | None = None) -> np.ndarray:
+    def predict(self, img, tta: bool = False, axes: str | None = None, channel: int | None = None,
+                progress=None) -> np.ndarray:
         """Class probabilities: (K, H, W) float32, or (T, K, H, W) for a stack.
 
         ``tta=True`` averages the probabilities over the 8 rotations/flips of the input (8x the work).
         ``axes`` names the image's dimensions ("YX", "YXC", "ZYX", "CYX", "TZYX"...; see
         :mod:`unet_rt.axes`): the result is (stack dims..., K, H, W). ``channel`` picks one channel
-        of a multi-channel image for a single-channel model.
+        of a multi-channel image for a single-channel model. ``progress(done, total)``: tiles done
+        over the whole call (see the class); returning False cancels.
         """
         fr = self._frames(img, axes, channel)
-        return fr.unflatten(np.stack([self._predict_frame(f, tta) for f in fr.data]))
+        pr = self._progress(progress, len(fr.data) * (8 if tta else 1))
+        return fr.unflatten(np.stack([self._predict_frame(f, tta, pr) for f in fr.data]))
 
-    def logits(self, img, axes: str | None = None, channel: int | None = None) -> np.ndarray:
+    def logits(self, img, axes: str | None = None, channel: int | None = None, progress=None) -> np.ndarray:
         """Raw network outputs (K, H, W) float32 (or (T, K, H, W))."""
         fr = self._frames(img, axes, channel)
-        return fr.unflatten(np.stack([self._probs_chw(f, logits=True) for f in fr.data]))
+        pr = self._progress(progress, len(fr.data))
+        return fr.unflatten(np.stack([self._probs_chw(f, logits=True, progress=pr) for f in fr.data]))
 
-    def segment(self, img, tta: bool = False, axes: str | None = None, channel: int | None = None) -> np.ndarray:
+    def segment(self, img, tta: bool = False, axes: str | None = None, channel: int | None = None,
+                progress=None) -> np.ndarray:
         """Class map: (H, W) (or (T, H, W), or stack dims + (H, W) with ``axes``) uint8 (uint16 beyond
-        256 classes)."""
+        256 classes). ``progress``: as :meth:`predict`."""
         fr = self._frames(img, axes, channel)
         dt = np.uint8 if self.classes <= 256 else np.uint16
+        pr = self._progress(progress, len(fr.data) * (8 if tta else 1))
         out = []
         for f in fr.data:
             if self._native is not None and not tta:
-                out.append(self._native.segment(np.ascontiguousarray(f)).astype(dt, copy=False))
+                cb = pr.tile_callback() if pr is not None else None
+                out.append(self._native.segment(np.ascontiguousarray(f), progress=cb).astype(dt, copy=False))
+                if pr is not None:
+                    pr.pass_done()
             else:
-                out.append(self._predict_frame(f, tta).argmax(0).astype(dt))
+                out.append(self._predict_frame(f, tta, pr).argmax(0).astype(dt))
         return fr.unflatten(np.stack(out))
+
+
+class _Progress:
+    """One ``progress(done, total)`` over a call made of several tiled passes (frames x TTA
+    transforms). The first pass's tile count is the unit: a rotated pass may plan a different
+    number of tiles, and is scaled to it so that ``done`` only grows and ends at ``total``."""
+
+    def __init__(self, callback, passes: int):
+        self.callback, self.passes, self.i, self.per = callback, passes, 0, None
+
+    def tile_callback(self):
+        def cb(done: int, total: int):
+            if self.per is None:
+                self.per = max(int(total), 1)
+            d = self.i * self.per + (self.per * done // max(total, 1))
+            return self.callback(d, self.passes * self.per)
+        return cb
+
+    def pass_done(self) -> None:
+        self.i += 1
 
 
