@@ -343,34 +343,43 @@ def _write_bytes(path: Path, data: bytes) -> None:
         raise OSError(f"cannot write {path}: {e.strerror or e}") from None
 
 
-def _ngff_axes(axes: str, pixel_size: dict) -> list:
-    out = []
-    for a in axes.lower():
-        kind = "channel" if a == "c" else "time" if a == "t" else "space"
-        d = {"name": a, "type": kind}
-        unit = (pixel_size.get(a.upper()) or (None, None))[1]
-        if unit:
-            d["unit"] = unit
-        out.append(d)
-    return out
+NGFF_ORDER = "TCZYX"
+
+
+def _to_ngff_order(arr: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
+    """NGFF wants the axes in t, c, z, y, x order."""
+    bad = sorted(set(axes) - set(NGFF_ORDER))
+    if bad:
+        raise ValueError(f"OME-Zarr holds axes among T, C, Z, Y, X; this image has {''.join(bad)} (axes {axes})")
+    want = "".join(a for a in NGFF_ORDER if a in axes)
+    return np.transpose(arr, [axes.index(a) for a in want]), want
+
+
+def _ngff_kwargs(axes: str, pixel_size: dict) -> dict:
+    scale = {a.lower(): float(pixel_size[a][0]) for a in axes if a in pixel_size and a != "C"}
+    units = {a.lower(): pixel_size[a][1] for a in axes if a in pixel_size and pixel_size[a][1] and a != "C"}
+    return {"axes": [a.lower() for a in axes], "scale": scale or None, "axes_units": units or None}
 
 
 def write_ome_zarr(path, labels: dict, image: ImageData | None = None, axes: str | None = None) -> Path:
     """Write label images into the NGFF ``labels`` group of the OME-Zarr at ``path``.
 
-    ``labels``: {name: integer array}; their axes are ``axes`` (the image's axes without C).
-    With ``image`` and no zarr at ``path`` yet, the image is written there first (one level, its
-    axes and pixel sizes); with an existing OME-Zarr at ``path``, its image is left untouched and
-    only ``labels/<name>`` is added (refused when that label exists). The labels carry the scale
-    of the level they were computed on, so viewers overlay them on the image."""
-    ome_zarr = _import_ome_zarr()
+    ``labels``: {name: integer array}, their axes ``axes`` (the image's axes without C; default
+    YX/ZYX). With no zarr at ``path`` yet, ``image`` is written there first (one level, NGFF axis
+    order, its pixel sizes); with an existing OME-Zarr at ``path`` its image is left untouched and
+    only ``labels/<name>`` is added (refused when that label exists). The labels carry the pixel
+    size of the level they were computed on, so viewers (napari, OME-Zarr viewers) overlay them."""
+    _import_ome_zarr()
     zarr = _import_zarr()
     from ome_zarr.writer import write_image as ngff_write_image, write_labels
 
     path = Path(path)
     px = dict(image.pixel_size) if image else {}
     if path.exists():
-        root = zarr.open_group(str(path), mode="r+")
+        try:
+            root = zarr.open_group(str(path), mode="r+")
+        except Exception as e:
+            raise ValueError(f"{path} exists and is not a zarr group ({type(e).__name__}): choose a new name") from None
         if not _ngff_multiscales(root):
             raise ValueError(f"{path} exists and is not an OME-Zarr image: choose a new name")
         existing = set(root["labels"].group_keys()) if "labels" in root else set()
@@ -380,22 +389,13 @@ def write_ome_zarr(path, labels: dict, image: ImageData | None = None, axes: str
     else:
         if image is None:
             raise ValueError(f"{path} does not exist and no image was given to write there")
+        data, img_axes = _to_ngff_order(np.asarray(image.data), image.axes)
         root = zarr.open_group(str(path), mode="w")
-        img_axes = image.axes if "C" not in image.axes else image.axes  # NGFF order is the image's own
-        scale = [px.get(a, (1.0, None))[0] for a in img_axes]
-        ngff_write_image(np.asarray(image.data), root, axes=_ngff_axes(img_axes, px), scaler=None,
-                         coordinate_transformations=[[{"type": "scale", "scale": scale}]])
+        ngff_write_image(data, root, scale_factors=[], **_ngff_kwargs(img_axes, px))
     for name, lab in labels.items():
         lab = np.asarray(lab)
-        lab_axes = axes or "ZYX"[3 - lab.ndim:]
-        scale = [px.get(a, (1.0, None))[0] for a in lab_axes]
-        if image is not None and image.ngff and image.ngff.get("scale"):
-            s = dict(zip((d["name"].upper() if isinstance(d, dict) else str(d).upper() for d in image.ngff["axes"]),
-                         image.ngff["scale"]))
-            scale = [float(s.get(a, 1.0)) for a in lab_axes]
-        write_labels(lab, root, name=name, axes=_ngff_axes(lab_axes, px), scaler=None,
-                     coordinate_transformations=[[{"type": "scale", "scale": scale}]])
-    del ome_zarr
+        lab, lab_axes = _to_ngff_order(lab, axes or "ZYX"[3 - lab.ndim:])
+        write_labels(lab, root, name=name, scale_factors=[], **_ngff_kwargs(lab_axes, px))
     return path
 
 
