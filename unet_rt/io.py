@@ -436,6 +436,15 @@ def parse_slices(spec: str) -> list[int]:
     return out
 
 
+def select_slices(paths: list[Path], spec: str) -> list[Path]:
+    """The files a slice spec ('23-24,26') names: by file number when every file is named by a
+    number (ISBI's N.png: data/samples holds 23..29), else by position in natural order."""
+    want = parse_slices(spec)
+    if paths and all(p.stem.isdigit() for p in paths):
+        return [p for p in paths if int(p.stem) in set(want)]
+    return [paths[i] for i in want if 0 <= i < len(paths)]
+
+
 def same_file(a, b) -> bool:
     """Whether two paths name the same file or directory (existing or not)."""
     a, b = Path(a), Path(b)
@@ -448,4 +457,4 @@ def same_file(a, b) -> bool:
 
 
 __all__ = ["ImageData", "open_image", "read_image", "write_image", "write_ome_zarr", "list_images", "overlay",
-           "visible_labels", "parse_slices", "missing_extra", "same_file", "is_zarr"]
+           "visible_labels", "parse_slices", "select_slices", "missing_extra", "same_file", "is_zarr"]
