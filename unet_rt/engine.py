@@ -219,7 +219,7 @@ class Engine:
         over the whole call (see the class); returning False cancels.
         """
         fr = self._frames(img, axes, channel)
-        self._warn_range(fr.data)
+        self._warn_range(list(fr.data))
         pr = self._progress(progress, len(fr.data) * (8 if tta else 1))
         return fr.unflatten(np.stack([self._predict_frame(f, tta, pr) for f in fr.data]))
 
@@ -240,7 +240,7 @@ class Engine:
         ``channel``, ``progress``: as :meth:`predict`.
         """
         fr = self._frames(img, axes, channel)
-        self._warn_range(fr.data)
+        self._warn_range(list(fr.data))
         decision = self._decision_json(threshold)
         dt = np.uint8 if self.classes <= 256 else np.uint16
         pr = self._progress(progress, len(fr.data) * (8 if tta else 1))
@@ -259,7 +259,7 @@ class Engine:
         ``axes``, ``channel``: as :meth:`predict`.
         """
         fr = self._frames(img, axes, channel)
-        self._warn_range(fr.data)
+        self._warn_range(list(fr.data))
         dj = self._decision_json() if decision is None else json.dumps(decision)
         core = _core()
         out = []
