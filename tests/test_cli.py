@@ -81,7 +81,7 @@ def test_evaluate_model_and_otsu_baseline(model):
     import json
 
     d = json.loads(out)
-    assert len(d["names"]) == len(d["challenge"]["images"]) == len(list((SAMPLES / "image").glob("*.png"))) == 5
+    assert len(d["names"]) == len(d["challenge"]["images"]) == len(list((SAMPLES / "image").glob("*.png"))) >= 5
     assert 0 < d["decision"]["mean"]["pixel_error"] < 1 and 0 < d["challenge"]["v_rand"] < 1
     assert "warping_error" not in d["challenge"]
 
