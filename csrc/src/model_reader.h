@@ -46,7 +46,7 @@ struct ModelInfo {
 
 class ModelFile {
  public:
-  // Opens and validates a model file (memory-mapped read-only).
+  // Opens and validates a model file: a regular file, read whole into memory this object owns.
   static std::unique_ptr<ModelFile> open(const std::string& path);
   // The same from bytes in memory (copied); `name` is used in error messages.
   static std::unique_ptr<ModelFile> from_bytes(const void* data, size_t size, const std::string& name = "<memory>");
@@ -65,8 +65,7 @@ class ModelFile {
 
   const uint8_t* bytes_ = nullptr;
   size_t size_ = 0;
-  void* map_ = nullptr;            // mmap'ed region (or nullptr)
-  std::vector<uint8_t> owned_;     // from_bytes copy
+  std::vector<uint8_t> owned_;     // the file's bytes
   std::vector<std::unique_ptr<float[]>> aligned_copies_;
   ModelInfo info_;
   Weights weights_;
