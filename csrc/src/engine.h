@@ -51,12 +51,20 @@ class Engine {
   // Safe to call from several threads (the executor serialises the tiles). `progress` (may be
   // empty) is called per tile on the calling thread; returning false throws Cancelled (tiler.h).
   void predict(const ImageView& img, float* out, bool logits = false, const ProgressFn& progress = {}) const;
-  // Writes the argmax labels [H, W] (U8 if classes <= 256, else U16 as `dtype` says).
-  void segment(const ImageView& img, void* labels, DType labels_dtype, const ProgressFn& progress = {}) const;
-  // Both from one pass: scores [classes, H, W] (probabilities, or logits) and/or labels [H, W]
-  // (either may be null, not both).
+  // Writes the labels [H, W] (U8 if classes <= 256, else U16 as `dtype` says) by the model's
+  // decision (decision.h: a threshold on p(foreground) if the model file has one, else argmax),
+  // or by `decision` when given. `progress`: as predict.
+  void segment(const ImageView& img, void* labels, DType labels_dtype, const Decision* decision = nullptr,
+               const ProgressFn& progress = {}) const;
+  // Both from one pass: scores [classes, H, W] (probabilities, or logits) and/or labels [H, W] by the
+  // model's decision (either may be null, not both).
   void infer(const ImageView& img, float* scores, bool logits, void* labels, DType labels_dtype,
              const ProgressFn& progress = {}) const;
+  // Writes instance labels [H, W] (0 = background) by the watershed of decision.h on the whole
+  // stitched probability map, with the model's decision or `decision`. Returns the instance count.
+  int64_t instances(const ImageView& img, int32_t* labels, const Decision* decision = nullptr) const;
+  // Checks a decision against this model (foreground class in range); throws std::invalid_argument.
+  void check_decision(const Decision& d) const;
 
  private:
   void init(std::unique_ptr<ModelFile> mf);

@@ -197,9 +197,10 @@ UNET_RT_API unet_rt_status unet_rt_engine_normalization(const unet_rt_engine* en
 UNET_RT_API unet_rt_status unet_rt_run(const unet_rt_engine* engine, const unet_rt_image* image,
                                        const unet_rt_output* out, const unet_rt_run_options* run);
 
-/* Labels (argmax over classes) of one tight image of `channels` x `height` x `width` pixels of
- * `dtype` in `layout`, into labels[height * width] of labels_dtype (UNET_RT_U8 when classes <= 256,
- * or UNET_RT_U16). labels_count is the capacity of `labels` in elements. */
+/* Labels of one image of `channels` x `height` x `width` pixels of `dtype` in `layout`, into
+ * labels[height * width] of labels_dtype (UNET_RT_U8 when classes <= 256, or UNET_RT_U16), by the
+ * model file's decision: a threshold on p(foreground class) when the file stores one, else argmax
+ * over classes. labels_count is the capacity of `labels` in elements. */
 UNET_RT_API unet_rt_status unet_rt_segment(const unet_rt_engine* engine, const void* image, unet_rt_dtype dtype,
                                            unet_rt_layout layout, int channels, int height, int width, void* labels,
                                            size_t labels_count, unet_rt_dtype labels_dtype);
@@ -235,6 +236,14 @@ UNET_RT_API unet_rt_status unet_rt_queue_wait(unet_rt_queue* queue, uint64_t tic
 UNET_RT_API unet_rt_status unet_rt_queue_cancel(unet_rt_queue* queue, uint64_t ticket);
 /* Frames in flight (submitted, not collected). */
 UNET_RT_API int unet_rt_queue_in_flight(const unet_rt_queue* queue);
+
+/* Instance labels (0 = background, 1..n) of one image into labels[height * width]: a
+ * marker-controlled watershed on the foreground probability of the whole image, with the
+ * parameters of the model file's decision (as Engine.instances in Python). labels_count is the
+ * capacity of `labels`; *count (may be NULL) receives n. */
+UNET_RT_API unet_rt_status unet_rt_instances(const unet_rt_engine* engine, const void* image, unet_rt_dtype dtype,
+                                             unet_rt_layout layout, int channels, int height, int width,
+                                             int32_t* labels, size_t labels_count, int64_t* count);
 
 #ifdef __cplusplus
 }
