@@ -1,6 +1,7 @@
 // The C API's frame queue (unet_rt_queue_*, include/unet_rt/unet_rt.h): frames are run in order on
 // one thread the queue owns, at most `capacity` in flight, submit never blocks (UNET_RT_ERR_BUSY).
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>

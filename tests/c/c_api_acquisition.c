@@ -189,8 +189,9 @@ int main(int argc, char** argv) {
   EXPECT(unet_rt_segment(em, roi, UNET_RT_U16, UNET_RT_LAYOUT_CHW, 1, RH, RW, mem_labels, RH * RW, UNET_RT_U8),
          UNET_RT_OK, NULL, "segment (memory model)");
   CHECK(memcmp(mem_labels, ref_labels, sizeof mem_labels) == 0, "memory model gives the same labels");
-  EXPECT(unet_rt_engine_create_from_memory("garbage!", 8, NULL, &em), UNET_RT_ERR_MODEL, NULL, "garbage from memory");
   unet_rt_engine_destroy(em);
+  EXPECT(unet_rt_engine_create_from_memory("garbage!", 8, NULL, &em), UNET_RT_ERR_MODEL, NULL, "garbage from memory");
+  CHECK(em == NULL, "no engine from garbage");
 
   /* the frame queue */
   unet_rt_queue* q = NULL;
