@@ -428,14 +428,18 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
     // window pixel (y, x) -> image pixel (sy - pad_y + y, sx - pad_x + x)
     const int y0 = std::max(0, plan.pad_y - sy), y1 = std::min(ry, H + plan.pad_y - sy);
     const int x0 = std::max(0, plan.pad_x - sx), x1 = std::min(rx, W + plan.pad_x - sx);
+    const int n = x1 - x0;
     for (int y = y0; y < y1; ++y) {
-      const size_t row = size_t(sy - plan.pad_y + y) * size_t(W) + size_t(sx - plan.pad_x);
-      const float* wr = wmap.data() + size_t(y) * size_t(rx);
-      for (int x = x0; x < x1; ++x) count[row + size_t(x)] += wr[x];
+      // image pixel (sy - pad_y + y, sx - pad_x + x0): both coordinates >= 0 (the window may start
+      // in the padding: offsets are taken from x0, never from a negative column; fuzz_image found
+      // the unsigned wrap-around the old form relied on)
+      const size_t at = size_t(sy - plan.pad_y + y) * size_t(W) + size_t(sx - plan.pad_x + x0);
+      const float* wr = wmap.data() + size_t(y) * size_t(rx) + size_t(x0);
+      for (int x = 0; x < n; ++x) count[at + size_t(x)] += wr[x];
       for (int k = 0; k < K; ++k) {
-        const float* sr = scratch.data() + (size_t(k) * size_t(ry) + size_t(y)) * size_t(rx);
-        float* ar = acc + size_t(k) * npix + row;
-        for (int x = x0; x < x1; ++x) ar[x] += wr[x] * sr[x];
+        const float* sr = scratch.data() + (size_t(k) * size_t(ry) + size_t(y)) * size_t(rx) + size_t(x0);
+        float* ar = acc + size_t(k) * npix + at;
+        for (int x = 0; x < n; ++x) ar[x] += wr[x] * sr[x];
       }
     }
     report();

@@ -80,8 +80,10 @@ int main(int argc, char** argv) {
 
     // Camera buffers: rows padded to a 64-pixel multiple (a camera SDK's pitch), read in place.
     const size_t pitch_px = (size_t(w) + 63) / 64 * 64;
-    const int nslots = in_flight + 1;  // one more than the queue holds: the camera always has one to fill
-    std::vector<Slot> slots(size_t(nslots));
+    // As many buffers as frames in flight: a buffer is free again once its frame's labels are
+  // collected, which is also when the queue has room again.
+  const int nslots = in_flight;
+    std::vector<Slot> slots(static_cast<size_t>(nslots));
     for (Slot& s : slots) {
       s.pixels.assign(pitch_px * size_t(h), 0);
       s.labels.assign(size_t(h) * size_t(w), 0);

@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
   unet_rt_plan plan;
   plan.struct_size = sizeof plan;
   EXPECT(unet_rt_engine_plan(e, 2000, 300, &plan), UNET_RT_OK, NULL, "plan");
-  CHECK(plan.tiles == plan.tiles_x * plan.tiles_y && plan.tiles_y > 1 && plan.tile_height > 0 && plan.workspace_bytes > 0,
+  CHECK(plan.tiles == plan.tiles_x * plan.tiles_y && plan.tiles >= 1 && plan.tile_height > 300 && plan.tile_width > 300 &&
+            plan.workspace_bytes > 0,
         "plan fields");
   EXPECT(unet_rt_engine_warmup(e, RH, RW), UNET_RT_OK, NULL, "warm-up");
 
@@ -151,7 +152,7 @@ int main(int argc, char** argv) {
   bad_img.roi_x = W - 3;
   EXPECT(unet_rt_run(e, &bad_img, &out, NULL), UNET_RT_ERR_INVALID_ARGUMENT, "region of interest", "ROI outside");
   bad_img = img;
-  bad_img.data_bytes = sizeof cam - 2;
+  bad_img.data_bytes = (H - 1) * PITCH * sizeof(uint16_t) + W * sizeof(uint16_t) - 2; /* last row unpadded: 2 short */
   EXPECT(unet_rt_run(e, &bad_img, &out, NULL), UNET_RT_ERR_INVALID_ARGUMENT, "buffer holds", "image buffer too small");
   bad_img = img;
   bad_img.height = INT_MAX;
@@ -163,7 +164,7 @@ int main(int argc, char** argv) {
   bad_img.row_pitch = (size_t)-2;
   EXPECT(unet_rt_run(e, &bad_img, &out, NULL), UNET_RT_ERR_INVALID_ARGUMENT, NULL, "huge pitch");
   unet_rt_output bad_out = out;
-  bad_out.labels_bytes -= 1;
+  bad_out.labels_bytes = (RH - 1) * LP + RW - 1; /* one short of the last row */
   EXPECT(unet_rt_run(e, &img, &bad_out, NULL), UNET_RT_ERR_INVALID_ARGUMENT, "labels buffer", "labels buffer too small");
   bad_out = out;
   bad_out.labels = NULL;
