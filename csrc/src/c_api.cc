@@ -117,6 +117,14 @@ unet_rt_status create(unet_rt_engine** engine, const std::function<std::unique_p
   });
 }
 
+// The tight entry points' labels buffer: non-NULL and holding height * width elements.
+void check_labels(const void* labels, size_t labels_count, int height, int width) {
+  if (!labels) throw std::invalid_argument("labels buffer is NULL");
+  if (labels_count < size_t(height) * size_t(width))
+    throw std::invalid_argument("labels buffer holds " + std::to_string(labels_count) + " elements, the image needs " +
+                                std::to_string(size_t(height) * size_t(width)));
+}
+
 // The old entry points' tight image (layout CHW or HWC) as a view.
 ImageView tight_view(const unet_rt_engine* e, const void* image, unet_rt_dtype dtype, unet_rt_layout layout,
                      int channels, int height, int width) {
@@ -414,10 +422,7 @@ unet_rt_status unet_rt_segment(const unet_rt_engine* e, const void* image, unet_
                                unet_rt_dtype labels_dtype) {
   return guarded([&] {
     unet_rt::ImageView v = tight_view(e, image, dtype, layout, channels, height, width);
-    if (!labels) throw std::invalid_argument("labels buffer is NULL");
-    if (labels_count < size_t(height) * size_t(width))
-      throw std::invalid_argument("labels buffer holds " + std::to_string(labels_count) + " elements, the image needs " +
-                                  std::to_string(size_t(height) * size_t(width)));
+    check_labels(labels, labels_count, height, width);
     unet_rt::DType ld;
     if (!to_dtype(labels_dtype, &ld) || ld == unet_rt::DType::F32)
       throw std::invalid_argument("labels dtype must be UNET_RT_U8 or UNET_RT_U16");
@@ -443,10 +448,7 @@ unet_rt_status unet_rt_instances(const unet_rt_engine* e, const void* image, une
                                  int64_t* count) {
   return guarded([&] {
     unet_rt::ImageView v = tight_view(e, image, dtype, layout, channels, height, width);
-    if (!labels) throw std::invalid_argument("labels buffer is NULL");
-    if (labels_count < size_t(height) * size_t(width))
-      throw std::invalid_argument("labels buffer holds " + std::to_string(labels_count) + " elements, the image needs " +
-                                  std::to_string(size_t(height) * size_t(width)));
+    check_labels(labels, labels_count, height, width);
     int64_t n = e->engine->instances(v, labels);
     if (count) *count = n;
   });
