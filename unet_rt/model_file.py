@@ -1,4 +1,4 @@
-"""The runtime model file (DESIGN.md §4): one safetensors container for every backend.
+"""The runtime model file (docs/architecture.md, "File format"): one safetensors container for every backend.
 
 Layout: safetensors (8-byte little-endian header length, JSON header, raw little-endian tensors).
 ``__metadata__`` (string values only, as safetensors requires):

@@ -1,4 +1,4 @@
-// Reader of the unet-rt model file (unet_rt/model_file.py; DESIGN.md §4): a safetensors container
+// Reader of the unet-rt model file (unet_rt/model_file.py; docs/architecture.md, "File format"): a safetensors container
 // (8-byte little-endian header length, JSON header, raw little-endian tensors) whose
 // __metadata__ holds format, format_version, kind, arch, normalization, class_names, provenance.
 //

@@ -1,4 +1,4 @@
-// Overlap-tile inference of a whole image (DESIGN.md §5), independent of what runs a tile: the CPU
+// Overlap-tile inference of a whole image (docs/architecture.md, "Tiling"), independent of what runs a tile: the CPU
 // executor (engine.cc) and the Python GPU backends (through _core.tile_predict) share this code.
 //
 // Valid networks (the paper's): the image is mirror-extrapolated without limit (numpy 'reflect'
