@@ -11,13 +11,14 @@ DEPS    := $(VENV)/.deps-stamp
 DEMO_IN := data/samples/image/25.png
 JOBS    ?= 2
 
-.PHONY: all demo test test-fast bench ablation install cpp clean help
+.PHONY: all demo test test-fast bench ablation install cpp clean help fuzz fuzz-merge
 
 help:
 	@echo "make demo   - set up, then segment a shipped ISBI 2012 sample with the shipped model (out/demo/)"
 	@echo "make test   - set up, then run the test suite (Python + C/C++ example)"
 	@echo "make bench  - set up, then run the benchmarks (pytest bench/ --benchmark-only), JSON in out/bench.json"
 	@echo "make ablation - set up, then train both recipes briefly on three synthetic data sets against Otsu (~20 min)"
+	@echo "make fuzz   - libFuzzer + ASan/UBSan campaign on the model reader and the image entry points (needs clang)"
 
 $(PYTHON):
 	$(PY) -m venv $(VENV)
@@ -59,6 +60,33 @@ ablation: install
 	@mkdir -p out/ablation
 	cd out/ablation && ../../$(PYTHON) -m training.ablation --recipe default --steps 300 --out default --check
 	cd out/ablation && ../../$(PYTHON) -m training.ablation --recipe paper --steps 300 --out paper
+
+# Fuzzing campaign (docs/fuzzing.md): FUZZ_RUNS executions per target, nice'd; new corpus entries
+# go to build/fuzz/corpus/; `make fuzz-merge` minimises them into tests/corpus/ (replayed by make test).
+FUZZ_RUNS ?= 1000000
+FUZZ_TARGETS := model_reader image
+fuzz:
+	@command -v clang++ >/dev/null || { echo "make fuzz needs clang with libFuzzer (Debian/Ubuntu: apt-get install -y clang)"; exit 1; }
+	cmake -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DUNET_RT_FUZZ=ON \
+	  -DUNET_RT_SHARED=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	nice cmake --build build/fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	@mkdir -p build/fuzz/logs
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus/$$t; \
+	  echo "fuzz_$$t: $(FUZZ_RUNS) runs, log build/fuzz/logs/$$t.log"; \
+	  nice -n 19 build/fuzz/fuzz_$$t -runs=$(FUZZ_RUNS) -dict=csrc/fuzz/$$t.dict -max_len=8192 -timeout=20 \
+	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+	    build/fuzz/corpus/$$t tests/corpus/$$t > build/fuzz/logs/$$t.log 2>&1 || { tail -40 build/fuzz/logs/$$t.log; exit 1; }; \
+	  grep -E "stat::number_of_executed_units|cov:" build/fuzz/logs/$$t.log | tail -2; \
+	done
+
+fuzz-merge:
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/merged/$$t && rm -f build/fuzz/merged/$$t/*; \
+	  build/fuzz/fuzz_$$t -merge=1 -max_len=8192 build/fuzz/merged/$$t tests/corpus/$$t build/fuzz/corpus/$$t >/dev/null 2>&1; \
+	  rm -f tests/corpus/$$t/* && cp build/fuzz/merged/$$t/* tests/corpus/$$t/; \
+	  echo "tests/corpus/$$t: $$(ls tests/corpus/$$t | wc -l) files, $$(du -sh tests/corpus/$$t | cut -f1)"; \
+	done
 
 clean:
 	rm -rf build out .pytest_cache

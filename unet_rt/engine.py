@@ -74,9 +74,9 @@ class Engine:
         path = Path(path)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"model file not found: {path}")
-        kind = model_file.detect_kind(path)
+        kind = model_file.detect_kind(path)  # OSError for a directory, FIFO or device
         trt = kind in ("tensorrt", "tensorrt-bare")
         if backend == "auto":
             backend = "tensorrt" if trt else "cpu"

@@ -193,6 +193,8 @@ PYBIND11_MODULE(_core, m) {
       PyErr_SetString(model_error.ptr(), e.what());
     } catch (const Cancelled& e) {
       PyErr_SetString(cancelled.ptr(), e.what());
+    } catch (const NumericError& e) {
+      PyErr_SetString(PyExc_FloatingPointError, e.what());
     } catch (const IoError& e) {
       PyErr_SetString(e.error_number() == ENOENT ? PyExc_FileNotFoundError : PyExc_OSError, e.what());
     }
@@ -202,15 +204,16 @@ PYBIND11_MODULE(_core, m) {
     auto mf = ModelFile::open(path);
     return model_dict(*mf);
   }, py::arg("path"), "Read and validate a model file with the native reader; returns its metadata and tensor shapes.");
-  m.def("read_model_bytes", [](py::bytes data) {
+  m.def("read_model_bytes", [](py::bytes data, const std::string& name) {
     std::string_view s = data;  // no copy until from_bytes
     std::unique_ptr<ModelFile> mf;
     {
       py::gil_scoped_release release;
-      mf = ModelFile::from_bytes(s.data(), s.size());
+      mf = ModelFile::from_bytes(s.data(), s.size(), name);
     }
     return model_dict(*mf);
-  }, py::arg("data"), "read_model on bytes in memory (used by the fuzz tests).");
+  }, py::arg("data"), py::arg("name") = "<memory>",
+     "read_model on bytes in memory (model_file.load validates with it; the corpus tests replay through it).");
 
   m.def("reflect_index", &reflect_index, py::arg("i"), py::arg("n"));
   m.def("plan_tiles", [](int height, int width, int depth, bool same_padding, int tile, int max_tile, double overlap) {
@@ -275,7 +278,7 @@ after each one; returning False raises Cancelled. The GIL is released except aro
            "progress(done, total) -> bool|None: called before the first tile and after each one (GIL held only "
            "for the call); returning False raises Cancelled; an exception it raises reaches the caller.")
       .def("segment", [](const Engine& e, const py::array& img, const py::object& decision,
-                         const py::object& progress) -> py::array {
+                          const py::object& progress) -> py::array {
              ImageView v = image_view(img);
              if (v.channels != e.info().arch.in_channels)
                throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
@@ -336,6 +339,8 @@ after each one; returning False raises Cancelled. The GIL is released except aro
         d["overlap"] = e.options().overlap;
         d["blend"] = e.options().blend == Blend::Gaussian ? "gaussian" : "constant";
         d["provenance"] = i.provenance_json;
+        d["cached_plans"] = e.cached_plans();
+        d["arena_bytes"] = e.arena_bytes();
         return d;
       });
 

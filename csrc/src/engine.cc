@@ -10,18 +10,30 @@
 
 namespace unet_rt {
 
-Engine::Engine(const std::string& path, const EngineOptions& opt) : opt_(opt) {
+static void check_options(const EngineOptions& opt) {
   if (opt.threads < 0) throw std::invalid_argument("threads must be >= 0");
   if (opt.tile < 0) throw std::invalid_argument("tile must be >= 0");
   if (!(opt.overlap >= 0.0 && opt.overlap < 1.0)) throw std::invalid_argument("overlap must be in [0, 1)");
-  budget_ = (opt.memory_budget_mb ? opt.memory_budget_mb : kDefaultBudgetMb) * size_t(1024) * 1024;
-  {
-    std::unique_ptr<ModelFile> mf = ModelFile::open(path);
-    info_ = mf->info();
-    if (opt.tile > 0) plan_tiles(1, 1, geometry(), tile_options());  // validates the tile size early
-    net_ = std::make_unique<Network>(info_.arch, mf->weights(), opt.threads);
-  }  // the file mapping is released here: the executor holds repacked weights
+  if (opt.memory_budget_mb > (size_t(1) << 30)) throw std::invalid_argument("memory_budget_mb is absurdly large");
 }
+
+Engine::Engine(const std::string& path, const EngineOptions& opt) : opt_(opt) {
+  check_options(opt);
+  init(ModelFile::open(path));
+}
+
+Engine::Engine(const void* data, size_t size, const EngineOptions& opt) : opt_(opt) {
+  check_options(opt);
+  if (!data && size) throw std::invalid_argument("model data is NULL");
+  init(ModelFile::from_bytes(data ? data : "", size));
+}
+
+void Engine::init(std::unique_ptr<ModelFile> mf) {
+  budget_ = (opt_.memory_budget_mb ? opt_.memory_budget_mb : kDefaultBudgetMb) * size_t(1024) * 1024;
+  info_ = mf->info();
+  if (opt_.tile > 0) plan_tiles(1, 1, geometry(), tile_options());  // validates the tile size early
+  net_ = std::make_unique<Network>(info_.arch, mf->weights(), opt_.threads);
+}  // the file's bytes are released here: the executor holds repacked weights
 
 Engine::~Engine() = default;
 
@@ -62,6 +74,19 @@ void Engine::predict(const ImageView& img, float* out, bool logits, const Progre
   o.kind = logits ? OutputKind::Logits : OutputKind::Probabilities;
   o.scores = out;
   // Valid nets: the executor's head applies the softmax (fused); same nets blend logits first.
+  o.fn_writes_probabilities = !logits && !info_.arch.same_padding;
+  run(img, o, progress);
+}
+
+void Engine::infer(const ImageView& img, float* scores, bool logits, void* labels, DType labels_dtype,
+                   const ProgressFn& progress) const {
+  if (!scores) return segment(img, labels, labels_dtype, nullptr, progress);
+  TileOutput o;
+  o.kind = logits ? OutputKind::Logits : OutputKind::Probabilities;
+  o.scores = scores;
+  o.labels = labels;
+  o.labels_dtype = labels_dtype;
+  o.decision = &info_.decision;
   o.fn_writes_probabilities = !logits && !info_.arch.same_padding;
   run(img, o, progress);
 }

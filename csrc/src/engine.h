@@ -29,6 +29,8 @@ constexpr size_t kDefaultBudgetMb = 384;
 class Engine {
  public:
   explicit Engine(const std::string& path, const EngineOptions& opt = {});
+  // From a model file's bytes in memory (copied while loading).
+  Engine(const void* data, size_t size, const EngineOptions& opt = {});
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -37,7 +39,10 @@ class Engine {
   int halo() const;
   int tile() const { return opt_.tile; }
   int threads() const;
+  size_t cached_plans() const { return net_->cached_plans(); }  // see Network::kMaxPlans
+  size_t arena_bytes() const { return net_->arena_bytes(); }
   size_t memory_budget_bytes() const { return budget_; }
+  size_t workspace_bytes(int h, int w) const { return net_->workspace_bytes(h, w); }
   const EngineOptions& options() const { return opt_; }
   // The tiling this engine uses for an image of this size.
   TilePlan plan(int height, int width) const;
@@ -48,9 +53,13 @@ class Engine {
   void predict(const ImageView& img, float* out, bool logits = false, const ProgressFn& progress = {}) const;
   // Writes the labels [H, W] (U8 if classes <= 256, else U16 as `dtype` says) by the model's
   // decision (decision.h: a threshold on p(foreground) if the model file has one, else argmax),
-  // or by `decision` when given.
+  // or by `decision` when given. `progress`: as predict.
   void segment(const ImageView& img, void* labels, DType labels_dtype, const Decision* decision = nullptr,
                const ProgressFn& progress = {}) const;
+  // Both from one pass: scores [classes, H, W] (probabilities, or logits) and/or labels [H, W] by the
+  // model's decision (either may be null, not both).
+  void infer(const ImageView& img, float* scores, bool logits, void* labels, DType labels_dtype,
+             const ProgressFn& progress = {}) const;
   // Writes instance labels [H, W] (0 = background) by the watershed of decision.h on the whole
   // stitched probability map, with the model's decision or `decision`. Returns the instance count.
   int64_t instances(const ImageView& img, int32_t* labels, const Decision* decision = nullptr) const;
@@ -58,6 +67,7 @@ class Engine {
   void check_decision(const Decision& d) const;
 
  private:
+  void init(std::unique_ptr<ModelFile> mf);
   TileOptions tile_options() const;
   TileGeometry geometry() const;
   void run(const ImageView& img, const TileOutput& out, const ProgressFn& progress) const;

@@ -1,4 +1,4 @@
-// Overlap-tile inference of a whole image (DESIGN.md §5), independent of what runs a tile: the CPU
+// Overlap-tile inference of a whole image (docs/architecture.md, "Tiling"), independent of what runs a tile: the CPU
 // executor (engine.cc) and the Python GPU backends (through _core.tile_predict) share this code.
 //
 // Valid networks (the paper's): the image is mirror-extrapolated without limit (numpy 'reflect'
@@ -49,6 +49,17 @@ enum class Blend { Constant, Gaussian };
 // Cancelled and the output's contents are unspecified. An exception thrown by the callback reaches
 // tile_predict's caller unchanged.
 using ProgressFn = std::function<bool(size_t done, size_t total)>;
+
+// Thrown when a tile function's output holds NaN or Inf (e.g. weights that overflow float32): an
+// error, never silent garbage in the probabilities or labels.
+class NumericError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The largest image side the tiler accepts: keeps every size, offset and plan computation far
+// from INT_MAX (and planning fast). 1M pixels a side; memory runs out long before.
+constexpr int kMaxImageSide = 1 << 20;
 
 // Thrown when a ProgressFn asks to stop.
 class Cancelled : public std::runtime_error {
@@ -113,7 +124,8 @@ struct TileOutput {
   OutputKind kind = OutputKind::Probabilities;
   float* scores = nullptr;       // Logits/Probabilities: [classes, H, W] contiguous
   void* labels = nullptr;        // Labels: [H, W] contiguous argmax over classes (first maximum),
-  const Decision* decision = nullptr;  // or this decision (decision.h) when set
+  const Decision* decision = nullptr;  // or this decision (decision.h) when set; with
+                                 // Logits/Probabilities: also the labels of the scores (one pass)
   DType labels_dtype = DType::U8;  // U8 (classes <= 256) or U16 (classes <= 65536)
   // The tile function already applies the softmax (the CPU executor's fused head). Only allowed
   // for valid networks (same networks blend logits, then apply the softmax).
@@ -121,7 +133,8 @@ struct TileOutput {
 };
 
 // Tiles `img` (normalised per channel with mean/std on the fly) through `fn` and writes the result.
-// Throws std::invalid_argument on bad input (shape, channels, NaN/Inf in float images).
+// Throws std::invalid_argument on bad input (shape, channels, NaN/Inf in float images), NumericError
+// when `fn` produces NaN/Inf, Cancelled when opt.progress says stop.
 void tile_predict(const ImageView& img, const std::vector<float>& mean, const std::vector<float>& std,
                   const TileGeometry& g, const TileFn& fn, const TileOptions& opt, const TileOutput& out);
 
