@@ -47,6 +47,10 @@ class Engine {
   void predict(const ImageView& img, float* out, bool logits = false) const;
   // Writes the argmax labels [H, W] (U8 if classes <= 256, else U16 as `dtype` says).
   void segment(const ImageView& img, void* labels, DType labels_dtype) const;
+  // One tile through the network, no tiling and no padding: `in` [in_channels, h, w] fp32,
+  // normalised, contiguous; writes [classes, oh, ow] logits (or the fused softmax). The unit of work
+  // of predict(), for callers that cut the whole-image pass's tiles themselves (unet_rt.dask).
+  void forward_tile(const float* in, int h, int w, const OutputView& out, bool probabilities) const;
 
  private:
   TileOptions tile_options() const;

@@ -1,0 +1,155 @@
+"""unet_rt.dask: lazy blocks of large images equal the whole-image Engine pass (threaded scheduler and a
+2-process dask.distributed LocalCluster)."""
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+
+import unet_rt  # noqa: E402
+from unet_rt import dask as ud  # noqa: E402
+
+TILE = 60  # depth-2 valid sizes: 44 + multiples of 4 (halo 20, output 20, stride 20)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, save_unet):
+    p = tmp_path_factory.mktemp("m") / "m.plan"
+    save_unet(p, depth=2, base=4, classes=3, seed=3)
+    return p
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(7)
+    return rng.integers(0, 4000, size=(157, 203), dtype=np.uint16)
+
+
+def test_block_plan_is_the_whole_image_tiling(model):
+    from unet_rt import _core
+
+    p = ud.block_plan(157, 203, depth=2, tile=TILE, block=50)
+    whole = _core.plan_tiles(157, 203, 2, False, tile=TILE)
+    # blocks are runs of whole tiles of the whole-image pass, covering the image exactly once
+    assert p.stride == whole["y"]["out_start"][1] - whole["y"]["out_start"][0]
+    assert p.y[0][0] == 0 and p.y[-1][1] == 157 and all(a[1] == b[0] for a, b in zip(p.y, p.y[1:]))
+    assert p.x[0][0] == 0 and p.x[-1][1] == 203 and all(a[1] == b[0] for a, b in zip(p.x, p.x[1:]))
+    assert {a for a, _ in p.y} <= set(whole["y"]["out_start"]) and len(p.y) > 2
+    # a block reads the halo before it and, after it, up to the end of its last tile's input
+    for (a, b), (i0, i1) in zip(p.y, p.y_in):
+        assert i0 == a - p.halo and (i1 - i0 - TILE) % p.stride == 0
+
+
+def test_threaded_equals_engine_bit_for_bit(model, image):
+    ref = unet_rt.Engine(model, tile=TILE, threads=1)
+    x = da.from_array(image, chunks=(40, 64))  # small chunks: merged into blocks
+    lab = ud.segment(x, model, tile=TILE, block=50)
+    prob = ud.predict(x, model, tile=TILE, block=50)
+    assert lab.numblocks == (len(ud.block_plan(157, 203, 2, TILE, 50).y), len(ud.block_plan(157, 203, 2, TILE, 50).x))
+    assert lab.shape == image.shape and lab.dtype == np.uint8
+    got_l = lab.compute(scheduler="threads")
+    got_p = prob.compute(scheduler="threads")
+    np.testing.assert_array_equal(got_l, ref.segment(image))
+    np.testing.assert_array_equal(got_p, ref.predict(image))
+    assert len(np.unique(got_l)) > 1
+
+
+def test_automatic_tile_engine_within_bound(model):
+    # Engine's automatic tiles have other shapes, whose Winograd arithmetic rounds differently: the
+    # probabilities agree to 1e-5 of the logits' scale, the labels wherever two classes do not tie
+    img = np.random.default_rng(7).integers(0, 255, size=(157, 203)).astype(np.uint8)
+    auto = unet_rt.Engine(model, threads=1)
+    assert max(auto._native.plan(*img.shape)["y"]["in_size"]) != TILE  # really other tiles
+    p = ud.predict(img, model, tile=TILE, block=64).compute(scheduler="sync")
+    q = auto.predict(img)
+    scale = np.abs(auto.logits(img)).max()
+    err = np.abs(p - q).max()
+    assert 0 < err <= 1e-5 * scale
+    lab = ud.segment(img, model, tile=TILE, block=64).compute(scheduler="sync")
+    srt = np.sort(q, axis=0)
+    tie = (srt[-1] - srt[-2]) <= 2 * err
+    same = lab == auto.segment(img)
+    assert same[~tie].all() and same.mean() > 0.999
+
+
+def test_stack_plane_by_plane_and_default_tile(model, image):
+    stack = np.stack([image, image[::-1], image[:, ::-1] // 2]).astype(np.float64)  # float64: as Engine, float32
+    x = da.from_array(stack, chunks=(2, 100, 100))
+    lab = ud.segment(x, model, block=80)
+    assert lab.shape == stack.shape and lab.chunks[0] == (2, 1)
+    tile = ud._default_tile(2, 80)
+    np.testing.assert_array_equal(lab.compute(), unet_rt.Engine(model, tile=tile).segment(stack))
+    prob = ud.predict(x, model, block=80)
+    assert prob.shape == (3, 3) + image.shape
+    np.testing.assert_array_equal(prob[1].compute(), unet_rt.Engine(model, tile=tile).predict(stack[1]))
+
+
+def test_small_image_and_multichannel(tmp_path, save_unet):
+    m = tmp_path / "rgb.plan"
+    save_unet(m, cin=3, depth=2, base=4, classes=2, seed=5)
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 255, size=(13, 70, 3), dtype=np.uint8)  # 13 rows: less than the halo
+    ref = unet_rt.Engine(m, tile=TILE)
+    np.testing.assert_array_equal(ud.segment(img, m, tile=TILE, block=40).compute(), ref.segment(img))
+    np.testing.assert_array_equal(ud.predict(img, m, tile=TILE, block=40).compute(), ref.predict(img))
+
+
+def test_sources_zarr_path_and_tiff_memmap(model, image, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    tifffile = pytest.importorskip("tifffile")
+    ref = unet_rt.Engine(model, tile=TILE).segment(image)
+    z = zarr.open_array(str(tmp_path / "a.zarr"), mode="w", shape=image.shape, chunks=(64, 64), dtype=image.dtype)
+    z[:] = image
+    np.testing.assert_array_equal(ud.segment(z, model, tile=TILE).compute(), ref)
+    np.testing.assert_array_equal(ud.segment(tmp_path / "a.zarr", model, tile=TILE).compute(), ref)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    mm = tifffile.memmap(tmp_path / "a.tif", mode="r")
+    np.testing.assert_array_equal(ud.segment(mm, model, tile=TILE).compute(), ref)
+
+
+def test_graph_carries_the_path_not_the_weights(model, image):
+    from unet_rt import model_file
+
+    g = ud.segment(image, model, tile=TILE, block=50).__dask_graph__()
+    blob = pickle.dumps(dict(g))
+    w = next(iter(model_file.load(model).tensors.values()))
+    assert np.asarray(w).tobytes()[:64] not in blob
+    assert str(model.resolve()).encode() in blob
+
+
+def test_bad_input(model, tmp_path):
+    with pytest.raises(ValueError, match="single-channel"):
+        ud.segment(np.zeros((2, 2, 40, 40), np.uint8), model)
+    with pytest.raises(TypeError, match="uint8, uint16 or float32"):
+        ud.segment(np.zeros((40, 40), np.int32), model)
+    with pytest.raises(FileNotFoundError):
+        ud.segment(np.zeros((40, 40), np.uint8), tmp_path / "nope.plan")
+
+
+def test_missing_dask_names_the_extra(model):
+    code = ("import sys; sys.modules['dask'] = None; sys.modules['dask.array'] = None\n"
+            "import numpy as np\nfrom unet_rt import dask as ud\n"
+            f"ud.segment(np.zeros((40, 40), np.uint8), {str(model)!r})")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode != 0 and "pip install 'unet-rt[dask]'" in r.stderr
+
+
+def test_distributed_local_cluster(model, image):
+    distributed = pytest.importorskip("distributed")
+    stack = np.stack([image, image[::-1]])
+    ref = unet_rt.Engine(model, tile=TILE)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1") as cluster, distributed.Client(cluster) as client:
+        lab = ud.segment(da.from_array(stack, chunks=(1, 64, 64)), model, tile=TILE, block=50)
+        prob = ud.predict(stack[0], model, tile=TILE, block=50)
+        got_l, got_p = client.compute([lab, prob], sync=True)
+        np.testing.assert_array_equal(got_l, ref.segment(stack))
+        np.testing.assert_array_equal(got_p, ref.predict(stack[0]))
+        # the model was opened once per worker process (per engine setting), not once per block
+        info = client.run(lambda: ud._engine_cached.cache_info()._asdict())
+        assert len(info) == 2
+        assert sum(i["hits"] for i in info.values()) > 2
+        assert all(i["misses"] <= 1 for i in info.values())
