@@ -137,19 +137,109 @@ def test_missing_dask_names_the_extra(model):
     assert r.returncode != 0 and "pip install 'unet-rt[dask]'" in r.stderr
 
 
-def test_distributed_local_cluster(model, image):
+@pytest.fixture(scope="module")
+def client():
+    """The issue's cluster: 2 worker processes, 1 thread each, on localhost (shared by the tests below)."""
     distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1") as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def test_distributed_local_cluster(client, model, image):
     stack = np.stack([image, image[::-1]])
     ref = unet_rt.Engine(model, tile=TILE)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  host="127.0.0.1") as cluster, distributed.Client(cluster) as client:
-        lab = ud.segment(da.from_array(stack, chunks=(1, 64, 64)), model, tile=TILE, block=50)
-        prob = ud.predict(stack[0], model, tile=TILE, block=50)
-        got_l, got_p = client.compute([lab, prob], sync=True)
-        np.testing.assert_array_equal(got_l, ref.segment(stack))
-        np.testing.assert_array_equal(got_p, ref.predict(stack[0]))
-        # the model was opened once per worker process (per engine setting), not once per block
-        info = client.run(lambda: ud._engine_cached.cache_info()._asdict())
-        assert len(info) == 2
-        assert sum(i["hits"] for i in info.values()) > 2
-        assert all(i["misses"] <= 1 for i in info.values())
+    client.run(ud._engine_cached.cache_clear)
+    lab = ud.segment(da.from_array(stack, chunks=(1, 64, 64)), model, tile=TILE, block=50)
+    prob = ud.predict(stack[0], model, tile=TILE, block=50)
+    got_l, got_p = client.compute([lab, prob], sync=True)
+    np.testing.assert_array_equal(got_l, ref.segment(stack))
+    np.testing.assert_array_equal(got_p, ref.predict(stack[0]))
+    # the model was opened once per worker process, not once per block
+    info = client.run(lambda: ud._engine_cached.cache_info()._asdict())
+    assert len(info) == 2
+    assert sum(i["hits"] for i in info.values()) > 2
+    assert all(i["misses"] <= 1 for i in info.values())
+
+
+# ------------------------------------------------------------------ the CLI: unet-rt segment --scheduler/--workers
+def _cli(*argv):
+    from unet_rt.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def _chunk_files(path):
+    return sorted(p for p in path.rglob("*") if p.is_file() and "/c/" in p.as_posix() and p.suffix != ".partial")
+
+
+def test_cli_zarr_resumable(client, model, image, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    src, out = tmp_path / "big.zarr", tmp_path / "labels.zarr"
+    z = zarr.create_array(str(src), shape=image.shape, chunks=(64, 64), dtype=image.dtype)
+    z[:] = image
+    addr = client.scheduler.address
+    args = ("segment", src, "-o", out, "-m", model, "--tile", TILE, "--block", 50, "--scheduler", addr, "-q")
+    assert _cli(*args) == 0
+    ref = unet_rt.Engine(model, tile=TILE).segment(image)
+    got = zarr.open_array(str(out), mode="r")
+    np.testing.assert_array_equal(got[:], ref)
+    assert got.chunks == (40, 40)  # chunk = block: round(50 / 20) = 2 tiles at stride 20
+    files = _chunk_files(out)
+    assert len(files) == got.nchunks  # every chunk written, background-only ones too
+    # resume: two chunks lost (one replaced by a stray partial write); the others are not rewritten
+    files[0].unlink()
+    files[3].unlink()
+    (files[3].parent / (files[3].name + ".0123abcd.partial")).write_bytes(b"half")
+    mtimes = {f: f.stat().st_mtime_ns for f in files if f.exists()}
+    assert _cli(*args) == 0
+    assert all(f.stat().st_mtime_ns == t for f, t in mtimes.items())
+    assert files[0].exists() and files[3].exists()
+    np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], ref)
+    # another run's output is not silently mixed into
+    assert _cli("segment", src, "-o", out, "-m", model, "--tile", TILE + 4, "--block", 50, "--scheduler", addr,
+                "-q") == 2
+
+
+def test_cli_ome_zarr_labels(client, model, image, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    pytest.importorskip("ome_zarr")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    from ome_zarr.writer import write_image
+
+    stack = np.stack([image, image[::-1]])
+    src = tmp_path / "img.ome.zarr"
+    root = zarr.open_group(str(src), mode="w")
+    write_image(stack, root, axes="zyx", scaler=None,
+                coordinate_transformations=[[{"type": "scale", "scale": [2.0, 0.5, 0.5]}]])
+    assert _cli("segment", src, "-o", src, "-m", model, "--tile", TILE, "--block", 50,
+                "--scheduler", client.scheduler.address, "-q") == 0
+    nodes = list(Reader(parse_url(str(src / "labels" / "unet-rt")))())
+    lab = nodes[0]
+    assert "image-label" in lab.metadata or lab.load(__import__("ome_zarr.reader").reader.Label)
+    np.testing.assert_array_equal(np.asarray(lab.data[0]), unet_rt.Engine(model, tile=TILE).segment(stack))
+    ms = zarr.open_group(str(src / "labels" / "unet-rt"), mode="r").attrs.asdict()
+    ms = ms.get("ome", ms)["multiscales"][0]
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 0.5, 0.5]
+    assert "unet-rt" in zarr.open_group(str(src / "labels"), mode="r").attrs.asdict().get("ome", {}).get(
+        "labels", zarr.open_group(str(src / "labels"), mode="r").attrs.asdict().get("labels", []))
+
+
+def test_cli_many_files_local_workers(model, tmp_path):
+    from unet_rt.io import read_image, write_image
+
+    rng = np.random.default_rng(3)
+    d = tmp_path / "in"
+    imgs = {f"im{i}": rng.integers(0, 255, size=(40 + 7 * i, 50), dtype=np.uint8) for i in range(3)}
+    for k, v in imgs.items():
+        write_image(d / f"{k}.png", v)
+    out = tmp_path / "out"
+    assert _cli("segment", d / "*.png", "-o", out, "-m", model, "--workers", 1, "-q") == 0
+    eng = unet_rt.Engine(model)
+    for k, v in imgs.items():
+        np.testing.assert_array_equal(read_image(out / f"{k}.png"), eng.segment(v))
+    t = (out / "im1.png").stat().st_mtime_ns
+    (out / "im2.png").unlink()
+    assert _cli("segment", d, "-o", out, "-m", model, "--workers", 1, "-q") == 0
+    assert (out / "im1.png").stat().st_mtime_ns == t and (out / "im2.png").exists()

@@ -39,6 +39,10 @@ def _add_engine_args(p):
 
 
 def cmd_segment(args) -> int:
+    from . import dask_cli
+
+    if dask_cli.wanted(args):  # --workers / --scheduler: dask.distributed (unet_rt/dask_cli.py)
+        return dask_cli.segment(args)
     from tqdm import tqdm
 
     from .engine import Engine
@@ -106,6 +110,9 @@ def _add_segment(sub):
     p.add_argument("--overlay", action="store_true", help="also write NAME-overlay.png (image with one class tinted)")
     p.add_argument("--overlay-class", type=int, default=0, help="class tinted in the overlay (default 0: membrane)")
     p.add_argument("-q", "--quiet", action="store_true")
+    from . import dask_cli
+
+    dask_cli.add_arguments(p)
     p.set_defaults(func=cmd_segment)
 
 

@@ -203,6 +203,10 @@ def _default_tile(depth: int, block: int) -> int:
     return int(max(p["y"]["in_size"]))
 
 
+def _resolve_tile(tile: int | None, depth: int, block: int) -> int:
+    return int(tile) if tile else _default_tile(depth, block)
+
+
 def _lazy(array, model, kind: str, *, tile: int | None, block: int, backend: str, threads: int | None):
     da = _dask_array()
     path = str(Path(model).resolve())
@@ -230,7 +234,7 @@ def _lazy(array, model, kind: str, *, tile: int | None, block: int, backend: str
         raise ValueError(f"image is empty (shape {x.shape})")
     ya, xa = spatial - 2, spatial - 1
     H, W = int(x.shape[ya]), int(x.shape[xa])
-    tile = int(tile) if tile else _default_tile(depth, block)
+    tile = _resolve_tile(tile, depth, block)
     plan = block_plan(H, W, depth, tile, block)
 
     # mirror-extrapolate the image as far as the last tile reads (same indices as the native tiler)
