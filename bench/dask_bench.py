@@ -91,7 +91,7 @@ def run_dask(src: str, model: str, workers: int, block: int, dst: str) -> dict:
     from unet_rt import dask as ud
 
     with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, host="127.0.0.1") as cluster, \
+                                  dashboard_address=":0", host="127.0.0.1") as cluster, \
             distributed.Client(cluster) as client:
         lab = ud.segment(da.from_zarr(src), model, block=block, threads=1)
         client.run(lambda: None)  # workers up

@@ -135,13 +135,17 @@ def test_missing_dask_names_the_extra(model):
             f"ud.segment(np.zeros((40, 40), np.uint8), {str(model)!r})")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode != 0 and "pip install 'unet-rt[dask]'" in r.stderr
+    code = ("import sys; sys.modules['distributed'] = None\nfrom unet_rt.cli import main\n"
+            f"sys.exit(main(['segment', 'x.png', '-o', 'out', '-m', {str(model)!r}, '--workers', '2']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 2 and "pip install 'unet-rt[dask]'" in r.stderr
 
 
 @pytest.fixture(scope="module")
 def client():
     """The issue's cluster: 2 worker processes, 1 thread each, on localhost (shared by the tests below)."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   host="127.0.0.1") as cluster, distributed.Client(cluster) as c:
         yield c
 
@@ -205,28 +209,26 @@ def test_cli_ome_zarr_labels(client, model, image, tmp_path):
     zarr = pytest.importorskip("zarr")
     pytest.importorskip("ome_zarr")
     from ome_zarr.io import parse_url
-    from ome_zarr.reader import Reader
+    from ome_zarr.reader import Label, Reader
     from ome_zarr.writer import write_image
 
     stack = np.stack([image, image[::-1]])
     src = tmp_path / "img.ome.zarr"
     root = zarr.open_group(str(src), mode="w")
-    write_image(stack, root, axes="zyx", scaler=None,
-                coordinate_transformations=[[{"type": "scale", "scale": [2.0, 0.5, 0.5]}]])
+    write_image(stack, root, axes="zyx", scale_factors=[], scale={"z": 2.0, "y": 0.5, "x": 0.5})
     assert _cli("segment", src, "-o", src, "-m", model, "--tile", TILE, "--block", 50,
                 "--scheduler", client.scheduler.address, "-q") == 0
-    nodes = list(Reader(parse_url(str(src / "labels" / "unet-rt")))())
-    lab = nodes[0]
-    assert "image-label" in lab.metadata or lab.load(__import__("ome_zarr.reader").reader.Label)
-    np.testing.assert_array_equal(np.asarray(lab.data[0]), unet_rt.Engine(model, tile=TILE).segment(stack))
-    ms = zarr.open_group(str(src / "labels" / "unet-rt"), mode="r").attrs.asdict()
-    ms = ms.get("ome", ms)["multiscales"][0]
-    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 0.5, 0.5]
-    assert "unet-rt" in zarr.open_group(str(src / "labels"), mode="r").attrs.asdict().get("ome", {}).get(
-        "labels", zarr.open_group(str(src / "labels"), mode="r").attrs.asdict().get("labels", []))
+    # ome-zarr's reader finds the label image beside the image, with the image's scale
+    nodes = list(Reader(parse_url(str(src)))())
+    lab = [n for n in nodes if any(type(s) is Label for s in n.specs)]
+    assert len(lab) == 1 and lab[0].zarr.path.endswith("labels/unet-rt")
+    np.testing.assert_array_equal(np.asarray(lab[0].data[0]), unet_rt.Engine(model, tile=TILE).segment(stack))
+    img_ct = nodes[0].metadata["coordinateTransformations"][0]
+    assert lab[0].metadata["coordinateTransformations"][0] == img_ct
+    assert img_ct[0]["scale"] == [2.0, 0.5, 0.5]
 
 
-def test_cli_many_files_local_workers(model, tmp_path):
+def test_cli_many_files(client, model, tmp_path):
     from unet_rt.io import read_image, write_image
 
     rng = np.random.default_rng(3)
@@ -235,11 +237,12 @@ def test_cli_many_files_local_workers(model, tmp_path):
     for k, v in imgs.items():
         write_image(d / f"{k}.png", v)
     out = tmp_path / "out"
-    assert _cli("segment", d / "*.png", "-o", out, "-m", model, "--workers", 1, "-q") == 0
+    addr = client.scheduler.address
+    assert _cli("segment", d / "*.png", "-o", out, "-m", model, "--scheduler", addr, "-q") == 0
     eng = unet_rt.Engine(model)
     for k, v in imgs.items():
         np.testing.assert_array_equal(read_image(out / f"{k}.png"), eng.segment(v))
     t = (out / "im1.png").stat().st_mtime_ns
     (out / "im2.png").unlink()
-    assert _cli("segment", d, "-o", out, "-m", model, "--workers", 1, "-q") == 0
+    assert _cli("segment", d, "-o", out, "-m", model, "--scheduler", addr, "-q") == 0
     assert (out / "im1.png").stat().st_mtime_ns == t and (out / "im2.png").exists()

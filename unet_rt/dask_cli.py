@@ -60,7 +60,7 @@ def _client(args):
     if args.scheduler:
         return distributed.Client(args.scheduler), None
     cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=args.threads or 1,
-                                       processes=True, dashboard_address=None)
+                                       processes=True, dashboard_address=":0")
     return distributed.Client(cluster), cluster
 
 
@@ -162,8 +162,7 @@ def _create_output(out: Path, shape, chunks, run: dict, ngff: tuple | None):
     axes = [ax for ax in ms["axes"] if (ax["name"] if isinstance(ax, dict) else ax) in names]
     keep = [i for i, ax in enumerate(ms["axes"]) if (ax["name"] if isinstance(ax, dict) else ax) in names]
     ct = ms["datasets"][0].get("coordinateTransformations") or [{"type": "scale", "scale": [1.0] * len(ms["axes"])}]
-    ct = [dict(t, scale=[t["scale"][i] for i in keep]) if t.get("type") == "scale" else t for t in ct
-          if t.get("type") == "scale"]
+    ct = [{**t, t["type"]: [t[t["type"]][i] for i in keep]} for t in ct if t.get("type") in ("scale", "translation")]
     write_multiscales_metadata(g, [{"path": "0", "coordinateTransformations": ct}], fmt=fmt, axes=axes, name=name)
     write_label_metadata(labels, name, fmt=fmt, source={"image": "../../"})
     return a
