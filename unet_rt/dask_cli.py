@@ -59,8 +59,11 @@ def _client(args):
         raise ImportError("--workers/--scheduler need dask.distributed: pip install 'unet-rt[dask]'") from e
     if args.scheduler:
         return distributed.Client(args.scheduler), None
+    import logging
+
+    # quiet: the workers' shutdown chatter (heartbeats cut by the close) is not the user's business
     cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=args.threads or 1,
-                                       processes=True, dashboard_address=":0")
+                                       processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL)
     return distributed.Client(cluster), cluster
 
 
@@ -224,12 +227,15 @@ def segment_zarr(src: Path, args, client, progress) -> int:
 
 
 # ------------------------------------------------------------------ many files
-def _segment_file(src: str, dst: str, model: str, tile: int, threads, probabilities: bool) -> str:
+def _segment_file(src: str, dst: str, model: str, tile: int, threads, probabilities: bool, spread: bool) -> str:
     from .io import read_image, write_image
 
     eng = ud._engine(model, "cpu", threads, tile)
     img = read_image(src)
-    write_image(dst, eng.predict(img) if probabilities else eng.segment(img))
+    res = eng.predict(img) if probabilities else eng.segment(img)
+    if spread and not probabilities:  # as the single-process CLI's --scale
+        res = (res * (255 // max(eng.classes - 1, 1))).astype(np.uint8)
+    write_image(dst, res)
     return dst
 
 
@@ -254,7 +260,8 @@ def segment_files(inputs: list[Path], args, client, progress) -> int:
         print(f"{len(inputs)} input(s), {len(inputs) - len(jobs)} already segmented", file=sys.stderr)
     model = str(Path(args.model).resolve())
     futures = client.map(_segment_file, [j[0] for j in jobs], [j[1] for j in jobs], model=model,
-                         tile=args.tile or 0, threads=args.threads, probabilities=args.probabilities, pure=False)
+                         tile=args.tile or 0, threads=args.threads, probabilities=args.probabilities,
+                         spread=bool(getattr(args, "scale", False)), pure=False)
     failed = progress(futures, "segment", "img")
     for f, (s, _) in zip(futures, jobs):
         if f.status == "error":
