@@ -25,7 +25,7 @@ def model(tmp_path_factory, save_unet):
 @pytest.fixture(scope="module")
 def image():
     rng = np.random.default_rng(7)
-    return rng.integers(0, 4000, size=(157, 203), dtype=np.uint16)
+    return rng.integers(0, 200, size=(157, 203), dtype=np.uint16)
 
 
 def test_block_plan_is_the_whole_image_tiling(model):
@@ -246,3 +246,21 @@ def test_cli_many_files(client, model, tmp_path):
     (out / "im2.png").unlink()
     assert _cli("segment", d, "-o", out, "-m", model, "--scheduler", addr, "-q") == 0
     assert (out / "im1.png").stat().st_mtime_ns == t and (out / "im2.png").exists()
+
+
+def test_model_decision_threshold(model, image, tmp_path):
+    # a calibrated threshold on p(foreground) in the model file: dask applies it as Engine.segment does
+    import dataclasses
+
+    from unet_rt import model_file
+
+    m = tmp_path / "thr.plan"
+    mf = model_file.load(model)
+    model_file.save(m, dataclasses.replace(mf, decision={"foreground_class": 1, "threshold": 0.2}))
+    ref = unet_rt.Engine(m, tile=TILE)
+    got = ud.segment(image, m, tile=TILE, block=50).compute(scheduler="sync")
+    exp = ref.segment(image)
+    assert (exp != unet_rt.Engine(model, tile=TILE).segment(image)).any()  # the threshold matters here
+    # per-tile softmax vs the core's softmax from logits: equal labels off p == threshold ties
+    p = ref.predict(image)[1]
+    assert ((got == exp) | (np.abs(p - 0.2) < 1e-6)).all()

@@ -72,8 +72,10 @@ def cmd_segment(args) -> int:
             img = read_image(src)
             if args.probabilities:
                 res = eng.predict(img, tta=args.tta)
+            elif args.instances:
+                res = _instances_image(eng.instances(img, tta=args.tta), out if single_file else None)
             else:
-                res = eng.segment(img, tta=args.tta)
+                res = eng.segment(img, tta=args.tta, threshold=args.threshold)
         except (ValueError, TypeError) as e:
             return _err(f"{src}: {e}")
         n_px += img.shape[0] * img.shape[1] if img.ndim == 2 or eng.in_channels > 1 else int(np.prod(img.shape))
@@ -86,7 +88,7 @@ def cmd_segment(args) -> int:
         if args.probabilities and dst.suffix.lower() == ".png":
             return _err("probabilities are float32: use a .tif output")
         labels = res
-        if not args.probabilities and args.scale:
+        if not args.probabilities and not args.instances and args.scale:
             res = (res * (255 // max(eng.classes - 1, 1))).astype(np.uint8)
         write_image(dst, res)
         if args.overlay and not stack and not args.probabilities:
@@ -98,6 +100,15 @@ def cmd_segment(args) -> int:
     return 0
 
 
+def _instances_image(labels: np.ndarray, single_out: Path | None) -> np.ndarray:
+    """Instance labels as written: uint16 (PNG) when they fit, else int32 (TIFF only)."""
+    if labels.max(initial=0) <= np.iinfo(np.uint16).max:
+        return labels.astype(np.uint16)
+    if single_out is not None and single_out.suffix.lower() == ".png":
+        raise ValueError(f"{int(labels.max())} instances do not fit a 16-bit PNG: use a .tif output")
+    return labels
+
+
 def _add_segment(sub):
     p = sub.add_parser("segment", help="segment PNG/TIFF/zarr images (any size) with a model",
                        description="Segment images of any size with overlap-tile inference. Writes the "
@@ -106,6 +117,12 @@ def _add_segment(sub):
     p.add_argument("-o", "--output", required=True, help="output file (single input) or directory")
     _add_engine_args(p)
     p.add_argument("--probabilities", action="store_true", help="write float32 class probabilities (K x H x W TIFF)")
+    p.add_argument("--instances", action="store_true",
+                   help="write instance labels (0 = background, 1..n objects; uint16 PNG or TIFF): marker-controlled "
+                        "watershed on the foreground probability with the model's calibrated parameters")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="foreground probability threshold (overrides the model's calibrated one; default: the "
+                        "model's decision, argmax for uncalibrated models)")
     p.add_argument("--scale", action="store_true", help="spread class values over 0..255 in the PNG (viewable)")
     p.add_argument("--overlay", action="store_true", help="also write NAME-overlay.png (image with one class tinted)")
     p.add_argument("--overlay-class", type=int, default=0, help="class tinted in the overlay (default 0: membrane)")
@@ -126,7 +143,8 @@ def cmd_info(args) -> int:
     except (ValueError, FileNotFoundError) as e:
         return _err(str(e))
     d = {"path": args.model, "kind": kind, "arch": mf.arch, "normalization": mf.normalization,
-         "class_names": mf.class_names, "provenance": mf.provenance, **mf.extra}
+         "class_names": mf.class_names, "provenance": mf.provenance, "decision": mf.decision or "argmax (uncalibrated)",
+         **mf.extra}
     if kind == "weights":
         from .geometry import halo, valid_input_sizes
 
@@ -156,13 +174,14 @@ def cmd_evaluate(args) -> int:
     imgs = list_images(root / "image")
     labs = {p.stem: p for p in list_images(root / "label")}
     if args.slices:
-        from .io import parse_slices
+        from .io import select_slices
 
-        keep = set(parse_slices(args.slices))
-        imgs = [p for i, p in enumerate(imgs) if i in keep]
+        imgs = select_slices(imgs, args.slices)
     if not imgs:
         return _err(f"no images in {root / 'image'}")
     eng = None
+    if args.instances and args.baseline:
+        return _err("--instances evaluates a model's instances: it does not go with --baseline")
     if not args.baseline:
         if not args.model:
             return _err("no model given (-m)")
@@ -173,22 +192,26 @@ def cmd_evaluate(args) -> int:
     missing = [p.name for p in imgs if p.stem not in labs]
     if missing:
         return _err(f"no label in {root / 'label'} for {', '.join(missing[:5])}")
-    rows = []
-    for p in imgs:
+    from tqdm import tqdm
+
+    probs, truths, decisions, instances = [], [], [], []
+    for p in tqdm(imgs, desc="predict", unit="img", disable=args.json or len(imgs) < 2):
         img, lab = read_image(p), read_image(labs[p.stem])
-        true = (lab > 0).astype(np.uint8)
-        pred = eng.segment(img, tta=args.tta) if eng else otsu_segment(img)
-        m = metrics.evaluate(pred, true)
-        rows.append({"image": p.name, **m})
-        if not args.json:
-            print(f"{p.name:>12}  pixel error {m['pixel_error']:.4f}  Rand error {m['rand_error']:.4f}  "
-                  f"IoU {m['iou']:.4f}  Dice {m['dice']:.4f}")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("pixel_error", "rand_error", "iou", "dice")}
+        dec = eng.segment(img, tta=args.tta) if eng else otsu_segment(img)
+        probs.append(eng.predict(img, tta=args.tta)[1] if eng else dec.astype(np.float32))  # p(cell)
+        truths.append(lab)
+        decisions.append(dec)
+        if args.instances:  # the model's calibrated watershed, not the class map's components
+            instances.append(eng.instances(img, tta=args.tta))
+    bar = tqdm(total=len(imgs), desc="score", unit="img", disable=args.json or len(imgs) < 2)
+    report = metrics.evaluate_stack(probs, truths, decisions, [p.name for p in imgs], warping=not args.no_warping,
+                                    progress=lambda done, total: bar.update(done - bar.n),
+                                    instances=instances if args.instances else None)
+    bar.close()
     if args.json:
-        print(json.dumps({"images": rows, "mean": mean}, indent=1))
+        print(json.dumps(report, indent=1))
     else:
-        print(f"{'mean':>12}  pixel error {mean['pixel_error']:.4f}  Rand error {mean['rand_error']:.4f}  "
-              f"IoU {mean['iou']:.4f}  Dice {mean['dice']:.4f}  ({len(rows)} images)")
+        print("\n".join(metrics.format_report(report, per_image=args.per_image)))
     return 0
 
 
@@ -212,16 +235,74 @@ def otsu_segment(img: np.ndarray) -> np.ndarray:
 
 
 def _add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="pixel error, Rand error, IoU, Dice of a model on a labelled data set",
-                       description="Evaluate on DATA/image + DATA/label (binary labels: >0 = cell). Cells are "
-                                   "the connected components of class 1; Rand error is the adapted Rand error "
-                                   "(as skimage.metrics.adapted_rand_error, label-0 pixels ignored).")
+    p = sub.add_parser("evaluate", help="the ISBI 2012 challenge's scores and the decision's errors on labelled data",
+                       description="Evaluate on DATA/image + DATA/label (binary labels: >0 = cell). Scores the "
+                                   "probability map p(cell) by the ISBI 2012 challenge's protocol (Arganda-Carreras "
+                                   "et al. 2015; best over thresholds 0.0-1.0 for the stack): V_rand and V_info after "
+                                   "border thinning, the foreground-restricted Rand error and the pixel error "
+                                   "(1 - max F-scores; the U-Net paper's figures) and the splits-and-mergers warping "
+                                   "error (Jain et al. 2010). Then the decision (the class map the model returns): "
+                                   "fraction of wrong pixels, adapted Rand error of the connected cells (as "
+                                   "skimage.metrics.adapted_rand_error, label-0 pixels ignored), IoU, Dice. "
+                                   "Definitions: unet_rt/metrics.py.")
     p.add_argument("--data", required=True, help="directory with image/ and label/")
-    p.add_argument("--slices", default=None, help="which slices, e.g. 25-29 (natural file order)")
+    p.add_argument("--slices", default=None,
+                   help="which slices, e.g. 25-29 (file numbers for files named N.png, else positions in natural order)")
     p.add_argument("--baseline", choices=["otsu"], default=None, help="evaluate a plain Otsu threshold instead")
+    p.add_argument("--per-image", action="store_true", help="also print each image's scores")
+    p.add_argument("--no-warping", action="store_true", help="skip the warping error (the slowest score)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--instances", action="store_true",
+                   help="Rand error of Engine.instances (the model's calibrated watershed) instead of the connected "
+                        "components of the class map")
     _add_engine_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+
+# ------------------------------------------------------------------------------ calibrate
+def cmd_calibrate(args) -> int:
+    from .calibrate import calibrate_file
+
+    if not args.model:
+        return _err("no model given")
+    try:
+        d = calibrate_file(args.model, args.data, args.slices, output=args.output, write=bool(args.output),
+                           tta=args.tta, progress=not args.quiet, threads=args.threads, tile=args.tile)
+    except (ValueError, FileNotFoundError) as e:
+        return _err(str(e))
+    print(json.dumps(d, indent=1))
+    c = d["calibration"]
+    print(f"validation ({c['images']} images): pixel error {c['pixel_error']:.4f} at threshold {d['threshold']} "
+          f"(argmax {c['pixel_error_argmax']:.4f}); instances Rand error {c['rand_error']:.4f} "
+          f"(connected components {c['rand_error_connected_components']:.4f})", file=sys.stderr)
+    if args.output:
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print("not written: pass -o FILE (a new model file, or the model itself to update it in place)",
+              file=sys.stderr)
+    return 0
+
+
+def _add_calibrate(sub):
+    p = sub.add_parser("calibrate", help="choose a model's threshold and instance parameters on validation data",
+                       description="Choose the foreground threshold (minimum pixel error) and the instance "
+                                   "post-processing parameters (minimum adapted Rand error of the watershed instances) "
+                                   "by a grid search on validation images DATA/image + DATA/label (binary masks or "
+                                   "instance images), and store them in the model file's decision metadata, which "
+                                   "Engine.segment / Engine.instances / the C API then apply. Use validation slices "
+                                   "only, never the test slices.")
+    p.add_argument("model", help="model file to calibrate")
+    p.add_argument("--data", required=True, help="directory with image/ and label/")
+    p.add_argument("--slices", default=None,
+                   help="validation slices, e.g. 23-24 (file numbers for files named N.png, else positions)")
+    p.add_argument("-o", "--output", default=None,
+                   help="write the calibrated model file here (may be MODEL itself: updated atomically in place); "
+                        "without -o the decision is only printed")
+    p.add_argument("--tta", action="store_true", help="calibrate on test-time-augmented probabilities")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--tile", type=int, default=None, help="input tile size (default: chosen per image)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
 
 
 # ------------------------------------------------------------------------------ compile / train / export
@@ -265,6 +346,7 @@ def main(argv=None) -> int:
     pi.add_argument("--json", action="store_true")
     pi.set_defaults(func=cmd_info)
     _add_evaluate(sub)
+    _add_calibrate(sub)
     _add_compile(sub)
     pt = sub.add_parser("train", help="train a U-Net (python -m training.train; see unet-rt train --help)", add_help=False)
     pt.add_argument("train_args", nargs=argparse.REMAINDER)

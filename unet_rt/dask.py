@@ -29,6 +29,7 @@ Stacks and volumes (T|Z, Y, X) run plane by plane with the 2-D model, chunked al
 from __future__ import annotations
 
 import functools
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,11 @@ def _run_block(region: np.ndarray, *, path: str, backend: str, threads: int | No
     mean = np.asarray(eng.normalization["mean"], np.float32)
     std = np.asarray(eng.normalization["std"], np.float32)
     K = eng.classes
+    # the model's decision: a threshold on p(foreground) is applied by the core's decide_labels on
+    # each tile's probabilities; without one, labels are the argmax of the logits (as Engine.segment)
+    decision = eng._decision_json() if kind == "labels" else None
+    if decision is not None and json.loads(decision).get("threshold") is None:
+        decision = None
     lead = region.shape[:-3] if channels_last else region.shape[:-2]
     planes = region.reshape((-1,) + region.shape[len(lead):])
     out_t = np.uint8 if K <= 256 else np.uint16
@@ -158,17 +164,22 @@ def _run_block(region: np.ndarray, *, path: str, backend: str, threads: int | No
         for ty in ys:
             for tx in xs:
                 sub = np.ascontiguousarray(x[:, ty:ty + tile, tx:tx + tile])
+                probs = kind == "probabilities" or decision is not None
                 if tile_fn is not None:
-                    r = tile_fn(sub, probabilities=(kind == "probabilities"))
+                    r = tile_fn(sub, probabilities=probs)
                 else:  # triton / tensorrt: logits from the backend's tile function
                     r = np.asarray(eng._fn(sub), np.float32)
-                    if kind == "probabilities":
+                    if probs:
                         e = np.exp(r - r.max(0, keepdims=True))
                         r = e / e.sum(0, keepdims=True)
                 oh, ow = min(r.shape[1], out_h - ty), min(r.shape[2], out_w - tx)
                 if oh <= 0 or ow <= 0:
                     continue
-                if kind == "labels":
+                if decision is not None:
+                    from . import _core
+
+                    out[t, ty:ty + oh, tx:tx + ow] = _core.decide_labels(np.ascontiguousarray(r[:, :oh, :ow]), decision)
+                elif kind == "labels":
                     out[t, ty:ty + oh, tx:tx + ow] = r[:, :oh, :ow].argmax(0)
                 else:
                     out[t, :, ty:ty + oh, tx:tx + ow] = r[:, :oh, :ow]
@@ -192,7 +203,11 @@ def _model_info(path: str) -> dict:
     if kind in ("tensorrt", "tensorrt-bare"):
         raise ValueError("unet_rt.dask runs weight files (cpu/triton backends); a TensorRT plan fixes its tile "
                          "shape: use the weights file it was compiled from")
-    return _core.read_model(path)
+    meta = _core.read_model(path)
+    if model_file.load(Path(path), tensors=False).normalization.get("percentiles"):
+        raise NotImplementedError("unet_rt.dask: this model normalises each image by its own percentiles, which "
+                                  "needs whole-image statistics before the blocks run: not supported yet")
+    return meta
 
 
 def _default_tile(depth: int, block: int) -> int:

@@ -1,7 +1,8 @@
 """``unet_rt.Engine``: segment images of any size with a trained U-Net.
 
     eng = unet_rt.Engine("model.plan")                 # backend="auto": cpu, or tensorrt for a TensorRT plan
-    labels = eng.segment(img)                          # (H, W) class map
+    labels = eng.segment(img)                          # (H, W) class map (the model's decision)
+    cells = eng.instances(img)                         # (H, W) int32 instance labels, 0 = background
     probs = eng.predict(img)                           # (K, H, W) float32 probabilities
 
 Accepted images: H x W (single-channel models), H x W x C (C = the model's input channels), and
@@ -9,10 +10,15 @@ stacks T x H x W (or T x H x W x C), as uint8, uint16 or float32 raw values: the
 stored in the model is applied, never an assumed 8-bit range. Every backend shares the one
 overlap-tile implementation of the native core (``_core.tile_predict``); the CPU backend runs
 it all natively with the GIL released, so one Engine may be used from several threads.
+
+The decision (threshold on p(foreground), instance parameters) is the model file's ``decision``
+metadata (``unet_rt.calibrate`` chooses it on validation data); every backend applies it with the
+same native code (``_core.decide_labels`` / ``_core.instances``).
 """
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +110,11 @@ class Engine:
                                     [f"class{k}" for k in range(i.classes)])
             self.tile = self.tile or i.tile_in
             self._native = None
+        # the decision and the full normalisation record (percentiles, training range) of a container
+        self.decision: dict = {}
+        if kind != "tensorrt-bare":
+            meta = model_file.load(path, tensors=False)
+            self.decision, self.normalization = meta.decision, meta.normalization
 
     # ------------------------------------------------------------------ info
     @property
@@ -117,7 +128,7 @@ class Engine:
     @property
     def info(self) -> dict:
         d = {"path": str(self.path), "backend": self.backend, "arch": dict(self.arch),
-             "normalization": self.normalization, "class_names": self.class_names}
+             "normalization": self.normalization, "class_names": self.class_names, "decision": self.decision}
         if self._native is not None:
             d.update({k: v for k, v in self._native.info.items() if k not in d})
             if isinstance(d.get("provenance"), str):
@@ -166,7 +177,8 @@ class Engine:
         core = _core()
         return core.tile_predict(chw, self.normalization["mean"], self.normalization["std"], int(self.arch["depth"]),
                                  self.arch["padding"] == "same", self.classes, self._fn, tile=self.tile or 0,
-                                 output="logits" if logits else "probabilities")
+                                 output="logits" if logits else "probabilities",
+                                 percentiles=self.normalization.get("percentiles") or [])
 
     def _predict_frame(self, chw: np.ndarray, tta: bool) -> np.ndarray:
         if not tta:
@@ -183,6 +195,7 @@ class Engine:
         ``tta=True`` averages the probabilities over the 8 rotations/flips of the input (8x the work).
         """
         frames, stack = self._frames(img)
+        self._warn_range(frames)
         out = [self._predict_frame(f, tta) for f in frames]
         return np.stack(out) if stack else out[0]
 
@@ -192,16 +205,98 @@ class Engine:
         out = [self._probs_chw(f, logits=True) for f in frames]
         return np.stack(out) if stack else out[0]
 
-    def segment(self, img, tta: bool = False) -> np.ndarray:
-        """Class map: (H, W) (or (T, H, W)) uint8 (uint16 beyond 256 classes)."""
+    def segment(self, img, tta: bool = False, threshold: float | None = None) -> np.ndarray:
+        """Class map: (H, W) (or (T, H, W)) uint8 (uint16 beyond 256 classes).
+
+        Labels follow the model's decision: the foreground class where its probability exceeds the
+        calibrated threshold stored in the model file, else argmax (files without a decision: argmax
+        everywhere). ``threshold`` overrides the stored one (a float in (0, 1)).
+        """
         frames, stack = self._frames(img)
+        self._warn_range(frames)
+        decision = self._decision_json(threshold)
         dt = np.uint8 if self.classes <= 256 else np.uint16
+        out = [self._segment_frame(f, tta, decision).astype(dt, copy=False) for f in frames]
+        return np.stack(out) if stack else out[0]
+
+    def instances(self, img, tta: bool = False, decision: dict | None = None) -> np.ndarray:
+        """Instance labels: (H, W) (or (T, H, W)) int32, 0 = background, 1..n objects.
+
+        A marker-controlled watershed on the foreground probability of the whole image (never cut at
+        a tile seam): markers are the connected components of p > marker threshold (small ones
+        dropped), flooded in order of decreasing p within the foreground mask; parameters from the
+        model's decision (see ``unet_rt.model_file``), or from ``decision`` (the same layout) when
+        given. Without a decision: the connected components of the segmentation's foreground.
+        """
+        frames, stack = self._frames(img)
+        self._warn_range(frames)
+        dj = self._decision_json() if decision is None else json.dumps(decision)
+        core = _core()
         out = []
         for f in frames:
             if self._native is not None and not tta:
-                out.append(self._native.segment(np.ascontiguousarray(f)).astype(dt, copy=False))
+                out.append(self._native.instances(np.ascontiguousarray(f), decision=dj))
             else:
-                out.append(self._predict_frame(f, tta).argmax(0).astype(dt))
+                out.append(core.instances(self._predict_frame(f, tta), dj))
         return np.stack(out) if stack else out[0]
 
+    # ------------------------------------------------------------------ decision, input range
+    def _decision_json(self, threshold: float | None = None) -> str | None:
+        """The decision as JSON for the core (None: the model has none and nothing overrides it)."""
+        if threshold is None:
+            return json.dumps(self.decision) if self.decision else None
+        d = dict(self.decision) or {"foreground_class": 1 if self.classes >= 2 else 0}
+        d["threshold"] = threshold
+        text = json.dumps(d)
+        _core().decision(text, self.classes)  # validates (ValueError names the problem)
+        return text
 
+    def _segment_frame(self, chw: np.ndarray, tta: bool, decision: str | None) -> np.ndarray:
+        if self._native is not None and not tta:
+            return self._native.segment(np.ascontiguousarray(chw), decision=decision)
+        return _core().decide_labels(self._predict_frame(chw, tta), decision)
+
+    def _warn_range(self, frames: list[np.ndarray]) -> None:
+        """Warn (once per call) when the input's intensity range is far outside the training range."""
+        msg = range_warning(frames, self.normalization)
+        if msg:
+            warnings.warn(f"{self.path.name}: {msg}", RuntimeWarning, stacklevel=3)
+
+
+# A normal distribution's 1st/99th percentiles: the training range assumed for model files that
+# record only mean and std (no normalization.train_range).
+_Z99 = 2.3263478740408408
+
+
+def range_warning(frames: list[np.ndarray], norm: dict, max_samples: int = 1 << 20) -> str | None:
+    """Why the input (list of C x H x W frames) is far outside the model's training range, or None.
+
+    The input's percentiles (those of ``norm["train_range"]``, else 1 and 99 against mean -/+ 2.33
+    std) per channel are compared with the training range [lo, hi] of span s: far outside means a
+    percentile beyond [lo - 2 s, hi + 2 s] or a span below s / 10 (e.g. 16-bit data, or a float
+    image in [0, 1], given to a model trained on 8-bit data). Models with per-image percentile
+    normalisation never warn: their raw range does not matter.
+    """
+    if norm.get("percentiles") or not frames:
+        return None
+    tr = norm.get("train_range")
+    c = frames[0].shape[0]
+    step = max(1, int(np.ceil(np.sqrt(len(frames) * frames[0][0].size / max_samples))))
+    problems = []
+    for ch in range(c):
+        if tr:
+            q, lo, hi = tr["percentiles"], tr["low"][ch], tr["high"][ch]
+        else:
+            q = [1.0, 99.0]
+            lo = norm["mean"][ch] - _Z99 * norm["std"][ch]
+            hi = norm["mean"][ch] + _Z99 * norm["std"][ch]
+        x = np.concatenate([f[ch, ::step, ::step].ravel() for f in frames]).astype(np.float64)
+        a, b = np.percentile(x, q)
+        span = max(hi - lo, 1e-12)
+        if a < lo - 2 * span or b > hi + 2 * span or b - a < span / 10:
+            problems.append(f"channel {ch}: P{q[0]:g}..P{q[1]:g} = {a:.4g}..{b:.4g}, trained on {lo:.4g}..{hi:.4g}")
+    if not problems:
+        return None
+    return ("input intensities far outside the range the model was trained on (" + "; ".join(problems) +
+            "): results are likely wrong. Check the bit depth and scaling of the data (values are never "
+            "rescaled behind your back), or use a model trained with percentile normalisation.")

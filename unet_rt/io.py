@@ -109,4 +109,13 @@ def parse_slices(spec: str) -> list[int]:
     return out
 
 
-__all__ = ["read_image", "write_image", "list_images", "overlay", "parse_slices"]
+def select_slices(paths: list[Path], spec: str) -> list[Path]:
+    """The files a slice spec ('23-24,26') names: by file number when every file is named by a
+    number (ISBI's N.png: data/samples holds 23..29), else by position in natural order."""
+    want = parse_slices(spec)
+    if paths and all(p.stem.isdigit() for p in paths):
+        return [p for p in paths if int(p.stem) in set(want)]
+    return [paths[i] for i in want if 0 <= i < len(paths)]
+
+
+__all__ = ["read_image", "write_image", "list_images", "overlay", "parse_slices", "select_slices"]

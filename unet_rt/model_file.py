@@ -10,9 +10,22 @@ kind               "weights" (fp32 tensors named as in ``training.model.UNet.sta
                    or "tensorrt" (tensor ``engine``: U8 bytes of a serialized TensorRT engine)
 arch               JSON: {"in_channels", "classes", "depth", "base", "padding": "valid"|"same"}
 normalization      JSON: {"mean": [per channel], "std": [per channel]} in raw intensity units:
-                   the network sees (x - mean) / std. Never assumes 8-bit data.
+                   the network sees (x - mean) / std. Never assumes 8-bit data. Optional keys:
+                   "percentiles": [lo, hi] (0 <= lo < hi <= 100): per image and channel, first
+                   x' = (x - P_lo(x)) / (P_hi(x) - P_lo(x)) (numpy's linear percentiles; scale 1
+                   when P_hi = P_lo), then (x' - mean) / std; mean/std are then in x' units.
+                   "train_range": {"percentiles": [lo, hi], "low": [per channel], "high": [...]}:
+                   raw percentiles of the training images; Engine warns on inputs far outside.
 class_names        JSON list of K names
 provenance         JSON: free-form (data, steps, date, git commit, ...)
+decision           JSON, optional (absent: argmax, instances = connected components):
+                   {"foreground_class": k (int, required),
+                    "threshold": t in (0, 1) (label k iff p_k > t, else argmax of the others),
+                    "instances": {"mask_threshold": (0, 1), "marker_threshold": (0, 1),
+                                  "min_marker_size": int >= 1, "min_size": int >= 0},
+                    "calibration": {free-form record of how it was chosen}}
+                   Omitted keys take their defaults (threshold: argmax; mask: the segmentation;
+                   markers: the mask; sizes 1 and 0). Unknown keys are errors.
 tensorrt           JSON (kind "tensorrt" only): tile_in, tile_out, halo, version, gpu, precision
 =================  ===============================================================================
 
@@ -57,6 +70,7 @@ class ModelFile:
     tensors: dict = field(default_factory=dict)   # name -> np.ndarray
     provenance: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)     # other metadata (e.g. "tensorrt": {...})
+    decision: dict = field(default_factory=dict)  # the "decision" metadata ({}: absent)
 
 
 def expected_shapes(arch: dict) -> dict[str, tuple[int, ...]]:
@@ -105,7 +119,99 @@ def _validate_norm(norm: dict, cin: int) -> dict:
         raise ModelFileError(f"bad 'normalization' metadata {norm!r}: {e}") from None
     if len(mean) != cin or len(std) != cin or not all(np.isfinite(mean)) or not all(s > 0 and np.isfinite(s) for s in std):
         raise ModelFileError(f"normalization needs {cin} finite means and positive stds, got {norm!r}")
-    return {"mean": mean, "std": std}
+    out = {"mean": mean, "std": std}
+    bad = lambda msg: ModelFileError(f"bad 'normalization' metadata: {msg}")  # noqa: E731
+    for k, v in norm.items():
+        if k not in ("mean", "std", "percentiles", "train_range"):
+            raise bad(f"unknown key '{k}'")
+        if k in ("mean", "std") or v is None:
+            continue
+        if k == "percentiles":
+            out[k] = _percentile_pair(v, k, bad)
+        elif k == "train_range":
+            if not isinstance(v, dict):
+                raise bad("train_range must be an object")
+            unknown = set(v) - {"percentiles", "low", "high"}
+            if unknown:
+                raise bad(f"unknown train_range key '{sorted(unknown)[0]}'")
+            if "percentiles" not in v:
+                raise bad("train_range needs percentiles")
+            tr = {"percentiles": _percentile_pair(v["percentiles"], "train_range percentiles", bad)}
+            for side in ("low", "high"):
+                x = v.get(side)
+                if not isinstance(x, list) or len(x) != cin:
+                    raise bad(f"train_range {side} needs {cin} numbers")
+                if not all(_is_number(e) and np.isfinite(e) for e in x):
+                    raise bad(f"train_range {side} must be finite numbers")
+                tr[side] = [float(e) for e in x]
+            if any(lo > hi for lo, hi in zip(tr["low"], tr["high"])):
+                raise bad("train_range low must be <= high")
+            out[k] = tr
+    return out
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _percentile_pair(v, key, bad) -> list:
+    if not isinstance(v, list) or len(v) != 2 or not all(_is_number(e) for e in v):
+        raise bad(f"{key} must be [low, high]")
+    if not 0 <= v[0] < v[1] <= 100:
+        raise bad(f"{key} must satisfy 0 <= low < high <= 100")
+    return [float(v[0]), float(v[1])]
+
+
+def _validate_decision(d, classes: int) -> dict:
+    """The canonical "decision" metadata (see the module doc); the C++ reader (decision.cc) agrees."""
+    def bad(msg):
+        return ModelFileError(f"bad 'decision' metadata: {msg}")
+
+    def prob(v, key):
+        if not _is_number(v) or not 0 < v < 1:
+            raise bad(f"{key} must be a number in (0, 1)")
+        return float(v)
+
+    def count(v, key, lo):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise bad(f"{key} must be an integer")
+        if not lo <= v <= 1 << 40:
+            raise bad(f"{key} must be an integer >= {lo}")
+        return v
+
+    if not isinstance(d, dict):
+        raise bad("not an object")
+    if "foreground_class" not in d:
+        raise bad("no foreground_class")
+    f = count(d["foreground_class"], "foreground_class", 0)
+    if f >= classes:
+        raise bad(f"foreground_class {f} of a {classes}-class model")
+    out: dict = {"foreground_class": f}
+    for k, v in d.items():
+        if k not in ("foreground_class", "threshold", "instances", "calibration"):
+            raise bad(f"unknown key '{k}'")
+        if k == "foreground_class" or v is None:
+            continue
+        if k == "calibration":
+            out[k] = v
+        elif k == "threshold":
+            out[k] = prob(v, k)
+        elif k == "instances":
+            if not isinstance(v, dict):
+                raise bad("instances must be an object")
+            inst = {}
+            for ik, iv in v.items():
+                if ik in ("mask_threshold", "marker_threshold"):
+                    if iv is not None:
+                        inst[ik] = prob(iv, ik)
+                elif ik in ("min_marker_size", "min_size"):
+                    inst[ik] = count(iv, ik, 1 if ik == "min_marker_size" else 0)
+                else:
+                    raise bad(f"unknown instances key '{ik}'")
+            out[k] = inst
+    if classes < 2 and "threshold" in out:
+        raise bad("a threshold needs a model with at least 2 classes")
+    return out
 
 
 def _umask() -> int:
@@ -147,6 +253,8 @@ def save(path, model: ModelFile) -> None:
         "class_names": json.dumps([str(c) for c in model.class_names]),
         "provenance": json.dumps(model.provenance),
     }
+    if model.decision:
+        meta["decision"] = json.dumps(_validate_decision(model.decision, arch["classes"]), allow_nan=False)
     for k, v in model.extra.items():
         meta[k] = v if isinstance(v, str) else json.dumps(v)
     if len(model.class_names) != arch["classes"]:
@@ -226,11 +334,12 @@ def load(path, tensors: bool = True) -> ModelFile:
         norm = _validate_norm(json.loads(meta["normalization"]), arch["in_channels"])
         names = json.loads(meta.get("class_names", "[]")) or [f"class{i}" for i in range(arch["classes"])]
         prov = json.loads(meta.get("provenance", "{}"))
+        decision = _validate_decision(json.loads(meta["decision"]), arch["classes"]) if "decision" in meta else {}
     except (KeyError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path}: bad metadata: {e}") from None
     if version != FORMAT_VERSION:
         raise ModelFileError(f"{path}: format version {version}, this unet-rt reads version {FORMAT_VERSION}")
-    known = {"format", "format_version", "kind", "arch", "normalization", "class_names", "provenance"}
+    known = {"format", "format_version", "kind", "arch", "normalization", "class_names", "provenance", "decision"}
     extra = {}
     for k, v in meta.items():
         if k not in known:
@@ -240,4 +349,4 @@ def load(path, tensors: bool = True) -> ModelFile:
                 extra[k] = v
     if tensors and kind == "weights":
         _check_weights(ts, arch)
-    return ModelFile(kind, arch, norm, names, ts, prov, extra)
+    return ModelFile(kind, arch, norm, names, ts, prov, extra, decision)

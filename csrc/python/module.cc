@@ -10,7 +10,9 @@
 #include "src/engine.h"
 #include "src/geometry.h"
 #include "src/model_reader.h"
+#include "src/normalize.h"
 #include "src/tiler.h"
+#include "python/decision.h"
 
 namespace py = pybind11;
 using namespace unet_rt;
@@ -42,9 +44,11 @@ py::dict model_dict(const ModelFile& mf) {
   py::dict norm;
   norm["mean"] = i.normalization.mean;
   norm["std"] = i.normalization.std;
+  if (!i.normalization.percentiles.empty()) norm["percentiles"] = i.normalization.percentiles;
   d["normalization"] = norm;
   d["class_names"] = i.class_names;
   d["provenance"] = i.provenance_json;
+  d["decision"] = decision_dict(i.decision);
   py::dict shapes;
   for (const auto& kv : mf.weights()) shapes[py::str(kv.first)] = py::tuple(py::cast(kv.second.shape));
   d["tensors"] = shapes;
@@ -109,7 +113,7 @@ py::dict plan_dict(const TilePlan& p) {
 py::array_t<float> tile_predict_py(const py::array& image, std::vector<float> mean, std::vector<float> std_,
                                    int depth, bool same_padding, int classes, py::function fn, int tile, double overlap,
                                    const std::string& output, const std::string& blend, double sigma_scale,
-                                   int max_tile) {
+                                   int max_tile, std::vector<float> percentiles) {
   ImageView v = image_view(image);
   TileGeometry g{v.channels, classes, depth, same_padding};
   if (mean.size() != size_t(v.channels) || std_.size() != size_t(v.channels))
@@ -147,7 +151,9 @@ py::array_t<float> tile_predict_py(const py::array& image, std::vector<float> me
   };
   {
     py::gil_scoped_release release;
-    tile_predict(v, mean, std_, g, tf, opt, out);
+    std::vector<float> m, s;
+    effective_normalization(v, mean, std_, percentiles, m, s);
+    tile_predict(v, m, s, g, tf, opt, out);
   }
   return result;
 }
@@ -202,7 +208,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("tile_predict", &tile_predict_py, py::arg("image"), py::arg("mean"), py::arg("std"), py::arg("depth"),
         py::arg("same_padding"), py::arg("classes"), py::arg("fn"), py::arg("tile") = 0, py::arg("overlap") = 0.25,
         py::arg("output") = "probabilities", py::arg("blend") = "constant", py::arg("sigma_scale") = 0.125,
-        py::arg("max_tile") = 0,
+        py::arg("max_tile") = 0, py::arg("percentiles") = std::vector<float>{},
         R"doc(Overlap-tile inference of image [C, H, W] (uint8, uint16 or float32) through fn.
 
 fn(tile: float32 [C, h, w], normalised (x - mean) / std, mirror-extrapolated) -> float32 logits
@@ -210,7 +216,8 @@ fn(tile: float32 [C, h, w], normalised (x - mean) / std, mirror-extrapolated) ->
 pooling grid, output written in place (equals one whole-image pass). Same nets: MONAI-style sliding
 window (tile = roi, overlap, blend 'constant' | 'gaussian'). tile = 0 picks the tile automatically
 (capped at max_tile, default 1024). Returns float32 [classes, H, W] probabilities (softmax over
-classes) or logits. The GIL is released except around fn.)doc");
+classes) or logits. percentiles [lo, hi]: per-image percentile normalisation before mean/std (the
+model file's normalization.percentiles). The GIL is released except around fn.)doc");
 
   py::class_<Engine>(m, "Engine", "Native CPU engine: model file + executor + overlap-tile.")
       .def(py::init([](const std::string& path, int threads, int tile, int memory_budget_mb, double overlap,
@@ -244,7 +251,7 @@ classes) or logits. The GIL is released except around fn.)doc");
              return out;
            }, py::arg("image"), py::arg("logits") = false,
            "image [C, H, W] uint8|uint16|float32 -> float32 [classes, H, W] probabilities (or logits).")
-      .def("segment", [](const Engine& e, const py::array& img) -> py::array {
+      .def("segment", [](const Engine& e, const py::array& img, const py::object& decision) -> py::array {
              ImageView v = image_view(img);
              if (v.channels != e.info().arch.in_channels)
                throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
@@ -253,12 +260,35 @@ classes) or logits. The GIL is released except around fn.)doc");
              py::array out = small ? py::array(py::array_t<uint8_t>({py::ssize_t(v.height), py::ssize_t(v.width)}))
                                    : py::array(py::array_t<uint16_t>({py::ssize_t(v.height), py::ssize_t(v.width)}));
              void* p = out.mutable_data();
+             const int K = e.info().arch.classes;
+             std::unique_ptr<Decision> d;
+             if (!decision.is_none()) d = std::make_unique<Decision>(decision_from_json(decision.cast<std::string>(), K));
              {
                py::gil_scoped_release release;
-               e.segment(v, p, small ? DType::U8 : DType::U16);
+               e.segment(v, p, small ? DType::U8 : DType::U16, d.get());
              }
              return out;
-           }, py::arg("image"), "image [C, H, W] -> labels [H, W] (uint8 if classes <= 256, else uint16).")
+           }, py::arg("image"), py::arg("decision") = py::none(),
+           "image [C, H, W] -> labels [H, W] (uint8 if classes <= 256, else uint16) by the model's decision "
+           "(threshold or argmax), or by `decision` (JSON text) when given.")
+      .def("instances", [](const Engine& e, const py::array& img, const py::object& decision) {
+             ImageView v = image_view(img);
+             if (v.channels != e.info().arch.in_channels)
+               throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
+                                           std::to_string(e.info().arch.in_channels));
+             std::unique_ptr<Decision> d;
+             if (!decision.is_none())
+               d = std::make_unique<Decision>(decision_from_json(decision.cast<std::string>(), e.info().arch.classes));
+             py::array_t<int32_t> out({py::ssize_t(v.height), py::ssize_t(v.width)});
+             int32_t* p = out.mutable_data();
+             {
+               py::gil_scoped_release release;
+               e.instances(v, p, d.get());
+             }
+             return out;
+           }, py::arg("image"), py::arg("decision") = py::none(),
+           "image [C, H, W] -> instance labels [H, W] int32 (0 = background): marker-controlled watershed on the "
+           "whole stitched foreground probability, parameters from the model's decision or `decision` (JSON).")
       .def("plan", [](const Engine& e, int h, int w) { return plan_dict(e.plan(h, w)); }, py::arg("height"),
            py::arg("width"), "The tiling used for an image of this size.")
       .def_property_readonly("info", [](const Engine& e) {
@@ -270,7 +300,9 @@ classes) or logits. The GIL is released except around fn.)doc");
         py::dict norm;
         norm["mean"] = i.normalization.mean;
         norm["std"] = i.normalization.std;
+        if (!i.normalization.percentiles.empty()) norm["percentiles"] = i.normalization.percentiles;
         d["normalization"] = norm;
+        d["decision"] = decision_dict(i.decision);
         d["halo"] = e.halo();
         d["tile"] = e.tile();
         d["threads"] = e.threads();
@@ -299,4 +331,5 @@ classes) or logits. The GIL is released except around fn.)doc");
            "One tile, no padding: float32 [C, h, w], normalised -> [classes, oh, ow] logits (or probabilities).");
 
   unet_rt_bind_kernels(m);
+  unet_rt_bind_decision(m);
 }

@@ -190,4 +190,18 @@ unet_rt_status unet_rt_predict(const unet_rt_engine* e, const void* image, unet_
   });
 }
 
+unet_rt_status unet_rt_instances(const unet_rt_engine* e, const void* image, unet_rt_dtype dtype, unet_rt_layout layout,
+                                 int channels, int height, int width, int32_t* labels, size_t labels_count,
+                                 int64_t* count) {
+  return guarded([&] {
+    unet_rt::ImageView v = make_view(e, image, dtype, layout, channels, height, width);
+    if (!labels) throw std::invalid_argument("labels buffer is NULL");
+    if (labels_count < size_t(height) * size_t(width))
+      throw std::invalid_argument("labels buffer holds " + std::to_string(labels_count) + " elements, the image needs " +
+                                  std::to_string(size_t(height) * size_t(width)));
+    int64_t n = e->engine->instances(v, labels);
+    if (count) *count = n;
+  });
+}
+
 }  // extern "C"

@@ -6,6 +6,7 @@
 
 #include "kernels/kernels.h"
 #include "src/geometry.h"
+#include "src/normalize.h"
 
 namespace unet_rt {
 
@@ -48,7 +49,10 @@ void Engine::run(const ImageView& img, const TileOutput& out) const {
   Network* net = net_.get();
   const HeadOutput head = out.fn_writes_probabilities ? HeadOutput::Probabilities : HeadOutput::Logits;
   TileFn fn = [net, head](const float* in, int h, int w, const OutputView& o) { net->forward(in, h, w, o, head); };
-  tile_predict(img, info_.normalization.mean, info_.normalization.std, geometry(), fn, tile_options(), out);
+  std::vector<float> mean, sd;  // the model's mean/std, or per-image percentile normalisation (normalize.h)
+  effective_normalization(img, info_.normalization.mean, info_.normalization.std, info_.normalization.percentiles,
+                          mean, sd);
+  tile_predict(img, mean, sd, geometry(), fn, tile_options(), out);
 }
 
 void Engine::predict(const ImageView& img, float* out, bool logits) const {
@@ -60,12 +64,34 @@ void Engine::predict(const ImageView& img, float* out, bool logits) const {
   run(img, o);
 }
 
-void Engine::segment(const ImageView& img, void* labels, DType labels_dtype) const {
+void Engine::check_decision(const Decision& d) const {
+  const int K = info_.arch.classes;
+  if (d.foreground_class < 0 || d.foreground_class >= K)
+    throw std::invalid_argument("foreground class " + std::to_string(d.foreground_class) + " of a " +
+                                std::to_string(K) + "-class model");
+  if (d.has_threshold() && (K < 2 || !(d.threshold > 0.0f && d.threshold < 1.0f)))
+    throw std::invalid_argument("threshold must lie in (0, 1) (and the model have 2 classes or more)");
+}
+
+void Engine::segment(const ImageView& img, void* labels, DType labels_dtype, const Decision* decision) const {
+  if (decision) check_decision(*decision);
   TileOutput o;
   o.kind = OutputKind::Labels;
   o.labels = labels;
   o.labels_dtype = labels_dtype;
+  o.decision = decision ? decision : &info_.decision;
   run(img, o);
+}
+
+int64_t Engine::instances(const ImageView& img, int32_t* labels, const Decision* decision) const {
+  if (decision) check_decision(*decision);
+  if (!labels) throw std::invalid_argument("labels buffer is null");
+  if (img.height < 1 || img.width < 1) throw std::invalid_argument("image is empty");
+  const int K = info_.arch.classes;
+  std::vector<float> probs(size_t(K) * size_t(img.height) * size_t(img.width));
+  predict(img, probs.data());
+  return instances_from_probabilities(probs.data(), K, img.height, img.width, decision ? *decision : info_.decision,
+                                      labels);
 }
 
 void Engine::forward_tile(const float* in, int h, int w, const OutputView& out, bool probabilities) const {

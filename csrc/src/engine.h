@@ -45,8 +45,15 @@ class Engine {
   // Writes [classes, H, W] float32 probabilities (or logits) into `out` (contiguous).
   // Safe to call from several threads (the executor serialises the tiles).
   void predict(const ImageView& img, float* out, bool logits = false) const;
-  // Writes the argmax labels [H, W] (U8 if classes <= 256, else U16 as `dtype` says).
-  void segment(const ImageView& img, void* labels, DType labels_dtype) const;
+  // Writes the labels [H, W] (U8 if classes <= 256, else U16 as `dtype` says) by the model's
+  // decision (decision.h: a threshold on p(foreground) if the model file has one, else argmax),
+  // or by `decision` when given.
+  void segment(const ImageView& img, void* labels, DType labels_dtype, const Decision* decision = nullptr) const;
+  // Writes instance labels [H, W] (0 = background) by the watershed of decision.h on the whole
+  // stitched probability map, with the model's decision or `decision`. Returns the instance count.
+  int64_t instances(const ImageView& img, int32_t* labels, const Decision* decision = nullptr) const;
+  // Checks a decision against this model (foreground class in range); throws std::invalid_argument.
+  void check_decision(const Decision& d) const;
   // One tile through the network, no tiling and no padding: `in` [in_channels, h, w] fp32,
   // normalised, contiguous; writes [classes, oh, ow] logits (or the fused softmax). The unit of work
   // of predict(), for callers that cut the whole-image pass's tiles themselves (unet_rt.dask).

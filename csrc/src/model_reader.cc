@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "src/json.h"
+#include "src/normalize.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the model file reader assumes a little-endian host"
@@ -231,6 +232,21 @@ void ModelFile::parse(const std::string& name) {
       if (!std::isfinite(mf) || !std::isfinite(sf) || !(sf > 0.0f)) bad();
       info_.normalization.mean.push_back(mf);
       info_.normalization.std.push_back(sf);
+    }
+    try {
+      parse_normalization_extras(nv, arch.in_channels, info_.normalization);
+    } catch (const std::invalid_argument& e) {
+      fail(name, e.what());
+    }
+  }
+  // decision (optional; absent: argmax)
+  info_.decision = default_decision(arch.classes);
+  if (md.count("decision")) {
+    json::Value dv = parse_meta_json(name, "decision", md["decision"]);
+    try {
+      info_.decision = parse_decision(dv, arch.classes);
+    } catch (const std::invalid_argument& e) {
+      fail(name, e.what());
     }
   }
   // class names (optional; empty -> class0, class1, ...)

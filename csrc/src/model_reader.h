@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "src/decision.h"
 #include "src/network.h"
 
 namespace unet_rt {
@@ -33,6 +34,7 @@ class IoError : public std::runtime_error {
 
 struct Normalization {
   std::vector<float> mean, std;  // per input channel; the network sees (x - mean) / std
+  std::vector<float> percentiles;  // empty, or [lo, hi]: per-image percentile normalisation first (normalize.h)
 };
 
 struct ModelInfo {
@@ -42,6 +44,7 @@ struct ModelInfo {
   Normalization normalization;
   std::vector<std::string> class_names;
   std::string provenance_json;    // the raw JSON text of the provenance metadata ("{}" if absent)
+  Decision decision;              // the "decision" metadata (decision.h); absent: default_decision
 };
 
 class ModelFile {

@@ -262,21 +262,15 @@ void softmax_inplace(float* scores, int K, size_t npix) {
   }
 }
 
-// Argmax over classes of src[k * cstride + y * rstride + x] into labels[(y0 + y) * W + x0 + x].
+// Labels (argmax over classes, or `d`'s decision) of src[k * cstride + y * rstride + x] into
+// labels[(y0 + y) * W + x0 + x]; `probs`: src holds probabilities, else logits.
 void argmax_into(const float* src, int K, int64_t cstride, int64_t rstride, int h, int w, void* labels, DType dt,
-                 int W, int y0, int x0) {
+                 int W, int y0, int x0, const Decision* d, bool probs) {
+  const Decision argmax = default_decision(K);
+  const Decision& dec = d ? *d : argmax;
   for (int y = 0; y < h; ++y)
     for (int x = 0; x < w; ++x) {
-      const float* p = src + int64_t(y) * rstride + x;
-      int best = 0;
-      float bv = p[0];
-      for (int k = 1; k < K; ++k) {
-        float v = p[int64_t(k) * cstride];
-        if (v > bv) {
-          bv = v;
-          best = k;
-        }
-      }
+      const int best = decide_pixel(src + int64_t(y) * rstride + x, cstride, K, probs, dec);
       size_t idx = size_t(y0 + y) * size_t(W) + size_t(x0 + x);
       if (dt == DType::U8) static_cast<uint8_t*>(labels)[idx] = uint8_t(best);
       else static_cast<uint16_t*>(labels)[idx] = uint16_t(best);
@@ -366,7 +360,8 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
       scratch.assign(size_t(K) * size_t(oh) * size_t(ow), 0.0f);
       fn(tile_in.data(), ih, iw, OutputView{scratch.data(), int64_t(oh) * ow, ow});
       if (out.kind == OutputKind::Labels) {
-        argmax_into(scratch.data(), K, int64_t(oh) * ow, ow, ch, cw, out.labels, out.labels_dtype, W, sy, sx);
+        argmax_into(scratch.data(), K, int64_t(oh) * ow, ow, ch, cw, out.labels, out.labels_dtype, W, sy, sx,
+                    out.decision, out.fn_writes_probabilities);
       } else {
         for (int k = 0; k < K; ++k)
           for (int y = 0; y < ch; ++y)
@@ -424,7 +419,8 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
   for (int k = 0; k < K; ++k)
     for (size_t i = 0; i < npix; ++i) acc[size_t(k) * npix + i] /= count[i];
   if (out.kind == OutputKind::Probabilities) softmax_inplace(acc, K, npix);
-  if (out.kind == OutputKind::Labels) argmax_into(acc, K, int64_t(npix), W, H, W, out.labels, out.labels_dtype, W, 0, 0);
+  if (out.kind == OutputKind::Labels)
+    argmax_into(acc, K, int64_t(npix), W, H, W, out.labels, out.labels_dtype, W, 0, 0, out.decision, false);
 }
 
 }  // namespace unet_rt

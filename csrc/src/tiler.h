@@ -20,6 +20,7 @@
 #include <functional>
 #include <vector>
 
+#include "src/decision.h"
 #include "src/network.h"
 
 namespace unet_rt {
@@ -89,7 +90,8 @@ enum class OutputKind { Logits, Probabilities, Labels };
 struct TileOutput {
   OutputKind kind = OutputKind::Probabilities;
   float* scores = nullptr;       // Logits/Probabilities: [classes, H, W] contiguous
-  void* labels = nullptr;        // Labels: [H, W] contiguous argmax over classes (first maximum)
+  void* labels = nullptr;        // Labels: [H, W] contiguous argmax over classes (first maximum),
+  const Decision* decision = nullptr;  // or this decision (decision.h) when set
   DType labels_dtype = DType::U8;  // U8 (classes <= 256) or U16 (classes <= 65536)
   // The tile function already applies the softmax (the CPU executor's fused head). Only allowed
   // for valid networks (same networks blend logits, then apply the softmax).

@@ -78,9 +78,10 @@ UNET_RT_API const char* unet_rt_engine_class_name(const unet_rt_engine* engine, 
 /* Mean / std of input channel c into *value. */
 UNET_RT_API unet_rt_status unet_rt_engine_normalization(const unet_rt_engine* engine, int c, float* mean, float* std);
 
-/* Labels (argmax over classes) of one image of `channels` x `height` x `width` pixels of `dtype` in
- * `layout`, into labels[height * width] of labels_dtype (UNET_RT_U8 when classes <= 256, or
- * UNET_RT_U16). labels_count is the capacity of `labels` in elements. */
+/* Labels of one image of `channels` x `height` x `width` pixels of `dtype` in `layout`, into
+ * labels[height * width] of labels_dtype (UNET_RT_U8 when classes <= 256, or UNET_RT_U16), by the
+ * model file's decision: a threshold on p(foreground class) when the file stores one, else argmax
+ * over classes. labels_count is the capacity of `labels` in elements. */
 UNET_RT_API unet_rt_status unet_rt_segment(const unet_rt_engine* engine, const void* image, unet_rt_dtype dtype,
                                            unet_rt_layout layout, int channels, int height, int width, void* labels,
                                            size_t labels_count, unet_rt_dtype labels_dtype);
@@ -90,6 +91,14 @@ UNET_RT_API unet_rt_status unet_rt_segment(const unet_rt_engine* engine, const v
 UNET_RT_API unet_rt_status unet_rt_predict(const unet_rt_engine* engine, const void* image, unet_rt_dtype dtype,
                                            unet_rt_layout layout, int channels, int height, int width, float* out,
                                            size_t out_count, int logits);
+
+/* Instance labels (0 = background, 1..n) of one image into labels[height * width]: a
+ * marker-controlled watershed on the foreground probability of the whole image, with the
+ * parameters of the model file's decision (as Engine.instances in Python). labels_count is the
+ * capacity of `labels`; *count (may be NULL) receives n. */
+UNET_RT_API unet_rt_status unet_rt_instances(const unet_rt_engine* engine, const void* image, unet_rt_dtype dtype,
+                                             unet_rt_layout layout, int channels, int height, int width,
+                                             int32_t* labels, size_t labels_count, int64_t* count);
 
 #ifdef __cplusplus
 }

@@ -95,6 +95,15 @@ class Engine {
     segment(image, channels, height, width, labels.data(), layout);
     return labels;
   }
+  // Instance labels (0 = background) [height * width] by the model's watershed decision.
+  template <typename T>
+  std::vector<int32_t> instances(const T* image, int channels, int height, int width,
+                                 unet_rt_layout layout = UNET_RT_LAYOUT_CHW) const {
+    std::vector<int32_t> labels(size_t(height) * size_t(width));
+    check(unet_rt_instances(e_, image, dtype_of<T>::value, layout, channels, height, width, labels.data(),
+                            labels.size(), nullptr));
+    return labels;
+  }
   // Probabilities (or logits) [classes, height, width] into out.
   template <typename T>
   void predict(const T* image, int channels, int height, int width, float* out, bool logits = false,
