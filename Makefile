@@ -11,7 +11,7 @@ DEPS    := $(VENV)/.deps-stamp
 DEMO_IN := data/samples/image/25.png
 JOBS    ?= 2
 
-.PHONY: all demo test test-fast bench ablation install cpp clean help fuzz fuzz-merge
+.PHONY: all demo test test-fast bench bench-dask kbench ablation install cpp clean help fuzz fuzz-merge
 
 help:
 	@echo "make demo   - set up, then segment a shipped ISBI 2012 sample with the shipped model (out/demo/)"
@@ -53,6 +53,11 @@ bench: install
 	@mkdir -p out
 	cd bench && ../$(PYTHON) -m pytest -q --benchmark-only --benchmark-json=../out/bench.json
 	$(PYTHON) bench/report.py out/bench.json
+
+# unet_rt.dask: one Engine vs 1 and 2 dask worker processes on 4096^2 and 8192^2 zarr images (not in make test)
+bench-dask: install
+	@mkdir -p out
+	cd out && ../$(PYTHON) ../bench/dask_bench.py --out bench-dask
 
 # Recipes on data they were not tuned on (README: Accuracy). Run outside the source tree so that the
 # installed package (with its compiled core) is imported.

@@ -107,6 +107,9 @@ def _add_segment(sub):
     p.add_argument("--overlay-class", type=int, default=0, help="class tinted in the overlay (default 0: membrane)")
     p.add_argument("--label-name", default="unet-rt", help="name of the label image in an OME-Zarr output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    from . import dask_cli
+
+    dask_cli.add_arguments(p)
     p.set_defaults(func=cmd_segment)
 
 
@@ -238,6 +241,10 @@ def _segment_one(eng, src: Path, args, out: Path, kind: str, bar) -> Path:
 
 
 def cmd_segment(args) -> int:
+    from . import dask_cli
+
+    if dask_cli.wanted(args):  # --workers / --scheduler: dask.distributed (unet_rt/dask_cli.py)
+        return dask_cli.segment(args)
     from tqdm import tqdm
 
     from .io import list_images, same_file

@@ -342,7 +342,23 @@ after each one; returning False raises Cancelled. The GIL is released except aro
         d["cached_plans"] = e.cached_plans();
         d["arena_bytes"] = e.arena_bytes();
         return d;
-      });
+      })
+      .def("forward_tile", [](const Engine& e, const py::array_t<float, py::array::c_style | py::array::forcecast>& x,
+                              bool probabilities) {
+             const Arch& a = e.info().arch;
+             if (x.ndim() != 3 || x.shape(0) != a.in_channels)
+               throw std::invalid_argument("tile must be float32 [" + std::to_string(a.in_channels) + ", h, w]");
+             const int h = int(x.shape(1)), w = int(x.shape(2));
+             const int oh = output_size(h, a.depth, a.same_padding), ow = output_size(w, a.depth, a.same_padding);
+             py::array_t<float> out({py::ssize_t(a.classes), py::ssize_t(oh), py::ssize_t(ow)});
+             OutputView o{out.mutable_data(), int64_t(oh) * ow, ow};
+             {
+               py::gil_scoped_release release;
+               e.forward_tile(x.data(), h, w, o, probabilities);
+             }
+             return out;
+           }, py::arg("tile"), py::arg("probabilities") = false,
+           "One tile, no padding: float32 [C, h, w], normalised -> [classes, oh, ow] logits (or probabilities).");
 
   unet_rt_bind_kernels(m);
   unet_rt_bind_decision(m);

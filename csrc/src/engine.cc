@@ -122,6 +122,10 @@ int64_t Engine::instances(const ImageView& img, int32_t* labels, const Decision*
                                       labels);
 }
 
+void Engine::forward_tile(const float* in, int h, int w, const OutputView& out, bool probabilities) const {
+  net_->forward(in, h, w, out, probabilities ? HeadOutput::Probabilities : HeadOutput::Logits);
+}
+
 std::string cpu_isa() {
   using kernels::Isa;
   const char* env = std::getenv("UNET_RT_ISA");  // the executor's own choice (network.cc, kernels/dispatch.cc)

@@ -65,6 +65,10 @@ class Engine {
   int64_t instances(const ImageView& img, int32_t* labels, const Decision* decision = nullptr) const;
   // Checks a decision against this model (foreground class in range); throws std::invalid_argument.
   void check_decision(const Decision& d) const;
+  // One tile through the network, no tiling and no padding: `in` [in_channels, h, w] fp32,
+  // normalised, contiguous; writes [classes, oh, ow] logits (or the fused softmax). The unit of work
+  // of predict(), for callers that cut the whole-image pass's tiles themselves (unet_rt.dask).
+  void forward_tile(const float* in, int h, int w, const OutputView& out, bool probabilities) const;
 
  private:
   void init(std::unique_ptr<ModelFile> mf);
