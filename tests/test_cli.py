@@ -74,14 +74,16 @@ def test_info(model):
 
 
 def test_evaluate_model_and_otsu_baseline(model):
-    out = cli("evaluate", "--data", SAMPLES, "-m", model).stdout
-    assert "mean" in out and "Rand error" in out
-    out = cli("evaluate", "--data", SAMPLES, "--baseline", "otsu", "--json", "--slices", "25-29").stdout
+    out = cli("evaluate", "--data", SAMPLES, "-m", model, "--per-image").stdout
+    for name in ("V_rand", "V_info", "Rand error", "pixel error", "warping error", "adapted Rand error", "29.png"):
+        assert name in out
+    out = cli("evaluate", "--data", SAMPLES, "--baseline", "otsu", "--json", "--no-warping", "--slices", "25-29").stdout
     import json
 
     d = json.loads(out)
-    assert [r["image"] for r in d["images"]] == [f"{n}.png" for n in range(25, 30)]  # the test slices
-    assert 0 < d["mean"]["pixel_error"] < 1
+    assert d["names"] == [f"{n}.png" for n in range(25, 30)] and len(d["challenge"]["images"]) == 5  # the test slices
+    assert 0 < d["decision"]["mean"]["pixel_error"] < 1 and 0 < d["challenge"]["v_rand"] < 1
+    assert "warping_error" not in d["challenge"]
 
 
 def test_otsu_threshold_against_skimage(rng):

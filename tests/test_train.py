@@ -74,5 +74,89 @@ def test_export_matches_checkpoint(tiny_data, tmp_path):
     run(tiny_data, tmp_path / "e", 4)
     export_run(tmp_path / "e", tmp_path / "last.plan", last=True)
     mf = model_file.load(tmp_path / "last.plan")
-    assert mf.arch["base"] == 4 and mf.class_names == ["membrane", "cell"]
+    assert mf.arch["base"] == 4 and mf.class_names == ["background", "foreground"]
     assert mf.normalization["mean"][0] > 255
+
+
+def test_batchnorm_folds_exactly():
+    import torch
+    from training.model import UNet, fold_batchnorm
+
+    torch.manual_seed(0)
+    net = UNet(1, 2, depth=2, base=4, norm="batch")
+    with torch.no_grad():  # non-trivial running statistics and affine parameters
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5); m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5); m.bias.uniform_(-0.3, 0.3)
+    net.eval()
+    plain = UNet(1, 2, depth=2, base=4, norm="none").eval()
+    plain.load_state_dict(fold_batchnorm(net))
+    x = torch.randn(1, 1, 76, 76)
+    ref, got = net(x), plain(x)
+    assert torch.allclose(ref, got, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+
+
+def test_divergence_guard_rolls_back(tiny_data, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = train.weighted_loss
+
+    def flaky(*a, **k):  # the 6th step's loss is NaN (as a diverging run's would be)
+        calls["n"] += 1
+        loss = real(*a, **k)
+        return loss * float("nan") if calls["n"] == 6 else loss
+
+    monkeypatch.setattr(train, "weighted_loss", flaky)
+    run(tiny_data, tmp_path / "g", 8)
+    state = json.loads((tmp_path / "g" / "checkpoint.json").read_text())
+    assert state["step"] == 8 and state["rollbacks"] == 1 and state["lr_scale"] == 0.5
+    rows = list(csv.DictReader(open(tmp_path / "g" / "metrics.csv")))
+    assert any("rollback" in r["event"] for r in rows)
+    assert [int(r["step"]) for r in rows if r["loss"]] == list(range(1, 9))
+    from safetensors.numpy import load_file
+
+    assert all(np.isfinite(v).all() for v in load_file(str(tmp_path / "g" / "checkpoint.safetensors")).values())
+
+
+def test_divergence_guard_gives_up(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "weighted_loss", lambda *a, **k: torch_nan())
+    with pytest.raises(SystemExit, match="rollbacks"):
+        run(tiny_data, tmp_path / "h", 8, "--max-rollbacks", "2")
+
+
+def torch_nan():
+    import torch
+
+    return torch.tensor(float("nan"), requires_grad=True)
+
+
+def test_resume_with_new_total_keeps_the_learning_rate():
+    cfg = {"lr": 1e-3, "warmup": 10, "steps": 100}
+    state = {"step": 50, "lr_scale": 1.0}
+    before = train.lr_at(50, cfg, state)
+    state["anchor"] = [50, before / cfg["lr"], 300]          # what main() records on --resume --steps 300
+    after = {**cfg, "steps": 300}
+    assert train.lr_at(50, after, state) == pytest.approx(before)
+    assert train.lr_at(175, after, state) == pytest.approx(before / 2)
+    assert train.lr_at(300, after, state) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("recipe", ["default", "paper"])
+def test_recipes_resolve(recipe):
+    args = train.build_parser().parse_args(["--out", "x", "--recipe", recipe, "--lr", "0.5"])
+    cfg = train.resolve_recipe(args)
+    assert cfg["lr"] == 0.5  # explicit beats the recipe
+    for k, v in train.RECIPES[recipe].items():
+        if k != "lr":
+            assert cfg[k] == v
+
+
+def test_touching_instances_get_a_border():
+    from training.weightmap import separate_touching
+
+    inst = np.zeros((6, 8), np.int32)
+    inst[1:5, 1:4] = 1
+    inst[1:5, 4:7] = 2                                        # touches 1 along a column
+    sep = separate_touching(inst)
+    assert (sep[1:5, 4] == 0).all() and (sep[1:5, 1:4] == 1).all() and (sep[1:5, 5:7] == 2).all()
+    assert (separate_touching(sep) == sep).all()               # already separated: unchanged

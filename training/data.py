@@ -17,7 +17,7 @@ from unet_rt.geometry import output_size
 from unet_rt.io import list_images, parse_slices, read_image  # noqa: F401  (parse_slices re-exported)
 
 from . import augment
-from .weightmap import instances_from_mask, weight_map
+from .weightmap import dataset_class_weights, instances_from_mask, separate_touching, weight_map
 
 
 @dataclass
@@ -59,11 +59,34 @@ def load_pairs(root, slices: list[int] | None = None) -> list[tuple[str, np.ndar
     return pairs
 
 
-def make_sample(name: str, image: np.ndarray, label: np.ndarray, w0=10.0, sigma=5.0) -> Sample:
+def instances_of(label: np.ndarray) -> np.ndarray:
+    """Instances (0 = background, 1..n) of a label image: the connected components of a binary
+    mask, or an instance image whose touching objects get a separating background border."""
     label = np.asarray(label)
-    binary = len(np.unique(label)) <= 2
-    inst = instances_from_mask(label) if binary else label.astype(np.int32)
-    return Sample(np.asarray(image), (inst > 0).astype(np.uint8), weight_map(inst, w0, sigma, instances=True), name)
+    if len(np.unique(label)) <= 2:
+        return instances_from_mask(label)
+    return separate_touching(label)
+
+
+def make_sample(name: str, image: np.ndarray, label: np.ndarray, w0=10.0, sigma=5.0,
+                class_weight: tuple[float, float] | None = None) -> Sample:
+    inst = instances_of(label)
+    return Sample(np.asarray(image), (inst > 0).astype(np.uint8),
+                  weight_map(inst, w0, sigma, instances=True, class_weight=class_weight), name)
+
+
+def make_samples(pairs, w0=10.0, sigma=5.0, class_weights: str = "image",
+                 max_ratio: float | None = None) -> tuple[list[Sample], tuple[float, float] | None]:
+    """Samples of (name, image, label) pairs, with w_c balanced per image (``"image"``) or over the
+    whole set (``"dataset"``, the paper's choice, optionally capped at ``max_ratio``).
+    Returns (samples, (w_background, w_cell) or None)."""
+    if class_weights not in ("image", "dataset"):
+        raise ValueError(f"class_weights must be 'image' or 'dataset', got {class_weights!r}")
+    cw = None
+    if class_weights == "dataset" and pairs:
+        fg = [(instances_of(lb) > 0) for _, _, lb in pairs]
+        cw = dataset_class_weights([f.mean() for f in fg], [f.size for f in fg], max_ratio)
+    return [make_sample(n, im, lb, w0, sigma, cw) for n, im, lb in pairs], cw
 
 
 def normalization(samples: list[Sample]) -> dict:
@@ -88,20 +111,44 @@ class TileSampler:
     resampling of the mirror-extrapolated image through flip + rotation + elastic deformation,
     so augmentation and mirror padding cost a single pass. Labels are resampled nearest-neighbour,
     weight maps (precomputed per image) linearly.
+
+    ``window="inside"`` keeps the (unrotated) output window inside the image where the image is
+    larger than the window, so supervision comes from real pixels; ``"anywhere"`` centres it
+    uniformly over the image (then up to a third of the supervised pixels of a 512² ISBI slice
+    with a 388² window are mirrored copies). ``foreground`` is the probability of centring the
+    window on a random foreground pixel instead (sparse objects are otherwise rarely seen).
     """
 
     def __init__(self, samples: list[Sample], norm: dict, tile: int, depth: int = 4, padding: str = "valid",
-                 elastic_sigma: float = 10.0, grey: bool = True):
+                 elastic_sigma: float = 10.0, grey: bool = True, window: str = "anywhere",
+                 foreground: float = 0.0):
+        if window not in ("anywhere", "inside"):
+            raise ValueError(f"window must be 'anywhere' or 'inside', got {window!r}")
         self.samples, self.norm, self.tile = samples, norm, tile
         self.out = output_size(tile, depth, padding)
         self.elastic_sigma, self.grey = elastic_sigma, grey
+        self.window, self.foreground = window, foreground
         self.images = [normalize(s.image, norm) for s in samples]
+        self.fg_index = [np.flatnonzero(s.classes.ravel()) for s in samples]
+
+    def _center(self, rng: np.random.Generator, i: int) -> tuple[float, float]:
+        h, w = self.samples[i].classes.shape
+        fg = self.fg_index[i]
+        if self.foreground > 0 and fg.size and rng.uniform() < self.foreground:
+            k = int(fg[rng.integers(fg.size)])
+            cy, cx = float(k // w), float(k % w)
+        else:
+            cy, cx = rng.uniform(0, h - 1), rng.uniform(0, w - 1)
+        if self.window == "inside":  # clamp the window into the image (centred if it cannot fit)
+            r = (self.out - 1) / 2.0
+            cy = min(max(cy, r), h - 1 - r) if h > self.out else (h - 1) / 2.0
+            cx = min(max(cx, r), w - 1 - r) if w > self.out else (w - 1) / 2.0
+        return cy, cx
 
     def __call__(self, rng: np.random.Generator):
         i = int(rng.integers(len(self.samples)))
         s, img = self.samples[i], self.images[i]
-        h, w = s.classes.shape
-        center = (rng.uniform(0, h - 1), rng.uniform(0, w - 1))
+        center = self._center(rng, i)
         t = augment.sample_transform(rng, (self.tile, self.tile), sigma=self.elastic_sigma)
         coords = augment.coordinates(t, center)
         x = augment.warp(img, coords, order=3)

@@ -32,7 +32,8 @@ def export_run(run: Path, output: Path, last: bool = False) -> Path:
         t = load_file(str(run / "checkpoint.safetensors"))
         sd = {k[6:]: v for k, v in t.items() if k.startswith("model.")}
         c0 = sd["enc.0.conv1.weight"].shape[1]
-        net = UNet(c0, sd["head.weight"].shape[0], cfg["depth"], cfg["base"], cfg["padding"])
+        net = UNet(c0, sd["head.weight"].shape[0], cfg["depth"], cfg["base"], cfg["padding"],
+                   norm=cfg.get("norm", "none"))
         net.load_state_dict(sd)
         mf = to_model_file(net, cfg["normalization"], cfg["class_names"].split(","), _provenance(cfg, state))
     model_file.save(output, mf)

@@ -29,26 +29,40 @@ def _he_init(m: nn.Module) -> None:
     nn.init.zeros_(m.bias)
 
 
-class DoubleConv(nn.Module):
-    """Two 3x3 convolutions, each followed by ReLU."""
+def _norm(kind: str, c: int) -> nn.Module:
+    # "batch": BatchNorm2d after each 3x3 conv, folded into the conv at export (fold_batchnorm), so
+    # the runtime's fused conv + bias + ReLU is unchanged. "none": the paper's network.
+    if kind == "batch":
+        return nn.BatchNorm2d(c)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be 'none' or 'batch', got {kind!r}")
 
-    def __init__(self, cin: int, cout: int, pad: int):
+
+class DoubleConv(nn.Module):
+    """Two 3x3 convolutions, each followed by (an optional BatchNorm and) ReLU."""
+
+    def __init__(self, cin: int, cout: int, pad: int, norm: str = "none"):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=pad)
+        self.norm1 = _norm(norm, cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=pad)
+        self.norm2 = _norm(norm, cout)
 
     def forward(self, x):
-        return F.relu(self.conv2(F.relu(self.conv1(x))))
+        return F.relu(self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x))))))
 
 
 class UpBlock(nn.Module):
     """2x2 stride-2 up-conv halving the channels, crop-and-concat with the skip, two 3x3 convs."""
 
-    def __init__(self, cin: int, cout: int, pad: int):
+    def __init__(self, cin: int, cout: int, pad: int, norm: str = "none"):
         super().__init__()
         self.up = nn.ConvTranspose2d(cin, cout, 2, stride=2)
         self.conv1 = nn.Conv2d(2 * cout, cout, 3, padding=pad)
+        self.norm1 = _norm(norm, cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=pad)
+        self.norm2 = _norm(norm, cout)
 
     def forward(self, x, skip):
         up = self.up(x)                                  # (B, cout, 2h, 2w)  -- no ReLU, as in the paper
@@ -56,25 +70,26 @@ class UpBlock(nn.Module):
         dx = (skip.shape[-1] - up.shape[-1]) // 2
         skip = skip[..., dy:dy + up.shape[-2], dx:dx + up.shape[-1]]   # centre crop (static slice)
         x = torch.cat([skip, up], dim=1)                 # (B, 2*cout, 2h, 2w): skip first
-        return F.relu(self.conv2(F.relu(self.conv1(x))))
+        return F.relu(self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x))))))
 
 
 class UNet(nn.Module):
     def __init__(self, in_channels: int = 1, classes: int = 2, depth: int = 4, base: int = 64,
-                 padding: str = "valid", dropout: float = 0.5):
+                 padding: str = "valid", dropout: float = 0.5, norm: str = "none"):
         super().__init__()
         if padding not in ("valid", "same"):
             raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
         self.arch = dict(in_channels=in_channels, classes=classes, depth=depth, base=base, padding=padding)
+        self.norm = norm
         pad = 1 if padding == "same" else 0
         widths = [base * 2**l for l in range(depth + 1)]
         self.enc = nn.ModuleList()
         prev = in_channels
         for c in widths:
-            self.enc.append(DoubleConv(prev, c, pad))
+            self.enc.append(DoubleConv(prev, c, pad, norm))
             prev = c
         # dec[l] joins level l+1 to level l; applied from l = depth-1 down to 0
-        self.dec = nn.ModuleList(UpBlock(widths[l + 1], widths[l], pad) for l in range(depth))
+        self.dec = nn.ModuleList(UpBlock(widths[l + 1], widths[l], pad, norm) for l in range(depth))
         self.head = nn.Conv2d(base, classes, 1)
         # Paper: "Drop-out layers at the end of the contracting path perform further implicit
         # data augmentation." Identity at inference, so the runtime ignores it.
@@ -111,9 +126,33 @@ def load_model_file(path, map_location="cpu") -> tuple[UNet, "object"]:
     return net.to(map_location).eval(), mf
 
 
+@torch.no_grad()
+def fold_batchnorm(net: UNet) -> dict[str, torch.Tensor]:
+    """The network's weights with every BatchNorm folded into the conv before it (eval mode).
+
+    BN(conv(x)) = g * (W*x + b - mu) / sqrt(var + eps) + beta = W'*x + b' with
+    W' = W * s, b' = (b - mu) * s + beta, s = g / sqrt(var + eps) per output channel: exact up to
+    rounding, and the state dict keeps the paper network's names (no norm tensors), so the runtime
+    needs nothing new. A network without BatchNorm is returned as it is.
+    """
+    sd = {k: v.detach().cpu().float().clone() for k, v in net.state_dict().items()}
+    out = {k: v for k, v in sd.items() if ".norm" not in k}
+    for name, m in net.named_modules():
+        if not isinstance(m, nn.BatchNorm2d):
+            continue
+        conv = name.replace(".norm", ".conv")            # enc.0.norm1 -> enc.0.conv1
+        s = sd[f"{name}.weight"] / torch.sqrt(sd[f"{name}.running_var"] + m.eps)
+        out[f"{conv}.weight"] = sd[f"{conv}.weight"] * s[:, None, None, None]
+        out[f"{conv}.bias"] = (sd[f"{conv}.bias"] - sd[f"{name}.running_mean"]) * s + sd[f"{name}.bias"]
+    return out
+
+
 def to_model_file(net: UNet, normalization: dict, class_names, provenance: dict | None = None):
-    """The runtime ModelFile for a trained network (write it with ``unet_rt.model_file.save``)."""
+    """The runtime ModelFile for a trained network (write it with ``unet_rt.model_file.save``).
+
+    BatchNorm layers (``norm="batch"``) are folded into the convs: the file holds the paper's
+    network."""
     from unet_rt.model_file import ModelFile
 
-    tensors = {k: v.detach().cpu().float().numpy() for k, v in net.state_dict().items()}
+    tensors = {k: v.numpy() for k, v in fold_batchnorm(net).items()}
     return ModelFile("weights", dict(net.arch), normalization, list(class_names), tensors, provenance or {})

@@ -73,7 +73,7 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
     record : extra entries for the decision's ``calibration`` record (e.g. the data and slices).
 
     The threshold minimises the mean pixel error (foreground vs the rest); the instance parameters
-    minimise the mean adapted Rand error (``unet_rt.metrics.rand_error``) of the watershed
+    minimise the mean adapted Rand error (``unet_rt.metrics.adapted_rand_error``) of the watershed
     instances, searched by stages: mask x marker thresholds at moderate sizes, then the sizes, then
     the thresholds again +- ``refine``. Ties keep the earlier candidate.
     """
@@ -108,7 +108,7 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
 
     def rand(inst: dict) -> float:
         dj = json.dumps(_decision(fg_class, best_t, inst))
-        return float(np.mean([metrics.rand_error(ti, _core.instances(p, dj)) for p, (_, ti) in zip(probs, targets)]))
+        return float(np.mean([metrics.adapted_rand_error(ti, _core.instances(p, dj)) for p, (_, ti) in zip(probs, targets)]))
 
     def argmin(cands, f, desc):
         best, best_v = None, np.inf
