@@ -35,9 +35,10 @@ def val():
     return imgs, labs
 
 
-def test_calibration_finds_the_grid_optimum(val):
+@pytest.mark.parametrize("dense", [False, True])
+def test_calibration_finds_the_grid_optimum(val, dense):
     imgs, labs = val
-    d = calibrate(SHIPPED, imgs, labs, grid=SMALL, progress=False)
+    d = calibrate(SHIPPED, imgs, labs, grid=SMALL, dense=dense, progress=False)
     eng = unet_rt.Engine(SHIPPED)
     probs = [eng.predict(i)[1] for i in imgs]
     fgs = [lb > 0 for lb in labs]
@@ -46,18 +47,22 @@ def test_calibration_finds_the_grid_optimum(val):
     assert d["calibration"]["pixel_error"] == pytest.approx(px[d["threshold"]], abs=1e-6)
     assert d["calibration"]["pixel_error"] < d["calibration"]["pixel_error_argmax"]
 
+    t = d["threshold"]
+
     def rand(mask_t, marker_t):  # independent: scipy/skimage watershed, skimage's adapted Rand error
         errs = []
+        mask_t = t if mask_t is None else mask_t  # None: the segmentation's foreground
         for p, fg in zip(probs, fgs):
             pred = reference(p, mask_t, mask_t if marker_t is None else marker_t, 10, 0)
             errs.append(skmetrics.adapted_rand_error(metrics.connected_components(fg), pred, ignore_labels=(0,))[0])
         return float(np.mean(errs))
 
-    table = {(a, b): rand(a, b) for a in SMALL["mask_threshold"] for b in SMALL["marker_threshold"]
-             if b is None or b > a}
+    table = {(a, b): rand(a, b) for a in [None] + SMALL["mask_threshold"] for b in SMALL["marker_threshold"]
+             if (a is None or dense or a > t) and (b is None or b > (t if a is None else a))}
+    assert any(a is not None and a < t for a, _ in table) == dense  # the case tells the modes apart
     best = min(table, key=table.get)
     inst = d["instances"]
-    assert (inst["mask_threshold"], inst.get("marker_threshold")) == best, table
+    assert (inst.get("mask_threshold"), inst.get("marker_threshold")) == best, table
     assert d["calibration"]["rand_error"] == pytest.approx(table[best], abs=1e-6)
     assert inst["min_marker_size"] == 10 and inst["min_size"] == 0
 
