@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("torch")
 
 from training import train  # noqa: E402
-from training.data import load_pairs, make_sample, synthetic_cells, TileSampler, normalization  # noqa: E402
+from training.data import load_pairs, make_sample, synthetic_cells, TileSampler, normalization, normalize  # noqa: E402
 from unet_rt import model_file  # noqa: E402
 from unet_rt.io import write_image  # noqa: E402
 
@@ -160,3 +160,26 @@ def test_touching_instances_get_a_border():
     sep = separate_touching(inst)
     assert (sep[1:5, 4] == 0).all() and (sep[1:5, 1:4] == 1).all() and (sep[1:5, 5:7] == 2).all()
     assert (separate_touching(sep) == sep).all()               # already separated: unchanged
+
+
+def test_percentile_normalisation_matches_the_runtime(tiny_data, tmp_path):
+    """A model trained with --normalize percentile: the trainer's input (training.data.normalize)
+    and the native core's per-image percentile scaling agree, so Engine equals the PyTorch net."""
+    import torch
+
+    from training.model import load_model_file
+    from unet_rt import Engine
+
+    run(tiny_data, tmp_path / "p", 2, "--normalize", "percentile")
+    mf = model_file.load(tmp_path / "p" / "model.plan")
+    assert mf.normalization["percentiles"] == [1.0, 99.8]
+    assert mf.normalization["train_range"]["high"][0] > 255   # raw 16-bit units
+    raw = load_pairs(tiny_data)[0][1]
+    img = raw.astype(np.float32) * 0.25 + 1000                # another gain and offset: absorbed
+    net, _ = load_model_file(tmp_path / "p" / "model.plan")
+    x = normalize(img, mf.normalization)
+    np.testing.assert_allclose(x, normalize(raw, mf.normalization), atol=1e-4)
+    ref = train.predict_whole(net, x, 2, "valid")
+    got = Engine(tmp_path / "p" / "model.plan", threads=1).logits(img)
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max() + 1e-5
+

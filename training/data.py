@@ -89,19 +89,54 @@ def make_samples(pairs, w0=10.0, sigma=5.0, class_weights: str = "image",
     return [make_sample(n, im, lb, w0, sigma, cw) for n, im, lb in pairs], cw
 
 
-def normalization(samples: list[Sample]) -> dict:
-    """Per-channel mean and std of the training images in raw units."""
-    x = np.concatenate([s.image.reshape(-1, 1 if s.image.ndim == 2 else s.image.shape[-1]) for s in samples]).astype(np.float64)
-    return {"mean": x.mean(axis=0).tolist(), "std": np.maximum(x.std(axis=0), 1e-6).tolist()}
+TRAIN_RANGE_PERCENTILES = [1.0, 99.0]
+
+
+def _channels(image: np.ndarray) -> np.ndarray:
+    """(C, N) float64 pixels of an (H, W) or (H, W, C) image."""
+    x = np.asarray(image, np.float64)
+    return x.reshape(1, -1) if x.ndim == 2 else x.reshape(-1, x.shape[-1]).T
+
+
+def _percentile_scale(x: np.ndarray, q) -> np.ndarray:
+    """(x - P_lo) / (P_hi - P_lo) per channel row of x (C, N); scale 1 where P_hi = P_lo, as the
+    runtime does (``unet_rt.model_file``: normalisation "percentiles")."""
+    lo, hi = np.percentile(x, q, axis=1)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return (x - lo[:, None]) / span[:, None]
+
+
+def normalization(samples: list[Sample], percentiles=None) -> dict:
+    """The model file's normalisation record for the training images.
+
+    Without ``percentiles``: per-channel mean and std in raw units. With ``percentiles=[lo, hi]``:
+    each image is first scaled per channel to (x - P_lo) / (P_hi - P_lo) (StarDist's and
+    Cellpose's habit, so that a model does not depend on the bit depth or offset of the camera),
+    and mean/std are those of the scaled values. Either way ``train_range`` records the raw
+    P1/P99 of the training pixels, from which ``Engine`` warns about inputs far outside them.
+    """
+    raw = np.concatenate([_channels(s.image) for s in samples], axis=1)
+    q = TRAIN_RANGE_PERCENTILES
+    lo, hi = np.percentile(raw, q, axis=1)
+    if percentiles:
+        x = np.concatenate([_percentile_scale(_channels(s.image), percentiles) for s in samples], axis=1)
+    else:
+        x = raw
+    out = {"mean": x.mean(axis=1).tolist(), "std": np.maximum(x.std(axis=1), 1e-6).tolist()}
+    if percentiles:
+        out["percentiles"] = [float(p) for p in percentiles]
+    out["train_range"] = {"percentiles": list(q), "low": lo.tolist(), "high": hi.tolist()}
+    return out
 
 
 def normalize(image: np.ndarray, norm: dict) -> np.ndarray:
-    """(x - mean) / std -> float32 (C, H, W)."""
-    x = np.asarray(image, np.float32)
-    x = x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0)
-    mean = np.asarray(norm["mean"], np.float32)[:, None, None]
-    std = np.asarray(norm["std"], np.float32)[:, None, None]
-    return (x - mean) / std
+    """The network's input for an image: float32 (C, H, W), normalised as the runtime does."""
+    a = np.asarray(image)
+    x = _channels(a)
+    if norm.get("percentiles"):
+        x = _percentile_scale(x, norm["percentiles"])
+    x = (x - np.asarray(norm["mean"])[:, None]) / np.asarray(norm["std"])[:, None]
+    return x.reshape((x.shape[0],) + a.shape[:2]).astype(np.float32)
 
 
 class TileSampler:

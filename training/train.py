@@ -97,6 +97,10 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--foreground", type=float, default=None,
                    help=r + "probability of centring a window on a foreground pixel")
     p.add_argument("--dropout", type=float, default=None, help=r + "dropout at the end of the contracting path")
+    p.add_argument("--normalize", choices=["dataset", "percentile"], default="dataset",
+                   help="input normalisation stored in the model file: (x - mean) / std with the training "
+                        "set's statistics in raw units, or per image between its 1st and 99.8th percentiles "
+                        "first (robust to another camera's offset or bit depth)")
     p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps, then cosine decay")
     p.add_argument("--w0", type=float, default=10.0, help="border weight w0")
     p.add_argument("--sigma", type=float, default=5.0, help="border weight sigma (px)")
@@ -331,7 +335,8 @@ def main(argv=None) -> int:
     train, cw = D.make_samples([pairs[i] for i in train_ids], cfg["w0"], cfg["sigma"], cfg["class_weights"],
                                cfg["max_class_ratio"])
     val = [D.make_sample(*pairs[i], w0=cfg["w0"], sigma=cfg["sigma"], class_weight=cw) for i in val_ids]
-    norm = cfg.get("normalization") or D.normalization(train)
+    norm = cfg.get("normalization") or D.normalization(
+        train, [1.0, 99.8] if cfg.get("normalize") == "percentile" else None)
     cfg["normalization"] = norm
     arch = dict(in_channels=1 if train[0].image.ndim == 2 else train[0].image.shape[-1], classes=2,
                 depth=cfg["depth"], base=cfg["base"], padding=cfg["padding"])
@@ -435,9 +440,26 @@ def main(argv=None) -> int:
         model_file.save(out / "model.plan", to_model_file(net, norm, cfg["class_names"].split(","), _provenance(cfg, state)))
     else:
         model_file.atomic_write(out / "model.plan", (out / "best.plan").read_bytes())
+        _calibrate(out / "model.plan", [pairs[i] for i in val_ids])
     print(f"done: {state['step']} steps in {state['elapsed'] / 60:.1f} min; model: {out / 'model.plan'}"
           + (f" (best validation F1 error {state['best']['f1_error']:.4f} at step {state['best']['step']})" if state["best"] else ""))
     return 0
+
+
+def _calibrate(model_path: Path, val_pairs) -> None:
+    """Choose the model's decision (threshold, instance parameters) on the validation slices and
+    store it in the model file (``unet_rt.calibrate``, DESIGN.md §12)."""
+    try:
+        from unet_rt.calibrate import calibrate, write_decision
+        d = calibrate(model_path, [im for _, im, _ in val_pairs], [D.instances_of(lb) for _, _, lb in val_pairs],
+                      progress=False, record={"slices": "validation", "names": [n for n, _, _ in val_pairs]})
+    except ImportError as e:  # e.g. run from the source tree, where unet_rt._core is not built
+        print(f"warning: {model_path} is not calibrated ({e}); calibrate it with "
+              f"`unet-rt calibrate {model_path} --data DIR --slices ...`", file=sys.stderr)
+        return
+    write_decision(model_path, d)
+    inst = d.get("instances", {})
+    print(f"calibrated on the validation slices: threshold {d.get('threshold')}, instances {inst}")
 
 
 def _provenance(cfg: dict, state: dict) -> dict:
