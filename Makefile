@@ -43,7 +43,7 @@ demo: install
 	@mkdir -p out/demo
 	$(BIN)/unet-rt info unet_rt/models/isbi2012-unet16.plan
 	$(BIN)/unet-rt segment $(DEMO_IN) -o out/demo/25-labels.png --overlay
-	$(BIN)/unet-rt evaluate --data data/samples
+	$(BIN)/unet-rt evaluate --data data/samples --slices 25-29
 	@echo "demo: wrote out/demo/25-labels.png and out/demo/25-labels-overlay.png"
 
 test: install

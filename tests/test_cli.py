@@ -81,7 +81,7 @@ def test_evaluate_model_and_otsu_baseline(model):
     import json
 
     d = json.loads(out)
-    assert d["names"] == [f"{k}.png" for k in range(25, 30)] and len(d["challenge"]["images"]) == 5
+    assert d["names"] == [f"{n}.png" for n in range(25, 30)] and len(d["challenge"]["images"]) == 5  # the test slices
     assert 0 < d["decision"]["mean"]["pixel_error"] < 1 and 0 < d["challenge"]["v_rand"] < 1
     assert "warping_error" not in d["challenge"]
 

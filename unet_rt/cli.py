@@ -424,7 +424,8 @@ def cmd_calibrate(args) -> int:
         return _err("no model given")
     try:
         d = calibrate_file(args.model, args.data, args.slices, output=args.output, write=bool(args.output),
-                           tta=args.tta, progress=not args.quiet, threads=args.threads, tile=args.tile)
+                           tta=args.tta, dense=args.dense, progress=not args.quiet, threads=args.threads,
+                           tile=args.tile)
     except (ValueError, FileNotFoundError) as e:
         return _err(str(e))
     print(json.dumps(d, indent=1))
@@ -456,6 +457,9 @@ def _add_calibrate(sub):
                    help="write the calibrated model file here (may be MODEL itself: updated atomically in place); "
                         "without -o the decision is only printed")
     p.add_argument("--tta", action="store_true", help="calibrate on test-time-augmented probabilities")
+    p.add_argument("--dense", action="store_true",
+                   help="densely packed cells (EM): objects may extend over the boundaries between them (a partition); "
+                        "default: objects within the segmentation's foreground (right for sparse objects)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--tile", type=int, default=None, help="input tile size (default: chosen per image)")
     p.add_argument("-q", "--quiet", action="store_true")
