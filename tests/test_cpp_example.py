@@ -33,7 +33,8 @@ def installed(tmp_path_factory):
     jobs = str(min(2, os.cpu_count() or 1))
     run(["cmake", "-S", ROOT, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release", "-DUNET_RT_PYTHON=OFF",
          "-DUNET_RT_SHARED=ON", "-DUNET_RT_C_TESTS=ON"], timeout=300)
-    run(["nice", "cmake", "--build", BUILD, "-j", jobs, "--target", "unet_rt", "c_api_errors"], timeout=600)
+    run(["nice", "cmake", "--build", BUILD, "-j", jobs, "--target", "unet_rt", "c_api_errors", "c_api_acquisition"],
+        timeout=600)
     prefix = tmp_path_factory.mktemp("prefix")
     run(["cmake", "--install", BUILD, "--prefix", prefix], timeout=120)
     return prefix
@@ -76,6 +77,13 @@ def test_c_api_error_paths(installed, models):
     assert "ALL OK" in r.stdout
 
 
+def test_c_api_for_acquisition(installed, models):
+    """Pitch, ROI, labels + scores in one pass, progress/cancel, warm-up, model from memory, the frame
+    queue (bounded, cancel), version, logging hook, info (ISA) and plan: tests/c/c_api_acquisition.c."""
+    r = run([BUILD / "c_api_acquisition", models["good"]], timeout=300)
+    assert "ALL OK" in r.stdout
+
+
 def test_example_against_installed_package(installed, models, tmp_path):
     ex = tmp_path / "example-build"
     run(["cmake", "-S", ROOT / "examples" / "cpp", "-B", ex, f"-DCMAKE_PREFIX_PATH={installed}",
@@ -83,15 +91,30 @@ def test_example_against_installed_package(installed, models, tmp_path):
     run(["cmake", "--build", ex, "-j", "2"], timeout=300)
     frames, h, w = 3, 97, 130
     out = tmp_path / "labels.u8"
+    # full speed: the camera waits for a free buffer, nothing is dropped
     r = run([ex / "acquisition", models["good"], frames, h, w, out, 2], timeout=300)
     assert sum(line.startswith("frame ") for line in r.stdout.splitlines()) == frames and "ms/frame" in r.stdout
-    got = np.fromfile(out, np.uint8).reshape(frames, h, w)
+    assert f"{frames} segmented, 0 dropped" in r.stdout and "p99" in r.stdout
+    rec = np.fromfile(out, np.uint8).reshape(frames, 4 + h * w)
+    idx = rec[:, :4].copy().view("<i4")[:, 0]
+    got = rec[:, 4:].reshape(frames, h, w)
+    assert list(idx) == list(range(frames))  # in order
     engine = _core.Engine(str(models["good"]), threads=2)
     y, x = np.mgrid[0:h, 0:w]
-    for f in range(frames):
-        frame = (((7 * x + 13 * y + 101 * f) ^ (x * y)) % 4096).astype(np.uint16)
-        np.testing.assert_array_equal(got[f], engine.segment(frame[None]))
+    for f, labels in zip(idx, got):
+        frame = (((7 * x + 13 * y + 101 * int(f)) ^ (x * y)) % 4096).astype(np.uint16)
+        np.testing.assert_array_equal(labels, engine.segment(frame[None]))  # read in place through the pitch
     assert set(np.unique(got)) <= {0, 1}
+    # a camera far faster than segmentation with 1 frame in flight: frames are dropped, never queued
+    # without bound, and the ones segmented are right
+    r = run([ex / "acquisition", models["good"], 12, h, w, out, 1, 2000, 1], timeout=300)
+    line = next(x for x in r.stdout.splitlines() if x.startswith("12 frames"))
+    done, dropped = int(line.split(" segmented")[0].split()[-1]), int(line.split(" dropped")[0].split()[-1])
+    assert done + dropped == 12 and dropped > 0 and done >= 1
+    rec = np.fromfile(out, np.uint8).reshape(done, 4 + h * w)
+    for f, labels in zip(rec[:, :4].copy().view("<i4")[:, 0], rec[:, 4:].reshape(done, h, w)):
+        frame = (((7 * x + 13 * y + 101 * int(f)) ^ (x * y)) % 4096).astype(np.uint16)
+        np.testing.assert_array_equal(labels, engine.segment(frame[None]))
     # a bad model path is reported, not crashed on
     bad = subprocess.run([str(ex / "acquisition"), str(models["corrupt"]), "1", "8", "8"], capture_output=True,
                          text=True, timeout=60)

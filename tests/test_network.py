@@ -166,13 +166,13 @@ def test_bad_input():
         n.forward(np.zeros((1, h, w), np.float32))
     with pytest.raises(ValueError, match="dimensions"):
         n.forward(np.zeros((h, w), np.float32))
-    with pytest.raises(ValueError, match="missing weight tensor 'head.bias'"):
+    with pytest.raises(ValueError, match="missing tensor 'head.bias'"):
         K.Network(arch, {k: v for k, v in weights.items() if k != "head.bias"})
     bad = dict(weights)
     bad["enc.1.conv2.weight"] = np.zeros((16, 16, 3, 1), np.float32)
     with pytest.raises(ValueError, match="enc.1.conv2.weight.*shape"):
         K.Network(arch, bad)
-    with pytest.raises(ValueError, match="unexpected weight tensor 'extra'"):
+    with pytest.raises(ValueError, match="unexpected tensor 'extra'"):
         K.Network(arch, {**weights, "extra": np.zeros(1, np.float32)})
     with pytest.raises(ValueError, match="unknown ISA"):
         K.Network(arch, weights, isa="sse9")

@@ -39,6 +39,8 @@ def test_beats_the_otsu_baseline_on_the_test_slices():
     eng = unet_rt.Engine(DEFAULT_MODEL)
     ours, otsu = [], []
     for p in sorted((SAMPLES / "image").glob("*.png")):
+        if int(p.stem) < 25:  # 23-24: the validation slices
+            continue
         img = read_image(p)
         true = (read_image(SAMPLES / "label" / p.name) > 0).astype(np.uint8)
         ours.append(metrics.evaluate(eng.segment(img), true))

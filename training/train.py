@@ -45,6 +45,7 @@ from unet_rt import metrics, model_file
 from unet_rt.geometry import halo, is_valid_input, output_size
 
 from . import data as D
+from .distributed import Dist, check_config, forward_backward
 from .model import UNet, to_model_file
 
 # ---------------------------------------------------------------------------------------------
@@ -108,6 +109,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (CPU speed)")
     p.add_argument("--max-rollbacks", type=int, default=8,
                    help="non-finite losses survived (rollback, half the lr) before giving up")
+    p.add_argument("--accumulate", type=int, default=1,
+                   help="tiles per optimiser step and process, gradients averaged (torchrun: x the processes)")
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
@@ -321,6 +324,8 @@ def main(argv=None) -> int:
             sys.exit(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
         cfg = resolve_recipe(args)
         cfg["data"] = str(Path(args.data).resolve())
+    dist = Dist()  # torchrun: DistributedDataParallel over the processes (training/distributed.py)
+    check_config(cfg, dist, args.resume)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
 
@@ -355,8 +360,11 @@ def main(argv=None) -> int:
             cfg["steps"] = args.steps
         state["config"] = cfg
         print(f"resumed {out} at step {state['step']}")
+    model = dist.wrap(net)
     csv_path = out / "metrics.csv"
-    if not csv_path.exists() or not args.resume:
+    if not dist.main:
+        pass
+    elif not csv_path.exists() or not args.resume:
         with open(csv_path, "w", newline="") as f:
             csv.DictWriter(f, CSV_FIELDS).writeheader()
     else:  # drop rows logged after the checkpoint we resume from
@@ -368,28 +376,23 @@ def main(argv=None) -> int:
 
     # the divergence guard's restore point: the last checkpoint, in memory
     snapshot = (copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict()), copy.deepcopy(state))
-    bar = tqdm(total=cfg["steps"], initial=state["step"], disable=args.no_progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=cfg["steps"], initial=state["step"], disable=args.no_progress or not dist.main, unit="step", dynamic_ncols=True)
     t0, pending = time.time(), []
     net.train()
     while state["step"] < cfg["steps"]:
         step = state["step"]
-        rng = np.random.default_rng([cfg["seed"], step])      # per-step stream: repeatable, resumable
-        torch.manual_seed(cfg["seed"] * 1_000_003 + step)     # dropout
-        x, y, w = sampler(rng)                                 # (C, I, I), (O, O), (O, O)
         lr = lr_at(step, cfg, state)
         for g in opt.param_groups:
             g["lr"] = lr
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg["bf16"]):
-            logits = net(torch.from_numpy(x)[None])            # (1, K, O, O)
-        loss = weighted_loss(logits, torch.from_numpy(y)[None], torch.from_numpy(w)[None], cfg["loss"])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        # per-step (and per-tile) random streams: repeatable, resumable; the step's mean loss
+        loss = forward_backward(model, sampler, weighted_loss, cfg, step, dist)
         gnorm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg["clip"] if cfg["clip"] > 0 else float("inf"))
-        if not (math.isfinite(loss.item()) and math.isfinite(float(gnorm))):
+        if not (math.isfinite(loss) and math.isfinite(float(gnorm))):
             # ---- divergence guard: back to the last checkpoint, half the learning rate
             if state["rollbacks"] >= args.max_rollbacks:
                 bar.close()
-                sys.exit(f"loss {loss.item()} at step {step} after {state['rollbacks']} rollbacks: "
+                sys.exit(f"loss {loss} at step {step} after {state['rollbacks']} rollbacks: "
                          f"lower --lr (now {lr:.3g}) or check the data")
             net.load_state_dict(snapshot[0]); opt.load_state_dict(snapshot[1])
             rollbacks, scale = state["rollbacks"] + 1, state["lr_scale"] * 0.5
@@ -403,9 +406,9 @@ def main(argv=None) -> int:
             continue
         opt.step()
         state["step"] = step + 1
-        row = {"step": step + 1, "loss": f"{loss.item():.5f}", "lr": f"{lr:.3g}", "grad_norm": f"{float(gnorm):.4g}",
+        row = {"step": step + 1, "loss": f"{loss:.5f}", "lr": f"{lr:.3g}", "grad_norm": f"{float(gnorm):.4g}",
                "seconds": f"{state['elapsed'] + time.time() - t0:.1f}"}
-        if val and (state["step"] % cfg["val_every"] == 0 or state["step"] == cfg["steps"]):
+        if val and dist.main and (state["step"] % cfg["val_every"] == 0 or state["step"] == cfg["steps"]):
             v = validate(net, val, norm, arch)
             row.update(val_loss=f"{v['loss']:.5f}", val_pixel_error=f"{v['pixel_error']:.5f}",
                        val_rand_error=f"{v['adapted_rand_error']:.5f}", val_iou=f"{v['iou']:.5f}",
@@ -419,22 +422,27 @@ def main(argv=None) -> int:
             bar.write(f"step {state['step']}: val loss {v['loss']:.4f}, F1 error {v['f1_error']:.4f} "
                       f"(threshold {v['threshold']:.2f}), argmax pixel error {v['pixel_error']:.4f}")
         pending.append(row)
-        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2g}")
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2g}")
         bar.update(1)
         if state["step"] % cfg["ckpt_every"] == 0 or state["step"] == cfg["steps"]:
             state["elapsed"] += time.time() - t0
             t0 = time.time()
-            save_checkpoint(out, net, opt, state)
             snapshot = (copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict()), copy.deepcopy(state))
-            with open(csv_path, "a", newline="") as f:
-                csv.DictWriter(f, CSV_FIELDS).writerows(pending)
+            if dist.main:  # rank 0 writes the one checkpoint
+                save_checkpoint(out, net, opt, state)
+                with open(csv_path, "a", newline="") as f:
+                    csv.DictWriter(f, CSV_FIELDS).writerows(pending)
+                plot_metrics(csv_path, out / "metrics.png")
             pending = []
-            plot_metrics(csv_path, out / "metrics.png")
             if args.stop_at is not None and state["step"] >= args.stop_at:
                 bar.close()
+                dist.close()
                 print(f"stopped at step {state['step']} (--stop-at); continue with --resume")
                 return 0
     bar.close()
+    dist.close()
+    if not dist.main:
+        return 0
     net.eval()
     if state["best"] is None:  # no validation slices: the last weights
         model_file.save(out / "model.plan", to_model_file(net, norm, cfg["class_names"].split(","), _provenance(cfg, state)))

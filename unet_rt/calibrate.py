@@ -3,7 +3,8 @@
 A loss weighted toward the boundary class shifts the probability at which argmax flips, so the
 decision is a property of the trained model (DESIGN.md §12): the foreground threshold that
 minimises the pixel error, and the instance parameters (foreground mask and marker thresholds,
-minimum marker and object sizes) that minimise the adapted Rand error of ``Engine.instances``,
+minimum marker and object sizes) that minimise the adapted Rand error of ``Engine.instances``
+(objects within the segmentation's foreground),
 chosen by a small grid search on validation images only (one cached probability map per image),
 then written into the model file's ``decision`` metadata (``unet_rt.model_file``)::
 
@@ -33,7 +34,7 @@ __all__ = ["calibrate", "write_decision", "calibrate_file", "DEFAULT_GRID", "loa
 DEFAULT_GRID = {
     "threshold": [round(t, 3) for t in np.arange(0.02, 0.981, 0.02)],
     "threshold_refine": 0.005,  # second pass: steps of this size around the best coarse value
-    "mask_threshold": [0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+    "mask_threshold": [0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],  # dense=False: those above the threshold
     "marker_threshold": [None, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99],
     "min_marker_size": [1, 5, 10, 25, 50, 100],
     "min_size": [0, 10, 25, 50, 100],
@@ -59,8 +60,8 @@ def _decision(fg_class: int, threshold, inst: dict | None = None) -> dict:
     return d
 
 
-def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = False, progress: bool = True,
-              record: dict | None = None, **engine_kwargs) -> dict:
+def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = False, dense: bool = False,
+              progress: bool = True, record: dict | None = None, **engine_kwargs) -> dict:
     """Choose a model's decision on validation images; returns the ``decision`` metadata dict.
 
     Parameters
@@ -70,6 +71,10 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
         masks or instance images, see the module doc). Never the test images.
     grid : overrides of ``DEFAULT_GRID`` entries.
     tta : calibrate on test-time-augmented probabilities (then use ``tta=True`` at inference too).
+    dense : let the objects extend beyond the segmentation's foreground (mask thresholds below the
+        threshold): a partition of the tissue for densely packed cells (EM). The adapted Rand error
+        ignores true background, so it never penalises objects that bloat into it: keep the default
+        (objects within the segmentation) for sparse objects (bacteria, nuclei).
     record : extra entries for the decision's ``calibration`` record (e.g. the data and slices).
 
     The threshold minimises the mean pixel error (foreground vs the rest); the instance parameters
@@ -127,12 +132,13 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
     px_err, px_argmax = pixel_error(best_t), float(np.mean([np.mean((p.argmax(0) == fg_class) != fg)
                                                            for p, (fg, _) in zip(probs, targets)]))
 
-    # ---- instance parameters, by stages ----
+    # ---- instance parameters, by stages. Unless dense, the objects lie within the segmentation's
+    # foreground (mask None = the segmentation, or a higher mask threshold). ----
     def pairs(masks, markers):
         return [{"mask_threshold": a, "marker_threshold": b} for a, b in itertools.product(masks, markers)
-                if b is None or b > a]
+                if (a is None or dense or a > best_t) and (b is None or b > (best_t if a is None else a))]
 
-    inst, _ = argmin([dict(c, **_START_SIZES) for c in pairs(g["mask_threshold"], g["marker_threshold"])],
+    inst, _ = argmin([dict(c, **_START_SIZES) for c in pairs([None] + g["mask_threshold"], g["marker_threshold"])],
                      rand, "calibrate: mask x marker")
     inst, _ = argmin([dict(inst, min_marker_size=a, min_size=b)
                       for a, b in itertools.product(g["min_marker_size"], g["min_size"])], rand, "calibrate: sizes")
@@ -141,13 +147,15 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
         def around(x):
             return [None] if x is None else sorted({min(max(round(x + k * r, 4), 0.005), 0.995) for k in (-1, 0, 1)})
 
-        cands = [dict(inst, **c) for c in pairs(around(inst["mask_threshold"]), around(inst["marker_threshold"]))]
+        masks = around(inst["mask_threshold"]) + ([None] if inst["mask_threshold"] is not None else [])
+
+        cands = [dict(inst, **c) for c in pairs(masks, around(inst["marker_threshold"]))]
         inst, _ = argmin(cands, rand, "calibrate: refine")
     rand_best = rand(inst)
     rand_cc = rand({})  # connected components of the segmentation at the calibrated threshold
     rec = {"pixel_error": round(px_err, 6), "pixel_error_argmax": round(px_argmax, 6),
            "rand_error": round(rand_best, 6), "rand_error_connected_components": round(rand_cc, 6),
-           "images": len(probs), "tta": bool(tta), "date": datetime.date.today().isoformat(),
+           "images": len(probs), "tta": bool(tta), "dense": bool(dense), "date": datetime.date.today().isoformat(),
            "method": "grid search on validation images (unet_rt.calibrate)"}
     rec.update(record or {})
     d = _decision(fg_class, best_t, inst)

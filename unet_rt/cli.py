@@ -28,6 +28,10 @@ def _err(msg: str) -> int:
 
 
 # ------------------------------------------------------------------------------ segment
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
 def _add_engine_args(p):
     p.add_argument("-m", "--model", default=_default_model(),
                    help="model file (default: the shipped ISBI 2012 model%s)" % ("" if _default_model() else ", not installed"))
@@ -41,66 +45,38 @@ def _add_engine_args(p):
                         "labels agree with fp32 on >= 99.5%% of pixels of the shipped model's test images)")
 
 
-def cmd_segment(args) -> int:
-    from tqdm import tqdm
-
+def _open_engine(args):
     from .engine import Engine
-    from .io import list_images, overlay, read_image, write_image
 
     if not args.model:
-        return _err("no model given (-m) and no shipped default model installed")
-    inputs = [p for arg in args.inputs for p in list_images(arg)]
-    missing = [str(p) for p in inputs if not p.exists()]
-    if missing:
-        return _err(f"no such input: {', '.join(missing[:5])}")
-    if not inputs:
-        return _err("no input images found")
-    out = Path(args.output)
-    single_file = len(inputs) == 1 and out.suffix.lower() in (".png", ".tif", ".tiff")
-    if not single_file:
-        if out.exists() and not out.is_dir():
-            return _err(f"{out} is a file: with several inputs, -o must be a directory")
+        raise CLIError("no model given (-m) and no shipped default model installed")
     try:
-        eng = Engine(args.model, backend=args.backend, threads=args.threads, tile=args.tile,
-                         precision=args.precision)
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        return _err(str(e))
-    t0 = time.perf_counter()
-    n_px = 0
-    for src in tqdm(inputs, desc="segment", unit="img", disable=args.quiet or len(inputs) < 2):
-        try:
-            img = read_image(src)
-            if args.probabilities:
-                res = eng.predict(img, tta=args.tta)
-            elif args.instances:
-                res = _instances_image(eng.instances(img, tta=args.tta), out if single_file else None)
-            else:
-                res = eng.segment(img, tta=args.tta, threshold=args.threshold)
-        except (ValueError, TypeError) as e:
-            return _err(f"{src}: {e}")
-        n_px += img.shape[0] * img.shape[1] if img.ndim == 2 or eng.in_channels > 1 else int(np.prod(img.shape))
-        stack = res.ndim == (4 if args.probabilities else 3)
-        if single_file:
-            dst = out
-        else:
-            ext = ".tif" if (stack or args.probabilities) else ".png"
-            dst = out / (src.stem + ext)
-        if args.probabilities and dst.suffix.lower() == ".png":
-            return _err("probabilities are float32: use a .tif output")
-        labels = res
-        if not args.probabilities and not args.instances and args.scale:
-            res = (res * (255 // max(eng.classes - 1, 1))).astype(np.uint8)
-        write_image(dst, res)
-        if args.overlay and not stack and not args.probabilities:
-            write_image(dst.with_name(dst.stem + "-overlay.png"), overlay(img, labels, cls=args.overlay_class))
-    dt = time.perf_counter() - t0
-    if not args.quiet:
-        print(f"segmented {len(inputs)} image(s), {n_px / 1e6:.2f} Mpx in {dt:.2f} s "
-              f"({n_px / 1e6 / max(dt, 1e-9):.2f} Mpx/s) -> {out}")
-    return 0
+        return Engine(args.model, backend=args.backend, threads=args.threads, tile=args.tile,
+                      precision=args.precision)
+    except (ValueError, FileNotFoundError, ImportError, OSError) as e:
+        raise CLIError(str(e)) from None
 
 
-def _instances_image(labels: np.ndarray, single_out: Path | None) -> np.ndarray:
+SEGMENT_EPILOG = """axes: each input's dimensions are named by an axes string (Y, X; C channels; T, Z stack axes,
+  segmented frame by frame). The default comes from the file: OME-TIFF / ImageJ / OME-Zarr
+  metadata, the PNG mode (RGB = YXC), else the rank and the model's input channels. An RGB image
+  given to a single-channel model is converted to grey (ITU-R 601-2 luma) with a message; other
+  channel counts need --channel N.
+
+outputs: -o names a file for a single input (.png, .tif, .ome.tif keep their format; .zarr writes
+  an OME-Zarr with the labels in its NGFF labels group, or adds labels/NAME to the input OME-Zarr
+  when -o is that same .zarr), else a directory (created; a name with an extension other than
+  these must already exist or end with /). In a directory, each output takes its input's name and
+  format (PNG -> .png, TIFF -> .tif keeping the pixel size, OME-TIFF -> .ome.tif, zarr -> .tif);
+  stacks and probabilities are always TIFF. Class maps are written visible (class k of K as
+  k*255/(K-1)); --raw writes the class numbers 0..K-1. -o may not be an input file.
+
+errors: an input that cannot be read or segmented is reported and skipped; the others are still
+  written, and the exit status is 1 at the end. Bad arguments or model: status 2, nothing written.
+"""
+
+
+def _instances_image(labels: np.ndarray, single_out: Path | None) -> np.ndarray:  # noqa: E302
     """Instance labels as written: uint16 (PNG) when they fit, else int32 (TIFF only)."""
     if labels.max(initial=0) <= np.iinfo(np.uint16).max:
         return labels.astype(np.uint16)
@@ -110,24 +86,212 @@ def _instances_image(labels: np.ndarray, single_out: Path | None) -> np.ndarray:
 
 
 def _add_segment(sub):
-    p = sub.add_parser("segment", help="segment PNG/TIFF/zarr images (any size) with a model",
-                       description="Segment images of any size with overlap-tile inference. Writes the "
-                                   "class map (0..K-1) as PNG (single images) or TIFF (stacks).")
-    p.add_argument("inputs", nargs="+", help="image files or directories (PNG, TIFF incl. stacks, zarr)")
+    p = sub.add_parser("segment", help="segment PNG/TIFF/zarr/OME images (any size) with a model",
+                       description="Segment images of any size with overlap-tile inference and write the class "
+                                   "map (or the probabilities).",
+                       epilog=SEGMENT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="image files or directories (PNG, TIFF incl. stacks and OME-TIFF, "
+                                             "zarr arrays, OME-Zarr)")
     p.add_argument("-o", "--output", required=True, help="output file (single input) or directory")
     _add_engine_args(p)
-    p.add_argument("--probabilities", action="store_true", help="write float32 class probabilities (K x H x W TIFF)")
+    p.add_argument("--axes", default=None, type=_axes_arg,
+                   help="dimensions of every input, e.g. YX, YXC, ZYX, TYX, CYX, TZCYX (default: from the file)")
+    p.add_argument("--channel", type=int, default=None, help="use this channel of a multi-channel image")
+    p.add_argument("--level", type=int, default=0, help="OME-Zarr resolution level to segment (default 0: full)")
+    p.add_argument("--probabilities", action="store_true", help="write float32 class probabilities (TIFF, K planes)")
     p.add_argument("--instances", action="store_true",
                    help="write instance labels (0 = background, 1..n objects; uint16 PNG or TIFF): marker-controlled "
                         "watershed on the foreground probability with the model's calibrated parameters")
     p.add_argument("--threshold", type=float, default=None,
                    help="foreground probability threshold (overrides the model's calibrated one; default: the "
                         "model's decision, argmax for uncalibrated models)")
-    p.add_argument("--scale", action="store_true", help="spread class values over 0..255 in the PNG (viewable)")
-    p.add_argument("--overlay", action="store_true", help="also write NAME-overlay.png (image with one class tinted)")
+    p.add_argument("--raw", action="store_true", help="class numbers 0..K-1 in the output instead of visible grey levels")
+    p.add_argument("--overlay", action="store_true",
+                   help="also write NAME-overlay.png (a stack: NAME-overlay.tif) with one class tinted")
     p.add_argument("--overlay-class", type=int, default=0, help="class tinted in the overlay (default 0: membrane)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--label-name", default="unet-rt", help="name of the label image in an OME-Zarr output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    from . import dask_cli
+
+    dask_cli.add_arguments(p)
     p.set_defaults(func=cmd_segment)
+
+
+def _axes_arg(s: str) -> str:
+    from .axes import parse_axes
+
+    try:
+        return parse_axes(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _output_kind(out_arg: str, n_inputs: int) -> str:
+    """'file', 'zarr' or 'dir' for the -o argument; an unknown extension is an error."""
+    from .io import OUTPUT_EXT, is_zarr
+
+    out = Path(out_arg)
+    if out_arg.endswith(("/", "\\")) or (out.is_dir() and not is_zarr(out)):
+        return "dir"
+    ext = out.suffix.lower()
+    if ext == ".zarr":
+        kind = "zarr"
+    elif ext in OUTPUT_EXT:
+        kind = "file"
+    elif ext == "":
+        return "dir"
+    else:
+        raise CLIError(f"-o {out_arg}: unknown output extension {ext!r} (use .png, .tif, .ome.tif, .zarr, or a "
+                       f"directory: one whose name has a dot must exist already or be written with a trailing /)")
+    if n_inputs > 1:
+        raise CLIError(f"-o {out_arg} names one {ext} file but there are {n_inputs} inputs: give a directory")
+    if out.exists() and out.is_dir() and kind == "file":
+        raise CLIError(f"-o {out_arg} is a directory, not a {ext} file")
+    return kind
+
+
+def _dest_name(src: Path, img, stack: bool, probabilities: bool) -> str:
+    from .io import is_zarr
+
+    name = src.name
+    low = name.lower()
+    for ext in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".jpeg", ".jpg", ".bmp", ".ome.zarr", ".zarr"):
+        if low.endswith(ext):
+            name = name[:-len(ext)]
+            break
+    if img is not None and img.kind == "ome-tiff":
+        return name + ".ome.tif"
+    tiff = stack or probabilities or is_zarr(src) or src.suffix.lower() in (".tif", ".tiff")
+    return name + (".tif" if tiff else ".png")
+
+
+class _tile_bar:
+    """A tqdm bar over the tiles of one image (all frames and TTA passes), shown after 0.5 s."""
+
+    def __init__(self, src: Path, quiet: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=None, desc=src.name, unit="tile", leave=False, delay=0.5, disable=quiet)
+
+    def progress(self, done: int, total: int) -> None:
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
+def _segment_one(eng, src: Path, args, out: Path, kind: str, bar) -> Path:
+    """Segment one input and write its outputs; raises ValueError/OSError/TypeError for this input."""
+    from .axes import to_frames
+    from .io import open_image, overlay, visible_labels, write_image, write_ome_zarr
+
+    img = open_image(src, level=args.level)
+    axes = args.axes or img.axes
+    if args.axes and len(args.axes) != img.data.ndim:
+        raise ValueError(f"--axes {args.axes} names {len(args.axes)} dimensions but the image has shape {img.data.shape}")
+    fr = to_frames(img.data, axes, eng.in_channels, channel=args.channel,
+                   rgb=img.rgb if not args.axes else None)
+    for note in fr.notes:
+        bar.write(f"{src}: {note}")
+    data = fr.data
+    stack = fr.is_stack
+    lab_axes = fr.stack_axes + "YX"
+    with _tile_bar(src, args.quiet) as tiles:
+        if args.probabilities:
+            res = eng.predict(data, tta=args.tta, axes="TCYX", progress=tiles.progress)   # N x K x H x W
+            labels = res.argmax(1).astype(np.uint8)
+        elif args.instances:
+            labels = eng.instances(data, tta=args.tta, axes="TCYX")                       # N x H x W int32
+            res = labels
+        else:
+            labels = eng.segment(data, tta=args.tta, threshold=args.threshold, axes="TCYX",
+                                 progress=tiles.progress)                                   # N x H x W
+            res = labels
+    px = {a: v for a, v in img.pixel_size.items() if a in lab_axes}
+    if kind == "zarr":
+        if args.probabilities:
+            raise ValueError("an OME-Zarr output holds label images: write --probabilities to a .tif")
+        lab = _instances_image(labels, None) if args.instances else labels
+        write_ome_zarr(out, {args.label_name: fr.unflatten(lab)}, image=img, axes=lab_axes)
+        return out
+    dst = out if kind == "file" else out / _dest_name(src, img, stack, args.probabilities)
+    if args.probabilities:
+        if dst.suffix.lower() == ".png":
+            raise ValueError("probabilities are float32: use a .tif output")
+        write_image(dst, fr.unflatten(res), axes=fr.stack_axes + "CYX", pixel_size=px,
+                    channel_names=list(eng.class_names))
+    else:
+        if stack and dst.suffix.lower() == ".png":
+            raise ValueError(f"a stack of {labels.shape[0]} frames does not fit in a PNG: use a .tif output")
+        if args.instances:
+            out_labels = _instances_image(labels, dst)
+        else:
+            out_labels = labels if args.raw else visible_labels(labels, eng.classes)
+        write_image(dst, fr.unflatten(out_labels), axes=lab_axes, pixel_size=px)
+    if args.overlay:
+        grey = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+        ov = overlay(grey, labels, cls=args.overlay_class)            # N x H x W x 3
+        stem = dst.name[:-len(".ome.tif")] if dst.name.lower().endswith(".ome.tif") else dst.stem
+        if stack:
+            write_image(dst.with_name(stem + "-overlay.tif"), fr.unflatten(ov), axes=lab_axes + "C", pixel_size=px)
+        else:
+            write_image(dst.with_name(stem + "-overlay.png"), ov[0])
+    return dst
+
+
+def cmd_segment(args) -> int:
+    from . import dask_cli
+
+    if dask_cli.wanted(args):  # --workers / --scheduler: dask.distributed (unet_rt/dask_cli.py)
+        return dask_cli.segment(args)
+    from tqdm import tqdm
+
+    from .io import list_images, same_file
+
+    inputs = []
+    for arg in args.inputs:
+        if not Path(arg).exists():
+            raise CLIError(f"no such input: {arg}")
+        inputs.extend(list_images(arg))
+    if not inputs:
+        raise CLIError("no input images found in " + ", ".join(args.inputs))
+    kind = _output_kind(args.output, len(inputs))
+    out = Path(args.output)
+    if kind != "zarr":
+        for src in inputs:
+            if same_file(src, out) or (kind == "dir" and (same_file(src.parent, out))):
+                raise CLIError(f"-o {args.output} would overwrite the input {src}: choose another output")
+    if args.overlay and kind == "zarr":
+        raise CLIError("--overlay writes pictures: use a .png/.tif or directory output, not .zarr")
+    eng = _open_engine(args)
+    if kind == "dir":
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CLIError(f"cannot create the output directory {out}: {e.strerror or e}") from None
+    t0 = time.perf_counter()
+    done, failed = [], []
+    with tqdm(inputs, desc="segment", unit="img", disable=args.quiet or len(inputs) < 2) as bar:
+        for src in bar:
+            try:
+                done.append(_segment_one(eng, src, args, out, kind, bar))
+            except (ValueError, TypeError, OSError, ImportError) as e:
+                failed.append(src)
+                msg = str(e) if str(src) in str(e) else f"{src}: {e}"
+                bar.write(f"unet-rt: error: {msg}", file=sys.stderr)
+    dt = time.perf_counter() - t0
+    if not args.quiet and done:
+        print(f"segmented {len(done)} image(s) in {dt:.2f} s -> {out}")
+    if failed:
+        print(f"unet-rt: {len(failed)} of {len(inputs)} input(s) failed: {', '.join(map(str, failed[:5]))}"
+              + (" ..." if len(failed) > 5 else ""), file=sys.stderr)
+        return 1
+    return 0
 
 
 # ------------------------------------------------------------------------------ info
@@ -265,7 +429,8 @@ def cmd_calibrate(args) -> int:
         return _err("no model given")
     try:
         d = calibrate_file(args.model, args.data, args.slices, output=args.output, write=bool(args.output),
-                           tta=args.tta, progress=not args.quiet, threads=args.threads, tile=args.tile)
+                           tta=args.tta, dense=args.dense, progress=not args.quiet, threads=args.threads,
+                           tile=args.tile)
     except (ValueError, FileNotFoundError) as e:
         return _err(str(e))
     print(json.dumps(d, indent=1))
@@ -297,6 +462,9 @@ def _add_calibrate(sub):
                    help="write the calibrated model file here (may be MODEL itself: updated atomically in place); "
                         "without -o the decision is only printed")
     p.add_argument("--tta", action="store_true", help="calibrate on test-time-augmented probabilities")
+    p.add_argument("--dense", action="store_true",
+                   help="densely packed cells (EM): objects may extend over the boundaries between them (a partition); "
+                        "default: objects within the segmentation's foreground (right for sparse objects)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--tile", type=int, default=None, help="input tile size (default: chosen per image)")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -317,48 +485,86 @@ def _add_compile(sub):
     p.set_defaults(func=compile_cli.run)
 
 
+TRAIN_HELP = "train a U-Net (the trainer of training/train.py; needs the train extra)"
+
+
+def _add_train(sub, wanted: bool):
+    """The train command's options are the trainer's own parser (training.train.build_parser); it
+    imports torch, so it is built only when the command line asks for ``train``."""
+    p = sub.add_parser("train", help=TRAIN_HELP, description=TRAIN_HELP + ".",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=cmd_train)
+    if wanted:
+        try:
+            from training.train import build_parser
+        except ImportError as e:
+            raise CLIError(f"training needs the train extra: pip install 'unet-rt[train]' ({e})") from None
+        build_parser(p)
+
+
 def cmd_train(args) -> int:
-    try:
-        from training.train import main as train_main
-    except ImportError as e:
-        return _err(f"training needs the train extra (pip install 'unet-rt[train]'): {e}")
-    return train_main(args.train_args)
+    from training.train import main as train_main
+
+    return train_main(args.argv[args.argv.index("train") + 1:])
 
 
 def cmd_export(args) -> int:
     try:
         from training.export import main as export_main
     except ImportError as e:
-        return _err(f"export needs the train extra (pip install 'unet-rt[train]'): {e}")
+        raise CLIError(f"export needs the train extra: pip install 'unet-rt[train]' ({e})") from None
     return export_main([args.run, "-o", args.output] + (["--last"] if args.last else []))
 
 
-def main(argv=None) -> int:
+def _add_export(sub):
+    p = sub.add_parser("export", help="turn a training run's checkpoint into a runtime model file")
+    p.add_argument("run", help="run directory (holding checkpoint.safetensors/.json)")
+    p.add_argument("-o", "--output", required=True, help="model file to write")
+    p.add_argument("--last", action="store_true", help="export the last checkpoint, not the best validated one")
+    p.set_defaults(func=cmd_export)
+
+
+def _add_info(sub):
+    p = sub.add_parser("info", help="show a model file's architecture, normalisation and provenance")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+
+def _command_word(argv: list) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unet-rt", description="U-Net segmentation for microscopy (Ronneberger et al. 2015): "
-                                "train, export, segment, evaluate, benchmark.")
+                                "train, export, segment, evaluate, compile.")
     p.add_argument("--version", action="version", version=f"unet-rt {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     _add_segment(sub)
-    pi = sub.add_parser("info", help="show a model file's architecture, normalisation and provenance")
-    pi.add_argument("model")
-    pi.add_argument("--json", action="store_true")
-    pi.set_defaults(func=cmd_info)
+    _add_info(sub)
     _add_evaluate(sub)
     _add_calibrate(sub)
     _add_compile(sub)
-    pt = sub.add_parser("train", help="train a U-Net (python -m training.train; see unet-rt train --help)", add_help=False)
-    pt.add_argument("train_args", nargs=argparse.REMAINDER)
-    pt.set_defaults(func=cmd_train)
-    pe = sub.add_parser("export", help="turn a training run's checkpoint into a runtime model file")
-    pe.add_argument("run", help="run directory (holding checkpoint.safetensors/.json)")
-    pe.add_argument("-o", "--output", required=True, help="model file to write")
-    pe.add_argument("--last", action="store_true", help="export the last checkpoint, not the best validated one")
-    pe.set_defaults(func=cmd_export)
-    args = p.parse_args(argv)
-    if not getattr(args, "func", None):
-        p.print_help()
-        return 2
-    return int(args.func(args) or 0)
+    _add_train(sub, wanted=_command_word(argv) == "train")
+    _add_export(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        p = build_parser(argv)
+        args = p.parse_args(argv)
+        args.argv = argv
+        if not getattr(args, "func", None):
+            p.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except CLIError as e:
+        return _err(str(e))
+    except KeyboardInterrupt:
+        print("unet-rt: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

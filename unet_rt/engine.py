@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import model_file
+from .axes import Frames, guess_axes, parse_axes, to_frames
 
 __all__ = ["Engine", "BACKENDS"]
 
@@ -65,16 +66,20 @@ class Engine:
     device, dtype : for the triton backend (default "cuda", torch.float16).
     precision : CPU backend: "fp32" (default, exact to rounding) or "bf16" (Winograd GEMMs in bfloat16
         with fp32 accumulation, on CPUs with AVX512-BF16; elsewhere fp32 runs and ``info`` says why).
+    progress : default progress callback for every call, ``progress(done, total)`` in tiles over the
+        whole call (all frames and TTA transforms); returning False cancels the call
+        (``unet_rt._core.Cancelled``, a RuntimeError). Each call may pass its own ``progress=``.
     """
 
     def __init__(self, path, backend: str = "auto", threads: int | None = None, tile: int | None = None,
-                 memory_budget_mb: int | None = None, device=None, dtype=None, precision: str = "fp32"):
+                 memory_budget_mb: int | None = None, device=None, dtype=None, precision: str = "fp32",
+                 progress=None):
         path = Path(path)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"model file not found: {path}")
-        kind = model_file.detect_kind(path)
+        kind = model_file.detect_kind(path)  # OSError for a directory, FIFO or device
         trt = kind in ("tensorrt", "tensorrt-bare")
         if backend == "auto":
             backend = "tensorrt" if trt else "cpu"
@@ -89,7 +94,9 @@ class Engine:
             raise ValueError(f"precision={precision!r} is a CPU backend option (backend is {backend!r})")
         if threads is not None and threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
-        self.path, self.backend, self.tile = path, backend, tile
+        if progress is not None and not callable(progress):
+            raise TypeError("progress must be callable(done, total) or None")
+        self.path, self.backend, self.tile, self.progress = path, backend, tile, progress
         core = _core()
         if backend == "cpu":
             self._native = core.Engine(str(path), threads or 0, tile or 0, memory_budget_mb or 0,
@@ -148,8 +155,8 @@ class Engine:
                 f"{a['in_channels']} in, {a['classes']} classes, {a['padding']})")
 
     # ------------------------------------------------------------------ input layouts
-    def _frames(self, img) -> tuple[list[np.ndarray], bool]:
-        """-> list of C x H x W arrays, and whether the input was a stack."""
+    def _frames(self, img, axes: str | None = None, channel: int | None = None) -> Frames:
+        """-> N x C x H x W frames (see :mod:`unet_rt.axes`); ``axes=None``: H x W [x C] or a stack."""
         a = np.asarray(img)
         if not a.dtype.isnative:  # e.g. big-endian TIFF/zarr data
             a = a.astype(a.dtype.type)
@@ -164,69 +171,92 @@ class Engine:
         c = self.in_channels
         if a.size == 0:
             raise ValueError(f"image is empty (shape {a.shape})")
+        if axes is not None or channel is not None:
+            fr = to_frames(a, parse_axes(axes, a.ndim) if axes else guess_axes(a.shape, c), c, channel)
+            for note in fr.notes:
+                warnings.warn(note, stacklevel=3)
+            return fr
         if c == 1:
-            if a.ndim == 2:
-                return [a[None]], False
-            if a.ndim == 3:
-                return [f[None] for f in a], True
+            if a.ndim == 3 and a.shape[-1] in (3, 4) and a.shape[-2] > 4:
+                raise ValueError(f"shape {a.shape} is ambiguous for this single-channel model: pass "
+                                 f"axes='YXC' to convert an RGB image to grey, or axes='ZYX' for a stack")
+            if a.ndim in (2, 3):
+                return to_frames(a, "ZYX"[3 - a.ndim:], 1)
             raise ValueError(f"a single-channel model takes H x W images or T x H x W stacks, got shape {a.shape}")
-        if a.ndim == 3 and a.shape[-1] == c:
-            return [np.moveaxis(a, -1, 0)], False
-        if a.ndim == 4 and a.shape[-1] == c:
-            return [np.moveaxis(f, -1, 0) for f in a], True
+        if a.ndim in (3, 4) and a.shape[-1] == c:
+            return to_frames(a, "ZYXC"[4 - a.ndim:], c)
         raise ValueError(f"this model takes {c}-channel images as H x W x {c} (or T x H x W x {c}), got shape {a.shape}")
 
     # ------------------------------------------------------------------ compute
-    def _probs_chw(self, chw: np.ndarray, logits: bool = False) -> np.ndarray:
+    def _probs_chw(self, chw: np.ndarray, logits: bool = False, progress=None) -> np.ndarray:
         chw = np.ascontiguousarray(chw)
+        cb = progress.tile_callback() if progress is not None else None
         if self._native is not None:
-            return self._native.predict(chw, logits=logits)
-        core = _core()
-        return core.tile_predict(chw, self.normalization["mean"], self.normalization["std"], int(self.arch["depth"]),
-                                 self.arch["padding"] == "same", self.classes, self._fn, tile=self.tile or 0,
-                                 output="logits" if logits else "probabilities",
-                                 percentiles=self.normalization.get("percentiles") or [])
+            out = self._native.predict(chw, logits=logits, progress=cb)
+        else:
+            core = _core()
+            out = core.tile_predict(chw, self.normalization["mean"], self.normalization["std"], int(self.arch["depth"]),
+                                    self.arch["padding"] == "same", self.classes, self._fn, tile=self.tile or 0,
+                                    output="logits" if logits else "probabilities",
+                                    percentiles=self.normalization.get("percentiles") or [], progress=cb)
+        if progress is not None:
+            progress.pass_done()
+        return out
 
-    def _predict_frame(self, chw: np.ndarray, tta: bool) -> np.ndarray:
+    def _progress(self, progress, passes: int):
+        cb = progress if progress is not None else self.progress
+        return _Progress(cb, passes) if cb is not None else None
+
+    def _predict_frame(self, chw: np.ndarray, tta: bool, progress=None) -> np.ndarray:
         if not tta:
-            return self._probs_chw(chw)
+            return self._probs_chw(chw, progress=progress)
         acc = None
         for k in range(8):
-            p = _dihedral_inverse(self._probs_chw(_dihedral(chw, k)), k)
+            p = _dihedral_inverse(self._probs_chw(_dihedral(chw, k), progress=progress), k)
             acc = p.astype(np.float64) if acc is None else acc + p
         return (acc / 8).astype(np.float32)
 
-    def predict(self, img, tta: bool = False) -> np.ndarray:
+    def predict(self, img, tta: bool = False, axes: str | None = None, channel: int | None = None,
+                progress=None) -> np.ndarray:
         """Class probabilities: (K, H, W) float32, or (T, K, H, W) for a stack.
 
         ``tta=True`` averages the probabilities over the 8 rotations/flips of the input (8x the work).
+        ``axes`` names the image's dimensions ("YX", "YXC", "ZYX", "CYX", "TZYX"...; see
+        :mod:`unet_rt.axes`): the result is (stack dims..., K, H, W). ``channel`` picks one channel
+        of a multi-channel image for a single-channel model. ``progress(done, total)``: tiles done
+        over the whole call (see the class); returning False cancels.
         """
-        frames, stack = self._frames(img)
-        self._warn_range(frames)
-        out = [self._predict_frame(f, tta) for f in frames]
-        return np.stack(out) if stack else out[0]
+        fr = self._frames(img, axes, channel)
+        self._warn_range(list(fr.data))
+        pr = self._progress(progress, len(fr.data) * (8 if tta else 1))
+        return fr.unflatten(np.stack([self._predict_frame(f, tta, pr) for f in fr.data]))
 
-    def logits(self, img) -> np.ndarray:
+    def logits(self, img, axes: str | None = None, channel: int | None = None, progress=None) -> np.ndarray:
         """Raw network outputs (K, H, W) float32 (or (T, K, H, W))."""
-        frames, stack = self._frames(img)
-        out = [self._probs_chw(f, logits=True) for f in frames]
-        return np.stack(out) if stack else out[0]
+        fr = self._frames(img, axes, channel)
+        pr = self._progress(progress, len(fr.data))
+        return fr.unflatten(np.stack([self._probs_chw(f, logits=True, progress=pr) for f in fr.data]))
 
-    def segment(self, img, tta: bool = False, threshold: float | None = None) -> np.ndarray:
-        """Class map: (H, W) (or (T, H, W)) uint8 (uint16 beyond 256 classes).
+    def segment(self, img, tta: bool = False, threshold: float | None = None, axes: str | None = None,
+                channel: int | None = None, progress=None) -> np.ndarray:
+        """Class map: (H, W) (or (T, H, W), or stack dims + (H, W) with ``axes``) uint8 (uint16 beyond
+        256 classes).
 
         Labels follow the model's decision: the foreground class where its probability exceeds the
         calibrated threshold stored in the model file, else argmax (files without a decision: argmax
-        everywhere). ``threshold`` overrides the stored one (a float in (0, 1)).
+        everywhere). ``threshold`` overrides the stored one (a float in (0, 1)). ``axes``,
+        ``channel``, ``progress``: as :meth:`predict`.
         """
-        frames, stack = self._frames(img)
-        self._warn_range(frames)
+        fr = self._frames(img, axes, channel)
+        self._warn_range(list(fr.data))
         decision = self._decision_json(threshold)
         dt = np.uint8 if self.classes <= 256 else np.uint16
-        out = [self._segment_frame(f, tta, decision).astype(dt, copy=False) for f in frames]
-        return np.stack(out) if stack else out[0]
+        pr = self._progress(progress, len(fr.data) * (8 if tta else 1))
+        out = [self._segment_frame(f, tta, decision, pr).astype(dt, copy=False) for f in fr.data]
+        return fr.unflatten(np.stack(out))
 
-    def instances(self, img, tta: bool = False, decision: dict | None = None) -> np.ndarray:
+    def instances(self, img, tta: bool = False, decision: dict | None = None, axes: str | None = None,
+                  channel: int | None = None) -> np.ndarray:
         """Instance labels: (H, W) (or (T, H, W)) int32, 0 = background, 1..n objects.
 
         A marker-controlled watershed on the foreground probability of the whole image (never cut at
@@ -234,18 +264,19 @@ class Engine:
         dropped), flooded in order of decreasing p within the foreground mask; parameters from the
         model's decision (see ``unet_rt.model_file``), or from ``decision`` (the same layout) when
         given. Without a decision: the connected components of the segmentation's foreground.
+        ``axes``, ``channel``: as :meth:`predict`.
         """
-        frames, stack = self._frames(img)
-        self._warn_range(frames)
+        fr = self._frames(img, axes, channel)
+        self._warn_range(list(fr.data))
         dj = self._decision_json() if decision is None else json.dumps(decision)
         core = _core()
         out = []
-        for f in frames:
+        for f in fr.data:
             if self._native is not None and not tta:
                 out.append(self._native.instances(np.ascontiguousarray(f), decision=dj))
             else:
                 out.append(core.instances(self._predict_frame(f, tta), dj))
-        return np.stack(out) if stack else out[0]
+        return fr.unflatten(np.stack(out))
 
     # ------------------------------------------------------------------ decision, input range
     def _decision_json(self, threshold: float | None = None) -> str | None:
@@ -258,10 +289,14 @@ class Engine:
         _core().decision(text, self.classes)  # validates (ValueError names the problem)
         return text
 
-    def _segment_frame(self, chw: np.ndarray, tta: bool, decision: str | None) -> np.ndarray:
+    def _segment_frame(self, chw: np.ndarray, tta: bool, decision: str | None, progress=None) -> np.ndarray:
         if self._native is not None and not tta:
-            return self._native.segment(np.ascontiguousarray(chw), decision=decision)
-        return _core().decide_labels(self._predict_frame(chw, tta), decision)
+            cb = progress.tile_callback() if progress is not None else None
+            out = self._native.segment(np.ascontiguousarray(chw), decision=decision, progress=cb)
+            if progress is not None:
+                progress.pass_done()
+            return out
+        return _core().decide_labels(self._predict_frame(chw, tta, progress), decision)
 
     def _warn_range(self, frames: list[np.ndarray]) -> None:
         """Warn (once per call) when the input's intensity range is far outside the training range."""
@@ -307,3 +342,23 @@ def range_warning(frames: list[np.ndarray], norm: dict, max_samples: int = 1 << 
     return ("input intensities far outside the range the model was trained on (" + "; ".join(problems) +
             "): results are likely wrong. Check the bit depth and scaling of the data (values are never "
             "rescaled behind your back), or use a model trained with percentile normalisation.")
+
+
+class _Progress:
+    """One ``progress(done, total)`` over a call made of several tiled passes (frames x TTA
+    transforms). The first pass's tile count is the unit: a rotated pass may plan a different
+    number of tiles, and is scaled to it so that ``done`` only grows and ends at ``total``."""
+
+    def __init__(self, callback, passes: int):
+        self.callback, self.passes, self.i, self.per = callback, passes, 0, None
+
+    def tile_callback(self):
+        def cb(done: int, total: int):
+            if self.per is None:
+                self.per = max(int(total), 1)
+            d = self.i * self.per + (self.per * done // max(total, 1))
+            return self.callback(d, self.passes * self.per)
+        return cb
+
+    def pass_done(self) -> None:
+        self.i += 1

@@ -1,4 +1,4 @@
-"""Tile geometry of the U-Net family (DESIGN.md §5).
+"""Tile geometry of the U-Net family (docs/architecture.md, "Tiling").
 
 A "valid" network (the paper's: unpadded 3x3 convs) shrinks its input: for depth 4 an input tile of
 ``I`` pixels gives ``I - 184`` output pixels (a halo of 92 on each side), and ``I`` is valid only if

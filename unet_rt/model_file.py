@@ -1,4 +1,4 @@
-"""The runtime model file (DESIGN.md §4): one safetensors container for every backend.
+"""The runtime model file (docs/architecture.md, "File format"): one safetensors container for every backend.
 
 Layout: safetensors (8-byte little-endian header length, JSON header, raw little-endian tensors).
 ``__metadata__`` (string values only, as safetensors requires):
@@ -38,11 +38,19 @@ Weight tensor names (depth D, level l = 0..D, width base*2**l)::
     head.weight          [K, C0, 1, 1]      head.bias [K]
 
 A bare TensorRT plan (from ``trtexec``) is recognised by its bytes (it is not safetensors).
+
+Validation (docs/architecture.md, "File format"): a weights file is validated by ONE reader, the
+native one (``_core.read_model_bytes``, csrc/src/model_reader.cc) on the same bytes that are then
+loaded here; the Python checks below (``_loads``, ``_validate_arch``, ``_validate_norm``) apply the
+same rules to what Python writes (``save``) and to TensorRT containers, and
+tests/test_validators.py runs both on one corpus.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import struct
 import tempfile
 from dataclasses import dataclass, field
@@ -53,6 +61,8 @@ import numpy as np
 FORMAT = "unet-rt"
 FORMAT_VERSION = 1
 MAX_HEADER = 100 * 1024 * 1024
+MAX_JSON_DEPTH = 64                         # as the native parser (csrc/src/json.h)
+MAX_DIM = 1 << 20                           # as the native reader's limits on arch sizes
 
 __all__ = ["ModelFile", "ModelFileError", "save", "load", "detect_kind", "expected_shapes", "atomic_write"]
 
@@ -98,27 +108,80 @@ def expected_shapes(arch: dict) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _validate_arch(arch: dict) -> dict:
+def _loads(text, what: str):
+    """JSON exactly as the native parser accepts it: no duplicate keys, no NaN/Infinity, nesting
+    at most MAX_JSON_DEPTH, no unpaired surrogates. Errors are ModelFileError, never RecursionError."""
+    def pairs(kv):
+        d = dict(kv)
+        if len(d) != len(kv):
+            seen = set()
+            dup = next(k for k, _ in kv if k in seen or seen.add(k))
+            raise ModelFileError(f"{what}: duplicate key {dup!r}")
+        return d
+
+    def constant(name):
+        raise ModelFileError(f"{what}: {name} is not valid JSON")
+
     try:
-        out = {n: int(arch[n]) for n in ("in_channels", "classes", "depth", "base")}
-        out["padding"] = str(arch.get("padding", "valid"))
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelFileError(f"bad 'arch' metadata {arch!r}: {e}") from None
-    if min(out["in_channels"], out["classes"], out["depth"], out["base"]) < 1 or out["depth"] > 8:
-        raise ModelFileError(f"bad 'arch' metadata {arch!r}")
+        value = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except RecursionError:
+        raise ModelFileError(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH}") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digit limit
+        if isinstance(e, ModelFileError):
+            raise
+        raise ModelFileError(f"{what}: invalid JSON: {e}") from None
+    stack = [(value, 0)]  # depth and strings, iteratively
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ModelFileError(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH}")
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ModelFileError(f"{what}: unpaired surrogate in a string") from None
+        elif isinstance(v, dict):
+            stack.extend((x, depth + 1) for kv in v.items() for x in kv)
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+    return value
+
+
+def _int(arch: dict, name: str, lo: int, hi: int) -> int:
+    v = arch.get(name) if isinstance(arch, dict) else None
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+        # not "2", 2.0 or True: the native reader takes JSON integers only
+        raise ModelFileError(f"bad 'arch' metadata: {name} must be an integer, got {v!r}")
+    v = int(v)
+    if not lo <= v <= hi:
+        raise ModelFileError(f"bad 'arch' metadata: {name} = {v} is outside [{lo}, {hi}]")
+    return v
+
+
+def _validate_arch(arch: dict) -> dict:
+    if not isinstance(arch, dict):
+        raise ModelFileError(f"bad 'arch' metadata: not an object: {arch!r}")
+    out = {"in_channels": _int(arch, "in_channels", 1, MAX_DIM), "classes": _int(arch, "classes", 1, MAX_DIM)}
+    out["depth"] = _int(arch, "depth", 1, 8)
+    out["base"] = _int(arch, "base", 1, MAX_DIM >> out["depth"])
+    out["padding"] = arch.get("padding", "valid")
     if out["padding"] not in ("valid", "same"):
         raise ModelFileError(f"arch padding must be 'valid' or 'same', got {out['padding']!r}")
     return out
 
 
 def _validate_norm(norm: dict, cin: int) -> dict:
-    try:
-        mean = [float(v) for v in norm["mean"]]
-        std = [float(v) for v in norm["std"]]
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelFileError(f"bad 'normalization' metadata {norm!r}: {e}") from None
-    if len(mean) != cin or len(std) != cin or not all(np.isfinite(mean)) or not all(s > 0 and np.isfinite(s) for s in std):
-        raise ModelFileError(f"normalization needs {cin} finite means and positive stds, got {norm!r}")
+    def numbers(key):
+        v = norm.get(key) if isinstance(norm, dict) else None
+        if not isinstance(v, (list, tuple)) or len(v) != cin or \
+                not all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) for x in v):
+            return None
+        return [float(np.float32(x)) for x in v]  # float32, as the runtime holds them
+
+    mean, std = numbers("mean"), numbers("std")
+    if mean is None or std is None or not all(np.isfinite(mean)) or not all(s > 0 and np.isfinite(s) for s in std):
+        raise ModelFileError(f"normalization needs {cin} finite means and positive finite stds "
+                             f"(one per input channel), got {norm!r}")
     out = {"mean": mean, "std": std}
     bad = lambda msg: ModelFileError(f"bad 'normalization' metadata: {msg}")  # noqa: E731
     for k, v in norm.items():
@@ -214,6 +277,28 @@ def _validate_decision(d, classes: int) -> dict:
     return out
 
 
+def _validate_names(names, classes: int) -> list:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ModelFileError(f"bad 'class_names' metadata: a list of strings expected, got {names!r}")
+    if names and len(names) != classes:
+        raise ModelFileError(f"{len(names)} class names for {classes} classes")
+    return list(names) or [f"class{i}" for i in range(classes)]
+
+
+def _open_regular(path) -> int:
+    """An fd for reading a regular file; a FIFO or device is refused at once (O_NONBLOCK: opening a
+    FIFO does not wait for a writer), a directory too."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a file"
+        raise OSError(errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
+                      f"not a regular file ({what})", str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -283,70 +368,100 @@ def _check_weights(tensors: dict, arch: dict) -> None:
             raise ModelFileError(f"tensor {name} has shape {tuple(t.shape)}, expected {shape}")
         if t.dtype.kind != "f":
             raise ModelFileError(f"tensor {name} has dtype {t.dtype}, expected floating point")
+        if t.dtype != np.float32 and not np.all(np.isfinite(t.astype(np.float32))):
+            raise ModelFileError(f"tensor {name} overflows float32")
         if not np.all(np.isfinite(t)):
             raise ModelFileError(f"tensor {name} holds NaN or Inf")
 
 
-def detect_kind(path) -> str:
-    """'weights' or 'tensorrt' for a unet-rt container, 'tensorrt-bare' for a raw TensorRT plan."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise ModelFileError(f"{path}: file too short ({len(head)} bytes) to be a model file")
-        (n,) = struct.unpack("<Q", head)
-        if n > MAX_HEADER:
-            # Not safetensors. TensorRT plans carry the tag "ptrt" in their first bytes.
-            if b"ptrt" in head or b"ftrt" in head:
-                return "tensorrt-bare"
-            raise ModelFileError(f"{path}: not a unet-rt model file (bad header length {n})")
-        hdr = f.read(n)
+def _header(path, head: bytes, read) -> tuple[str, dict, int]:
+    """-> (kind, header dict or {}, header length) from the first 8 bytes and read(n)."""
+    if len(head) < 8:
+        raise ModelFileError(f"{path}: file too short ({len(head)} bytes) to be a model file")
+    (n,) = struct.unpack("<Q", head[:8])
+    if n > MAX_HEADER:
+        # Not safetensors. TensorRT plans carry the tag "ptrt" in their first bytes.
+        if b"ptrt" in head[:8] or b"ftrt" in head[:8]:
+            return "tensorrt-bare", {}, 0
+        raise ModelFileError(f"{path}: not a unet-rt model file (bad header length {n})")
+    hdr = read(n)
     if len(hdr) != n:
         raise ModelFileError(f"{path}: truncated header ({len(hdr)} of {n} bytes)")
-    try:
-        meta = json.loads(hdr).get("__metadata__", {})
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
-        raise ModelFileError(f"{path}: corrupt header: {e}") from None
-    if meta.get("format") != FORMAT:
+    header = _loads(hdr, f"{path}: corrupt header")
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: a safetensors file, but not a unet-rt model (no format='{FORMAT}' metadata)")
-    return meta.get("kind", "weights")
+    kind = meta.get("kind", "weights")
+    if kind not in ("weights", "tensorrt"):
+        raise ModelFileError(f"{path}: unknown model kind {kind!r}")
+    return kind, header, n
+
+
+def detect_kind(path) -> str:
+    """'weights' or 'tensorrt' for a unet-rt container, 'tensorrt-bare' for a raw TensorRT plan."""
+    with os.fdopen(_open_regular(path), "rb") as f:
+        return _header(path, f.read(8), f.read)[0]
+
+
+def _native_check(path, data: bytes) -> None:
+    """The one validator of weights files: the native reader, on these bytes."""
+    try:
+        from . import _core
+    except ImportError as e:  # pragma: no cover - only when the package was not built
+        raise ImportError("unet_rt._core (the compiled core) is missing: install the package with "
+                          "`pip install .` (or `make install`)") from e
+    try:
+        _core.read_model_bytes(data, str(path))
+    except ValueError as e:  # _core.ModelFileError: the message names the file and the problem
+        raise ModelFileError(str(e)) from None
 
 
 def load(path, tensors: bool = True) -> ModelFile:
-    """Read and validate a unet-rt model file (numpy only, no torch, no pickle)."""
+    """Read and validate a unet-rt model file (numpy only, no torch, no pickle). The file is read
+    once; a weights file is validated by the native reader (see the module doc)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"model file not found: {path}")
-    kind = detect_kind(path)
+    with os.fdopen(_open_regular(path), "rb") as f:
+        data = f.read()
+    kind, header, n = _header(path, data[:8], lambda k: data[8:8 + k])
     if kind == "tensorrt-bare":
-        data = np.fromfile(path, dtype=np.uint8)
-        return ModelFile("tensorrt-bare", arch={}, normalization={}, class_names=[], tensors={"engine": data})
-    from safetensors import safe_open
-
+        return ModelFile("tensorrt-bare", arch={}, normalization={}, class_names=[],
+                         tensors={"engine": np.frombuffer(data, dtype=np.uint8)})
+    if kind == "weights":
+        _native_check(path, data)
+    meta = header["__metadata__"]
+    if not all(isinstance(v, str) for v in meta.values()):
+        raise ModelFileError(f"{path}: corrupt header: metadata values must be strings")
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-            ts = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
-    except Exception as e:  # safetensors raises its own error types for corrupt data
-        raise ModelFileError(f"{path}: corrupt model file: {e}") from None
-    try:
-        version = int(meta.get("format_version", "0"))
-        arch = _validate_arch(json.loads(meta["arch"]))
-        norm = _validate_norm(json.loads(meta["normalization"]), arch["in_channels"])
-        names = json.loads(meta.get("class_names", "[]")) or [f"class{i}" for i in range(arch["classes"])]
-        prov = json.loads(meta.get("provenance", "{}"))
-        decision = _validate_decision(json.loads(meta["decision"]), arch["classes"]) if "decision" in meta else {}
-    except (KeyError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{path}: bad metadata: {e}") from None
-    if version != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: format version {version}, this unet-rt reads version {FORMAT_VERSION}")
+        if meta.get("format_version") != str(FORMAT_VERSION):
+            raise ModelFileError(f"format version {meta.get('format_version')}, this unet-rt reads version "
+                                 f"{FORMAT_VERSION}")
+        for key in ("arch", "normalization"):
+            if key not in meta:
+                raise ModelFileError(f"no {key!r} metadata")
+        arch = _validate_arch(_loads(meta["arch"], "'arch' metadata"))
+        norm = _validate_norm(_loads(meta["normalization"], "'normalization' metadata"), arch["in_channels"])
+        names = _validate_names(_loads(meta.get("class_names", "[]"), "'class_names' metadata"), arch["classes"])
+        prov = _loads(meta.get("provenance", "{}"), "'provenance' metadata")
+        decision = _validate_decision(_loads(meta["decision"], "'decision' metadata"), arch["classes"]) \
+            if "decision" in meta else {}
+    except ModelFileError as e:
+        raise ModelFileError(f"{path}: {e}") from None
     known = {"format", "format_version", "kind", "arch", "normalization", "class_names", "provenance", "decision"}
     extra = {}
     for k, v in meta.items():
         if k not in known:
             try:
-                extra[k] = json.loads(v)
-            except json.JSONDecodeError:
+                extra[k] = _loads(v, k)
+            except ModelFileError:
                 extra[k] = v
-    if tensors and kind == "weights":
-        _check_weights(ts, arch)
+    ts = {}
+    if tensors:
+        from safetensors.numpy import load as st_load
+
+        try:
+            ts = st_load(data)
+        except Exception as e:  # safetensors raises its own error types for corrupt data
+            raise ModelFileError(f"{path}: corrupt model file: {e}") from None
     return ModelFile(kind, arch, norm, names, ts, prov, extra, decision)

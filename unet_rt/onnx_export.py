@@ -58,8 +58,11 @@ def export_onnx(model_file: ModelFile, tile: int, path=None, dtype: str = "float
 
     Returns the ``onnx.ModelProto``; when ``path`` is given also writes it there atomically.
     """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError as e:
+        raise ImportError(f"ONNX export needs the 'onnx' extra: pip install 'unet-rt[onnx]' ({e})") from None
 
     if not isinstance(model_file, ModelFile):
         raise TypeError(f"export_onnx needs a unet_rt.model_file.ModelFile, got {type(model_file).__name__}")

@@ -1,7 +1,5 @@
-// libFuzzer target for the model file reader (not run by the tests; tests/test_model_reader.py
-// fuzzes through Python). Build with -DUNET_RT_FUZZ=ON:
-//   clang: libFuzzer + ASan/UBSan  ->  build/fuzz/fuzz_model_reader -max_total_time=60 CORPUS_DIR
-//   gcc:   ASan/UBSan with a small driver running every file given on the command line once.
+// libFuzzer target for the model file reader: `make fuzz` (docs/fuzzing.md) runs it with ASan +
+// UBSan; make test replays tests/corpus/model_reader/ through it (tests/test_fuzz_corpus.py).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -27,16 +25,4 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   return 0;
 }
 
-#ifdef UNET_RT_FUZZ_STANDALONE
-int main(int argc, char** argv) {
-  int n = 0;
-  for (int i = 1; i < argc; ++i) {
-    std::ifstream f(argv[i], std::ios::binary);
-    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    LLVMFuzzerTestOneInput(bytes.data(), bytes.size());
-    ++n;
-  }
-  std::printf("ran %d inputs\n", n);
-  return 0;
-}
-#endif
+#include "standalone_main.h"

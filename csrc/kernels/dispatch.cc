@@ -1,5 +1,8 @@
 // Run-time ISA choice: one if/else chain over CPU features, ending in the scalar reference.
 #include <stdexcept>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "kernels/kernels.h"
 
@@ -43,6 +46,14 @@ std::vector<float> wino_pack_weights(const float* w, int oc, const std::vector<i
   return u;
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+// CPUID.1:ECX.F16C (clang before 15 has no __builtin_cpu_supports("f16c")).
+static bool has_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 bool isa_supported(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
@@ -52,7 +63,7 @@ bool isa_supported(Isa isa) {
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("fma");
     case Isa::Avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
     case Isa::Ref:
       return true;
   }

@@ -110,10 +110,24 @@ py::dict plan_dict(const TilePlan& p) {
   return d;
 }
 
+// A Python progress callable (or None) as a ProgressFn. The callable is borrowed (it must outlive
+// the run: the caller's argument does) and the GIL is taken only around the call, so the lambda
+// can be copied with the GIL released. None or True from the callable continues; False cancels.
+ProgressFn progress_fn(const py::object& cb) {
+  if (cb.is_none()) return {};
+  if (!PyCallable_Check(cb.ptr())) throw std::invalid_argument("progress must be callable(done, total) or None");
+  const py::object* p = &cb;
+  return [p](size_t done, size_t total) {
+    py::gil_scoped_acquire gil;
+    py::object r = (*p)(done, total);
+    return r.ptr() != Py_False;
+  };
+}
+
 py::array_t<float> tile_predict_py(const py::array& image, std::vector<float> mean, std::vector<float> std_,
                                    int depth, bool same_padding, int classes, py::function fn, int tile, double overlap,
                                    const std::string& output, const std::string& blend, double sigma_scale,
-                                   int max_tile, std::vector<float> percentiles) {
+                                   int max_tile, std::vector<float> percentiles, const py::object& progress) {
   ImageView v = image_view(image);
   TileGeometry g{v.channels, classes, depth, same_padding};
   if (mean.size() != size_t(v.channels) || std_.size() != size_t(v.channels))
@@ -125,6 +139,7 @@ py::array_t<float> tile_predict_py(const py::array& image, std::vector<float> me
   opt.overlap = overlap;
   opt.blend = parse_blend(blend);
   opt.sigma_scale = sigma_scale;
+  opt.progress = progress_fn(progress);
   TileOutput out;
   if (output == "probabilities") out.kind = OutputKind::Probabilities;
   else if (output == "logits") out.kind = OutputKind::Logits;
@@ -169,11 +184,17 @@ PYBIND11_MODULE(_core, m) {
      "Output size of a U-Net tile (ValueError if the input size is not valid).");
 
   static py::exception<ModelError> model_error(m, "ModelFileError", PyExc_ValueError);
+  static py::exception<Cancelled> cancelled(m, "Cancelled", PyExc_RuntimeError);
+  cancelled.doc() = "A run stopped because its progress callback returned False.";
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const ModelError& e) {
       PyErr_SetString(model_error.ptr(), e.what());
+    } catch (const Cancelled& e) {
+      PyErr_SetString(cancelled.ptr(), e.what());
+    } catch (const NumericError& e) {
+      PyErr_SetString(PyExc_FloatingPointError, e.what());
     } catch (const IoError& e) {
       PyErr_SetString(e.error_number() == ENOENT ? PyExc_FileNotFoundError : PyExc_OSError, e.what());
     }
@@ -183,15 +204,16 @@ PYBIND11_MODULE(_core, m) {
     auto mf = ModelFile::open(path);
     return model_dict(*mf);
   }, py::arg("path"), "Read and validate a model file with the native reader; returns its metadata and tensor shapes.");
-  m.def("read_model_bytes", [](py::bytes data) {
+  m.def("read_model_bytes", [](py::bytes data, const std::string& name) {
     std::string_view s = data;  // no copy until from_bytes
     std::unique_ptr<ModelFile> mf;
     {
       py::gil_scoped_release release;
-      mf = ModelFile::from_bytes(s.data(), s.size());
+      mf = ModelFile::from_bytes(s.data(), s.size(), name);
     }
     return model_dict(*mf);
-  }, py::arg("data"), "read_model on bytes in memory (used by the fuzz tests).");
+  }, py::arg("data"), py::arg("name") = "<memory>",
+     "read_model on bytes in memory (model_file.load validates with it; the corpus tests replay through it).");
 
   m.def("reflect_index", &reflect_index, py::arg("i"), py::arg("n"));
   m.def("plan_tiles", [](int height, int width, int depth, bool same_padding, int tile, int max_tile, double overlap) {
@@ -208,7 +230,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("tile_predict", &tile_predict_py, py::arg("image"), py::arg("mean"), py::arg("std"), py::arg("depth"),
         py::arg("same_padding"), py::arg("classes"), py::arg("fn"), py::arg("tile") = 0, py::arg("overlap") = 0.25,
         py::arg("output") = "probabilities", py::arg("blend") = "constant", py::arg("sigma_scale") = 0.125,
-        py::arg("max_tile") = 0, py::arg("percentiles") = std::vector<float>{},
+        py::arg("max_tile") = 0, py::arg("percentiles") = std::vector<float>{}, py::arg("progress") = py::none(),
         R"doc(Overlap-tile inference of image [C, H, W] (uint8, uint16 or float32) through fn.
 
 fn(tile: float32 [C, h, w], normalised (x - mean) / std, mirror-extrapolated) -> float32 logits
@@ -217,7 +239,8 @@ pooling grid, output written in place (equals one whole-image pass). Same nets: 
 window (tile = roi, overlap, blend 'constant' | 'gaussian'). tile = 0 picks the tile automatically
 (capped at max_tile, default 1024). Returns float32 [classes, H, W] probabilities (softmax over
 classes) or logits. percentiles [lo, hi]: per-image percentile normalisation before mean/std (the
-model file's normalization.percentiles). The GIL is released except around fn.)doc");
+model file's normalization.percentiles). progress(done, total) is called before the first tile and
+after each one; returning False raises Cancelled. The GIL is released except around fn and progress.)doc");
 
   py::class_<Engine>(m, "Engine", "Native CPU engine: model file + executor + overlap-tile.")
       .def(py::init([](const std::string& path, int threads, int tile, int memory_budget_mb, double overlap,
@@ -239,7 +262,7 @@ model file's normalization.percentiles). The GIL is released except around fn.)d
            py::arg("overlap") = 0.25, py::arg("blend") = "constant", py::arg("precision") = "fp32",
            "threads 0: every core; tile 0: automatic (else the input tile size); memory_budget_mb 0: what the weights leave under 825 MiB, 384-768 MB "
            "per tile; overlap / blend ('constant' | 'gaussian'): same-padded networks only; precision fp32 | bf16 (bf16 Winograd GEMMs where the CPU has AVX512-BF16, else fp32 with info[precision_note]).")
-      .def("predict", [](const Engine& e, const py::array& img, bool logits) {
+            .def("predict", [](const Engine& e, const py::array& img, bool logits, const py::object& progress) {
              ImageView v = image_view(img);
              const int K = e.info().arch.classes;
              if (v.channels != e.info().arch.in_channels)
@@ -247,14 +270,18 @@ model file's normalization.percentiles). The GIL is released except around fn.)d
                                            std::to_string(e.info().arch.in_channels));
              py::array_t<float> out({py::ssize_t(K), py::ssize_t(v.height), py::ssize_t(v.width)});
              float* p = out.mutable_data();
+             ProgressFn pf = progress_fn(progress);
              {
                py::gil_scoped_release release;
-               e.predict(v, p, logits);
+               e.predict(v, p, logits, pf);
              }
              return out;
-           }, py::arg("image"), py::arg("logits") = false,
-           "image [C, H, W] uint8|uint16|float32 -> float32 [classes, H, W] probabilities (or logits).")
-      .def("segment", [](const Engine& e, const py::array& img, const py::object& decision) -> py::array {
+           }, py::arg("image"), py::arg("logits") = false, py::arg("progress") = py::none(),
+           "image [C, H, W] uint8|uint16|float32 -> float32 [classes, H, W] probabilities (or logits).\n"
+           "progress(done, total) -> bool|None: called before the first tile and after each one (GIL held only "
+           "for the call); returning False raises Cancelled; an exception it raises reaches the caller.")
+      .def("segment", [](const Engine& e, const py::array& img, const py::object& decision,
+                          const py::object& progress) -> py::array {
              ImageView v = image_view(img);
              if (v.channels != e.info().arch.in_channels)
                throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
@@ -266,14 +293,15 @@ model file's normalization.percentiles). The GIL is released except around fn.)d
              const int K = e.info().arch.classes;
              std::unique_ptr<Decision> d;
              if (!decision.is_none()) d = std::make_unique<Decision>(decision_from_json(decision.cast<std::string>(), K));
+             ProgressFn pf = progress_fn(progress);
              {
                py::gil_scoped_release release;
-               e.segment(v, p, small ? DType::U8 : DType::U16, d.get());
+               e.segment(v, p, small ? DType::U8 : DType::U16, d.get(), pf);
              }
              return out;
-           }, py::arg("image"), py::arg("decision") = py::none(),
+           }, py::arg("image"), py::arg("decision") = py::none(), py::arg("progress") = py::none(),
            "image [C, H, W] -> labels [H, W] (uint8 if classes <= 256, else uint16) by the model's decision "
-           "(threshold or argmax), or by `decision` (JSON text) when given.")
+           "(threshold or argmax), or by `decision` (JSON text) when given. progress: as predict.")
       .def("instances", [](const Engine& e, const py::array& img, const py::object& decision) {
              ImageView v = image_view(img);
              if (v.channels != e.info().arch.in_channels)
@@ -318,8 +346,26 @@ model file's normalization.percentiles). The GIL is released except around fn.)d
         d["overlap"] = e.options().overlap;
         d["blend"] = e.options().blend == Blend::Gaussian ? "gaussian" : "constant";
         d["provenance"] = i.provenance_json;
+        d["cached_plans"] = e.cached_plans();
+        d["arena_bytes"] = e.arena_bytes();
         return d;
-      });
+      })
+      .def("forward_tile", [](const Engine& e, const py::array_t<float, py::array::c_style | py::array::forcecast>& x,
+                              bool probabilities) {
+             const Arch& a = e.info().arch;
+             if (x.ndim() != 3 || x.shape(0) != a.in_channels)
+               throw std::invalid_argument("tile must be float32 [" + std::to_string(a.in_channels) + ", h, w]");
+             const int h = int(x.shape(1)), w = int(x.shape(2));
+             const int oh = output_size(h, a.depth, a.same_padding), ow = output_size(w, a.depth, a.same_padding);
+             py::array_t<float> out({py::ssize_t(a.classes), py::ssize_t(oh), py::ssize_t(ow)});
+             OutputView o{out.mutable_data(), int64_t(oh) * ow, ow};
+             {
+               py::gil_scoped_release release;
+               e.forward_tile(x.data(), h, w, o, probabilities);
+             }
+             return out;
+           }, py::arg("tile"), py::arg("probabilities") = false,
+           "One tile, no padding: float32 [C, h, w], normalised -> [classes, oh, ow] logits (or probabilities).");
 
   unet_rt_bind_kernels(m);
   unet_rt_bind_decision(m);

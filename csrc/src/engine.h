@@ -33,6 +33,8 @@ size_t default_budget_mb(size_t weight_bytes);
 class Engine {
  public:
   explicit Engine(const std::string& path, const EngineOptions& opt = {});
+  // From a model file's bytes in memory (copied while loading).
+  Engine(const void* data, size_t size, const EngineOptions& opt = {});
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -43,28 +45,42 @@ class Engine {
   int threads() const;
   Precision precision() const { return net_->precision(); }   // what runs
   const Network& network() const { return *net_; }
+  size_t cached_plans() const { return net_->cached_plans(); }  // see Network::kMaxPlans
+  size_t arena_bytes() const { return net_->arena_bytes(); }
   size_t memory_budget_bytes() const { return budget_; }
+  size_t workspace_bytes(int h, int w) const { return net_->workspace_bytes(h, w); }
   const EngineOptions& options() const { return opt_; }
   // The tiling this engine uses for an image of this size.
   TilePlan plan(int height, int width) const;
 
   // Writes [classes, H, W] float32 probabilities (or logits) into `out` (contiguous).
-  // Safe to call from several threads (the executor serialises the tiles).
-  void predict(const ImageView& img, float* out, bool logits = false) const;
+  // Safe to call from several threads (the executor serialises the tiles). `progress` (may be
+  // empty) is called per tile on the calling thread; returning false throws Cancelled (tiler.h).
+  void predict(const ImageView& img, float* out, bool logits = false, const ProgressFn& progress = {}) const;
   // Writes the labels [H, W] (U8 if classes <= 256, else U16 as `dtype` says) by the model's
   // decision (decision.h: a threshold on p(foreground) if the model file has one, else argmax),
-  // or by `decision` when given.
-  void segment(const ImageView& img, void* labels, DType labels_dtype, const Decision* decision = nullptr) const;
+  // or by `decision` when given. `progress`: as predict.
+  void segment(const ImageView& img, void* labels, DType labels_dtype, const Decision* decision = nullptr,
+               const ProgressFn& progress = {}) const;
+  // Both from one pass: scores [classes, H, W] (probabilities, or logits) and/or labels [H, W] by the
+  // model's decision (either may be null, not both).
+  void infer(const ImageView& img, float* scores, bool logits, void* labels, DType labels_dtype,
+             const ProgressFn& progress = {}) const;
   // Writes instance labels [H, W] (0 = background) by the watershed of decision.h on the whole
   // stitched probability map, with the model's decision or `decision`. Returns the instance count.
   int64_t instances(const ImageView& img, int32_t* labels, const Decision* decision = nullptr) const;
   // Checks a decision against this model (foreground class in range); throws std::invalid_argument.
   void check_decision(const Decision& d) const;
+  // One tile through the network, no tiling and no padding: `in` [in_channels, h, w] fp32,
+  // normalised, contiguous; writes [classes, oh, ow] logits (or the fused softmax). The unit of work
+  // of predict(), for callers that cut the whole-image pass's tiles themselves (unet_rt.dask).
+  void forward_tile(const float* in, int h, int w, const OutputView& out, bool probabilities) const;
 
  private:
+  void init(std::unique_ptr<ModelFile> mf);
   TileOptions tile_options() const;
   TileGeometry geometry() const;
-  void run(const ImageView& img, const TileOutput& out) const;
+  void run(const ImageView& img, const TileOutput& out, const ProgressFn& progress) const;
 
   ModelInfo info_;
   EngineOptions opt_;

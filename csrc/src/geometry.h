@@ -1,4 +1,4 @@
-// Tile geometry of the U-Net family (DESIGN.md §5); the same arithmetic as unet_rt/geometry.py
+// Tile geometry of the U-Net family (docs/architecture.md, "Tiling"); the same arithmetic as unet_rt/geometry.py
 // (tests/test_geometry.py checks that the two agree).
 #pragma once
 #include <stdexcept>

@@ -1,6 +1,7 @@
 // Strict JSON parser: see json.h.
 #include "src/json.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -103,8 +104,6 @@ class Parser {
       skip_ws();
       if (peek() != '"') fail("expected a string key");
       std::string key = parse_string();
-      for (const auto& kv : v.object)
-        if (kv.first == key) fail("duplicate key \"" + key + "\"");
       skip_ws();
       expect(':');
       skip_ws();
@@ -113,8 +112,21 @@ class Parser {
       skip_ws();
       if (peek() == ',') { ++pos_; continue; }
       expect('}');
+      check_unique_keys(v);
       return;
     }
+  }
+
+  // Duplicate keys by sorting (O(n log n)); comparing each key with all earlier ones took 18 s for
+  // an 80 000-key header (issue 12).
+  void check_unique_keys(const Value& v) const {
+    if (v.object.size() < 2) return;
+    std::vector<std::string_view> keys;
+    keys.reserve(v.object.size());
+    for (const auto& kv : v.object) keys.emplace_back(kv.first);
+    std::sort(keys.begin(), keys.end());
+    auto d = std::adjacent_find(keys.begin(), keys.end());
+    if (d != keys.end()) fail("duplicate key \"" + std::string(*d) + "\" in the object that ends here");
   }
 
   void parse_array(Value& v, int depth) {

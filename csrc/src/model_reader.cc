@@ -2,7 +2,6 @@
 #include "src/model_reader.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,7 +10,6 @@
 #include <cmath>
 #include <cstring>
 #include <map>
-#include <set>
 #include <string_view>
 
 #include "src/json.h"
@@ -32,46 +30,12 @@ constexpr int64_t kMaxDim = int64_t(1) << 20;
   throw ModelError(name + ": " + msg);
 }
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
 int dtype_size(const std::string& dt) {
   static const std::map<std::string, int> sizes = {
       {"BOOL", 1}, {"U8", 1}, {"I8", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}, {"I16", 2}, {"U16", 2},
       {"F16", 2}, {"BF16", 2}, {"I32", 4}, {"U32", 4}, {"F32", 4}, {"I64", 8}, {"U64", 8}, {"F64", 8}};
   auto it = sizes.find(dt);
   return it == sizes.end() ? 0 : it->second;
-}
-
-// Every weight tensor's name and shape for an architecture (= model_file.expected_shapes).
-std::map<std::string, std::vector<int64_t>> expected_shapes(const Arch& a) {
-  std::map<std::string, std::vector<int64_t>> s;
-  int64_t prev = a.in_channels;
-  for (int l = 0; l <= a.depth; ++l) {
-    int64_t c = int64_t(a.base) << l;
-    std::string p = "enc." + std::to_string(l) + ".";
-    s[p + "conv1.weight"] = {c, prev, 3, 3};
-    s[p + "conv1.bias"] = {c};
-    s[p + "conv2.weight"] = {c, c, 3, 3};
-    s[p + "conv2.bias"] = {c};
-    prev = c;
-  }
-  for (int l = 0; l < a.depth; ++l) {
-    int64_t c = int64_t(a.base) << l;
-    std::string p = "dec." + std::to_string(l) + ".";
-    s[p + "up.weight"] = {2 * c, c, 2, 2};
-    s[p + "up.bias"] = {c};
-    s[p + "conv1.weight"] = {c, 2 * c, 3, 3};
-    s[p + "conv1.bias"] = {c};
-    s[p + "conv2.weight"] = {c, c, 3, 3};
-    s[p + "conv2.bias"] = {c};
-  }
-  s["head.weight"] = {a.classes, a.base, 1, 1};
-  s["head.bias"] = {a.classes};
-  return s;
 }
 
 json::Value parse_meta_json(const std::string& name, const std::string& key, const std::string& text) {
@@ -99,37 +63,52 @@ int get_int(const std::string& name, const json::Value& obj, const char* key, in
 
 }  // namespace
 
-ModelFile::~ModelFile() {
-  if (map_) munmap(map_, size_);
-}
+ModelFile::~ModelFile() = default;
 
+// Read into memory this object owns, not mmap: a file rewritten in place while it is read then
+// gives a parse error (or a stale but valid model), never SIGBUS. O_NONBLOCK: opening a FIFO does
+// not wait for a writer (it is refused as not a regular file right after).
 std::unique_ptr<ModelFile> ModelFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     int err = errno;
     throw IoError((err == ENOENT ? "model file not found: " : "cannot open model file: ") + path + " (" +
                       std::strerror(err) + ")",
                   err);
   }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    int err = errno ? errno : EINVAL;
-    ::close(fd);
-    throw IoError("not a regular file: " + path, err);
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    throw IoError("cannot stat model file " + path + " (" + std::strerror(err) + ")", err);
   }
+  if (!S_ISREG(st.st_mode))
+    throw IoError("not a regular file: " + path + (S_ISDIR(st.st_mode) ? " (a directory)" : S_ISFIFO(st.st_mode) ? " (a FIFO)" : ""),
+                  S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
   std::unique_ptr<ModelFile> m(new ModelFile());
-  m->size_ = size_t(st.st_size);
-  if (m->size_ > 0) {
-    void* p = mmap(nullptr, m->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) {
-      int err = errno;
-      ::close(fd);
-      throw IoError("cannot map model file " + path + " (" + std::strerror(err) + ")", err);
-    }
-    m->map_ = p;
-    m->bytes_ = static_cast<const uint8_t*>(p);
+  const size_t size = size_t(st.st_size);
+  try {
+    m->owned_.resize(size);
+  } catch (const std::bad_alloc&) {
+    throw IoError("cannot read model file " + path + ": out of memory for " + std::to_string(size) + " bytes", ENOMEM);
   }
-  ::close(fd);
+  size_t got = 0;
+  while (got < size) {
+    ssize_t r = ::pread(fd, m->owned_.data() + got, size - got, off_t(got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int err = errno;
+      throw IoError("cannot read model file " + path + " (" + std::strerror(err) + ")", err);
+    }
+    if (r == 0) break;  // shrank while being read: parse what is there (a clear "truncated" error)
+    got += size_t(r);
+  }
+  m->owned_.resize(got);
+  m->bytes_ = m->owned_.data();
+  m->size_ = got;
   m->parse(path);
   return m;
 }
@@ -165,6 +144,8 @@ void ModelFile::parse(const std::string& name) {
     fail(name, std::string("corrupt header: ") + e.what());
   }
   if (!root.is_object()) fail(name, "corrupt header: the JSON header is not an object");
+  if (bytes_[8] != '{')  // as the safetensors library
+    fail(name, "corrupt header: the JSON header does not start with '{'");
   const uint8_t* data = bytes_ + 8 + n;
   const uint64_t data_len = size_ - 8 - n;
 
@@ -310,13 +291,15 @@ void ModelFile::parse(const std::string& name) {
     } catch (const json::JsonError& err) {
       fail(name, "corrupt header: tensor '" + tn + "': " + err.what());
     }
-    if (overflow) fail(name, "tensor '" + tn + "' has an absurd shape " + shape_str(e.shape));
+    uint64_t nbytes = 0;
+    if (overflow || __builtin_mul_overflow(numel, uint64_t(esize), &nbytes))
+      fail(name, "tensor '" + tn + "' has an absurd shape " + shape_str(e.shape));
     if (e.end > data_len)
       fail(name, "tensor '" + tn + "' data [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
                      ") lies beyond the end of the file (" + std::to_string(data_len) + " data bytes): truncated?");
-    if (e.end - e.begin != numel * uint64_t(esize))
+    if (e.end - e.begin != nbytes)
       fail(name, "tensor '" + tn + "' holds " + std::to_string(e.end - e.begin) + " bytes but its shape " +
-                     shape_str(e.shape) + " and dtype " + dt->text + " need " + std::to_string(numel * uint64_t(esize)));
+                     shape_str(e.shape) + " and dtype " + dt->text + " need " + std::to_string(nbytes));
     if (dt->text != "F32") fail(name, "tensor '" + tn + "' has dtype " + dt->text + ", expected F32");
     entries.push_back(std::move(e));
   }
@@ -329,19 +312,30 @@ void ModelFile::parse(const std::string& name) {
     for (size_t i = 1; i < sorted.size(); ++i)
       if (sorted[i]->begin < sorted[i - 1]->end)
         fail(name, "tensors '" + sorted[i - 1]->name + "' and '" + sorted[i]->name + "' overlap in the file");
+    // As the safetensors format (and its Python library, which loads what this reader accepts):
+    // the tensors cover the data exactly, without holes or trailing bytes.
+    uint64_t at = 0;
+    for (const Entry* e : sorted) {
+      if (e->begin != at)
+        fail(name, "corrupt file: " + std::to_string(e->begin - at) + " unused bytes before tensor '" + e->name + "'");
+      at = e->end;
+    }
+    if (at != data_len)
+      fail(name, "corrupt file: " + std::to_string(data_len - at) + " bytes after the last tensor");
   }
-  auto want = expected_shapes(arch);
-  std::set<std::string> have;
+  const auto want = expected_weight_shapes(arch);
   for (const auto& e : entries) {
-    if (!want.count(e.name)) fail(name, "weights do not match the architecture: unexpected tensor '" + e.name + "'");
-    have.insert(e.name);
+    auto w = want.find(e.name);
+    if (w == want.end()) fail(name, "weights do not match the architecture: unexpected tensor '" + e.name + "'");
+    if (e.shape != w->second)
+      fail(name, "tensor " + e.name + " has shape " + shape_str(e.shape) + ", expected " + shape_str(w->second));
   }
-  for (const auto& w : want)
-    if (!have.count(w.first)) fail(name, "weights do not match the architecture: missing tensor '" + w.first + "'");
+  for (const auto& w : want) {
+    bool found = false;
+    for (const auto& e : entries) found = found || e.name == w.first;
+    if (!found) fail(name, "weights do not match the architecture: missing tensor '" + w.first + "'");
+  }
   for (const auto& e : entries) {
-    const auto& ws = want[e.name];
-    if (e.shape != ws)
-      fail(name, "tensor " + e.name + " has shape " + shape_str(e.shape) + ", expected " + shape_str(ws));
     const uint8_t* p = data + e.begin;
     size_t count = size_t((e.end - e.begin) / 4);
     const float* f;

@@ -1,4 +1,4 @@
-// Reader of the unet-rt model file (unet_rt/model_file.py; DESIGN.md §4): a safetensors container
+// Reader of the unet-rt model file (unet_rt/model_file.py; docs/architecture.md, "File format"): a safetensors container
 // (8-byte little-endian header length, JSON header, raw little-endian tensors) whose
 // __metadata__ holds format, format_version, kind, arch, normalization, class_names, provenance.
 //
@@ -49,7 +49,7 @@ struct ModelInfo {
 
 class ModelFile {
  public:
-  // Opens and validates a model file (memory-mapped read-only).
+  // Opens and validates a model file: a regular file, read whole into memory this object owns.
   static std::unique_ptr<ModelFile> open(const std::string& path);
   // The same from bytes in memory (copied); `name` is used in error messages.
   static std::unique_ptr<ModelFile> from_bytes(const void* data, size_t size, const std::string& name = "<memory>");
@@ -68,8 +68,7 @@ class ModelFile {
 
   const uint8_t* bytes_ = nullptr;
   size_t size_ = 0;
-  void* map_ = nullptr;            // mmap'ed region (or nullptr)
-  std::vector<uint8_t> owned_;     // from_bytes copy
+  std::vector<uint8_t> owned_;     // the file's bytes
   std::vector<std::unique_ptr<float[]>> aligned_copies_;
   ModelInfo info_;
   Weights weights_;

@@ -111,6 +111,7 @@ struct Network::Impl {
   mutable std::map<std::pair<int, int>, Plan> plans;
   std::unique_ptr<float, FreeDeleter> arena;
   int64_t arena_floats = 0;
+  mutable bool arena_to_release = false;  // set when the plan cache was cleared
 
   bool winograd = true;
   int64_t wino_max_channels = 1 << 30;               // convs with more output channels run direct
@@ -123,7 +124,8 @@ struct Network::Impl {
   int enc_conv(int l, int j) const { return 2 * l + j; }
   int dec_conv(int l, int j) const { return 2 * (arch.depth + 1) + 2 * l + j; }
 
-  const Plan& plan(int h, int w) const;
+  const Plan& plan(int h, int w) const;  // cached (forward)
+  Plan build_plan(int h, int w) const;    // not cached (workspace_bytes: the tiler asks for many shapes)
   k::View view(const Plan& p, int id, int dy, int dx) const;
   k::OutView out_view(const Plan& p, int id) const;
   void zero_border(const Plan& p, int id) const;
@@ -131,21 +133,8 @@ struct Network::Impl {
 
 // ---- construction: validation and packing -------------------------------------------------------
 
-static const TensorView& need(const Weights& ws, const std::string& name, std::vector<int64_t> shape) {
-  auto it = ws.find(name);
-  if (it == ws.end()) throw std::invalid_argument("missing weight tensor '" + name + "'");
-  if (it->second.shape != shape) {
-    auto str = [](const std::vector<int64_t>& s) {
-      std::string r = "[";
-      for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-      return r + "]";
-    };
-    throw std::invalid_argument("weight tensor '" + name + "' has shape " + str(it->second.shape) +
-                                ", expected " + str(shape));
-  }
-  if (!it->second.data) throw std::invalid_argument("weight tensor '" + name + "' has no data");
-  return it->second;
-}
+// A tensor check_weights has validated.
+static const TensorView& need(const Weights& ws, const std::string& name) { return ws.at(name); }
 
 Network::Network(const Arch& arch, const Weights& weights, int threads, Precision precision) : impl_(new Impl) {
   Impl& m = *impl_;
@@ -154,6 +143,7 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
   if ((int64_t)arch.base << arch.depth > (1 << 16))
     throw std::invalid_argument("bad architecture: base * 2^depth too large");
   m.arch = arch;
+  check_weights(arch, weights);
   std::string isa = g_network_isa_override;
   if (isa.empty()) {
     const char* env = std::getenv("UNET_RT_ISA");
@@ -179,7 +169,6 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
   m.in_cb = arch.in_channels < 16 ? arch.in_channels : 16;
 
   const int D = arch.depth;
-  size_t expected = 0;
   for (int l = 0; l <= D; ++l) m.widths.push_back(arch.base << l);
   int prev = arch.in_channels;
   for (int l = 0; l <= D; ++l) {
@@ -187,52 +176,34 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
     const std::string p = "enc." + std::to_string(l) + ".";
     std::vector<InDesc> in1 = {l == 0 ? InDesc{prev, m.in_cb, (prev + m.in_cb - 1) / m.in_cb}
                                       : InDesc{prev, 16, blocks16(prev)}};
-    m.convs.push_back(m.pack(need(weights, p + "conv1.weight", {c, prev, 3, 3}),
-                             need(weights, p + "conv1.bias", {c}), in1, m.kern->ocg_for(c)));
-    m.convs.push_back(m.pack(need(weights, p + "conv2.weight", {c, c, 3, 3}), need(weights, p + "conv2.bias", {c}),
+    m.convs.push_back(m.pack(need(weights, p + "conv1.weight"),
+                             need(weights, p + "conv1.bias"), in1, m.kern->ocg_for(c)));
+    m.convs.push_back(m.pack(need(weights, p + "conv2.weight"), need(weights, p + "conv2.bias"),
                              {InDesc{c, 16, blocks16(c)}}, m.kern->ocg_for(c)));
-    expected += 4;
     prev = c;
   }
   for (int l = 0; l < D; ++l) {
     const int c = m.widths[l];
     const std::string p = "dec." + std::to_string(l) + ".";
-    m.ups.push_back(pack_up(need(weights, p + "up.weight", {2 * c, c, 2, 2}), need(weights, p + "up.bias", {c}),
+    m.ups.push_back(pack_up(need(weights, p + "up.weight"), need(weights, p + "up.bias"),
                             m.kern->ocg_for(c)));
-    expected += 2;
   }
   for (int l = 0; l < D; ++l) {
     const int c = m.widths[l];
     const std::string p = "dec." + std::to_string(l) + ".";
-    m.convs.push_back(m.pack(need(weights, p + "conv1.weight", {c, 2 * c, 3, 3}),
-                             need(weights, p + "conv1.bias", {c}),
+    m.convs.push_back(m.pack(need(weights, p + "conv1.weight"),
+                             need(weights, p + "conv1.bias"),
                              {InDesc{c, 16, blocks16(c)}, InDesc{c, 16, blocks16(c)}}, m.kern->ocg_for(c)));
-    m.convs.push_back(m.pack(need(weights, p + "conv2.weight", {c, c, 3, 3}), need(weights, p + "conv2.bias", {c}),
+    m.convs.push_back(m.pack(need(weights, p + "conv2.weight"), need(weights, p + "conv2.bias"),
                              {InDesc{c, 16, blocks16(c)}}, m.kern->ocg_for(c)));
-    expected += 4;
   }
   const int K = arch.classes, c0 = arch.base, c0p = blocks16(c0) * 16;
-  const TensorView& hw = need(weights, "head.weight", {K, c0, 1, 1});
-  const TensorView& hb = need(weights, "head.bias", {K});
-  expected += 2;
+  const TensorView& hw = need(weights, "head.weight");
+  const TensorView& hb = need(weights, "head.bias");
   m.head_w.assign((size_t)K * c0p, 0.0f);
   for (int kk = 0; kk < K; ++kk)
     for (int c = 0; c < c0; ++c) m.head_w[(size_t)kk * c0p + c] = hw.data[(size_t)kk * c0 + c];
   m.head_b.assign(hb.data, hb.data + K);
-  if (weights.size() != expected) {
-    // Every expected name was found, so the rest are unknown names.
-    for (auto& [name, tv] : weights) {
-      (void)tv;
-      bool known = name == "head.weight" || name == "head.bias";
-      for (int l = 0; l <= D && !known; ++l)
-        for (const char* s : {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"})
-          known = known || name == "enc." + std::to_string(l) + "." + s ||
-                  (l < D && name == "dec." + std::to_string(l) + "." + s);
-      for (int l = 0; l < D && !known; ++l)
-        known = name == "dec." + std::to_string(l) + ".up.weight" || name == "dec." + std::to_string(l) + ".up.bias";
-      if (!known) throw std::invalid_argument("unexpected weight tensor '" + name + "' for this architecture");
-    }
-  }
   m.pool = std::make_unique<ThreadPool>(threads);
 }
 
@@ -249,6 +220,16 @@ const Plan& Network::Impl::plan(int h, int w) const {
   auto key = std::make_pair(h, w);
   auto it = plans.find(key);
   if (it != plans.end()) return it->second;
+  if (plans.size() >= Network::kMaxPlans) {
+    // Bounded memory for callers that feed ever new tile shapes: start over (the arena, sized for
+    // the dropped plans, goes too; forward() allocates what the next plan needs).
+    plans.clear();
+    arena_to_release = true;
+  }
+  return plans.emplace(key, build_plan(h, w)).first->second;
+}
+
+Plan Network::Impl::build_plan(int h, int w) const {
   const int D = arch.depth, P = pad, shrink = arch.same_padding ? 0 : 2;
   Plan p;
   p.oh = unet_rt::output_size(h, D, arch.same_padding);
@@ -392,7 +373,7 @@ const Plan& Network::Impl::plan(int h, int w) const {
     p.wino_m = std::max(p.wino_m, (wino_m_bytes(ocb, op.band) / 4 + kAlign - 1) / kAlign * kAlign);
   }
   p.floats = p.act_floats + p.wino_v + p.wino_m;
-  return plans.emplace(key, std::move(p)).first->second;
+  return p;
 }
 
 k::View Network::Impl::view(const Plan& p, int id, int dy, int dx) const {
@@ -431,7 +412,18 @@ size_t Network::workspace_bytes(int h, int w) const {
   std::lock_guard<std::mutex> lk(impl_->mu);
   unet_rt::output_size(h, impl_->arch.depth, impl_->arch.same_padding);
   unet_rt::output_size(w, impl_->arch.depth, impl_->arch.same_padding);
-  return (size_t)impl_->plan(h, w).floats * sizeof(float);
+  auto it = impl_->plans.find(std::make_pair(h, w));
+  return size_t(it != impl_->plans.end() ? it->second.floats : impl_->build_plan(h, w).floats) * sizeof(float);
+}
+
+size_t Network::cached_plans() const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  return impl_->plans.size();
+}
+
+size_t Network::arena_bytes() const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  return size_t(impl_->arena_floats) * sizeof(float);
 }
 
 // ---- execution ----------------------------------------------------------------------------------
@@ -444,6 +436,11 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
   unet_rt::output_size(h, m.arch.depth, m.arch.same_padding);  // throws with a clear message
   unet_rt::output_size(w, m.arch.depth, m.arch.same_padding);
   const Plan& p = m.plan(h, w);
+  if (m.arena_to_release) {
+    m.arena.reset();
+    m.arena_floats = 0;
+    m.arena_to_release = false;
+  }
   if (p.floats > m.arena_floats) {
     m.arena.reset();
     void* mem = nullptr;

@@ -14,6 +14,15 @@
 
 namespace unet_rt {
 
+// Every weight tensor's name and shape for an architecture: the one list both the model reader
+// and the executor check against (mirrored for writing by unet_rt/model_file.py expected_shapes;
+// tests/test_validators.py checks files through both).
+std::map<std::string, std::vector<int64_t>> expected_weight_shapes(const Arch& a);
+// "[2, 3, 3]"
+std::string shape_str(const std::vector<int64_t>& shape);
+// Throws std::invalid_argument naming the first missing, misshapen or unexpected tensor.
+void check_weights(const Arch& a, const Weights& w);
+
 enum class HeadOutput { Logits, Probabilities };
 
 
@@ -47,6 +56,11 @@ class Network {
   int output_size(int size) const;
   // Bytes of activation memory one forward() of an h x w tile needs (planned once per shape).
   size_t workspace_bytes(int h, int w) const;
+  // Memory held between calls: the plans of at most kMaxPlans tile shapes (all are dropped when a
+  // new shape would exceed it) and one arena, sized for the largest cached plan that has run.
+  static constexpr size_t kMaxPlans = 16;
+  size_t cached_plans() const;
+  size_t arena_bytes() const;
   // in: [in_channels, h, w] fp32, normalised, contiguous. Writes [classes, oh, ow] to `out`.
   // Calls from several threads on one Network are serialised internally.
   void forward(const float* in, int h, int w, const OutputView& out, HeadOutput head = HeadOutput::Logits);

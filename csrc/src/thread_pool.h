@@ -1,11 +1,23 @@
 // A small persistent thread pool: workers are created once and sleep between jobs; the calling
 // thread takes part in every job. Work items are handed out one at a time from an atomic counter
 // (dynamic scheduling copes with a shared, noisy machine better than a static split).
+//
+// Failure behaviour (docs/architecture.md, "Threading model"):
+// - the thread count is clamped to kMaxThreadsPerCpu x the CPUs of the machine (a message says so);
+// - a worker that cannot be started makes the constructor throw std::runtime_error after the
+//   workers already started have been stopped and joined (no hang, no terminate);
+// - an exception thrown by fn on any thread (a worker or the caller) stops the hand-out of further
+//   items, waits until no thread runs fn any more, and is rethrown to parallel_for's caller (the
+//   first one; later ones are dropped);
+// - after fork() the child has none of the workers: parallel_for then runs every item on the
+//   calling thread, and the destructor leaves the parent's synchronisation state alone.
 #pragma once
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -14,6 +26,10 @@ namespace unet_rt {
 
 class ThreadPool {
  public:
+  static constexpr int kMaxThreadsPerCpu = 4;
+  // The largest thread count a pool accepts on this machine.
+  static int max_threads();
+
   explicit ThreadPool(int threads);  // total threads, the caller included; <= 0: every core
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -28,19 +44,13 @@ class ThreadPool {
   void parallel_for(int64_t n, const std::function<void(int64_t)>& fn);
 
  private:
-  void worker();
-  void drain();
+  struct Shared;  // everything the workers touch; leaked (not destroyed) in a forked child
+  void stop_workers();
+  bool forked() const;
 
-  int size_;
-  std::vector<std::thread> workers_;
-  std::mutex m_;
-  std::condition_variable cv_work_, cv_done_;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
-  const std::function<void(int64_t)>* fn_ = nullptr;
-  int64_t n_ = 0;
-  std::atomic<int64_t> next_{0};
+  int size_ = 1;
+  long pid_ = 0;
+  std::unique_ptr<Shared> s_;
 };
 
 }  // namespace unet_rt

@@ -11,6 +11,7 @@
 #include <string>
 #include <tuple>
 
+#include "kernels/kernels.h"
 #include "src/geometry.h"
 
 namespace unet_rt {
@@ -247,19 +248,23 @@ void check_finite(const ImageView& img) {
     }
 }
 
-void softmax_inplace(float* scores, int K, size_t npix) {
-  std::vector<float> tmp(static_cast<size_t>(K));
-  for (size_t i = 0; i < npix; ++i) {
-    float m = scores[i];
-    for (int k = 1; k < K; ++k) m = std::max(m, scores[size_t(k) * npix + i]);
-    float sum = 0.0f;
-    for (int k = 0; k < K; ++k) {
-      float e = std::exp(scores[size_t(k) * npix + i] - m);
-      tmp[size_t(k)] = e;
-      sum += e;
+// Every value of the [K, h, w] block at p (strides cs, rs) is finite; else NumericError.
+void check_tile_finite(const float* p, int K, int64_t cs, int64_t rs, int h, int w, int y0, int x0) {
+  for (int k = 0; k < K; ++k)
+    for (int y = 0; y < h; ++y) {
+      const float* r = p + k * cs + y * rs;
+      for (int x = 0; x < w; ++x)
+        if (!std::isfinite(r[x]))
+          throw NumericError("the network produced NaN or Inf (class " + std::to_string(k) + ", tile at row " +
+                             std::to_string(y0) + ", column " + std::to_string(x0) +
+                             "): the model's weights overflow float32 on this input");
     }
-    for (int k = 0; k < K; ++k) scores[size_t(k) * npix + i] = tmp[size_t(k)] / sum;
-  }
+}
+
+// The one softmax (kernels::softmax_inplace, which every ISA's fused head also uses), per pixel over
+// the class planes.
+void softmax_planes(float* scores, int K, size_t npix) {
+  for (size_t i = 0; i < npix; ++i) kernels::softmax_inplace(scores + i, K, int64_t(npix));
 }
 
 // Labels (argmax over classes, or `d`'s decision) of src[k * cstride + y * rstride + x] into
@@ -295,6 +300,12 @@ std::vector<float> blend_weights(int n, Blend b, double sigma_scale) {
 
 TilePlan plan_tiles(int height, int width, const TileGeometry& g, const TileOptions& opt) {
   if (height < 1 || width < 1) throw std::invalid_argument("image is empty");
+  if (height > kMaxImageSide || width > kMaxImageSide)
+    throw std::invalid_argument("image of " + std::to_string(height) + " x " + std::to_string(width) +
+                                " pixels: sides above " + std::to_string(kMaxImageSide) +
+                                " are not supported (split the image)");
+  if (opt.tile > kMaxImageSide || opt.max_tile > kMaxImageSide)
+    throw std::invalid_argument("tile size above " + std::to_string(kMaxImageSide));
   if (g.depth < 1 || g.depth > 8) throw std::invalid_argument("depth must be in [1, 8]");
   return g.same_padding ? plan_same(height, width, g, opt) : plan_valid(height, width, g, opt);
 }
@@ -316,13 +327,10 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
       throw std::invalid_argument("normalization needs finite means and positive stds");
   const int K = g.classes, H = img.height, W = img.width;
   if (K < 1) throw std::invalid_argument("classes must be >= 1");
-  if (out.kind == OutputKind::Labels) {
-    if (!out.labels) throw std::invalid_argument("labels buffer is null");
-    if (out.labels_dtype == DType::F32 || (out.labels_dtype == DType::U8 && K > 256) || K > 65536)
-      throw std::invalid_argument("labels dtype too small for " + std::to_string(K) + " classes");
-  } else if (!out.scores) {
-    throw std::invalid_argument("output buffer is null");
-  }
+  if (out.kind == OutputKind::Labels && !out.labels) throw std::invalid_argument("labels buffer is null");
+  if (out.labels && (out.labels_dtype == DType::F32 || (out.labels_dtype == DType::U8 && K > 256) || K > 65536))
+    throw std::invalid_argument("labels dtype too small for " + std::to_string(K) + " classes");
+  if (out.kind != OutputKind::Labels && !out.scores) throw std::invalid_argument("output buffer is null");
   if (out.fn_writes_probabilities && (g.same_padding || out.kind == OutputKind::Logits))
     throw std::invalid_argument("a tile function that applies the softmax cannot give logits or be blended");
   check_finite(img);
@@ -343,6 +351,12 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
     return std::make_pair(plan.y.in_size[size_t(a.iy)], plan.x.in_size[size_t(a.ix)]) <
            std::make_pair(plan.y.in_size[size_t(b.iy)], plan.x.in_size[size_t(b.ix)]);
   });
+  size_t done = 0;
+  auto report = [&] {  // before the first tile and after each one
+    if (opt.progress && !opt.progress(done, order.size())) throw Cancelled(done, order.size());
+    ++done;
+  };
+  report();
 
   if (!g.same_padding) {
     // ---- valid networks: every output pixel written once (overlap strips: identical values) ----
@@ -354,11 +368,15 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
       gather(img, mean, sd, sy - plan.halo, sx - plan.halo, ih, iw, tile_in.data(), cols);
       const int ch = std::min(oh, H - sy), cw = std::min(ow, W - sx);  // the part inside the image
       if (out.kind != OutputKind::Labels && ch == oh && cw == ow) {
-        fn(tile_in.data(), ih, iw, OutputView{out.scores + size_t(sy) * size_t(W) + size_t(sx), int64_t(npix), W});
+        float* dst = out.scores + size_t(sy) * size_t(W) + size_t(sx);
+        fn(tile_in.data(), ih, iw, OutputView{dst, int64_t(npix), W});
+        check_tile_finite(dst, K, int64_t(npix), W, oh, ow, sy, sx);
+        report();
         continue;
       }
       scratch.assign(size_t(K) * size_t(oh) * size_t(ow), 0.0f);
       fn(tile_in.data(), ih, iw, OutputView{scratch.data(), int64_t(oh) * ow, ow});
+      check_tile_finite(scratch.data(), K, int64_t(oh) * ow, ow, oh, ow, sy, sx);
       if (out.kind == OutputKind::Labels) {
         argmax_into(scratch.data(), K, int64_t(oh) * ow, ow, ch, cw, out.labels, out.labels_dtype, W, sy, sx,
                     out.decision, out.fn_writes_probabilities);
@@ -368,8 +386,12 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
             std::memcpy(out.scores + size_t(k) * npix + size_t(sy + y) * size_t(W) + size_t(sx),
                         scratch.data() + (size_t(k) * size_t(oh) + size_t(y)) * size_t(ow), size_t(cw) * 4);
       }
+      report();
     }
-    if (out.kind == OutputKind::Probabilities && !out.fn_writes_probabilities) softmax_inplace(out.scores, K, npix);
+    if (out.kind == OutputKind::Probabilities && !out.fn_writes_probabilities) softmax_planes(out.scores, K, npix);
+    if (out.kind != OutputKind::Labels && out.labels)
+      argmax_into(out.scores, K, int64_t(npix), W, H, W, out.labels, out.labels_dtype, W, 0, 0, out.decision,
+                  out.kind == OutputKind::Probabilities);
     return;
   }
 
@@ -402,25 +424,32 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
     gather(img, mean, sd, sy - plan.pad_y, sx - plan.pad_x, ry, rx, tile_in.data(), cols);
     scratch.assign(size_t(K) * size_t(ry) * size_t(rx), 0.0f);
     fn(tile_in.data(), ry, rx, OutputView{scratch.data(), int64_t(ry) * rx, rx});
+    check_tile_finite(scratch.data(), K, int64_t(ry) * rx, rx, ry, rx, sy, sx);
     // window pixel (y, x) -> image pixel (sy - pad_y + y, sx - pad_x + x)
     const int y0 = std::max(0, plan.pad_y - sy), y1 = std::min(ry, H + plan.pad_y - sy);
     const int x0 = std::max(0, plan.pad_x - sx), x1 = std::min(rx, W + plan.pad_x - sx);
+    const int n = x1 - x0;
     for (int y = y0; y < y1; ++y) {
-      const size_t row = size_t(sy - plan.pad_y + y) * size_t(W) + size_t(sx - plan.pad_x);
-      const float* wr = wmap.data() + size_t(y) * size_t(rx);
-      for (int x = x0; x < x1; ++x) count[row + size_t(x)] += wr[x];
+      // image pixel (sy - pad_y + y, sx - pad_x + x0): both coordinates >= 0 (the window may start
+      // in the padding: offsets are taken from x0, never from a negative column; fuzz_image found
+      // the unsigned wrap-around the old form relied on)
+      const size_t at = size_t(sy - plan.pad_y + y) * size_t(W) + size_t(sx - plan.pad_x + x0);
+      const float* wr = wmap.data() + size_t(y) * size_t(rx) + size_t(x0);
+      for (int x = 0; x < n; ++x) count[at + size_t(x)] += wr[x];
       for (int k = 0; k < K; ++k) {
-        const float* sr = scratch.data() + (size_t(k) * size_t(ry) + size_t(y)) * size_t(rx);
-        float* ar = acc + size_t(k) * npix + row;
-        for (int x = x0; x < x1; ++x) ar[x] += wr[x] * sr[x];
+        const float* sr = scratch.data() + (size_t(k) * size_t(ry) + size_t(y)) * size_t(rx) + size_t(x0);
+        float* ar = acc + size_t(k) * npix + at;
+        for (int x = 0; x < n; ++x) ar[x] += wr[x] * sr[x];
       }
     }
+    report();
   }
   for (int k = 0; k < K; ++k)
     for (size_t i = 0; i < npix; ++i) acc[size_t(k) * npix + i] /= count[i];
-  if (out.kind == OutputKind::Probabilities) softmax_inplace(acc, K, npix);
-  if (out.kind == OutputKind::Labels)
-    argmax_into(acc, K, int64_t(npix), W, H, W, out.labels, out.labels_dtype, W, 0, 0, out.decision, false);
+  if (out.kind == OutputKind::Probabilities) softmax_planes(acc, K, npix);
+  if (out.labels)
+    argmax_into(acc, K, int64_t(npix), W, H, W, out.labels, out.labels_dtype, W, 0, 0, out.decision,
+                out.kind == OutputKind::Probabilities);
 }
 
 }  // namespace unet_rt

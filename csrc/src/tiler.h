@@ -1,4 +1,4 @@
-// Overlap-tile inference of a whole image (DESIGN.md §5), independent of what runs a tile: the CPU
+// Overlap-tile inference of a whole image (docs/architecture.md, "Tiling"), independent of what runs a tile: the CPU
 // executor (engine.cc) and the Python GPU backends (through _core.tile_predict) share this code.
 //
 // Valid networks (the paper's): the image is mirror-extrapolated without limit (numpy 'reflect'
@@ -18,6 +18,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "src/decision.h"
@@ -42,6 +44,36 @@ inline ImageView chw_view(const void* data, DType dt, int c, int h, int w) {
 
 enum class Blend { Constant, Gaussian };
 
+// Per-tile progress: called on the thread that runs tile_predict, with done = 0 before the first
+// tile and after each tile (done = 1..total). Returning false stops the run: tile_predict throws
+// Cancelled and the output's contents are unspecified. An exception thrown by the callback reaches
+// tile_predict's caller unchanged.
+using ProgressFn = std::function<bool(size_t done, size_t total)>;
+
+// Thrown when a tile function's output holds NaN or Inf (e.g. weights that overflow float32): an
+// error, never silent garbage in the probabilities or labels.
+class NumericError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The largest image side the tiler accepts: keeps every size, offset and plan computation far
+// from INT_MAX (and planning fast). 1M pixels a side; memory runs out long before.
+constexpr int kMaxImageSide = 1 << 20;
+
+// Thrown when a ProgressFn asks to stop.
+class Cancelled : public std::runtime_error {
+ public:
+  Cancelled(size_t done, size_t total)
+      : std::runtime_error("cancelled after " + std::to_string(done) + " of " + std::to_string(total) + " tiles"),
+        done_(done), total_(total) {}
+  size_t done() const { return done_; }
+  size_t total() const { return total_; }
+
+ private:
+  size_t done_, total_;
+};
+
 struct TileGeometry {
   int in_channels = 1;
   int classes = 2;
@@ -59,6 +91,7 @@ struct TileOptions {
   size_t memory_budget = 0;  // bytes for one tile's workspace (0: no limit)
   // Bytes of working memory for an h x w input tile (e.g. Network::workspace_bytes); may be empty.
   std::function<size_t(int h, int w)> workspace_bytes;
+  ProgressFn progress;       // may be empty
 };
 
 // One axis of a tiling. Valid nets: tile i reads input [out_start[i] - halo, + in_size[i]) and
@@ -91,7 +124,8 @@ struct TileOutput {
   OutputKind kind = OutputKind::Probabilities;
   float* scores = nullptr;       // Logits/Probabilities: [classes, H, W] contiguous
   void* labels = nullptr;        // Labels: [H, W] contiguous argmax over classes (first maximum),
-  const Decision* decision = nullptr;  // or this decision (decision.h) when set
+  const Decision* decision = nullptr;  // or this decision (decision.h) when set; with
+                                 // Logits/Probabilities: also the labels of the scores (one pass)
   DType labels_dtype = DType::U8;  // U8 (classes <= 256) or U16 (classes <= 65536)
   // The tile function already applies the softmax (the CPU executor's fused head). Only allowed
   // for valid networks (same networks blend logits, then apply the softmax).
@@ -99,7 +133,8 @@ struct TileOutput {
 };
 
 // Tiles `img` (normalised per channel with mean/std on the fly) through `fn` and writes the result.
-// Throws std::invalid_argument on bad input (shape, channels, NaN/Inf in float images).
+// Throws std::invalid_argument on bad input (shape, channels, NaN/Inf in float images), NumericError
+// when `fn` produces NaN/Inf, Cancelled when opt.progress says stop.
 void tile_predict(const ImageView& img, const std::vector<float>& mean, const std::vector<float>& std,
                   const TileGeometry& g, const TileFn& fn, const TileOptions& opt, const TileOutput& out);
 

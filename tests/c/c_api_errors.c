@@ -82,6 +82,9 @@ int main(int argc, char** argv) {
   expect(unet_rt_engine_create(good, &opt, &e), UNET_RT_OK, NULL, "good model");
   if (!e) return 1;
   unet_rt_info info;
+  info.struct_size = 0;
+  expect(unet_rt_engine_info(e, &info), UNET_RT_ERR_INVALID_ARGUMENT, "struct_size", "info without struct_size");
+  info.struct_size = sizeof info;
   expect(unet_rt_engine_info(e, &info), UNET_RT_OK, NULL, "info");
   CHECK(info.in_channels == 1 && info.classes == 2 && info.same_padding == 0 && info.threads == 1, "info values");
   CHECK(info.halo > 0, "halo");

@@ -39,12 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser.epilog = EPILOG
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("model", metavar="MODEL", help="unet-rt weights file (from training/ or 'unet-rt export')")
-    parser.add_argument("--target", choices=("tensorrt", "onnx"), required=True,
+    parser.add_argument("--target", choices=("tensorrt", "onnx", "bioimageio", "plan"), required=True,
                         help="onnx: a static-shape ONNX graph; tensorrt: a TensorRT plan in the unet-rt container "
-                             "(opens with unet_rt.Engine like any model file)")
+                             "(opens with unet_rt.Engine like any model file); bioimageio: a BioImage Model Zoo "
+                             "package (.zip: rdf.yaml, ONNX weights, test tensors); plan: import a bioimage.io "
+                             "package (MODEL = the .zip) back into a unet-rt model file")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write (atomically)")
-    parser.add_argument("--tile", type=int, required=True, metavar="N",
-                        help="input tile size in pixels (e.g. 572 or 700 for the paper's network)")
+    parser.add_argument("--tile", type=int, default=None, metavar="N",
+                        help="input tile size in pixels (e.g. 572 or 700 for the paper's network; required "
+                             "except for --target plan)")
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                         help="fp32 (default) or fp16 weights and activations (I/O stays fp32)")
     parser.add_argument("--batch", type=int, default=1, metavar="B", help="tiles per inference (default 1)")
@@ -71,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
     from unet_rt.model_file import ModelFileError, load
 
     src, out = Path(args.model), Path(args.output)
+    if args.target in ("bioimageio", "plan"):
+        from unet_rt.bioimageio import cli_run
+
+        return cli_run(args, _err)
+    if args.tile is None:
+        return _err(f"--target {args.target} needs --tile")
     if args.target == "onnx":
         for opt in ("timing_cache", "workspace_mb"):
             if getattr(args, opt, None) is not None:

@@ -1,0 +1,266 @@
+"""unet_rt.dask: lazy blocks of large images equal the whole-image Engine pass (threaded scheduler and a
+2-process dask.distributed LocalCluster)."""
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+
+import unet_rt  # noqa: E402
+from unet_rt import dask as ud  # noqa: E402
+
+TILE = 60  # depth-2 valid sizes: 44 + multiples of 4 (halo 20, output 20, stride 20)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, save_unet):
+    p = tmp_path_factory.mktemp("m") / "m.plan"
+    save_unet(p, depth=2, base=4, classes=3, seed=3)
+    return p
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(7)
+    return rng.integers(0, 200, size=(157, 203), dtype=np.uint16)
+
+
+def test_block_plan_is_the_whole_image_tiling(model):
+    from unet_rt import _core
+
+    p = ud.block_plan(157, 203, depth=2, tile=TILE, block=50)
+    whole = _core.plan_tiles(157, 203, 2, False, tile=TILE)
+    # blocks are runs of whole tiles of the whole-image pass, covering the image exactly once
+    assert p.stride == whole["y"]["out_start"][1] - whole["y"]["out_start"][0]
+    assert p.y[0][0] == 0 and p.y[-1][1] == 157 and all(a[1] == b[0] for a, b in zip(p.y, p.y[1:]))
+    assert p.x[0][0] == 0 and p.x[-1][1] == 203 and all(a[1] == b[0] for a, b in zip(p.x, p.x[1:]))
+    assert {a for a, _ in p.y} <= set(whole["y"]["out_start"]) and len(p.y) > 2
+    # a block reads the halo before it and, after it, up to the end of its last tile's input
+    for (a, b), (i0, i1) in zip(p.y, p.y_in):
+        assert i0 == a - p.halo and (i1 - i0 - TILE) % p.stride == 0
+
+
+def test_threaded_equals_engine_bit_for_bit(model, image):
+    ref = unet_rt.Engine(model, tile=TILE, threads=1)
+    x = da.from_array(image, chunks=(40, 64))  # small chunks: merged into blocks
+    lab = ud.segment(x, model, tile=TILE, block=50)
+    prob = ud.predict(x, model, tile=TILE, block=50)
+    assert lab.numblocks == (len(ud.block_plan(157, 203, 2, TILE, 50).y), len(ud.block_plan(157, 203, 2, TILE, 50).x))
+    assert lab.shape == image.shape and lab.dtype == np.uint8
+    got_l = lab.compute(scheduler="threads")
+    got_p = prob.compute(scheduler="threads")
+    np.testing.assert_array_equal(got_l, ref.segment(image))
+    np.testing.assert_array_equal(got_p, ref.predict(image))
+    assert len(np.unique(got_l)) > 1
+
+
+def test_automatic_tile_engine_within_bound(model):
+    # Engine's automatic tiles have other shapes, whose Winograd arithmetic rounds differently: the
+    # probabilities agree to 1e-5 of the logits' scale, the labels wherever two classes do not tie
+    img = np.random.default_rng(7).integers(0, 255, size=(157, 203)).astype(np.uint8)
+    auto = unet_rt.Engine(model, threads=1)
+    assert max(auto._native.plan(*img.shape)["y"]["in_size"]) != TILE  # really other tiles
+    p = ud.predict(img, model, tile=TILE, block=64).compute(scheduler="sync")
+    q = auto.predict(img)
+    scale = np.abs(auto.logits(img)).max()
+    err = np.abs(p - q).max()
+    assert 0 < err <= 1e-5 * scale
+    lab = ud.segment(img, model, tile=TILE, block=64).compute(scheduler="sync")
+    srt = np.sort(q, axis=0)
+    tie = (srt[-1] - srt[-2]) <= 2 * err
+    same = lab == auto.segment(img)
+    assert same[~tie].all() and same.mean() > 0.999
+
+
+def test_stack_plane_by_plane_and_default_tile(model, image):
+    stack = np.stack([image, image[::-1], image[:, ::-1] // 2]).astype(np.float64)  # float64: as Engine, float32
+    x = da.from_array(stack, chunks=(2, 100, 100))
+    lab = ud.segment(x, model, block=80)
+    assert lab.shape == stack.shape and lab.chunks[0] == (2, 1)
+    tile = ud._default_tile(2, 80)
+    np.testing.assert_array_equal(lab.compute(), unet_rt.Engine(model, tile=tile).segment(stack))
+    prob = ud.predict(x, model, block=80)
+    assert prob.shape == (3, 3) + image.shape
+    np.testing.assert_array_equal(prob[1].compute(), unet_rt.Engine(model, tile=tile).predict(stack[1]))
+
+
+def test_small_image_and_multichannel(tmp_path, save_unet):
+    m = tmp_path / "rgb.plan"
+    save_unet(m, cin=3, depth=2, base=4, classes=2, seed=5)
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 255, size=(13, 70, 3), dtype=np.uint8)  # 13 rows: less than the halo
+    ref = unet_rt.Engine(m, tile=TILE)
+    np.testing.assert_array_equal(ud.segment(img, m, tile=TILE, block=40).compute(), ref.segment(img))
+    np.testing.assert_array_equal(ud.predict(img, m, tile=TILE, block=40).compute(), ref.predict(img))
+
+
+def test_sources_zarr_path_and_tiff_memmap(model, image, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    tifffile = pytest.importorskip("tifffile")
+    ref = unet_rt.Engine(model, tile=TILE).segment(image)
+    z = zarr.open_array(str(tmp_path / "a.zarr"), mode="w", shape=image.shape, chunks=(64, 64), dtype=image.dtype)
+    z[:] = image
+    np.testing.assert_array_equal(ud.segment(z, model, tile=TILE).compute(), ref)
+    np.testing.assert_array_equal(ud.segment(tmp_path / "a.zarr", model, tile=TILE).compute(), ref)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    mm = tifffile.memmap(tmp_path / "a.tif", mode="r")
+    np.testing.assert_array_equal(ud.segment(mm, model, tile=TILE).compute(), ref)
+
+
+def test_graph_carries_the_path_not_the_weights(model, image):
+    from unet_rt import model_file
+
+    g = ud.segment(image, model, tile=TILE, block=50).__dask_graph__()
+    blob = pickle.dumps(dict(g))
+    w = next(iter(model_file.load(model).tensors.values()))
+    assert np.asarray(w).tobytes()[:64] not in blob
+    assert str(model.resolve()).encode() in blob
+
+
+def test_bad_input(model, tmp_path):
+    with pytest.raises(ValueError, match="single-channel"):
+        ud.segment(np.zeros((2, 2, 40, 40), np.uint8), model)
+    with pytest.raises(TypeError, match="uint8, uint16 or float32"):
+        ud.segment(np.zeros((40, 40), np.int32), model)
+    with pytest.raises(FileNotFoundError):
+        ud.segment(np.zeros((40, 40), np.uint8), tmp_path / "nope.plan")
+
+
+def test_missing_dask_names_the_extra(model):
+    code = ("import sys; sys.modules['dask'] = None; sys.modules['dask.array'] = None\n"
+            "import numpy as np\nfrom unet_rt import dask as ud\n"
+            f"ud.segment(np.zeros((40, 40), np.uint8), {str(model)!r})")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode != 0 and "pip install 'unet-rt[dask]'" in r.stderr
+    code = ("import sys; sys.modules['distributed'] = None\nfrom unet_rt.cli import main\n"
+            f"sys.exit(main(['segment', 'x.png', '-o', 'out', '-m', {str(model)!r}, '--workers', '2']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 2 and "pip install 'unet-rt[dask]'" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def client():
+    """The issue's cluster: 2 worker processes, 1 thread each, on localhost (shared by the tests below)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  host="127.0.0.1") as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def test_distributed_local_cluster(client, model, image):
+    stack = np.stack([image, image[::-1]])
+    ref = unet_rt.Engine(model, tile=TILE)
+    client.run(ud._engine_cached.cache_clear)
+    lab = ud.segment(da.from_array(stack, chunks=(1, 64, 64)), model, tile=TILE, block=50)
+    prob = ud.predict(stack[0], model, tile=TILE, block=50)
+    got_l, got_p = client.compute([lab, prob], sync=True)
+    np.testing.assert_array_equal(got_l, ref.segment(stack))
+    np.testing.assert_array_equal(got_p, ref.predict(stack[0]))
+    # the model was opened once per worker process, not once per block
+    info = client.run(lambda: ud._engine_cached.cache_info()._asdict())
+    assert len(info) == 2
+    assert sum(i["hits"] for i in info.values()) > 2
+    assert all(i["misses"] <= 1 for i in info.values())
+
+
+# ------------------------------------------------------------------ the CLI: unet-rt segment --scheduler/--workers
+def _cli(*argv):
+    from unet_rt.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def _chunk_files(path):
+    return sorted(p for p in path.rglob("*") if p.is_file() and "/c/" in p.as_posix() and p.suffix != ".partial")
+
+
+def test_cli_zarr_resumable(client, model, image, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    src, out = tmp_path / "big.zarr", tmp_path / "labels.zarr"
+    z = zarr.create_array(str(src), shape=image.shape, chunks=(64, 64), dtype=image.dtype)
+    z[:] = image
+    addr = client.scheduler.address
+    args = ("segment", src, "-o", out, "-m", model, "--tile", TILE, "--block", 50, "--scheduler", addr, "-q")
+    assert _cli(*args) == 0
+    ref = unet_rt.Engine(model, tile=TILE).segment(image)
+    got = zarr.open_array(str(out), mode="r")
+    np.testing.assert_array_equal(got[:], ref)
+    assert got.chunks == (40, 40)  # chunk = block: round(50 / 20) = 2 tiles at stride 20
+    files = _chunk_files(out)
+    assert len(files) == got.nchunks  # every chunk written, background-only ones too
+    # resume: two chunks lost (one replaced by a stray partial write); the others are not rewritten
+    files[0].unlink()
+    files[3].unlink()
+    (files[3].parent / (files[3].name + ".0123abcd.partial")).write_bytes(b"half")
+    mtimes = {f: f.stat().st_mtime_ns for f in files if f.exists()}
+    assert _cli(*args) == 0
+    assert all(f.stat().st_mtime_ns == t for f, t in mtimes.items())
+    assert files[0].exists() and files[3].exists()
+    np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], ref)
+    # another run's output is not silently mixed into
+    assert _cli("segment", src, "-o", out, "-m", model, "--tile", TILE + 4, "--block", 50, "--scheduler", addr,
+                "-q") == 2
+
+
+def test_cli_ome_zarr_labels(client, model, image, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    pytest.importorskip("ome_zarr")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+    from ome_zarr.writer import write_image
+
+    stack = np.stack([image, image[::-1]])
+    src = tmp_path / "img.ome.zarr"
+    root = zarr.open_group(str(src), mode="w")
+    write_image(stack, root, axes="zyx", scale_factors=[], scale={"z": 2.0, "y": 0.5, "x": 0.5})
+    assert _cli("segment", src, "-o", src, "-m", model, "--tile", TILE, "--block", 50,
+                "--scheduler", client.scheduler.address, "-q") == 0
+    # ome-zarr's reader finds the label image beside the image, with the image's scale
+    nodes = list(Reader(parse_url(str(src)))())
+    lab = [n for n in nodes if any(type(s) is Label for s in n.specs)]
+    assert len(lab) == 1 and lab[0].zarr.path.endswith("labels/unet-rt")
+    np.testing.assert_array_equal(np.asarray(lab[0].data[0]), unet_rt.Engine(model, tile=TILE).segment(stack))
+    img_ct = nodes[0].metadata["coordinateTransformations"][0]
+    assert lab[0].metadata["coordinateTransformations"][0] == img_ct
+    assert img_ct[0]["scale"] == [2.0, 0.5, 0.5]
+
+
+def test_cli_many_files(client, model, tmp_path):
+    from unet_rt.io import read_image, write_image
+
+    rng = np.random.default_rng(3)
+    d = tmp_path / "in"
+    imgs = {f"im{i}": rng.integers(0, 255, size=(40 + 7 * i, 50), dtype=np.uint8) for i in range(3)}
+    for k, v in imgs.items():
+        write_image(d / f"{k}.png", v)
+    out = tmp_path / "out"
+    addr = client.scheduler.address
+    assert _cli("segment", d / "*.png", "-o", out, "-m", model, "--scheduler", addr, "-q") == 0
+    eng = unet_rt.Engine(model)
+    for k, v in imgs.items():
+        np.testing.assert_array_equal(read_image(out / f"{k}.png"), eng.segment(v))
+    t = (out / "im1.png").stat().st_mtime_ns
+    (out / "im2.png").unlink()
+    assert _cli("segment", d, "-o", out, "-m", model, "--scheduler", addr, "-q") == 0
+    assert (out / "im1.png").stat().st_mtime_ns == t and (out / "im2.png").exists()
+
+
+def test_model_decision_threshold(model, image, tmp_path):
+    # a calibrated threshold on p(foreground) in the model file: dask applies it as Engine.segment does
+    import dataclasses
+
+    from unet_rt import model_file
+
+    m = tmp_path / "thr.plan"
+    mf = model_file.load(model)
+    model_file.save(m, dataclasses.replace(mf, decision={"foreground_class": 1, "threshold": 0.2}))
+    ref = unet_rt.Engine(m, tile=TILE)
+    got = ud.segment(image, m, tile=TILE, block=50).compute(scheduler="sync")
+    exp = ref.segment(image)
+    assert (exp != unet_rt.Engine(model, tile=TILE).segment(image)).any()  # the threshold matters here
+    # per-tile softmax vs the core's softmax from logits: equal labels off p == threshold ties
+    p = ref.predict(image)[1]
+    assert ((got == exp) | (np.abs(p - 0.2) < 1e-6)).all()
