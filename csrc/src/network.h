@@ -14,14 +14,6 @@
 
 namespace unet_rt {
 
-// Every weight tensor's name and shape for an architecture: the one list both the model reader
-// and the executor check against (mirrored for writing by unet_rt/model_file.py expected_shapes;
-// tests/test_validators.py checks files through both).
-std::map<std::string, std::vector<int64_t>> expected_weight_shapes(const Arch& a);
-// "[2, 3, 3]"
-std::string shape_str(const std::vector<int64_t>& shape);
-// Throws std::invalid_argument naming the first missing, misshapen or unexpected tensor.
-void check_weights(const Arch& a, const Weights& w);
 
 enum class HeadOutput { Logits, Probabilities };
 

@@ -25,6 +25,15 @@ struct TensorView {
 };
 using Weights = std::map<std::string, TensorView>;
 
+// Every weight tensor's name and shape for an architecture: the one list both the model reader
+// and the executor check against (mirrored for writing by unet_rt/model_file.py expected_shapes;
+// tests/test_validators.py checks files through both).
+std::map<std::string, std::vector<int64_t>> expected_weight_shapes(const Arch& a);
+// "[2, 3, 3]"
+std::string shape_str(const std::vector<int64_t>& shape);
+// Throws std::invalid_argument naming the first missing, misshapen or unexpected tensor.
+void check_weights(const Arch& a, const Weights& w);
+
 // Where a tile's output goes: out[k * channel_stride + y * row_stride + x], k < classes, y < oh,
 // x < ow. Strides let the tiler write a tile's output straight into place in the whole image.
 struct OutputView {
