@@ -128,13 +128,13 @@ def test_cli_calibrate_segment_instances_evaluate(tmp_path, val, monkeypatch, ca
     assert main(["calibrate", str(model), "--data", str(data), "--slices", "20-21"]) == 2
     assert "no images selected" in capsys.readouterr().err
     info = cli("info", out).stdout
-    assert "decision" in info and "marker_threshold" in info
+    assert "decision" in info and f"'threshold': {d['threshold']}" in info
     # segment --instances writes the Engine's instances (uint16 PNG)
     cli("segment", data / "image" / "7.png", "-m", out, "--instances", "-o", tmp_path / "inst.png", "-q")
     got = read_image(tmp_path / "inst.png")
     assert got.dtype == np.uint16
     np.testing.assert_array_equal(got, unet_rt.Engine(out).instances(imgs[0]))
-    cli("segment", data / "image" / "7.png", "-m", out, "--threshold", "0.6", "-o", tmp_path / "t.png", "-q")
+    cli("segment", data / "image" / "7.png", "-m", out, "--threshold", "0.6", "--raw", "-o", tmp_path / "t.png", "-q")
     np.testing.assert_array_equal(read_image(tmp_path / "t.png"), unet_rt.Engine(out).segment(imgs[0], threshold=0.6))
     ev = json.loads(cli("evaluate", "--data", data, "--slices", "9", "-m", out, "--instances", "--json",
                         "--no-warping").stdout)

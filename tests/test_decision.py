@@ -118,7 +118,7 @@ def with_decision(tmp_path, dec, src=SHIPPED, name="d.plan") -> Path:
 
 
 def test_segment_uses_the_stored_threshold_and_the_override(tmp_path):
-    plain = unet_rt.Engine(SHIPPED)
+    plain = unet_rt.Engine(with_decision(tmp_path, None, name="plain.plan"))  # the shipped weights, no decision
     p = plain.predict(IMG)
     np.testing.assert_array_equal(plain.segment(IMG), p.argmax(0))  # no decision: argmax
     eng = unet_rt.Engine(with_decision(tmp_path, {"foreground_class": 1, "threshold": 0.2}))

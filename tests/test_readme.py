@@ -26,13 +26,13 @@ SKIP = {
     "cmake -S . -B build/lib && cmake --build build/lib -j && cmake --install build/lib --prefix /opt/unet_rt":
         "a full native build (minutes) installing into /opt; tests/test_cpp_example.py builds and installs "
         "the library the same way into a temporary prefix and builds the example against it",
-    "unet-rt train --data ISBI2012_DIR --out runs/isbi-b16 --train-slices 0-22 --val-slices 23-24 "
-    "--base 16 --steps 6000 --lr 0.002 --warmup 300 --val-every 250 --threads 2 --stop-at 2300":
-        "the shipped model's 73-minute training recipe on the 30 ISBI 2012 slices (ISBI2012_DIR is a "
-        "placeholder); the tiny `unet-rt train` line of the 'Command line' block runs instead",
-    "unet-rt train --out runs/isbi-b16 --resume --steps 4500": "continues the run above",
-    "cp runs/isbi-b16/model.plan unet_rt/models/isbi2012-unet16.plan":
-        "installs the model trained above",
+    "unet-rt train --data data/isbi2012 --out runs/isbi --train-slices 0-22 --val-slices 23-24 "
+    "--class-names membrane,cell --steps 3000 --threads 2":
+        "the shipped model's 67-minute training run; the tiny `unet-rt train` line of the 'Command line' "
+        "block runs instead (tests/test_train.py covers the recipe, resume, guard and calibration)",
+    "unet-rt calibrate runs/isbi/model.plan --data data/samples --slices 23-24 --dense":
+        "calibrates the run above (tests/test_calibrate.py runs `unet-rt calibrate`)",
+    "cp runs/isbi/model.plan unet_rt/models/isbi2012-unet16.plan": "installs the model trained above",
 }
 
 
