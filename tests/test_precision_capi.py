@@ -14,13 +14,15 @@ from unet_rt.io import read_image
 
 
 class Options(ctypes.Structure):
-    _fields_ = [("threads", ctypes.c_int), ("tile", ctypes.c_int), ("memory_budget_mb", ctypes.c_int),
+    _fields_ = [("struct_size", ctypes.c_size_t), ("threads", ctypes.c_int), ("tile", ctypes.c_int), ("memory_budget_mb", ctypes.c_int),
                 ("overlap", ctypes.c_float), ("gaussian_blend", ctypes.c_int), ("precision", ctypes.c_int)]
 
 
 class Info(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_int) for n in ("in_channels", "classes", "depth", "base", "same_padding", "halo",
-                                             "tile", "threads", "precision")]
+    _fields_ = ([("struct_size", ctypes.c_size_t)]
+                + [(n, ctypes.c_int) for n in ("in_channels", "classes", "depth", "base", "same_padding", "halo",
+                                               "tile", "threads", "memory_budget_mb")]
+                + [("isa", ctypes.c_char * 16), ("precision", ctypes.c_int)])
 
 
 def test_c_api_precision(installed):  # noqa: F811
@@ -39,6 +41,7 @@ def test_c_api_precision(installed):  # noqa: F811
             lib.unet_rt_last_error()
         try:
             info = Info()
+            info.struct_size = ctypes.sizeof(Info)
             assert lib.unet_rt_engine_info(e, ctypes.byref(info)) == 0
             assert info.precision == (prec if SIMD_BF16 else 0)
             seg = np.zeros((h, w), np.uint8)
