@@ -1,4 +1,4 @@
-"""Shared fixtures of the CPU benchmarks (DESIGN.md §9): the paper network with random He weights,
+"""Shared fixtures of the CPU benchmarks (README: Speed; docs/speed.md): the paper network with random He weights,
 its model file, and every runner — ours and the peers — behind one call signature, so that each
 benchmark can run them interleaved in one process and report ratios.
 

@@ -1,6 +1,6 @@
 """The native model file reader (csrc/src/model_reader.cc) against unet_rt.model_file (Python) and
-safetensors, on good files and on every kind of malformed one (DESIGN.md §4: never read out of
-bounds, always a clear error)."""
+safetensors, on good files and on every kind of malformed one (docs/architecture.md,
+file format and error model: never read out of bounds, always a clear error)."""
 from __future__ import annotations
 
 import json

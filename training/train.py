@@ -456,7 +456,7 @@ def main(argv=None) -> int:
 
 def _calibrate(model_path: Path, val_pairs) -> None:
     """Choose the model's decision (threshold, instance parameters) on the validation slices and
-    store it in the model file (``unet_rt.calibrate``, DESIGN.md §12)."""
+    store it in the model file (``unet_rt.calibrate``, docs/decision.md)."""
     try:
         from unet_rt.calibrate import calibrate, write_decision
         d = calibrate(model_path, [im for _, im, _ in val_pairs], [D.instances_of(lb) for _, _, lb in val_pairs],

@@ -1,7 +1,7 @@
 """Calibrate a model's decision on validation data and store it in the model file.
 
 A loss weighted toward the boundary class shifts the probability at which argmax flips, so the
-decision is a property of the trained model (DESIGN.md §12): the foreground threshold that
+decision is a property of the trained model (docs/decision.md): the foreground threshold that
 minimises the pixel error, and the instance parameters (foreground mask and marker thresholds,
 minimum marker and object sizes) that minimise the adapted Rand error of ``Engine.instances``
 (objects within the segmentation's foreground),

@@ -9,7 +9,7 @@
 
 Needs the ``dask`` extra (``pip install unet-rt[dask]``; ``dask.distributed`` for clusters).
 
-How a block is computed (DESIGN.md §5, §12). The whole-image pass with a fixed input tile ``T``
+How a block is computed (docs/architecture.md: tiling; docs/dask.md). The whole-image pass with a fixed input tile ``T``
 cuts tiles at output stride ``S`` (``T - 2*halo`` rounded down to the ``2**depth`` pooling grid);
 every output pixel belongs to tile ``floor(p / S)`` (neighbours' 4-pixel overlap strips are
 written by the later tile). Blocks here are runs of whole tiles along each axis: a block's output

@@ -1,4 +1,4 @@
-// CPU kernel families of the network executor (DESIGN.md §6).
+// CPU kernel families of the network executor (docs/speed.md: kernel names and tiers).
 //
 // Activation layout, the same through the whole network ("blocked"): a tensor of C channels is
 // stored as [ceil(C/cb), H, W, cb] — blocks of cb channels, each block a row-major H x W image of

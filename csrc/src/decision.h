@@ -1,4 +1,4 @@
-// A model's decision (DESIGN.md §12, "a decision belongs to the model"): how class scores become
+// A model's decision (docs/decision.md): how class scores become
 // labels (a threshold on the foreground probability instead of argmax) and how the foreground
 // probability becomes instances (a marker-controlled watershed). Stored in the model file's
 // optional "decision" metadata (unet_rt/model_file.py documents the layout; both readers validate

@@ -1,4 +1,4 @@
-"""The U-Net forward pass on Triton kernels (DESIGN.md §2, issue 4).
+"""The U-Net forward pass on Triton kernels (docs/architecture.md: data flow; unet_rt/triton/README.md).
 
 ``TritonUNet(model_file, device, dtype)`` packs the weights once; ``forward(x)`` runs one batch of
 tiles. ``make_tile_fn`` adapts it to the shared overlap-tile implementation (``_core.tile_predict``):
