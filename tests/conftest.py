@@ -7,6 +7,20 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture
+def paper_net_file(tmp_path):
+    """The paper's network (depth 4, base 64) with random N(0, 0.05) weights as a model file, written
+    with numpy only (the memory tests measure processes that must not hold torch)."""
+    from unet_rt import model_file
+
+    p = tmp_path / "paper.plan"
+    arch = dict(in_channels=1, classes=2, depth=4, base=64, padding="valid")
+    rng = np.random.default_rng(0)
+    tensors = {k: (rng.standard_normal(s, dtype=np.float32) * 0.05) for k, s in model_file.expected_shapes(arch).items()}
+    model_file.save(p, model_file.ModelFile("weights", arch, {"mean": [128.0], "std": [64.0]}, ["a", "b"], tensors))
+    return p
+
+
 @pytest.fixture(scope="session")
 def save_unet():
     """Factory: save_unet(path, cin=1, classes=2, depth=2, base=4, seed=0, mean=100, std=40)

@@ -174,7 +174,7 @@ print(e.info["precision"], e.info["memory_budget_mb"], pl["tiles"], peak_rss() -
 
 
 @pytest.mark.slow
-def test_paper_network_2048_bf16_peak_memory(tmp_path):
+def test_paper_network_2048_bf16_peak_memory(paper_net_file):
     """bf16 keeps the Winograd weights in bf16 (237 MB instead of 463 MB for the paper network), so the
     default activation budget grows (599 MB instead of 384: 8 tiles of 700 instead of 15 smaller ones)
     and the whole process still peaks within 1 GB beyond the output."""
@@ -182,16 +182,9 @@ def test_paper_network_2048_bf16_peak_memory(tmp_path):
     import subprocess
     import sys
 
-    from unet_rt import model_file
-
     if not SIMD_BF16:
         pytest.skip(NO_SIMD_BF16)
-    p = tmp_path / "paper.plan"
-    arch = dict(in_channels=1, classes=2, depth=4, base=64, padding="valid")
-    rng = np.random.default_rng(0)
-    tensors = {k: (rng.standard_normal(s, dtype=np.float32) * 0.05) for k, s in model_file.expected_shapes(arch).items()}
-    model_file.save(p, model_file.ModelFile("weights", arch, {"mean": [128.0], "std": [64.0]}, ["a", "b"], tensors))
-    del tensors
+    p = paper_net_file
     here = os.path.dirname(os.path.abspath(__file__))
     r = subprocess.run([sys.executable, "-c", MEM_BF16, str(p)], capture_output=True, text=True, timeout=900,
                        env={**os.environ, "PYTHONPATH": here}, cwd=here)

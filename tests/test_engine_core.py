@@ -255,15 +255,10 @@ def test_peak_memory_beyond_the_output(tmp_path):
 
 
 @pytest.mark.slow
-def test_paper_network_2048_peak_memory(tmp_path):
+def test_paper_network_2048_peak_memory(paper_net_file):
     """The paper network on a 2048 x 2048 image with the default budget: the whole process (Python,
     numpy, the executor's weights, tiles) peaks within 1 GB beyond the output (~1 min on 2 cores)."""
-    p = tmp_path / "paper.plan"
-    arch = dict(in_channels=1, classes=2, depth=4, base=64, padding="valid")
-    rng = np.random.default_rng(0)
-    tensors = {k: (rng.standard_normal(s, dtype=np.float32) * 0.05) for k, s in model_file.expected_shapes(arch).items()}
-    model_file.save(p, model_file.ModelFile("weights", arch, {"mean": [128.0], "std": [64.0]}, ["a", "b"], tensors))
-    del tensors
+    p = paper_net_file
     r = subprocess.run([sys.executable, "-c", MEM, str(p), "2048", "0"], capture_output=True, text=True, timeout=900,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}, cwd=str(Path(__file__).resolve().parent))
     assert r.returncode == 0, r.stderr

@@ -118,13 +118,18 @@ def test_rand_scores_against_pair_counting(seed):
     assert r.fscore == pytest.approx(2 * split * merge / (split + merge), rel=1e-12)
 
 
+def _singletons(pred: np.ndarray) -> np.ndarray:
+    """Proposal label 0 (boundary) made into one-pixel segments, so that skimage's contingency
+    table counts boundary pixels as the challenge's definition does."""
+    return np.where(pred > 0, pred, pred.max() + 1 + np.arange(pred.size).reshape(pred.shape))
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_rand_scores_against_skimage_contingency_table(seed):
     skm = pytest.importorskip("skimage.metrics")
     _, true, _ = synthetic_cells((64, 64), 12, seed=seed)
     _, pred, _ = synthetic_cells((64, 64), 9, seed=seed + 10)
-    # proposal label 0 made into singletons so that skimage's table counts them as the definition does
-    singles = np.where(pred > 0, pred, pred.max() + 1 + np.arange(pred.size).reshape(pred.shape))
+    singles = _singletons(pred)
     table = skm.contingency_table(true, singles, ignore_labels=(0,), normalize=True)
     p2 = float(table.multiply(table).sum())
     s2 = float((np.asarray(table.sum(axis=0)) ** 2).sum())
@@ -149,7 +154,7 @@ def test_info_scores_against_skimage(seed):
     skm = pytest.importorskip("skimage.metrics")
     _, true, _ = synthetic_cells((64, 64), 12, seed=seed)
     _, pred, _ = synthetic_cells((64, 64), 9, seed=seed + 10)
-    singles = np.where(pred > 0, pred, pred.max() + 1 + np.arange(pred.size).reshape(pred.shape))
+    singles = _singletons(pred)
     h_s_given_t, h_t_given_s = skm.variation_of_information(true, singles, ignore_labels=(0,))  # bits
     table = skm.contingency_table(true, singles, ignore_labels=(0,), normalize=True)
 

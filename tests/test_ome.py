@@ -1,23 +1,15 @@
 """OME in and out, checked with the field's own readers: OME-TIFF / ImageJ TIFF through tifffile,
 OME-Zarr (NGFF 0.5) through ome-zarr-py's Reader; pixel sizes, channel names, levels, labels."""
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import unet_rt
+from test_cli import cli  # the CLI in a subprocess, as a user runs it
 from unet_rt.io import open_image, read_image
 
 tifffile = pytest.importorskip("tifffile")
-
-
-def cli(*args, ok=True):
-    r = subprocess.run([sys.executable, "-m", "unet_rt", *map(str, args)], capture_output=True, text=True)
-    if ok:
-        assert r.returncode == 0, r.stdout + r.stderr
-    return r
 
 
 @pytest.fixture(scope="module")

@@ -77,3 +77,18 @@ def test_isbi_slice_under_a_second():
     dt = time.process_time() - t
     assert w.shape == (512, 512) and np.isfinite(w).all()
     assert dt < 1.0, f"weight map of a 512x512 ISBI label took {dt:.2f} s"
+
+
+def test_dataset_class_weights():
+    from training.weightmap import dataset_class_weights
+
+    _, inst, _ = synthetic_cells((60, 60), 10, seed=4)
+    fg = inst > 0
+    wb, wf = dataset_class_weights([fg])  # one image: the per-image balance
+    w = class_weights(fg)
+    assert (wb, wf) == pytest.approx((float(w[~fg][0]), float(w[fg][0])))
+    sparse = np.zeros((100, 100), bool)
+    sparse[:2] = True                                          # 2% foreground: uncapped ratio 49
+    wb, wf = dataset_class_weights([sparse, np.zeros((10, 10), bool)], max_ratio=10)
+    fg = 200 / 10100
+    assert wf / wb == pytest.approx(10) and (1 - fg) * wb + fg * wf == pytest.approx(1)  # mean weight 1

@@ -31,9 +31,10 @@ SPLIT = dict(train="0-5", val="6-7", test=range(8, 12))
 
 
 def otsu_masks(img: np.ndarray) -> list[np.ndarray]:
-    from skimage.filters import threshold_otsu
+    """Both polarities of the Otsu threshold of ``unet-rt evaluate --baseline otsu``."""
+    from unet_rt.cli import otsu_threshold
 
-    t = threshold_otsu(img)
+    t = otsu_threshold(img)
     return [img > t, img <= t]
 
 

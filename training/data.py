@@ -69,8 +69,9 @@ def instances_of(label: np.ndarray) -> np.ndarray:
 
 
 def make_sample(name: str, image: np.ndarray, label: np.ndarray, w0=10.0, sigma=5.0,
-                class_weight: tuple[float, float] | None = None) -> Sample:
-    inst = instances_of(label)
+                class_weight: tuple[float, float] | None = None, instances: np.ndarray | None = None) -> Sample:
+    """One training/validation sample; ``instances``: ``instances_of(label)`` if already computed."""
+    inst = instances_of(label) if instances is None else instances
     return Sample(np.asarray(image), (inst > 0).astype(np.uint8),
                   weight_map(inst, w0, sigma, instances=True, class_weight=class_weight), name)
 
@@ -82,11 +83,9 @@ def make_samples(pairs, w0=10.0, sigma=5.0, class_weights: str = "image",
     Returns (samples, (w_background, w_cell) or None)."""
     if class_weights not in ("image", "dataset"):
         raise ValueError(f"class_weights must be 'image' or 'dataset', got {class_weights!r}")
-    cw = None
-    if class_weights == "dataset" and pairs:
-        fg = [(instances_of(lb) > 0) for _, _, lb in pairs]
-        cw = dataset_class_weights([f.mean() for f in fg], [f.size for f in fg], max_ratio)
-    return [make_sample(n, im, lb, w0, sigma, cw) for n, im, lb in pairs], cw
+    insts = [instances_of(lb) for _, _, lb in pairs]
+    cw = dataset_class_weights([i > 0 for i in insts], max_ratio) if class_weights == "dataset" and pairs else None
+    return [make_sample(n, im, lb, w0, sigma, cw, inst) for (n, im, lb), inst in zip(pairs, insts)], cw
 
 
 TRAIN_RANGE_PERCENTILES = [1.0, 99.0]

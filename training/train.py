@@ -362,12 +362,10 @@ def main(argv=None) -> int:
         print(f"resumed {out} at step {state['step']}")
     model = dist.wrap(net)
     csv_path = out / "metrics.csv"
-    if not dist.main:
-        pass
-    elif not csv_path.exists() or not args.resume:
+    if dist.main and (not csv_path.exists() or not args.resume):
         with open(csv_path, "w", newline="") as f:
             csv.DictWriter(f, CSV_FIELDS).writeheader()
-    else:  # drop rows logged after the checkpoint we resume from
+    elif dist.main:  # drop rows logged after the checkpoint we resume from
         rows = [r for r in csv.DictReader(open(csv_path)) if int(r["step"]) <= state["step"]]
         with open(csv_path, "w", newline="") as f:
             wr = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore"); wr.writeheader(); wr.writerows(rows)
@@ -398,8 +396,8 @@ def main(argv=None) -> int:
             rollbacks, scale = state["rollbacks"] + 1, state["lr_scale"] * 0.5
             state = copy.deepcopy(snapshot[2])
             state.update(rollbacks=rollbacks, lr_scale=scale)
-            pending = [r for r in pending if r["step"] <= state["step"]]
-            pending.append({"step": state["step"], "event": f"rollback: non-finite loss at step {step + 1}, lr x{scale:g}"})
+            # every pending row came after the snapshot: they are undone, the event is logged
+            pending = [{"step": state["step"], "event": f"rollback: non-finite loss at step {step + 1}, lr x{scale:g}"}]
             bar.write(f"step {step + 1}: non-finite loss/gradient; rolled back to step {state['step']}, "
                       f"learning rate x{scale:g}")
             bar.n = state["step"]; bar.refresh()

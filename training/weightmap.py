@@ -81,17 +81,17 @@ def border_distances(instances: np.ndarray, radius: int = 50) -> tuple[np.ndarra
     return d1, d2
 
 
-def dataset_class_weights(foreground_fractions, counts, max_ratio: float | None = None) -> tuple[float, float]:
+def dataset_class_weights(foreground_masks, max_ratio: float | None = None) -> tuple[float, float]:
     """(w_background, w_cell) balancing the class frequencies over a whole training set.
 
-    ``foreground_fractions[i]`` of ``counts[i]`` pixels are cells in image i. Each class gets the
+    ``foreground_masks``: the cell mask of every training image. Each class gets the
     inverse of its frequency over all pixels, scaled so the mean weight is 1 (as ``class_weights``
     does per image). ``max_ratio`` caps the larger weight at that many times the smaller: on sparse
     data (2% foreground) the uncapped ratio is 49, which lets a few foreground pixels dominate
     every step.
     """
-    n = float(np.sum(counts))
-    fg = float(np.dot(foreground_fractions, counts)) / max(n, 1.0)
+    n = float(sum(m.size for m in foreground_masks))
+    fg = float(sum(np.count_nonzero(m) for m in foreground_masks)) / max(n, 1.0)
     fg = min(max(fg, 1e-6), 1 - 1e-6)
     wb, wf = 1.0 / (2.0 * (1 - fg)), 1.0 / (2.0 * fg)
     if max_ratio is not None:
