@@ -33,7 +33,7 @@ def _rods(rng, shape, n, length=(14, 30), width=(5, 8), colony=True):
     yy, xx = np.mgrid[0:h, 0:w]
     centres = []
     k = 0
-    for i in range(n * 4):
+    for _ in range(n * 4):
         if k >= n:
             break
         if colony and centres and rng.uniform() < 0.6:  # next to an existing rod: touching neighbours
