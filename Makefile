@@ -75,7 +75,7 @@ ablation: install
 # Fuzzing campaign (docs/fuzzing.md): FUZZ_RUNS executions per target, nice'd; new corpus entries
 # go to build/fuzz/corpus/; `make fuzz-merge` minimises them into tests/corpus/ (replayed by make test).
 FUZZ_RUNS ?= 1000000
-FUZZ_TARGETS := model_reader image
+FUZZ_TARGETS ?= model_reader image tiler
 fuzz:
 	@command -v clang++ >/dev/null || { echo "make fuzz needs clang with libFuzzer (Debian/Ubuntu: apt-get install -y clang)"; exit 1; }
 	cmake -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DUNET_RT_FUZZ=ON \
@@ -83,7 +83,7 @@ fuzz:
 	nice cmake --build build/fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
 	@mkdir -p build/fuzz/logs
 	@for t in $(FUZZ_TARGETS); do \
-	  mkdir -p build/fuzz/corpus/$$t; \
+	  mkdir -p build/fuzz/corpus/$$t tests/corpus/$$t; \
 	  echo "fuzz_$$t: $(FUZZ_RUNS) runs, log build/fuzz/logs/$$t.log"; \
 	  nice -n 19 build/fuzz/fuzz_$$t -runs=$(FUZZ_RUNS) -dict=csrc/fuzz/$$t.dict -max_len=8192 -timeout=20 \
 	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build/fuzz/ \

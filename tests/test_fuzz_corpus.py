@@ -23,12 +23,12 @@ def drivers():
     subprocess.run(["cmake", "-S", ROOT, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release", "-DUNET_RT_PYTHON=OFF",
                     "-DUNET_RT_SHARED=ON", "-DUNET_RT_C_TESTS=ON"], check=True, capture_output=True, timeout=300)
     r = subprocess.run(["nice", "cmake", "--build", BUILD, "-j", "2", "--target", "fuzz_model_reader_replay",
-                        "fuzz_image_replay"], capture_output=True, text=True, timeout=900)
+                        "fuzz_image_replay", "fuzz_tiler_replay"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return BUILD
 
 
-@pytest.mark.parametrize("target", ["model_reader", "image"])
+@pytest.mark.parametrize("target", ["model_reader", "image", "tiler"])
 def test_corpus_replays_cleanly(drivers, target):
     files = sorted((CORPUS / target).iterdir())
     assert len(files) >= 10

@@ -64,8 +64,8 @@ bool to_dtype(unet_rt_dtype d, DType* out) {
     case UNET_RT_U8: *out = DType::U8; return true;
     case UNET_RT_U16: *out = DType::U16; return true;
     case UNET_RT_F32: *out = DType::F32; return true;
+    default: return false;
   }
-  return false;
 }
 
 size_t esize_of(DType d) { return d == DType::U8 ? 1 : d == DType::U16 ? 2 : 4; }
@@ -192,6 +192,11 @@ Job make_job(const unet_rt_engine* e, const unet_rt_image* image, const unet_rt_
   v.channel_stride = hwc ? 1 : int64_t(plane / es);
   v.col_stride = hwc ? C : 1;
   v.data = static_cast<const uint8_t*>(image->data) + size_t(ry) * row + size_t(rx) * (hwc ? size_t(C) : 1) * es;
+  // the buffer's pixels around the ROI are the tiles' context (mirroring only at the buffer's edges)
+  v.frame_y = ry;
+  v.frame_x = rx;
+  v.frame_height = H;
+  v.frame_width = W;
   j.roi_h = rh;
   j.roi_w = rw;
   if (run) {

@@ -204,18 +204,30 @@ TilePlan plan_same(int H, int W, const TileGeometry& g, const TileOptions& opt) 
 
 // ---- execution helpers ------------------------------------------------------------------------
 
+// The view's frame (ImageView::frame_*): origin of the view in it and its size, per axis.
+struct Frame {
+  int y0, x0, h, w;
+  explicit Frame(const ImageView& v)
+      : y0(v.frame_height ? v.frame_y : 0), x0(v.frame_height ? v.frame_x : 0),
+        h(v.frame_height ? v.frame_height : v.height), w(v.frame_height ? v.frame_width : v.width) {}
+  // the view row / column that view coordinate i reads: mirrored at the frame's edges
+  int row(long long i) const { return reflect_index(i + y0, h) - y0; }
+  int col(long long i) const { return reflect_index(i + x0, w) - x0; }
+};
+
 template <typename T>
 void gather_t(const ImageView& img, const std::vector<float>& mean, const std::vector<float>& sd, int oy, int ox,
               int ih, int iw, float* dst, std::vector<int>& cols) {
   const T* src = static_cast<const T*>(img.data);
+  const Frame f(img);
   cols.resize(size_t(iw));
-  for (int x = 0; x < iw; ++x) cols[size_t(x)] = reflect_index(ox + x, img.width);
+  for (int x = 0; x < iw; ++x) cols[size_t(x)] = f.col(ox + x);
   for (int c = 0; c < img.channels; ++c) {
     const float m = mean[size_t(c)], s = sd[size_t(c)];
     for (int y = 0; y < ih; ++y) {
-      const T* row = src + int64_t(c) * img.channel_stride + int64_t(reflect_index(oy + y, img.height)) * img.row_stride;
+      const T* row = src + int64_t(c) * img.channel_stride + int64_t(f.row(oy + y)) * img.row_stride;
       float* d = dst + (size_t(c) * size_t(ih) + size_t(y)) * size_t(iw);
-      if (img.col_stride == 1 && ox >= 0 && ox + iw <= img.width) {
+      if (img.col_stride == 1 && ox + f.x0 >= 0 && ox + f.x0 + iw <= f.w) {
         const T* r = row + ox;
         for (int x = 0; x < iw; ++x) d[x] = (float(r[x]) - m) / s;
       } else {
@@ -235,16 +247,26 @@ void gather(const ImageView& img, const std::vector<float>& mean, const std::vec
   }
 }
 
-void check_finite(const ImageView& img) {
+// Every pixel that the tiles read (view rows [y_lo, y_hi) and columns [x_lo, x_hi) before mirroring:
+// a contiguous range of the frame) is finite.
+void check_finite(const ImageView& img, int y_lo, int y_hi, int x_lo, int x_hi) {
   if (img.dtype != DType::F32) return;
+  const Frame f(img);
+  auto span = [](int lo, int hi, auto&& at) {  // the contiguous range that [lo, hi) reads after mirroring
+    int a = at(lo), b = a;
+    for (int i = lo + 1; i < hi; ++i) a = std::min(a, at(i)), b = std::max(b, at(i));
+    return std::make_pair(a, b + 1);
+  };
+  const auto ry = span(y_lo, y_hi, [&](int i) { return f.row(i); });
+  const auto rx = span(x_lo, x_hi, [&](int i) { return f.col(i); });
   const float* p = static_cast<const float*>(img.data);
   for (int c = 0; c < img.channels; ++c)
-    for (int y = 0; y < img.height; ++y) {
+    for (int y = ry.first; y < ry.second; ++y) {
       const float* row = p + int64_t(c) * img.channel_stride + int64_t(y) * img.row_stride;
-      for (int x = 0; x < img.width; ++x)
+      for (int x = rx.first; x < rx.second; ++x)
         if (!std::isfinite(row[int64_t(x) * img.col_stride]))
           throw std::invalid_argument("image holds NaN or Inf (channel " + std::to_string(c) + ", row " +
-                                      std::to_string(y) + ", column " + std::to_string(x) + ")");
+                                      std::to_string(y + f.y0) + ", column " + std::to_string(x + f.x0) + ")");
     }
 }
 
@@ -333,9 +355,27 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
   if (out.kind != OutputKind::Labels && !out.scores) throw std::invalid_argument("output buffer is null");
   if (out.fn_writes_probabilities && (g.same_padding || out.kind == OutputKind::Logits))
     throw std::invalid_argument("a tile function that applies the softmax cannot give logits or be blended");
-  check_finite(img);
+  const Frame frame(img);
+  if (img.frame_height || img.frame_width) {
+    if (img.frame_height < 1 || img.frame_width < 1 || img.frame_y < 0 || img.frame_x < 0 ||
+        int64_t(img.frame_y) + H > img.frame_height || int64_t(img.frame_x) + W > img.frame_width)
+      throw std::invalid_argument("the view is not inside its frame");
+  }
+  // Valid networks: a view inside a frame is tiled from the frame's pooling grid (shift dy, dx
+  // before the view), so that its tiles are those of a whole-frame pass.
+  const int grid = 1 << std::clamp(g.depth, 1, 8);
+  const int dy = g.same_padding ? 0 : frame.y0 % grid, dx = g.same_padding ? 0 : frame.x0 % grid;
 
-  const TilePlan plan = plan_tiles(H, W, g, opt);
+  const TilePlan plan = plan_tiles(H + dy, W + dx, g, opt);
+  {  // the pixels the tiles read must be finite
+    const int oy = g.same_padding ? plan.pad_y : plan.halo + dy, ox = g.same_padding ? plan.pad_x : plan.halo + dx;
+    auto reach = [](const AxisPlan& a) {
+      int hi = 0;
+      for (size_t i = 0; i < a.in_size.size(); ++i) hi = std::max(hi, a.out_start[i] + a.in_size[i]);
+      return hi;
+    };
+    check_finite(img, -oy, reach(plan.y) - oy, -ox, reach(plan.x) - ox);
+  }
   const size_t npix = size_t(H) * size_t(W);
   std::vector<int> cols;
   std::vector<float> tile_in, scratch;
@@ -365,26 +405,30 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
       const int oh = plan.y.out_size[size_t(t.iy)], ow = plan.x.out_size[size_t(t.ix)];
       const int sy = plan.y.out_start[size_t(t.iy)], sx = plan.x.out_start[size_t(t.ix)];
       tile_in.resize(size_t(g.in_channels) * size_t(ih) * size_t(iw));
-      gather(img, mean, sd, sy - plan.halo, sx - plan.halo, ih, iw, tile_in.data(), cols);
-      const int ch = std::min(oh, H - sy), cw = std::min(ow, W - sx);  // the part inside the image
-      if (out.kind != OutputKind::Labels && ch == oh && cw == ow) {
-        float* dst = out.scores + size_t(sy) * size_t(W) + size_t(sx);
+      gather(img, mean, sd, sy - dy - plan.halo, sx - dx - plan.halo, ih, iw, tile_in.data(), cols);
+      // tile output (y, x) is view pixel (sy - dy + y, sx - dx + x); [y0, y1) x [x0, x1) is inside the view
+      const int y0 = std::max(0, dy - sy), y1 = std::min(oh, H + dy - sy);
+      const int x0 = std::max(0, dx - sx), x1 = std::min(ow, W + dx - sx);
+      const int vy = sy - dy + y0, vx = sx - dx + x0;  // where that part goes
+      if (out.kind != OutputKind::Labels && y0 == 0 && x0 == 0 && y1 == oh && x1 == ow) {
+        float* dst = out.scores + size_t(vy) * size_t(W) + size_t(vx);
         fn(tile_in.data(), ih, iw, OutputView{dst, int64_t(npix), W});
-        check_tile_finite(dst, K, int64_t(npix), W, oh, ow, sy, sx);
+        check_tile_finite(dst, K, int64_t(npix), W, oh, ow, vy, vx);
         report();
         continue;
       }
       scratch.assign(size_t(K) * size_t(oh) * size_t(ow), 0.0f);
       fn(tile_in.data(), ih, iw, OutputView{scratch.data(), int64_t(oh) * ow, ow});
-      check_tile_finite(scratch.data(), K, int64_t(oh) * ow, ow, oh, ow, sy, sx);
+      check_tile_finite(scratch.data(), K, int64_t(oh) * ow, ow, oh, ow, vy, vx);
+      const float* part = scratch.data() + size_t(y0) * size_t(ow) + size_t(x0);
       if (out.kind == OutputKind::Labels) {
-        argmax_into(scratch.data(), K, int64_t(oh) * ow, ow, ch, cw, out.labels, out.labels_dtype, W, sy, sx,
+        argmax_into(part, K, int64_t(oh) * ow, ow, y1 - y0, x1 - x0, out.labels, out.labels_dtype, W, vy, vx,
                     out.decision, out.fn_writes_probabilities);
       } else {
         for (int k = 0; k < K; ++k)
-          for (int y = 0; y < ch; ++y)
-            std::memcpy(out.scores + size_t(k) * npix + size_t(sy + y) * size_t(W) + size_t(sx),
-                        scratch.data() + (size_t(k) * size_t(oh) + size_t(y)) * size_t(ow), size_t(cw) * 4);
+          for (int y = 0; y < y1 - y0; ++y)
+            std::memcpy(out.scores + size_t(k) * npix + size_t(vy + y) * size_t(W) + size_t(vx),
+                        part + (size_t(k) * size_t(oh) + size_t(y)) * size_t(ow), size_t(x1 - x0) * 4);
       }
       report();
     }

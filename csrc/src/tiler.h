@@ -35,6 +35,11 @@ struct ImageView {
   DType dtype = DType::F32;
   int channels = 0, height = 0, width = 0;
   int64_t channel_stride = 0, row_stride = 0, col_stride = 1;
+  // A region of interest of a larger frame (the C API's ROI): the view's pixel (0, 0) is the frame's
+  // (frame_y, frame_x), the frame has frame_height x frame_width pixels with the same strides, and
+  // its pixels around the view are the tiles' real context: mirror extrapolation happens only at the
+  // frame's edges. frame_height = frame_width = 0 (the default): the view is the whole frame.
+  int frame_y = 0, frame_x = 0, frame_height = 0, frame_width = 0;
 };
 
 // Contiguous CHW view.
@@ -133,6 +138,10 @@ struct TileOutput {
 };
 
 // Tiles `img` (normalised per channel with mean/std on the fly) through `fn` and writes the result.
+// A view inside a frame (ImageView::frame_*) reads the frame's pixels as context; for valid networks
+// its tiles also sit on the frame's pooling grid (the tiling is extended back to the frame
+// coordinates that are multiples of 2^depth), so that the result equals the same pixels of the
+// whole frame's result up to fp32 rounding (tests/test_roi.py).
 // Throws std::invalid_argument on bad input (shape, channels, NaN/Inf in float images), NumericError
 // when `fn` produces NaN/Inf, Cancelled when opt.progress says stop.
 void tile_predict(const ImageView& img, const std::vector<float>& mean, const std::vector<float>& std,

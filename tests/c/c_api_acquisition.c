@@ -1,7 +1,8 @@
 /* The C API for acquisition software (unet_rt.h), in plain C99: run by tests/test_cpp_example.py.
  *   c_api_acquisition GOOD_MODEL     (1 input channel, 2 classes, valid padding)
- * Every result of the pitched / ROI / queued paths is compared with the plain entry points on a tight
- * copy of the same pixels. Prints "ALL OK" and exits 0 on success. */
+ * Every result of the pitched / queued paths is compared with the same ROI of a tight copy of the frame
+ * (the ROI reads the frame around it as context: tests/test_roi.py checks that against an independent
+ * reference). Prints "ALL OK" and exits 0 on success. */
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -85,18 +86,29 @@ int main(int argc, char** argv) {
         "plan fields");
   EXPECT(unet_rt_engine_warmup(e, RH, RW), UNET_RT_OK, NULL, "warm-up");
 
-  /* a camera buffer: H x W 16-bit pixels, rows PITCH pixels apart; the ROI, and a tight copy of it */
-  static uint16_t cam[H * PITCH], roi[RH * RW];
+  /* a camera buffer: H x W 16-bit pixels, rows PITCH pixels apart; a tight copy of it */
+  static uint16_t cam[H * PITCH], tight[H * W];
   for (int y = 0; y < H; ++y)
     for (int x = 0; x < PITCH; ++x) cam[y * PITCH + x] = (uint16_t)(x < W ? ((x * 37 + y * 101) ^ (x * y)) % 4096 : 65535);
-  for (int y = 0; y < RH; ++y)
-    for (int x = 0; x < RW; ++x) roi[y * RW + x] = cam[(RY + y) * PITCH + RX + x];
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x) tight[y * W + x] = cam[y * PITCH + x];
   static uint8_t ref_labels[RH * RW];
   static float ref_probs[2 * RH * RW];
-  EXPECT(unet_rt_segment(e, roi, UNET_RT_U16, UNET_RT_LAYOUT_CHW, 1, RH, RW, ref_labels, RH * RW, UNET_RT_U8), UNET_RT_OK,
-         NULL, "reference labels (tight copy)");
-  EXPECT(unet_rt_predict(e, roi, UNET_RT_U16, UNET_RT_LAYOUT_CHW, 1, RH, RW, ref_probs, 2 * RH * RW, 0), UNET_RT_OK,
-         NULL, "reference probabilities");
+  unet_rt_image ref_img;
+  unet_rt_image_init(&ref_img, tight, UNET_RT_U16, UNET_RT_LAYOUT_CHW, 1, H, W);
+  ref_img.roi_x = RX;
+  ref_img.roi_y = RY;
+  ref_img.roi_width = RW;
+  ref_img.roi_height = RH;
+  unet_rt_output ref_out;
+  unet_rt_output_init(&ref_out);
+  ref_out.labels = ref_labels;
+  ref_out.labels_bytes = sizeof ref_labels;
+  EXPECT(unet_rt_run(e, &ref_img, &ref_out, NULL), UNET_RT_OK, NULL, "reference labels (ROI of the tight copy)");
+  unet_rt_output_init(&ref_out);
+  ref_out.scores = ref_probs;
+  ref_out.scores_bytes = sizeof ref_probs;
+  EXPECT(unet_rt_run(e, &ref_img, &ref_out, NULL), UNET_RT_OK, NULL, "reference probabilities");
 
   /* pitched input + ROI -> pitched labels and pitched probabilities, one pass */
   unet_rt_image img;
@@ -129,7 +141,7 @@ int main(int argc, char** argv) {
       bad += labels[y * LP + x] != ref_labels[y * RW + x];
       for (int k = 0; k < 2; ++k) bad += probs[k * (RH + 1) * SP + y * SP + x] != ref_probs[k * RH * RW + y * RW + x];
     }
-  CHECK(bad == 0, "pitched / ROI results equal the tight copy's");
+  CHECK(bad == 0, "pitched ROI results (labels + probabilities in one pass) equal the tight copy's");
   CHECK(progress_calls == progress_last + 1 && progress_last >= 1, "progress: done = 0 .. total");
 
   /* cancellation: by the callback, by the flag */
@@ -187,8 +199,10 @@ int main(int argc, char** argv) {
   memset(bytes, 0, (size_t)n); /* the engine does not keep them */
   free(bytes);
   static uint8_t mem_labels[RH * RW];
-  EXPECT(unet_rt_segment(em, roi, UNET_RT_U16, UNET_RT_LAYOUT_CHW, 1, RH, RW, mem_labels, RH * RW, UNET_RT_U8),
-         UNET_RT_OK, NULL, "segment (memory model)");
+  unet_rt_output_init(&ref_out);
+  ref_out.labels = mem_labels;
+  ref_out.labels_bytes = sizeof mem_labels;
+  EXPECT(unet_rt_run(em, &ref_img, &ref_out, NULL), UNET_RT_OK, NULL, "segment (memory model)");
   CHECK(memcmp(mem_labels, ref_labels, sizeof mem_labels) == 0, "memory model gives the same labels");
   unet_rt_engine_destroy(em);
   EXPECT(unet_rt_engine_create_from_memory("garbage!", 8, NULL, &em), UNET_RT_ERR_MODEL, NULL, "garbage from memory");

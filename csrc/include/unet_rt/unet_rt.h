@@ -66,10 +66,19 @@ typedef enum unet_rt_status {
   UNET_RT_ERR_TIMEOUT = 9           /* unet_rt_queue_wait: the frame is not done yet */
 } unet_rt_status;
 
-typedef enum unet_rt_dtype { UNET_RT_U8 = 0, UNET_RT_U16 = 1, UNET_RT_F32 = 2 } unet_rt_dtype;
+/* The *_RANGE_ entries are not values: they make every int a valid value of the enum for C++ too,
+ * so that an unknown dtype or layout from a caller is an UNET_RT_ERR_INVALID_ARGUMENT, never
+ * undefined behaviour in the library (fuzz_image found it; docs/fuzzing.md). */
+typedef enum unet_rt_dtype {
+  UNET_RT_U8 = 0, UNET_RT_U16 = 1, UNET_RT_F32 = 2,
+  UNET_RT_DTYPE_RANGE_MIN_ = -2147483647 - 1, UNET_RT_DTYPE_RANGE_MAX_ = 2147483647
+} unet_rt_dtype;
 
 /* CHW: planes one after the other; HWC: channels interleaved per pixel. */
-typedef enum unet_rt_layout { UNET_RT_LAYOUT_CHW = 0, UNET_RT_LAYOUT_HWC = 1 } unet_rt_layout;
+typedef enum unet_rt_layout {
+  UNET_RT_LAYOUT_CHW = 0, UNET_RT_LAYOUT_HWC = 1,
+  UNET_RT_LAYOUT_RANGE_MIN_ = -2147483647 - 1, UNET_RT_LAYOUT_RANGE_MAX_ = 2147483647
+} unet_rt_layout;
 
 typedef struct unet_rt_options {
   size_t struct_size;   /* sizeof(unet_rt_options) (unet_rt_options_init sets it) */
@@ -112,8 +121,11 @@ typedef struct unet_rt_plan {
 /* An image in the caller's memory, read in place. Pixel (c, y, x) of the buffer is at byte
  *   CHW: c * plane_pitch + y * row_pitch + x * esize
  *   HWC: y * row_pitch + (x * channels + c) * esize
- * from `data` (esize = 1, 2, 4 for U8, U16, F32). Only the region of interest is segmented; it is
- * treated as the whole image (mirror extrapolation at its borders). */
+ * from `data` (esize = 1, 2, 4 for U8, U16, F32). Only the region of interest is segmented, but the
+ * buffer's pixels around it are read as the context its tiles need (a valid U-Net's output pixel
+ * sees `halo` input pixels on each side): mirror extrapolation happens only at the buffer's edges,
+ * and the ROI's result equals the same pixels of the whole buffer's result up to fp32 rounding
+ * (valid networks; docs/architecture.md, "Tiling"). */
 typedef struct unet_rt_image {
   size_t struct_size;      /* sizeof(unet_rt_image) (unet_rt_image_init sets it) */
   const void* data;
