@@ -37,8 +37,12 @@ $(DEPS): pyproject.toml | $(PYTHON)
 	touch $@
 
 # The package itself (native core included); the build directory build/py makes this incremental.
+# The test-only bindings (unet_rt._kernels, csrc/python/kernels.cc) are built alongside but are not in
+# the wheel: they are copied into this venv only (tests/test_wheel_contents.py).
 install: $(DEPS)
-	$(PYTHON) -m pip install -q --no-build-isolation --no-deps .
+	$(PYTHON) -m pip install -q --no-build-isolation --no-deps -C cmake.define.UNET_RT_TEST_BINDINGS=ON .
+	cp build/py/_kernels$$($(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))") \
+	  $$($(PYTHON) -c "import sysconfig;print(sysconfig.get_paths()['platlib'])")/unet_rt/
 
 demo: install
 	@mkdir -p out/demo

@@ -83,7 +83,7 @@ class Runners:
     def ours(self, precision: str = "fp32"):
         """The executor alone on one tile (the tile572 workload)."""
         if precision not in self._ours:
-            from unet_rt._core import _kernels as K
+            from unet_rt import _kernels as K
 
             _, weights = self.paper_net
             net = K.Network(PAPER, weights, threads=THREADS, precision=precision)

@@ -8,7 +8,7 @@ import torch
 from training.model import UNet
 from unet_rt import model_file
 from unet_rt.onnx_export import export_onnx
-from unet_rt._core import _kernels as K
+from unet_rt import _kernels as K
 import openvino as ov
 PAPER = dict(in_channels=1, classes=2, depth=4, base=64, padding="valid")
 torch.manual_seed(0); torch.set_num_threads(2)

@@ -98,7 +98,7 @@ def _runner(runners, name: str, workload: str):
 def test_cpu(benchmark, runners, reference, rounds, workload, runner):
     if workload not in SELECTED:
         pytest.skip(f"workload {workload} not in UNET_RT_BENCH_WORKLOADS")
-    from unet_rt._core import _kernels as K
+    from unet_rt import _kernels as K
 
     benchmark.group = workload
     size, tile = WORKLOADS[workload]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_rt._core import _kernels as K
+from unet_rt import _kernels as K
 from test_kernels import WINO_CASES, _check, _conv_case, _gamma, _winograd_abs
 
 U_BF16 = 2.0**-8

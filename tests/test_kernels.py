@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_rt._core import _kernels as K
+from unet_rt import _kernels as K
 
 U = 2.0**-24
 ISAS = K.available_isas()

@@ -20,7 +20,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from training.model import UNet  # noqa: E402
-from unet_rt._core import _kernels as K  # noqa: E402
+from unet_rt import _kernels as K  # noqa: E402
 
 U = 2.0**-24
 SAFETY = 8.0

@@ -5,7 +5,6 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
-_kernels: Any  # test access to the executor and kernels (csrc/python/kernels.cc)
 
 class ModelFileError(ValueError): ...
 

@@ -4,7 +4,7 @@
 // model file in memory, loaded with unet_rt_engine_create_from_memory under a fuzzed
 // unet_rt_options (threads, tile, memory budget, overlap, blend, precision, struct_size), and one
 // image goes through unet_rt_run, the frame queue, or the tight unet_rt_segment / _predict /
-// _instances, with fuzzed dtype, layout, size (up to 40 x 40), row and plane pitch, buffer size,
+// _instances, with fuzzed dtype, layout, size (up to 24 x 24), row and plane pitch, buffer size,
 // region of interest, output pitches and capacities, progress callback, cancellation and pixel
 // values (NaN, Inf, denormals, huge floats).
 //
@@ -154,13 +154,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* d, size_t size) {
   opt.precision = (d[2] >> 6) == 3 && (d[2] & 1) ? 2 : (d[2] >> 5) & 1;                      // 2 is invalid
   const int g = 1 << mk.depth;
   switch (d[3] % 4) {
-    case 1: opt.tile = mk.same ? g * (1 + (d[3] >> 2) % 4) : unet_rt::min_input_size(mk.depth, false) + g * ((d[3] >> 2) % 4); break;
+    // valid sizes with at most ~3 tiles per axis of a 24-pixel image (the campaign's speed)
+    case 1: opt.tile = mk.same ? g * (2 + (d[3] >> 2) % 3) : unet_rt::min_input_size(mk.depth, false) + g * (2 + (d[3] >> 2) % 4); break;
     case 2: opt.tile = d[3] >> 2; break;  // often invalid
     default: opt.tile = 0;
   }
   opt.memory_budget_mb = d[4] % 4 == 3 ? -1 : d[4] % 3;
   opt.gaussian_blend = d[4] >> 7;
-  opt.overlap = d[5] == 0xFF ? NAN : float(int(d[5] % 13) - 1) / 10.0f;  // -0.1 .. 1.1: some invalid
+  // 0 .. 0.72, and invalid: -0.1, 1.0, NaN
+  opt.overlap = d[5] == 0xFF ? NAN : d[5] % 12 == 11 ? 1.0f : d[5] % 12 == 10 ? -0.1f : float(d[5] % 12) * 0.08f;
   // Engines are long-lived in real use: keep the last few (by model and option bytes), so that most
   // inputs reuse one, with its plan cache and arena, as an application does.
   static std::map<std::vector<uint8_t>, std::shared_ptr<unet_rt_engine>> engines;
@@ -193,7 +195,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* d, size_t size) {
   if (d[6] % 16 == 15) dtype = 3;              // invalid
   if (((d[6] >> 3) & 15) == 15) layout = 2;    // invalid
   const bool raw_floats = d[6] >> 7;
-  const int H = 1 + d[7] % 40, W = 1 + d[8] % 40;
+  const int H = 1 + d[7] % 24, W = 1 + d[8] % 24;
   const int C = d[9] == 0xFF ? mk.in_ch + 1 : mk.in_ch;  // 0xFF: wrong channel count
   const size_t es = dtype == 3 ? 1 : esize(dtype);
   const bool hwc = layout == UNET_RT_LAYOUT_HWC;

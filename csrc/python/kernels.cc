@@ -1,4 +1,6 @@
-// Test-only access to the executor and each kernel family (module unet_rt._core._kernels).
+// Test-only access to the executor and each kernel family: the extension module unet_rt._kernels,
+// built for the development venv by `make install` (CMake option UNET_RT_TEST_BINDINGS) and never
+// part of the wheel (tests/test_wheel_contents.py).
 // Kernels take and return plain planar numpy arrays [C, H, W]; the bindings convert to and from
 // the blocked layout (kernels.h) so the tests compare ISAs on exactly the kernels' work.
 #include <pybind11/numpy.h>
@@ -333,8 +335,8 @@ class PyNetwork {
 
 }  // namespace
 
-void unet_rt_bind_kernels(py::module_& m) {
-  py::module_ km = m.def_submodule("_kernels", "test access to the CPU executor and kernels");
+PYBIND11_MODULE(_kernels, km) {
+  km.doc() = "test access to the CPU executor and kernels (not shipped in the wheel)";
   km.def("available_isas", &k::available_isas, "ISAs this CPU runs, 'ref' first.");
   km.def("bf16_kernels", [](const std::string& isa) -> py::object {
     std::string why;

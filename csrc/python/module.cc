@@ -17,7 +17,6 @@
 namespace py = pybind11;
 using namespace unet_rt;
 
-void unet_rt_bind_kernels(py::module_& m);  // csrc/python/kernels.cc
 
 namespace unet_rt {
 const char* version();  // version.cc
@@ -367,6 +366,5 @@ after each one; returning False raises Cancelled. The GIL is released except aro
            }, py::arg("tile"), py::arg("probabilities") = false,
            "One tile, no padding: float32 [C, h, w], normalised -> [classes, oh, ow] logits (or probabilities).");
 
-  unet_rt_bind_kernels(m);
   unet_rt_bind_decision(m);
 }
