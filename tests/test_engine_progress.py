@@ -58,3 +58,35 @@ def test_cli_shows_a_tile_bar_for_one_long_image(model, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "tile" in r.stderr and "a.png" in r.stderr  # tqdm: "a.png:  40%|... 120/304 [...tile/s]"
+
+
+def test_instances_reports_progress_like_segment(model, rng):
+    """Engine.instances ran its tiled pass silently on the native path (the CLI's bar stayed empty):
+    it now reports the same tiles as segment, can be cancelled, and counts TTA passes and frames."""
+    img = rng.integers(0, 255, (100, 100)).astype(np.uint8)
+    eng = unet_rt.Engine(model, threads=1, tile=60)
+    seg, inst = [], []
+    eng.segment(img, progress=lambda d, t: seg.append((d, t)))
+    out = eng.instances(img, progress=lambda d, t: inst.append((d, t)))
+    tiles = seg[-1][1]
+    assert tiles > 1 and inst == seg == [(d, tiles) for d in range(tiles + 1)]
+    np.testing.assert_array_equal(out, unet_rt.Engine(model, threads=1, tile=60).instances(img))  # same result
+    with pytest.raises(_core.Cancelled):
+        eng.instances(img, progress=lambda d, t: d < 1)
+    calls = []
+    eng.instances(np.stack([img, img]), tta=True, progress=lambda d, t: calls.append((d, t)))
+    done = [d for d, _ in calls]
+    assert {t for _, t in calls} == {16 * tiles} and done == sorted(done) and done[-1] == 16 * tiles
+
+
+def test_cli_shows_a_tile_bar_for_instances(model, tmp_path, monkeypatch):
+    from unet_rt import cli
+    from unet_rt.io import write_image
+
+    seen = []
+    monkeypatch.setattr(cli._tile_bar, "progress", lambda self, d, t: seen.append((d, t)))
+    write_image(tmp_path / "a.png", np.random.default_rng(0).integers(0, 255, (100, 100)).astype(np.uint8))
+    assert cli.main(["segment", str(tmp_path / "a.png"), "-m", str(model), "-o", str(tmp_path / "o.tif"),
+                     "--instances", "--tile", "60", "--threads", "1", "--quiet"]) == 0
+    tiles = unet_rt.Engine(model, tile=60)._native.plan(100, 100)["tiles"]
+    assert seen == [(d, tiles) for d in range(tiles + 1)]  # the bar is fed every tile

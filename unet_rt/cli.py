@@ -206,7 +206,7 @@ def _segment_one(eng, src: Path, args, out: Path, kind: str, bar) -> Path:
             res = eng.predict(data, tta=args.tta, axes="TCYX", progress=tiles.progress)   # N x K x H x W
             labels = res.argmax(1).astype(np.uint8)
         elif args.instances:
-            labels = eng.instances(data, tta=args.tta, axes="TCYX")                       # N x H x W int32
+            labels = eng.instances(data, tta=args.tta, axes="TCYX", progress=tiles.progress)  # N x H x W int32
             res = labels
         else:
             labels = eng.segment(data, tta=args.tta, threshold=args.threshold, axes="TCYX",

@@ -256,7 +256,7 @@ class Engine:
         return fr.unflatten(np.stack(out))
 
     def instances(self, img, tta: bool = False, decision: dict | None = None, axes: str | None = None,
-                  channel: int | None = None) -> np.ndarray:
+                  channel: int | None = None, progress=None) -> np.ndarray:
         """Instance labels: (H, W) (or (T, H, W)) int32, 0 = background, 1..n objects.
 
         A marker-controlled watershed on the foreground probability of the whole image (never cut at
@@ -264,18 +264,22 @@ class Engine:
         dropped), flooded in order of decreasing p within the foreground mask; parameters from the
         model's decision (see ``unet_rt.model_file``), or from ``decision`` (the same layout) when
         given. Without a decision: the connected components of the segmentation's foreground.
-        ``axes``, ``channel``: as :meth:`predict`.
+        ``axes``, ``channel``, ``progress``: as :meth:`predict` (tiles of the passes before the watershed).
         """
         fr = self._frames(img, axes, channel)
         self._warn_range(list(fr.data))
         dj = self._decision_json() if decision is None else json.dumps(decision)
+        pr = self._progress(progress, len(fr.data) * (8 if tta else 1))
         core = _core()
         out = []
         for f in fr.data:
             if self._native is not None and not tta:
-                out.append(self._native.instances(np.ascontiguousarray(f), decision=dj))
+                cb = pr.tile_callback() if pr is not None else None
+                out.append(self._native.instances(np.ascontiguousarray(f), decision=dj, progress=cb))
+                if pr is not None:
+                    pr.pass_done()
             else:
-                out.append(core.instances(self._predict_frame(f, tta), dj))
+                out.append(core.instances(self._predict_frame(f, tta, pr), dj))
         return fr.unflatten(np.stack(out))
 
     # ------------------------------------------------------------------ decision, input range

@@ -301,7 +301,8 @@ after each one; returning False raises Cancelled. The GIL is released except aro
            }, py::arg("image"), py::arg("decision") = py::none(), py::arg("progress") = py::none(),
            "image [C, H, W] -> labels [H, W] (uint8 if classes <= 256, else uint16) by the model's decision "
            "(threshold or argmax), or by `decision` (JSON text) when given. progress: as predict.")
-      .def("instances", [](const Engine& e, const py::array& img, const py::object& decision) {
+      .def("instances", [](const Engine& e, const py::array& img, const py::object& decision,
+                            const py::object& progress) {
              ImageView v = image_view(img);
              if (v.channels != e.info().arch.in_channels)
                throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
@@ -311,14 +312,16 @@ after each one; returning False raises Cancelled. The GIL is released except aro
                d = std::make_unique<Decision>(decision_from_json(decision.cast<std::string>(), e.info().arch.classes));
              py::array_t<int32_t> out({py::ssize_t(v.height), py::ssize_t(v.width)});
              int32_t* p = out.mutable_data();
+             ProgressFn pf = progress_fn(progress);
              {
                py::gil_scoped_release release;
-               e.instances(v, p, d.get());
+               e.instances(v, p, d.get(), pf);
              }
              return out;
-           }, py::arg("image"), py::arg("decision") = py::none(),
+           }, py::arg("image"), py::arg("decision") = py::none(), py::arg("progress") = py::none(),
            "image [C, H, W] -> instance labels [H, W] int32 (0 = background): marker-controlled watershed on the "
-           "whole stitched foreground probability, parameters from the model's decision or `decision` (JSON).")
+           "whole stitched foreground probability, parameters from the model's decision or `decision` (JSON). "
+           "progress: as predict (per tile of the pass before the watershed).")
       .def("plan", [](const Engine& e, int h, int w) { return plan_dict(e.plan(h, w)); }, py::arg("height"),
            py::arg("width"), "The tiling used for an image of this size.")
       .def_property_readonly("info", [](const Engine& e) {

@@ -118,13 +118,14 @@ void Engine::segment(const ImageView& img, void* labels, DType labels_dtype, con
   run(img, o, progress);
 }
 
-int64_t Engine::instances(const ImageView& img, int32_t* labels, const Decision* decision) const {
+int64_t Engine::instances(const ImageView& img, int32_t* labels, const Decision* decision,
+                          const ProgressFn& progress) const {
   if (decision) check_decision(*decision);
   if (!labels) throw std::invalid_argument("labels buffer is null");
   if (img.height < 1 || img.width < 1) throw std::invalid_argument("image is empty");
   const int K = info_.arch.classes;
   std::vector<float> probs(size_t(K) * size_t(img.height) * size_t(img.width));
-  predict(img, probs.data());
+  predict(img, probs.data(), false, progress);
   return instances_from_probabilities(probs.data(), K, img.height, img.width, decision ? *decision : info_.decision,
                                       labels);
 }

@@ -68,7 +68,9 @@ class Engine {
              const ProgressFn& progress = {}) const;
   // Writes instance labels [H, W] (0 = background) by the watershed of decision.h on the whole
   // stitched probability map, with the model's decision or `decision`. Returns the instance count.
-  int64_t instances(const ImageView& img, int32_t* labels, const Decision* decision = nullptr) const;
+  // `progress`: as predict (the tiled pass; the watershed follows it).
+  int64_t instances(const ImageView& img, int32_t* labels, const Decision* decision = nullptr,
+                    const ProgressFn& progress = {}) const;
   // Checks a decision against this model (foreground class in range); throws std::invalid_argument.
   void check_decision(const Decision& d) const;
   // One tile through the network, no tiling and no padding: `in` [in_channels, h, w] fp32,
