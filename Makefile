@@ -95,11 +95,13 @@ fuzz:
 	  grep -E "stat::number_of_executed_units|cov:" build/fuzz/logs/$$t.log | tail -2; \
 	done
 
+# Hand-named files (seeds, reproducers of findings: any name that is not libFuzzer's SHA-1) are kept as they are.
 fuzz-merge:
 	@for t in $(FUZZ_TARGETS); do \
-	  mkdir -p build/fuzz/merged/$$t && rm -f build/fuzz/merged/$$t/*; \
+	  mkdir -p build/fuzz/merged/$$t build/fuzz/keep/$$t && rm -f build/fuzz/merged/$$t/* build/fuzz/keep/$$t/*; \
+	  find tests/corpus/$$t -type f ! -regex '.*/[0-9a-f]\{40\}' -exec cp {} build/fuzz/keep/$$t/ \; ; \
 	  build/fuzz/fuzz_$$t -merge=1 -max_len=8192 build/fuzz/merged/$$t tests/corpus/$$t build/fuzz/corpus/$$t >/dev/null 2>&1; \
-	  rm -f tests/corpus/$$t/* && cp build/fuzz/merged/$$t/* tests/corpus/$$t/; \
+	  rm -f tests/corpus/$$t/* && cp build/fuzz/merged/$$t/* tests/corpus/$$t/ && cp -f build/fuzz/keep/$$t/* tests/corpus/$$t/ 2>/dev/null; \
 	  echo "tests/corpus/$$t: $$(ls tests/corpus/$$t | wc -l) files, $$(du -sh tests/corpus/$$t | cut -f1)"; \
 	done
 
