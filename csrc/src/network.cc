@@ -103,7 +103,7 @@ struct Network::Impl {
   Precision precision = Precision::F32;
   std::string precision_note;
   bool profile = false, profile_print = false;
-  std::vector<ProfileRow> prof;
+  std::vector<ProfileRow> prof, prof_sum;
   std::unique_ptr<ThreadPool> pool;
   int pad = 0;        // 1 for same padding (zero border in memory)
   int in_cb = 1;
@@ -613,6 +613,17 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
       }
     }
   }
+  if (m.profile) {
+    if (m.prof_sum.size() != m.prof.size()) m.prof_sum.assign(m.prof.size(), ProfileRow{});
+    for (size_t i = 0; i < m.prof.size(); ++i) {
+      ProfileRow& r = m.prof_sum[i];
+      r.layer = m.prof[i].layer;  // the same op list for every tile shape
+      r.phase = m.prof[i].phase;
+      r.seconds += m.prof[i].seconds;
+      r.flops += m.prof[i].flops;
+      r.bytes += m.prof[i].bytes;
+    }
+  }
   if (m.profile_print) print_profile(m.prof, h, w, m.wkern->name);
 }
 
@@ -633,11 +644,20 @@ const std::string& Network::precision_note() const { return impl_->precision_not
 std::string Network::kernel_name() const { return impl_->wkern->wino_gemm_name(impl_->wkern->preferred_ocg); }
 void Network::set_profile(bool on) {
   std::lock_guard<std::mutex> lk(impl_->mu);
+  if (on && !impl_->profile) impl_->prof_sum.clear();
   impl_->profile = on;
 }
 std::vector<Network::ProfileRow> Network::last_profile() const {
   std::lock_guard<std::mutex> lk(impl_->mu);
   return impl_->prof;
+}
+std::vector<Network::ProfileRow> Network::profile_totals() const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  return impl_->prof_sum;
+}
+void Network::reset_profile() {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  impl_->prof_sum.clear();
 }
 size_t Network::weight_bytes() const {
   size_t n = (impl_->head_w.size() + impl_->head_b.size()) * sizeof(float);
