@@ -16,10 +16,11 @@
 // (direct convolution everywhere), UNET_RT_WINOGRAD_MAX_CHANNELS=N (Winograd only for convs with <= N
 // output channels: its transformed weights take 4x the memory, 463 MB instead of 124 MB for the
 // paper network). workspace_bytes() covers the activations and the Winograd scratch, not weights.
-// UNET_RT_WINOGRAD_RAW_MB=N (default 4): Winograd convs whose transformed weights would take more than
+// UNET_RT_WINOGRAD_RAW_MB=N (default 32): Winograd convs whose transformed weights would take more than
 // N MB keep the 3x3 taps instead (a quarter of fp32 U, half of bf16 U) and transform them per band and
 // output group on the fly: the paper network's executor weights drop from 463 MB (fp32) / 237 MB (bf16)
-// to about 125 MB at the cost of one weight transform per layer and band (docs/speed.md: Memory).
+// to 180 / 162 MB (docs/speed.md: Memory). UNET_RT_WINOGRAD_PRIVATE_KB=N (default 768): Winograd convs
+// whose U is at most 5 MB run private bands of ~N KB of V + M per thread (WinoSchedule; 0: off).
 // UNET_RT_PROFILE=1: after every forward(), a per-layer, per-phase table (ms, GFLOP/s of the arithmetic
 // done, MB moved) on stderr; set_profile()/last_profile() give the same rows to a program.
 // Precision::BF16: the Winograd input transform and GEMMs of the tier's bf16 table (kernels.h), U
@@ -71,6 +72,7 @@ struct Op {
   OpKind kind;
   std::string name;     // layer name for the profile: enc.3.conv2, dec.0.up, ...
   int64_t band = 0;     // Winograd conv: tiles per band
+  int64_t private_band = 0;  // Winograd conv: tiles per private band (WinoSchedule), 0: shared bands
   int out = -1;         // tensor id (-1: the caller's output)
   int in[2] = {-1, -1};
   int dy[2] = {0, 0}, dx[2] = {0, 0};  // view offsets into each input (crop; -1 for same padding)
@@ -119,7 +121,9 @@ struct Network::Impl {
 
   bool winograd = true;
   int64_t wino_max_channels = 1 << 30;               // convs with more output channels run direct
-  double wino_raw_bytes = 4.0 * (1 << 20);           // larger transformed weights: kept as taps
+  double wino_raw_bytes = 32.0 * (1 << 20);          // larger transformed weights: kept as taps
+  double wino_private_bytes = 768.0 * 1024;          // V + M of a private band (0: no private bands)
+  static constexpr double kPrivateMaxU = 5.0 * (1 << 20);  // private bands for layers with U up to this
   PackedConv pack(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) const {
     bool all16 = true;
     for (auto& d : ins) all16 = all16 && d.cb == 16;
@@ -176,6 +180,7 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
   }
   if (const char* env = std::getenv("UNET_RT_WINOGRAD_MAX_CHANNELS")) m.wino_max_channels = std::atoll(env);
   if (const char* env = std::getenv("UNET_RT_WINOGRAD_RAW_MB")) m.wino_raw_bytes = std::atof(env) * (1 << 20);
+  if (const char* env = std::getenv("UNET_RT_WINOGRAD_PRIVATE_KB")) m.wino_private_bytes = std::atof(env) * 1024;
   m.in_cb = arch.in_channels < 16 ? arch.in_channels : 16;
 
   const int D = arch.depth;
@@ -378,6 +383,12 @@ Plan Network::Impl::build_plan(int h, int w) const {
     for (int i = 0; i < op.nin; ++i) icb += p.t[op.in[i]].nblk;
     const int ocb = cw.groups() * cw.ocg / 16;
     const int64_t tiles = (int64_t)((op.oh + 3) / 4) * ((op.ow + 3) / 4);
+    if (!cw.raw_taps && wino_private_bytes > 0 && cw.u_bytes <= kPrivateMaxU) {
+      // U stays cached while each thread runs its own L2-sized bands (V and M in thread buffers)
+      const double per_tile = (double)(wino_v_bytes(icb, 1, wkern->bf16) + wino_m_bytes(ocb, 1));
+      op.private_band = std::min<int64_t>(tiles, std::max<int64_t>(12, (int64_t)(wino_private_bytes / per_tile)));
+      continue;
+    }
     op.band = wino_band(icb, ocb, tiles, (double)cw.u_bytes, wkern->bf16);
     p.wino_v = std::max(p.wino_v, (wino_v_bytes(icb, op.band, wkern->bf16) / 4 + kAlign - 1) / kAlign * kAlign);
     p.wino_m = std::max(p.wino_m, (wino_m_bytes(ocb, op.band) / 4 + kAlign - 1) / kAlign * kAlign);
@@ -523,11 +534,13 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
           WinoSchedule sched;
           sched.band = op.band;
           sched.raw = cw.raw();
+          sched.private_band = op.private_band;
           double secs[3] = {0, 0, 0};
           float* vbuf = m.arena.get() + p.act_floats;
           run_winograd(*m.wkern, a, sched, vbuf, vbuf + p.wino_v, pf, m.profile ? secs : nullptr);
           if (m.profile) {
-            const int64_t tiles = (int64_t)a.th * a.tw, nbands = (tiles + op.band - 1) / op.band;
+            const int64_t tiles = (int64_t)a.th * a.tw, bt = op.private_band ? op.private_band : op.band,
+                          nbands = (tiles + bt - 1) / bt;
             const double esz = m.wkern->bf16 ? 2 : 4, vb = (double)k::wino_v_elems(a.icb, tiles) * esz;
             const double mb = (double)k::wino_m_floats(a.ocb, tiles) * 4;
             const double xb = (double)a.icb * 16 * (op.oh + 2) * (op.ow + 2) * 4, yb = (double)a.ocb * 16 * op.oh * op.ow * 4;

@@ -22,6 +22,10 @@ struct WinoSchedule {
   // a per-thread buffer (Kernels::wino_wt) and runs all 36 positions of g from it; the units are
   // then the groups (parallelism = OC / ocg).
   const float* raw = nullptr;
+  // > 0: private bands of this many tiles instead: each work unit runs one band through all three
+  // phases on one thread, V and M in that thread's own buffers (no barrier between phases; sized for
+  // L2 by the executor for layers whose U is small enough to stay cached across bands).
+  int64_t private_band = 0;
 };
 
 // Band size for a conv with icb input / ocb output blocks and u_bytes of transformed weights over
