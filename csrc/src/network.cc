@@ -16,6 +16,11 @@
 // (direct convolution everywhere), UNET_RT_WINOGRAD_MAX_CHANNELS=N (Winograd only for convs with <= N
 // output channels: its transformed weights take 4x the memory, 463 MB instead of 124 MB for the
 // paper network). workspace_bytes() covers the activations and the Winograd scratch, not weights.
+// UNET_RT_WINOGRAD_RAW_MB=N (default 32): Winograd convs whose transformed weights would take more than
+// N MB keep the 3x3 taps instead (a quarter of fp32 U, half of bf16 U) and transform them per band and
+// output group on the fly: the paper network's executor weights drop from 463 MB (fp32) / 237 MB (bf16)
+// to 180 / 162 MB (docs/speed.md: Memory). UNET_RT_WINOGRAD_PRIVATE_KB=N (default 768): Winograd convs
+// whose U is at most 5 MB run private bands of ~N KB of V + M per thread (WinoSchedule; 0: off).
 // UNET_RT_PROFILE=1: after every forward(), a per-layer, per-phase table (ms, GFLOP/s of the arithmetic
 // done, MB moved) on stderr; set_profile()/last_profile() give the same rows to a program.
 // Precision::BF16: the Winograd input transform and GEMMs of the tier's bf16 table (kernels.h), U
@@ -67,6 +72,7 @@ struct Op {
   OpKind kind;
   std::string name;     // layer name for the profile: enc.3.conv2, dec.0.up, ...
   int64_t band = 0;     // Winograd conv: tiles per band
+  int64_t private_band = 0;  // Winograd conv: tiles per private band (WinoSchedule), 0: shared bands
   int out = -1;         // tensor id (-1: the caller's output)
   int in[2] = {-1, -1};
   int dy[2] = {0, 0}, dx[2] = {0, 0};  // view offsets into each input (crop; -1 for same padding)
@@ -99,7 +105,7 @@ struct Network::Impl {
   Precision precision = Precision::F32;
   std::string precision_note;
   bool profile = false, profile_print = false;
-  std::vector<ProfileRow> prof;
+  std::vector<ProfileRow> prof, prof_sum;
   std::unique_ptr<ThreadPool> pool;
   int pad = 0;        // 1 for same padding (zero border in memory)
   int in_cb = 1;
@@ -115,10 +121,17 @@ struct Network::Impl {
 
   bool winograd = true;
   int64_t wino_max_channels = 1 << 30;               // convs with more output channels run direct
+  double wino_raw_bytes = 32.0 * (1 << 20);          // larger transformed weights: kept as taps
+  double wino_private_bytes = 768.0 * 1024;          // V + M of a private band (0: no private bands)
+  static constexpr double kPrivateMaxU = 5.0 * (1 << 20);  // private bands for layers with U up to this
   PackedConv pack(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) const {
     bool all16 = true;
     for (auto& d : ins) all16 = all16 && d.cb == 16;
-    return (winograd && all16 && w.shape[0] <= wino_max_channels) ? pack_wino(w, b, ins, ocg, wkern->bf16) : pack_conv(w, b, ins, ocg);
+    if (!(winograd && all16 && w.shape[0] <= wino_max_channels)) return pack_conv(w, b, ins, ocg);
+    int icp = 0;
+    for (auto& d : ins) icp += d.nblk * 16;
+    const double u_bytes = (double)k::kWinoT * icp * blocks16((int)w.shape[0]) * 16 * (wkern->bf16 ? 2 : 4);
+    return pack_wino(w, b, ins, ocg, *wkern, u_bytes > wino_raw_bytes);
   }
 
   int enc_conv(int l, int j) const { return 2 * l + j; }
@@ -166,6 +179,8 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
     m.winograd = !(env && std::string(env) == "0");
   }
   if (const char* env = std::getenv("UNET_RT_WINOGRAD_MAX_CHANNELS")) m.wino_max_channels = std::atoll(env);
+  if (const char* env = std::getenv("UNET_RT_WINOGRAD_RAW_MB")) m.wino_raw_bytes = std::atof(env) * (1 << 20);
+  if (const char* env = std::getenv("UNET_RT_WINOGRAD_PRIVATE_KB")) m.wino_private_bytes = std::atof(env) * 1024;
   m.in_cb = arch.in_channels < 16 ? arch.in_channels : 16;
 
   const int D = arch.depth;
@@ -368,7 +383,13 @@ Plan Network::Impl::build_plan(int h, int w) const {
     for (int i = 0; i < op.nin; ++i) icb += p.t[op.in[i]].nblk;
     const int ocb = cw.groups() * cw.ocg / 16;
     const int64_t tiles = (int64_t)((op.oh + 3) / 4) * ((op.ow + 3) / 4);
-    op.band = wino_band(icb, ocb, tiles, (double)cw.bytes(), wkern->bf16);
+    if (!cw.raw_taps && wino_private_bytes > 0 && cw.u_bytes <= kPrivateMaxU) {
+      // U stays cached while each thread runs its own L2-sized bands (V and M in thread buffers)
+      const double per_tile = (double)(wino_v_bytes(icb, 1, wkern->bf16) + wino_m_bytes(ocb, 1));
+      op.private_band = std::min<int64_t>(tiles, std::max<int64_t>(12, (int64_t)(wino_private_bytes / per_tile)));
+      continue;
+    }
+    op.band = wino_band(icb, ocb, tiles, (double)cw.u_bytes, wkern->bf16);
     p.wino_v = std::max(p.wino_v, (wino_v_bytes(icb, op.band, wkern->bf16) / 4 + kAlign - 1) / kAlign * kAlign);
     p.wino_m = std::max(p.wino_m, (wino_m_bytes(ocb, op.band) / 4 + kAlign - 1) / kAlign * kAlign);
   }
@@ -512,18 +533,21 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
           a.relu = true;
           WinoSchedule sched;
           sched.band = op.band;
+          sched.raw = cw.raw();
+          sched.private_band = op.private_band;
           double secs[3] = {0, 0, 0};
           float* vbuf = m.arena.get() + p.act_floats;
           run_winograd(*m.wkern, a, sched, vbuf, vbuf + p.wino_v, pf, m.profile ? secs : nullptr);
           if (m.profile) {
-            const int64_t tiles = (int64_t)a.th * a.tw, nbands = (tiles + op.band - 1) / op.band;
+            const int64_t tiles = (int64_t)a.th * a.tw, bt = op.private_band ? op.private_band : op.band,
+                          nbands = (tiles + bt - 1) / bt;
             const double esz = m.wkern->bf16 ? 2 : 4, vb = (double)k::wino_v_elems(a.icb, tiles) * esz;
             const double mb = (double)k::wino_m_floats(a.ocb, tiles) * 4;
             const double xb = (double)a.icb * 16 * (op.oh + 2) * (op.ow + 2) * 4, yb = (double)a.ocb * 16 * op.oh * op.ow * 4;
             const std::string dt = m.wkern->bf16 ? "bf16" : "f32";
             record(op.name, "wino-in-" + dt, secs[0], 0, xb + vb);
             record(op.name, m.wkern->wino_gemm_name(cw.ocg), secs[1], 2.0 * k::kWinoT * tiles * a.icb * 16 * a.ocb * 16,
-                   (double)cw.bytes() * nbands + vb * cw.groups() + mb);
+                   (double)cw.u_bytes * nbands + vb * cw.groups() + mb);
             record(op.name, "wino-out-f32", secs[2], 0, mb + yb);
           }
           m.zero_border(p, op.out);
@@ -602,6 +626,17 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
       }
     }
   }
+  if (m.profile) {
+    if (m.prof_sum.size() != m.prof.size()) m.prof_sum.assign(m.prof.size(), ProfileRow{});
+    for (size_t i = 0; i < m.prof.size(); ++i) {
+      ProfileRow& r = m.prof_sum[i];
+      r.layer = m.prof[i].layer;  // the same op list for every tile shape
+      r.phase = m.prof[i].phase;
+      r.seconds += m.prof[i].seconds;
+      r.flops += m.prof[i].flops;
+      r.bytes += m.prof[i].bytes;
+    }
+  }
   if (m.profile_print) print_profile(m.prof, h, w, m.wkern->name);
 }
 
@@ -622,11 +657,20 @@ const std::string& Network::precision_note() const { return impl_->precision_not
 std::string Network::kernel_name() const { return impl_->wkern->wino_gemm_name(impl_->wkern->preferred_ocg); }
 void Network::set_profile(bool on) {
   std::lock_guard<std::mutex> lk(impl_->mu);
+  if (on && !impl_->profile) impl_->prof_sum.clear();
   impl_->profile = on;
 }
 std::vector<Network::ProfileRow> Network::last_profile() const {
   std::lock_guard<std::mutex> lk(impl_->mu);
   return impl_->prof;
+}
+std::vector<Network::ProfileRow> Network::profile_totals() const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  return impl_->prof_sum;
+}
+void Network::reset_profile() {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  impl_->prof_sum.clear();
 }
 size_t Network::weight_bytes() const {
   size_t n = (impl_->head_w.size() + impl_->head_b.size()) * sizeof(float);
