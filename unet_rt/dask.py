@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["segment", "predict", "block_plan", "BlockPlan"]
+__all__ = ["segment", "predict", "instances", "block_plan", "BlockPlan"]
 
 _MISSING = ("unet_rt.dask needs dask: pip install 'unet-rt[dask]' "
             "(dask[array], plus dask.distributed for clusters)")
@@ -317,3 +317,219 @@ def segment(array, model, *, tile: int | None = None, block: int = 2048, backend
             threads: int | None = None):
     """Lazy class map: (H, W) (or (T, H, W)) uint8 — as ``Engine.segment``. Arguments as ``predict``."""
     return _lazy(array, model, "labels", tile=tile, block=block, backend=backend, threads=threads)
+
+
+# ------------------------------------------------------------------ instances over blocks
+# Each block's instances are computed by the core (``_core.instances``, the runtime's own decision step)
+# on the block's probabilities extended by ``halo`` pixels on every side (clipped to the image); the
+# block keeps its own pixels. Objects that cross a block border are then joined: two neighbouring
+# blocks both labelled the strip of ``2 * strip`` pixels around their shared face, and their local
+# labels are linked there (one task over all blocks' small summaries: a graph of local labels,
+# ``scipy.sparse.csgraph.connected_components``). Finally objects smaller than the decision's
+# sizes are dropped and the rest numbered 1..n in raster order of their first pixel.
+#
+# * No marker threshold (markers = the mask's components, so instances = connected components of the
+#   mask): every pair of labels meeting on the face is linked, with a halo of 1. That is exact: two
+#   pixels of the strip that both blocks call foreground belong to one component of the whole mask,
+#   and a component crossing a face has a pair of 4-neighbours across it that both blocks see. The
+#   result equals the whole-image ``Engine(model, tile=T).instances`` bit for bit (same numbering).
+# * Marker-controlled watershed: a pixel's label depends on the flooding order of the whole mask
+#   component, which blocks cannot see in full; with enough halo the two blocks' labels agree near
+#   their face. A pair is linked only when each is the other's best match on the strip (most shared
+#   pixels), so a small disagreement splits at worst, never chains two objects together. The result
+#   is then close to, not equal to, the whole-image pass (bound tested; docs/dask.md).
+def _decision_for(meta: dict, decision: dict | None, K: int) -> tuple[dict, bool]:
+    """(the canonical decision, whether it floods from markers) for the model or the override."""
+    from . import _core
+
+    d = decision if decision is not None else meta.get("decision")
+    text = json.dumps(d) if d else json.dumps({"foreground_class": 1 if K >= 2 else 0})
+    canon = _core.decision(text, K)  # validates
+    return canon, canon["instances"]["marker_threshold"] is not None
+
+
+def _first_index(core: np.ndarray, n: int, y0: int, x0: int, W: int) -> np.ndarray:
+    """Global raster index of each local label's first pixel in the block (int64 max if absent)."""
+    first = np.full(n + 1, np.iinfo(np.int64).max, np.int64)
+    labs, idx = np.unique(core, return_index=True)  # first occurrence in the block's raster order
+    w = core.shape[1]
+    first[labs] = (y0 + idx // w) * W + x0 + idx % w
+    return first
+
+
+def _block_instances(pieces: list, *, decision: str, core: tuple, origin: tuple, W: int,
+                     strips: dict) -> tuple:
+    """pieces: rows of (K, h, w) parts of the extended block -> (the block's own local labels, its summary)."""
+    from . import _core
+
+    probs = np.concatenate([np.concatenate(row, axis=2) for row in pieces], axis=1)
+    lab = _core.instances(np.ascontiguousarray(probs, dtype=np.float32), decision)
+    (cy0, cy1), (cx0, cx1) = core
+    own = lab[cy0:cy1, cx0:cx1]
+    n = int(lab.max())
+    summary = {
+        "n": n,
+        "sizes": np.bincount(own.ravel(), minlength=n + 1).astype(np.int64),
+        "first": _first_index(own, n, origin[0] + cy0, origin[1] + cx0, W),
+        # the extended block's labels on the strips around its faces (in its own coordinates)
+        "strips": {side: lab[ys[0]:ys[1], xs[0]:xs[1]].copy() for side, (ys, xs) in strips.items()},
+    }
+    return np.ascontiguousarray(own), summary
+
+
+def _links(a: np.ndarray, b: np.ndarray, every: bool) -> np.ndarray:
+    """Pairs (a, b) of labels to join from two labellings of the same strip: every pair of
+    foreground labels meeting there, or only mutual best matches (most shared pixels)."""
+    on = (a > 0) & (b > 0)
+    pairs = np.stack([a[on], b[on]], 1).astype(np.int64)
+    if not len(pairs):
+        return pairs.reshape(0, 2)
+    pairs, count = np.unique(pairs, axis=0, return_counts=True)
+    if every:
+        return pairs
+
+    def best(key, other):  # for each key label: the pair with the most pixels (ties: smallest other label)
+        order = np.lexsort((other, -count, key))
+        k = key[order]
+        return order[np.r_[True, k[1:] != k[:-1]]]
+
+    both = np.intersect1d(best(pairs[:, 0], pairs[:, 1]), best(pairs[:, 1], pairs[:, 0]))
+    return pairs[both]
+
+
+def _merge(summaries: list, grid: tuple[int, int], every: bool, min_keep: int) -> list:
+    """Local labels of all blocks -> one lookup table per block (local label -> global label)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ny, nx = grid
+    ns = [s["n"] for s in summaries]
+    offset = np.concatenate([[0], np.cumsum(ns)])  # node of block b's label l (>= 1): offset[b] + l - 1
+    total = int(offset[-1])
+    edges = [np.zeros((0, 2), np.int64)]
+    for i in range(ny):
+        for j in range(nx):
+            b = i * nx + j
+            for nb, mine, theirs in ((b + 1, "right", "left"), (b + nx, "bottom", "top")):
+                if mine not in summaries[b]["strips"]:
+                    continue
+                e = _links(summaries[b]["strips"][mine], summaries[nb]["strips"][theirs], every)
+                edges.append(np.stack([e[:, 0] + offset[b] - 1, e[:, 1] + offset[nb] - 1], 1))
+    e = np.concatenate(edges)
+    g = coo_matrix((np.ones(len(e), np.int8), (e[:, 0], e[:, 1])), shape=(total, total))
+    ncomp, comp = connected_components(g, directed=False)
+    sizes = np.zeros(ncomp, np.int64)
+    first = np.full(ncomp, np.iinfo(np.int64).max, np.int64)
+    for b, s in enumerate(summaries):
+        nodes = comp[offset[b]:offset[b + 1]]
+        np.add.at(sizes, nodes, s["sizes"][1:])
+        np.minimum.at(first, nodes, s["first"][1:])
+    keep = np.flatnonzero(sizes >= max(min_keep, 1))
+    keep = keep[np.argsort(first[keep], kind="stable")]  # numbered in raster order of first pixel
+    new = np.zeros(ncomp, np.int32)
+    new[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
+    return [np.concatenate([[0], new[comp[offset[b]:offset[b + 1]]]]).astype(np.int32)
+            for b in range(len(summaries))]
+
+
+def _relabel(own: np.ndarray, luts: list, b: int) -> np.ndarray:
+    return luts[b][own]
+
+
+def _plane_instances(chunks: np.ndarray, lead: int, plan: BlockPlan, H: int, W: int, decision: str, halo: int,
+                     strip: int, every: bool, min_keep: int):
+    """chunks: (ny, nx) delayed (1,) * lead + (K, h, w) probability blocks of one plane -> lazy (H, W) int32."""
+    import operator
+
+    import dask
+    da = _dask_array()
+
+    def part(y0, y1, x0, x1):  # rows of delayed pieces of the blocks covering [y0, y1) x [x0, x1)
+        rows = []
+        for bi, (a, b) in enumerate(plan.y):
+            if b <= y0 or a >= y1:
+                continue
+            row = []
+            for bj, (c, d) in enumerate(plan.x):
+                if d <= x0 or c >= x1:
+                    continue
+                sl = (0,) * lead + (slice(None), slice(max(y0, a) - a, min(y1, b) - a), slice(max(x0, c) - c, min(x1, d) - c))
+                row.append(dask.delayed(operator.getitem, pure=True)(chunks[bi, bj], sl))
+            rows.append(row)
+        return rows
+
+    ny, nx = len(plan.y), len(plan.x)
+    owns, summaries = [], []
+    for i, (y0, y1) in enumerate(plan.y):
+        for j, (x0, x1) in enumerate(plan.x):
+            ey0, ey1, ex0, ex1 = max(y0 - halo, 0), min(y1 + halo, H), max(x0 - halo, 0), min(x1 + halo, W)
+            wy = [b - a for a, b in plan.y]
+            wx = [b - a for a, b in plan.x]
+            # strips (global rows, cols) around the faces shared with the next/previous block
+            faces = {}
+            if j + 1 < nx:
+                s = min(strip, wx[j], wx[j + 1])
+                faces["right"] = ((y0, y1), (x1 - s, x1 + s))
+            if j:
+                s = min(strip, wx[j - 1], wx[j])
+                faces["left"] = ((y0, y1), (x0 - s, x0 + s))
+            if i + 1 < ny:
+                s = min(strip, wy[i], wy[i + 1])
+                faces["bottom"] = ((y1 - s, y1 + s), (x0, x1))
+            if i:
+                s = min(strip, wy[i - 1], wy[i])
+                faces["top"] = ((y0 - s, y0 + s), (x0, x1))
+            local = {k: ((a - ey0, b - ey0), (c - ex0, d - ex0)) for k, ((a, b), (c, d)) in faces.items()}
+            own, summ = dask.delayed(_block_instances, nout=2, pure=True)(
+                part(ey0, ey1, ex0, ex1), decision=decision, core=((y0 - ey0, y1 - ey0), (x0 - ex0, x1 - ex0)),
+                origin=(ey0, ex0), W=W, strips=local)
+            owns.append(own)
+            summaries.append(summ)
+    luts = dask.delayed(_merge, pure=True)(summaries, (ny, nx), every, min_keep)
+    rows = []
+    for i, (y0, y1) in enumerate(plan.y):
+        rows.append([da.from_delayed(dask.delayed(_relabel, pure=True)(owns[i * nx + j], luts, i * nx + j),
+                                     shape=(y1 - y0, x1 - x0), dtype=np.int32)
+                     for j, (x0, x1) in enumerate(plan.x)])
+    return da.block(rows)
+
+
+def instances(array, model, *, tile: int | None = None, block: int = 2048, halo: int = 128,
+              decision: dict | None = None, backend: str = "cpu", threads: int | None = None):
+    """Lazy instance labels: (H, W) (or (T, H, W)) int32, 0 = background — as ``Engine.instances``.
+
+    The runtime's decision step (the model's ``decision``, or ``decision`` given in the same layout)
+    runs on each block's probabilities extended by ``halo`` pixels; objects crossing block borders
+    are joined into one label, numbered 1..n per plane in raster order of their first pixel.
+    Without a marker threshold (instances = connected components of the mask) the result equals
+    ``Engine(model, tile=tile).instances(whole_image)`` exactly, whatever ``halo``. With markers (a
+    watershed) it is close to it, not equal: see docs/dask.md for the bound and what ``halo`` buys.
+    The blocks' local labels (4 bytes/pixel) are held by the workers until every block is done
+    (dask.distributed spills them to disk when memory runs short). Other arguments as ``predict``.
+    """
+    if halo < 0:
+        raise ValueError(f"halo must be >= 0, got {halo}")
+    probs = _lazy(array, model, "probabilities", tile=tile, block=block, backend=backend, threads=threads)
+    path = str(Path(model).resolve())
+    meta = _model_info(path)
+    K = int(meta["arch"]["classes"])
+    canon, markers = _decision_for(meta, decision, K)
+    ip = canon["instances"]
+    # locally: every marker kept when there is no flooding (sizes then apply to whole components),
+    # no final size filter (an object cut by the block's edge is smaller there than it is)
+    local = dict(canon, instances=dict(ip, min_size=0, min_marker_size=ip["min_marker_size"] if markers else 1))
+    min_keep = ip["min_size"] if markers else max(ip["min_size"], ip["min_marker_size"])
+    h = max(halo, 1) if markers else 1
+    strip = max(1, min(8, h // 8)) if markers else 1
+    da = _dask_array()
+    lead = probs.shape[:-3]
+    H, W = probs.shape[-2:]
+    depth = int(meta["arch"]["depth"])
+    plan = block_plan(H, W, depth, _resolve_tile(tile, depth, block), block)
+    # one delayed object per block (K axis whole, one plane per chunk), from one optimised graph
+    blocks = probs.rechunk({i: 1 for i in range(len(lead))}).to_delayed()
+    planes = [_plane_instances(blocks[t][0], len(lead), plan, H, W, json.dumps(local), h, strip, not markers, min_keep)
+              for t in np.ndindex(*lead)]
+    if not lead:
+        return planes[0]
+    return da.stack(planes).reshape(lead + (H, W))
