@@ -230,7 +230,7 @@ def test_cli_ome_zarr_labels(client, model, image, tmp_path):
 
 
 def test_cli_many_files(client, model, tmp_path):
-    from unet_rt.io import read_image, write_image
+    from unet_rt.io import read_image, visible_labels, write_image
 
     rng = np.random.default_rng(3)
     d = tmp_path / "in"
@@ -241,8 +241,16 @@ def test_cli_many_files(client, model, tmp_path):
     addr = client.scheduler.address
     assert _cli("segment", d / "*.png", "-o", out, "-m", model, "--scheduler", addr, "-q") == 0
     eng = unet_rt.Engine(model)
-    for k, v in imgs.items():
-        np.testing.assert_array_equal(read_image(out / f"{k}.png"), eng.segment(v))
+    for k, v in imgs.items():  # visible class maps, as the single-process CLI writes them
+        np.testing.assert_array_equal(read_image(out / f"{k}.png"), visible_labels(eng.segment(v), 3))
+    # --raw and --instances as the single-process CLI
+    assert _cli("segment", d / "im0.png", "-o", tmp_path / "raw", "-m", model, "--scheduler", addr, "-q", "--raw") == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "raw/im0.png"), eng.segment(imgs["im0"]))
+    assert _cli("segment", d / "im0.png", "-o", tmp_path / "ins", "-m", model, "--scheduler", addr, "-q",
+                "--instances") == 0
+    got = read_image(tmp_path / "ins/im0.png")
+    assert got.dtype == np.uint16 and got.max() >= 1
+    np.testing.assert_array_equal(got, eng.instances(imgs["im0"]))
     t = (out / "im1.png").stat().st_mtime_ns
     (out / "im2.png").unlink()
     assert _cli("segment", d, "-o", out, "-m", model, "--scheduler", addr, "-q") == 0
@@ -328,11 +336,105 @@ def test_instances_watershed_close_to_engine_on_samples():
     assert adapted_rand_error(ref, short, ignore_labels=(0,))[0] > 1e-3  # too little halo shows
 
 
-def test_instances_stack_and_distributed(client, model, image):
+def test_instances_stack_and_distributed(client, model, pct_model, image):
     stack = np.stack([image, image[::-1]])
     ref = unet_rt.Engine(model, tile=TILE).instances(stack)
-    lab = ud.instances(da.from_array(stack, chunks=(1, 64, 64)), model, tile=TILE, block=50)
+    x = da.from_array(stack, chunks=(1, 64, 64))
+    lab = ud.instances(x, model, tile=TILE, block=50)
     assert lab.shape == stack.shape
-    np.testing.assert_array_equal(client.compute(lab, sync=True), ref)
+    pct = ud.segment(x, pct_model, tile=TILE, block=50)  # percentile statistics on the cluster too
+    got, got_pct = client.compute([lab, pct], sync=True)
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(got_pct, unet_rt.Engine(pct_model, tile=TILE).segment(stack))
     with pytest.raises(ValueError, match="halo"):
         ud.instances(image, model, halo=-1)
+
+
+# ------------------------------------------------------------------ per-image percentile normalisation
+@pytest.fixture(scope="module")
+def pct_model(model, tmp_path_factory):
+    import dataclasses
+
+    from unet_rt import model_file
+
+    p = tmp_path_factory.mktemp("pct") / "pct.plan"
+    norm = {"mean": [0.5], "std": [0.25], "percentiles": [1.0, 99.8]}
+    model_file.save(p, dataclasses.replace(model_file.load(model), normalization=norm))
+    return p
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_percentile_model_equals_engine(pct_model, dtype):
+    # each plane normalised by its own whole-plane percentiles, from histograms over the blocks:
+    # the Engine's result bit for bit (8/16-bit by value, float32 by a two-pass radix select)
+    rng = np.random.default_rng(0)
+    img = rng.gamma(2.0, 300.0, size=(157, 203)).astype(dtype)
+    if dtype == np.float32:
+        img = img * np.float32(0.37) - 40
+    other = img[::-1] // 2 if dtype != np.float32 else img[::-1] * 3  # another plane, other percentiles
+    stack = np.stack([img, other])
+    x = da.from_array(stack, chunks=(1, 50, 64))
+    eng = unet_rt.Engine(pct_model, tile=TILE)
+    np.testing.assert_array_equal(ud.predict(x, pct_model, tile=TILE, block=50).compute(scheduler="threads"), eng.predict(stack))
+    np.testing.assert_array_equal(ud.segment(x, pct_model, tile=TILE, block=50).compute(scheduler="threads"), eng.segment(stack))
+    # against numpy: the normalised input is (x - P1) / (P99.8 - P1), then (x' - 0.5) / 0.25, per plane
+    got = ud._percentile_normalize(x, {"mean": [0.5], "std": [0.25], "percentiles": [1.0, 99.8]}, False).compute(scheduler="threads")
+    for t in range(2):
+        lo, hi = np.percentile(stack[t].astype(np.float64), [1.0, 99.8])
+        exp = ((stack[t] - lo) / (hi - lo) - 0.5) / 0.25
+        np.testing.assert_allclose(got[t], exp, rtol=0, atol=1e-4)  # float32 rounding of the fold
+    assert not np.allclose(got[0], ((stack[0] - lo) / (hi - lo) - 0.5) / 0.25, atol=1e-3)  # planes differ
+
+
+def test_percentile_multichannel_constant_and_nan(tmp_path, save_unet):
+    import dataclasses
+
+    from unet_rt import model_file
+
+    m = tmp_path / "rgb.plan"
+    save_unet(m, cin=3, depth=2, base=4, classes=2, seed=5)
+    norm = {"mean": [0.4, 0.5, 0.6], "std": [0.3, 0.2, 0.25], "percentiles": [2.0, 98.0]}
+    model_file.save(m, dataclasses.replace(model_file.load(m), normalization=norm))
+    img = np.random.default_rng(1).integers(0, 255, size=(90, 70, 3), dtype=np.uint8)
+    img[..., 1] = 7  # a constant channel: P_hi == P_lo, scale 1
+    ref = unet_rt.Engine(m, tile=TILE)
+    np.testing.assert_array_equal(ud.predict(da.from_array(img, chunks=(40, 30, 1)), m, tile=TILE,
+                                             block=40).compute(scheduler="threads"), ref.predict(img))
+    bad = img.astype(np.float32)
+    bad[5, 5, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ud.segment(bad, m, tile=TILE).compute(scheduler="threads")
+
+
+# ------------------------------------------------------------------ the CLI: --instances on zarr, --workers N
+def _zarr_image(path, image):
+    zarr = pytest.importorskip("zarr")
+    z = zarr.create_array(str(path), shape=image.shape, chunks=(64, 64), dtype=image.dtype)
+    z[:] = image
+    return zarr
+
+
+def test_cli_zarr_instances(client, model, image, tmp_path):
+    zarr = _zarr_image(tmp_path / "big.zarr", image)
+    out = tmp_path / "objects.zarr"
+    args = ("segment", tmp_path / "big.zarr", "-o", out, "-m", model, "--tile", TILE, "--block", 50, "--instances",
+            "--scheduler", client.scheduler.address, "-q")
+    assert _cli(*args) == 0
+    got = zarr.open_array(str(out), mode="r")
+    assert got.dtype == np.int32 and got.chunks == (40, 40)
+    np.testing.assert_array_equal(got[:], unet_rt.Engine(model, tile=TILE).instances(image))
+    # a class-map run does not write into the instances' array
+    assert _cli(*[a for a in args if a != "--instances"]) == 2
+
+
+def test_cli_workers_local_cluster(model, image, tmp_path):
+    # the user's command, in its own process: unet-rt segment big.zarr -o labels.zarr --workers 2
+    zarr = _zarr_image(tmp_path / "big.zarr", image)
+    exe = Path(sys.executable).with_name("unet-rt")
+    r = subprocess.run([str(exe), "segment", "big.zarr", "-o", "labels.zarr", "--workers", "2", "-m", str(model),
+                        "--tile", str(TILE), "--block", "50"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout and "chunk(s)" in r.stderr
+    got = zarr.open_array(str(tmp_path / "labels.zarr"), mode="r")
+    np.testing.assert_array_equal(got[:], unet_rt.Engine(model, tile=TILE).segment(image))

@@ -131,12 +131,16 @@ def _reflect(i: np.ndarray, n: int) -> np.ndarray:
 
 # ------------------------------------------------------------------ the block function (runs on workers)
 def _run_block(region: np.ndarray, *, path: str, backend: str, threads: int | None, tile: int, stride: int,
-               out_h: int, out_w: int, kind: str, channels_last: bool) -> np.ndarray:
-    """region: (..., Hin, Win) or (..., Hin, Win, C) -> (..., out_h, out_w) labels or (..., K, out_h, out_w)."""
+               out_h: int, out_w: int, kind: str, channels_last: bool, normalized: bool = False) -> np.ndarray:
+    """region: (..., Hin, Win) or (..., Hin, Win, C) -> (..., out_h, out_w) labels or (..., K, out_h, out_w).
+
+    normalized: the region is already the network's input (per-image percentile normalisation,
+    applied lazily by ``_percentile_normalize``), else raw values normalised here."""
     eng = _engine(path, backend, threads, tile)
     tile_fn = eng._native.forward_tile if eng._native is not None else None
-    mean = np.asarray(eng.normalization["mean"], np.float32)
-    std = np.asarray(eng.normalization["std"], np.float32)
+    C = region.shape[-1] if channels_last else 1
+    mean = np.zeros(C, np.float32) if normalized else np.asarray(eng.normalization["mean"], np.float32)
+    std = np.ones(C, np.float32) if normalized else np.asarray(eng.normalization["std"], np.float32)
     K = eng.classes
     # the model's decision: a threshold on p(foreground) is applied by the core's decide_labels on
     # each tile's probabilities; without one, labels are the argmax of the logits (as Engine.segment)
@@ -152,7 +156,7 @@ def _run_block(region: np.ndarray, *, path: str, backend: str, threads: int | No
         chw = np.moveaxis(plane, -1, 0) if channels_last else plane[None]
         if not chw.dtype.isnative:
             chw = chw.astype(chw.dtype.type)
-        # the tiler's normalisation, (float(x) - mean) / std in float32
+        # the tiler's normalisation, (float(x) - mean) / std in float32 (x - 0 and x / 1 are exact)
         x = (chw.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
         if not np.isfinite(x).all():
             raise ValueError("image holds NaN or Inf")
@@ -186,6 +190,160 @@ def _run_block(region: np.ndarray, *, path: str, backend: str, threads: int | No
     return out.reshape(lead + out.shape[1:])
 
 
+# ------------------------------------------------------------------ per-image percentile normalisation
+# The runtime normalises each image (each plane of a stack), per channel, by its own percentiles
+# (csrc/src/normalize.cc): x' = (x - P_lo) / (P_hi - P_lo), folded into an effective mean and std
+# (mean' = P_lo + mean * s, std' = std * s in double, then float32). Here the percentiles of the whole
+# plane come from histograms summed over all blocks (a dask reduction, lazy): 8/16-bit values by
+# value; float32 values exactly too, by a two-pass radix select on their order-preserving 32-bit keys
+# (pass 1: counts of the high 16 bits; pass 2: counts of the low 16 bits inside the bins that hold
+# the wanted ranks). The values at the wanted ranks, numpy's linear interpolation and the fold are
+# the runtime's arithmetic, so the normalised input, and the result, are the Engine's bit for bit.
+def _float_keys(v: np.ndarray) -> np.ndarray:
+    """float32 -> uint32 keys in the order of the values (finite values)."""
+    u = np.ascontiguousarray(v, np.float32).view(np.uint32)
+    return np.where(u >> 31, ~u, u | np.uint32(1 << 31))
+
+
+def _key_values(k: np.ndarray) -> np.ndarray:
+    k = np.asarray(k, np.uint32)
+    return np.where(k >> 31, k & np.uint32(0x7FFFFFFF), ~k).astype(np.uint32).view(np.float32)
+
+
+def _plane_values(a: np.ndarray, channels_last: bool, lead: int) -> np.ndarray:
+    """A block (lead..., h, w[, C]) -> (planes, C, pixels)."""
+    if not channels_last:
+        a = a[..., None]
+    return np.moveaxis(a.reshape((int(np.prod(a.shape[:lead], dtype=np.int64)), -1, a.shape[-1])), 2, 1)
+
+
+def _hist_block(a: np.ndarray, targets=None, *, channels_last: bool, lead: int, nbins: int) -> np.ndarray:
+    """Counts per plane and channel: of the values (integers), of the float keys' high 16 bits, or
+    (targets given: the high bins wanted) of the low 16 bits inside each target bin.
+    -> (lead..., 1, 1, C[, Q], nbins)."""
+    v = _plane_values(a, channels_last, lead)
+    P, C = v.shape[:2]
+    if v.dtype.kind == "f":
+        if not np.isfinite(v).all():
+            raise ValueError("image holds NaN or Inf")
+        v = _float_keys(v)
+    if targets is None:
+        out = np.zeros((P, C, nbins), np.int64)
+        for p in range(P):
+            for c in range(C):
+                vals = v[p, c] >> 16 if v.dtype == np.uint32 else v[p, c]
+                out[p, c] = np.bincount(vals.astype(np.int64), minlength=nbins)
+    else:
+        t = np.asarray(targets)[..., 0].reshape(P, C, -1)
+        out = np.zeros((P, C, t.shape[2], nbins), np.int64)
+        for p in range(P):
+            for c in range(C):
+                hi = v[p, c] >> 16
+                for q, b in enumerate(t[p, c]):
+                    out[p, c, q] = np.bincount((v[p, c][hi == b] & 0xFFFF).astype(np.int64), minlength=nbins)
+    return out.reshape(a.shape[:lead] + (1, 1) + out.shape[1:])
+
+
+def _rank_of(counts: np.ndarray, r: int) -> tuple[int, int]:
+    """(the bin holding the value of rank r, r's rank inside that bin)."""
+    cum = np.cumsum(counts)
+    b = int(np.searchsorted(cum, r, side="right"))
+    return b, r - (int(cum[b - 1]) if b else 0)
+
+
+def _ranks(n: int, q: float) -> tuple[int, int, float]:
+    """numpy's linear percentile q of n values: ranks k, k + 1 and the weight (normalize.cc's arithmetic)."""
+    idx = q / 100.0 * float(n - 1)
+    k = min(max(int(np.floor(idx)), 0), n - 1)
+    return k, min(k + 1, n - 1), idx - float(k)
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    d = b - a
+    return b - d * (1.0 - t) if t >= 0.5 else a + d * t
+
+
+def _fold(lo: float, hi: float, mean: float, sd: float) -> tuple:
+    s = hi - lo if hi > lo else 1.0
+    m, d = np.float32(lo + float(mean) * s), np.float32(float(sd) * s)
+    if not (np.isfinite(m) and np.isfinite(d) and d > 0):
+        raise ValueError(f"percentile normalisation: a range float32 cannot scale ({lo} .. {hi})")
+    return m, d
+
+
+def _targets_block(counts: np.ndarray, *, qs: tuple) -> np.ndarray:
+    """High-bin counts (lead..., C, 65536) -> (lead..., C, 4, 3): per wanted rank (k and k + 1 of each
+    percentile), (its high bin, its rank inside that bin, the plane's pixel count)."""
+    out = np.zeros(counts.shape[:-1] + (4, 3), np.int64)
+    for idx in np.ndindex(*counts.shape[:-1]):
+        n = int(counts[idx].sum())
+        ranks = [r for q in qs for r in _ranks(n, q)[:2]]
+        out[idx] = [(*_rank_of(counts[idx], r), n) for r in ranks]
+    return out
+
+
+def _stats_block(counts: np.ndarray, targets=None, *, qs: tuple, mean: tuple, std: tuple) -> np.ndarray:
+    """Counts by value (lead..., C, nbins), or float low-bit counts (lead..., C, 4, 65536) with their
+    targets -> (lead..., C, 2) float32: each plane's and channel's effective (mean, std)."""
+    lead = counts.shape[:counts.ndim - (2 if targets is None else 3)]
+    C = counts.shape[len(lead)]
+    out = np.zeros(lead + (C, 2), np.float32)
+    for idx in np.ndindex(*lead):
+        for c in range(C):
+            h = counts[idx + (c,)]
+            pct = []
+            if targets is None:  # 8/16-bit: counts by value
+                n = int(h.sum())
+                for q in qs:
+                    k, k1, w = _ranks(n, q)
+                    pct.append(_lerp(float(_rank_of(h, k)[0]), float(_rank_of(h, k1)[0]), w))
+            else:  # float32: the value of each wanted rank from its high bin and its low 16 bits
+                t = targets[idx + (c,)]
+                keys = np.array([(int(t[j, 0]) << 16) | _rank_of(h[j], int(t[j, 1]))[0] for j in range(4)])
+                vals = [float(v) for v in _key_values(keys)]
+                for j, q in enumerate(qs):
+                    pct.append(_lerp(vals[2 * j], vals[2 * j + 1], _ranks(int(t[0, 2]), q)[2]))
+            out[idx + (c,)] = _fold(pct[0], pct[1], mean[c], std[c])
+    return out
+
+
+def _percentile_normalize(x, norm: dict, channels_last: bool):
+    """Lazy float32 network input: each plane normalised by its own percentiles, as the runtime does."""
+    da = _dask_array()
+    if channels_last:
+        x = x.rechunk({x.ndim - 1: -1})
+    if not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
+    lead = x.ndim - (3 if channels_last else 2)
+    L = "t"[:lead]
+    xi = L + ("yxc" if channels_last else "yx")
+    qs = tuple(float(np.float32(q)) for q in norm["percentiles"])  # the core reads them as float
+    mean = tuple(float(np.float32(m)) for m in norm["mean"])
+    std = tuple(float(np.float32(v)) for v in norm["std"])
+    kw = dict(channels_last=channels_last, lead=lead)
+    nbins = 256 if x.dtype == np.uint8 else 65536  # uint8 by value; uint16 by value, float32 by 16-bit halves
+    c_new = {} if channels_last else {"c": 1}
+    counts = da.blockwise(_hist_block, L + "yxcb", x, xi, new_axes={"b": nbins, **c_new},
+                          adjust_chunks={"y": 1, "x": 1}, dtype=np.int64, nbins=nbins, **kw).sum(axis=(lead, lead + 1))
+    if x.dtype == np.float32:
+        targets = da.blockwise(_targets_block, L + "cqr", counts, L + "cb", new_axes={"q": 4, "r": 3},
+                               concatenate=True, dtype=np.int64, qs=qs)
+        low = da.blockwise(_hist_block, L + "yxcqb", x, xi, targets, L + "cqr", new_axes={"b": nbins, **c_new},
+                           adjust_chunks={"y": 1, "x": 1}, concatenate=True, dtype=np.int64, nbins=nbins,
+                           **kw).sum(axis=(lead, lead + 1))
+        stats = da.blockwise(_stats_block, L + "ce", low, L + "cqb", targets, L + "cqr", new_axes={"e": 2},
+                             concatenate=True, dtype=np.float32, qs=qs, mean=mean, std=std)
+    else:
+        stats = da.blockwise(_stats_block, L + "ce", counts, L + "cb", new_axes={"e": 2},
+                             concatenate=True, dtype=np.float32, qs=qs, mean=mean, std=std)
+    m, d = stats[..., 0], stats[..., 1]  # (lead..., C)
+    if channels_last:
+        m, d = m[..., None, None, :], d[..., None, None, :]
+    else:
+        m, d = m[..., 0, None, None], d[..., 0, None, None]
+    return (x.astype(np.float32) - m) / d
+
+
 # ------------------------------------------------------------------ the public API
 def _as_dask(array):
     da = _dask_array()
@@ -204,9 +362,7 @@ def _model_info(path: str) -> dict:
         raise ValueError("unet_rt.dask runs weight files (cpu/triton backends); a TensorRT plan fixes its tile "
                          "shape: use the weights file it was compiled from")
     meta = _core.read_model(path)
-    if model_file.load(Path(path), tensors=False).normalization.get("percentiles"):
-        raise NotImplementedError("unet_rt.dask: this model normalises each image by its own percentiles, which "
-                                  "needs whole-image statistics before the blocks run: not supported yet")
+    meta["normalization"] = dict(model_file.load(Path(path), tensors=False).normalization)
     return meta
 
 
@@ -249,6 +405,9 @@ def _lazy(array, model, kind: str, *, tile: int | None, block: int, backend: str
         raise ValueError(f"image is empty (shape {x.shape})")
     ya, xa = spatial - 2, spatial - 1
     H, W = int(x.shape[ya]), int(x.shape[xa])
+    percentiles = meta["normalization"].get("percentiles")
+    if percentiles:
+        x = _percentile_normalize(x, meta["normalization"], channels_last)
     tile = _resolve_tile(tile, depth, block)
     plan = block_plan(H, W, depth, tile, block)
 
@@ -278,7 +437,8 @@ def _lazy(array, model, kind: str, *, tile: int | None, block: int, backend: str
             sl[xa] = slice(ix0 + lo, ix1 + lo)
             region = xp[tuple(sl)].rechunk(one)
             kw = dict(path=path, backend=backend, threads=threads, tile=tile, stride=plan.stride,
-                      out_h=y1 - y0, out_w=x1 - x0, kind=kind, channels_last=channels_last)
+                      out_h=y1 - y0, out_w=x1 - x0, kind=kind, channels_last=channels_last,
+                      normalized=bool(percentiles))
             lead_chunks = region.chunks[:ya]
             if kind == "labels":
                 chunks = lead_chunks + ((y1 - y0,), (x1 - x0,))
