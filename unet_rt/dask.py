@@ -1,11 +1,12 @@
 """Images larger than memory, on one machine or a cluster: ``unet_rt`` over Dask arrays.
 
     import dask.array as da, zarr
-    from unet_rt.dask import segment, predict
+    from unet_rt.dask import segment, predict, instances
 
     img = da.from_zarr("big.zarr")                   # or a zarr array, an OME-Zarr level, a tifffile memmap
     labels = segment(img, "model.plan")             # lazy dask array, (H, W) uint8
     labels.to_zarr("labels.zarr")                    # computed block by block, on any scheduler
+    objects = instances(img, "model.plan")          # lazy (H, W) int32 objects, joined across blocks
 
 Needs the ``dask`` extra (``pip install unet-rt[dask]``; ``dask.distributed`` for clusters).
 
@@ -25,6 +26,8 @@ The model is opened once per process (``_engine``: a cache keyed by path, file s
 backend, threads and tile) — the task graph carries the model's *path*, never its weights, so the
 file must be readable at that path on every worker (a shared file system, or the same install).
 Stacks and volumes (T|Z, Y, X) run plane by plane with the 2-D model, chunked along T/Z.
+Models that normalise each image by its own percentiles get exact whole-plane percentiles from a
+lazy histogram reduction first (``_percentile_normalize``); ``instances`` is described at its code.
 """
 from __future__ import annotations
 
