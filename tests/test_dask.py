@@ -438,3 +438,27 @@ def test_cli_workers_local_cluster(model, image, tmp_path):
     assert "wrote" in r.stdout and "chunk(s)" in r.stderr
     got = zarr.open_array(str(tmp_path / "labels.zarr"), mode="r")
     np.testing.assert_array_equal(got[:], unet_rt.Engine(model, tile=TILE).segment(image))
+
+
+# ------------------------------------------------------------------ same-padded networks
+@pytest.mark.parametrize("tile,block", [(48, 50), (256, 64)])  # 256: one window larger than the image
+def test_same_padded_within_bound(tile, block, tmp_path):
+    # blocks run the whole-image plan's windows that cover them and blend their logits in the tiler's
+    # order (bit-identical logits, so identical argmax labels); the softmax is numpy's, so the
+    # probabilities agree to float32 rounding only
+    torch = pytest.importorskip("torch")
+    from training.model import UNet, to_model_file
+    from unet_rt import model_file
+
+    torch.manual_seed(3)
+    net = UNet(1, 3, depth=2, base=4, padding="same", dropout=0).eval()
+    m = tmp_path / "same.plan"
+    model_file.save(m, to_model_file(net, {"mean": [100.0], "std": [40.0]}, ["a", "b", "c"]))
+    img = np.random.default_rng(7).integers(0, 200, size=(157, 203), dtype=np.uint16)
+    eng = unet_rt.Engine(m, tile=tile)
+    x = da.from_array(img, chunks=(40, 64))
+    p = ud.predict(x, m, tile=tile, block=block).compute(scheduler="threads")
+    assert ud.predict(x, m, tile=tile, block=block).numblocks[1:] == (-(-157 // block), -(-203 // block))
+    assert np.abs(p - eng.predict(img)).max() <= 1e-6
+    np.testing.assert_array_equal(ud.segment(x, m, tile=tile, block=block).compute(scheduler="threads"),
+                                  eng.segment(img))

@@ -89,6 +89,10 @@ class BlockPlan:
     x: tuple[tuple[int, int], ...]
     y_in: tuple[tuple[int, int], ...]  # per block row: input [start, stop) (may leave the image)
     x_in: tuple[tuple[int, int], ...]
+    # same-padded nets: per block row/column, the image coordinates of the windows it runs; window size
+    y_win: tuple = ()
+    x_win: tuple = ()
+    window: tuple = ()
 
 
 def _axis_blocks(n: int, plan_axis: dict, per_block: int, halo: int):
@@ -123,6 +127,35 @@ def block_plan(height: int, width: int, depth: int, tile: int, block: int | tupl
     return BlockPlan(tile=tile, stride=stride, halo=halo, y=y, x=x, y_in=y_in, x_in=x_in)
 
 
+def _same_axis(n: int, starts: list, size: int, block: int):
+    """Same-padded nets: blocks of about ``block`` output pixels, each reading the windows (of the
+    whole-image plan, image coordinates ``starts``) that overlap it."""
+    out, inp, win = [], [], []
+    for a in range(0, n, max(1, block)):
+        b = min(a + block, n)
+        hit = tuple(s for s in starts if s < b and s + size > a)
+        out.append((a, b))
+        inp.append((hit[0], hit[-1] + size))
+        win.append(hit)
+    return tuple(out), tuple(inp), tuple(win)
+
+
+def _plan(height: int, width: int, depth: int, tile: int, block: int, same: bool) -> BlockPlan:
+    """The blocks of an image: whole tiles (valid nets, ``block_plan``), or for same-padded nets
+    plain ``block``-sized blocks with the windows of the whole-image plan that overlap them."""
+    if not same:
+        return block_plan(height, width, depth, tile, block)
+    from . import _core
+
+    p = _core.plan_tiles(height, width, depth, True, tile=tile)
+    pad_y, pad_x = p["pad"]
+    ry, rx = int(p["y"]["in_size"][0]), int(p["x"]["in_size"][0])
+    y, y_in, y_win = _same_axis(height, [int(s) - pad_y for s in p["y"]["out_start"]], ry, block)
+    x, x_in, x_win = _same_axis(width, [int(s) - pad_x for s in p["x"]["out_start"]], rx, block)
+    return BlockPlan(tile=tile, stride=0, halo=0, y=y, x=x, y_in=y_in, x_in=x_in, y_win=y_win, x_win=x_win,
+                     window=(ry, rx))
+
+
 def _reflect(i: np.ndarray, n: int) -> np.ndarray:
     """numpy 'reflect' extended periodically (the native tiler's reflect_index)."""
     if n == 1:
@@ -134,7 +167,8 @@ def _reflect(i: np.ndarray, n: int) -> np.ndarray:
 
 # ------------------------------------------------------------------ the block function (runs on workers)
 def _run_block(region: np.ndarray, *, path: str, backend: str, threads: int | None, tile: int, stride: int,
-               out_h: int, out_w: int, kind: str, channels_last: bool, normalized: bool = False) -> np.ndarray:
+               out_h: int, out_w: int, kind: str, channels_last: bool, normalized: bool = False,
+               same: tuple | None = None) -> np.ndarray:
     """region: (..., Hin, Win) or (..., Hin, Win, C) -> (..., out_h, out_w) labels or (..., K, out_h, out_w).
 
     normalized: the region is already the network's input (per-image percentile normalisation,
@@ -163,6 +197,9 @@ def _run_block(region: np.ndarray, *, path: str, backend: str, threads: int | No
         x = (chw.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
         if not np.isfinite(x).all():
             raise ValueError("image holds NaN or Inf")
+        if same is not None:
+            out[t] = _same_block(x, eng, tile_fn, same, out_h, out_w, kind, decision)
+            continue
         hin, win = x.shape[1:]
         # tiles at stride S in the region, in the native tiler's order (row-major: later tiles
         # overwrite the earlier ones' overlap strips)
@@ -191,6 +228,40 @@ def _run_block(region: np.ndarray, *, path: str, backend: str, threads: int | No
                 else:
                     out[t, :, ty:ty + oh, tx:tx + ow] = r[:, :oh, :ow]
     return out.reshape(lead + out.shape[1:])
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(0, keepdims=True))
+    return e / e.sum(0, keepdims=True)
+
+
+def _same_block(x: np.ndarray, eng, tile_fn, same: tuple, out_h: int, out_w: int, kind: str, decision):
+    """Same-padded nets: the block's pixels from the whole-image plan's windows that cover it, their
+    logits summed in the tiler's order (row-major) and divided by the count, as the tiler's constant
+    blend does in float32 (so the logits are the Engine's bit for bit); then the softmax (numpy's,
+    not the core's vectorised one: probabilities agree to float32 rounding) or the labels."""
+    oy, ox, (ry, rx), wys, wxs = same
+    K = eng.classes
+    acc = np.zeros((K, out_h, out_w), np.float32)
+    count = np.zeros((out_h, out_w), np.float32)
+    for wy in wys:
+        for wx in wxs:
+            sub = np.ascontiguousarray(x[:, wy:wy + ry, wx:wx + rx])
+            r = tile_fn(sub, probabilities=False) if tile_fn is not None else np.asarray(eng._fn(sub), np.float32)
+            # the window's rows/columns inside the block
+            a0, a1 = max(wy, oy), min(wy + ry, oy + out_h)
+            b0, b1 = max(wx, ox), min(wx + rx, ox + out_w)
+            acc[:, a0 - oy:a1 - oy, b0 - ox:b1 - ox] += r[:, a0 - wy:a1 - wy, b0 - wx:b1 - wx]
+            count[a0 - oy:a1 - oy, b0 - ox:b1 - ox] += np.float32(1)
+    acc /= count
+    if kind == "labels" and decision is None:
+        return acc.argmax(0)
+    p = _softmax(acc)
+    if kind == "labels":
+        from . import _core
+
+        return _core.decide_labels(np.ascontiguousarray(p), decision)
+    return p
 
 
 # ------------------------------------------------------------------ per-image percentile normalisation
@@ -369,16 +440,16 @@ def _model_info(path: str) -> dict:
     return meta
 
 
-def _default_tile(depth: int, block: int) -> int:
+def _default_tile(depth: int, block: int, same: bool = False) -> int:
     """The input tile the engine's automatic planner picks for a square block (cost model + budget)."""
     from . import _core
 
-    p = _core.plan_tiles(block, block, depth, False, tile=0, max_tile=1024)
+    p = _core.plan_tiles(block, block, depth, same, tile=0, max_tile=1024 if not same else 512)
     return int(max(p["y"]["in_size"]))
 
 
-def _resolve_tile(tile: int | None, depth: int, block: int) -> int:
-    return int(tile) if tile else _default_tile(depth, block)
+def _resolve_tile(tile: int | None, depth: int, block: int, same: bool = False) -> int:
+    return int(tile) if tile else _default_tile(depth, block, same)
 
 
 def _lazy(array, model, kind: str, *, tile: int | None, block: int, backend: str, threads: int | None):
@@ -389,9 +460,7 @@ def _lazy(array, model, kind: str, *, tile: int | None, block: int, backend: str
     meta = _model_info(path)
     arch = meta["arch"]
     depth, cin, K = int(arch["depth"]), int(arch["in_channels"]), int(arch["classes"])
-    if arch["padding"] == "same":
-        raise NotImplementedError("unet_rt.dask supports valid (unpadded) networks: a same-padded network blends "
-                                  "overlapping windows of the whole image, which blocks cannot reproduce exactly")
+    same = arch["padding"] == "same"
     x = _as_dask(array)
     channels_last = cin > 1
     spatial = x.ndim - (1 if channels_last else 0)
@@ -411,11 +480,11 @@ def _lazy(array, model, kind: str, *, tile: int | None, block: int, backend: str
     percentiles = meta["normalization"].get("percentiles")
     if percentiles:
         x = _percentile_normalize(x, meta["normalization"], channels_last)
-    tile = _resolve_tile(tile, depth, block)
-    plan = block_plan(H, W, depth, tile, block)
+    tile = _resolve_tile(tile, depth, block, same)
+    plan = _plan(H, W, depth, tile, block, same)
 
-    # mirror-extrapolate the image as far as the last tile reads (same indices as the native tiler)
-    lo = plan.halo
+    # mirror-extrapolate the image as far as the tiles read (same indices as the native tiler)
+    lo_y, lo_x = max(-plan.y_in[0][0], 0), max(-plan.x_in[0][0], 0)
     hi_y, hi_x = plan.y_in[-1][1] - H, plan.x_in[-1][1] - W
     def pad(a, axis, n, lo, hi):
         parts = []
@@ -425,23 +494,26 @@ def _lazy(array, model, kind: str, *, tile: int | None, block: int, backend: str
         if hi > 0:
             parts.append(da.take(a, _reflect(np.arange(n, n + hi), n), axis=axis))
         return da.concatenate(parts, axis=axis) if len(parts) > 1 else a
-    xp = pad(pad(x, ya, H, lo, max(hi_y, 0)), xa, W, lo, max(hi_x, 0))
+    xp = pad(pad(x, ya, H, lo_y, max(hi_y, 0)), xa, W, lo_x, max(hi_x, 0))
 
     one = {ya: -1, xa: -1}
     if channels_last:
         one[x.ndim - 1] = -1
     out_t = np.uint8 if K <= 256 else np.uint16
     rows = []
-    for (y0, y1), (iy0, iy1) in zip(plan.y, plan.y_in):
+    for bi, ((y0, y1), (iy0, iy1)) in enumerate(zip(plan.y, plan.y_in)):
         row = []
-        for (x0, x1), (ix0, ix1) in zip(plan.x, plan.x_in):
+        for bj, ((x0, x1), (ix0, ix1)) in enumerate(zip(plan.x, plan.x_in)):
             sl = [slice(None)] * x.ndim
-            sl[ya] = slice(iy0 + lo, iy1 + lo)
-            sl[xa] = slice(ix0 + lo, ix1 + lo)
+            sl[ya] = slice(iy0 + lo_y, iy1 + lo_y)
+            sl[xa] = slice(ix0 + lo_x, ix1 + lo_x)
             region = xp[tuple(sl)].rechunk(one)
             kw = dict(path=path, backend=backend, threads=threads, tile=tile, stride=plan.stride,
                       out_h=y1 - y0, out_w=x1 - x0, kind=kind, channels_last=channels_last,
                       normalized=bool(percentiles))
+            if same:  # the whole-image plan's windows over this block, and where the block starts
+                kw.update(same=(y0 - iy0, x0 - ix0, plan.window, tuple(w - iy0 for w in plan.y_win[bi]),
+                                tuple(w - ix0 for w in plan.x_win[bj])))
             lead_chunks = region.chunks[:ya]
             if kind == "labels":
                 chunks = lead_chunks + ((y1 - y0,), (x1 - x0,))
@@ -687,8 +759,8 @@ def instances(array, model, *, tile: int | None = None, block: int = 2048, halo:
     da = _dask_array()
     lead = probs.shape[:-3]
     H, W = probs.shape[-2:]
-    depth = int(meta["arch"]["depth"])
-    plan = block_plan(H, W, depth, _resolve_tile(tile, depth, block), block)
+    depth, same = int(meta["arch"]["depth"]), meta["arch"]["padding"] == "same"
+    plan = _plan(H, W, depth, _resolve_tile(tile, depth, block, same), block, same)
     # one delayed object per block (K axis whole, one plane per chunk), from one optimised graph
     blocks = probs.rechunk({i: 1 for i in range(len(lead))}).to_delayed()
     planes = [_plane_instances(blocks[t][0], len(lead), plan, H, W, json.dumps(local), h, strip, not markers, min_keep)
