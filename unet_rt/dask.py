@@ -26,6 +26,7 @@ The model is opened once per process (``_engine``: a cache keyed by path, file s
 backend, threads and tile) — the task graph carries the model's *path*, never its weights, so the
 file must be readable at that path on every worker (a shared file system, or the same install).
 Stacks and volumes (T|Z, Y, X) run plane by plane with the 2-D model, chunked along T/Z.
+Same-padded networks run, per block, the whole-image plan's windows that cover it (``_same_block``).
 Models that normalise each image by its own percentiles get exact whole-plane percentiles from a
 lazy histogram reduction first (``_percentile_normalize``); ``instances`` is described at its code.
 """

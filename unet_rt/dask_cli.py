@@ -205,7 +205,7 @@ def segment_zarr(src: Path, args, client, progress) -> int:
     else:
         lab = ud.segment(x, args.model, tile=args.tile, block=args.block, threads=args.threads)
     chunks = tuple(c[0] for c in lab.chunks)
-    tile = ud._resolve_tile(args.tile, int(meta["arch"]["depth"]), args.block)
+    tile = ud._resolve_tile(args.tile, int(meta["arch"]["depth"]), args.block, meta["arch"]["padding"] == "same")
     run = {"model": str(Path(args.model).resolve()), "tile": tile, "block": args.block}
     if args.instances:
         run.update(instances=True, halo=args.halo)
