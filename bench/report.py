@@ -2,11 +2,13 @@
 
     python bench/report.py bench.json > table.md
 
-One row per (workload, runner): the median time, the peer's time over ours (> 1: ours is faster;
-fp32 and bf16), effective GFLOP/s (the paper network's direct-convolution FLOPs over every tile run,
-divided by the time: comparable across runners), for ours the arithmetic actually done (Winograd-
-domain GEMM multiplies) as GFLOP/s and % of the measured peak of that arithmetic, and the max relative
-error of the logits against PyTorch fp32.
+One row per (workload, runner), from the interleaved benchmark (test_interleaved: every runner timed
+round by round in rotating order): its median time, the time over ours fp32 and over ours bf16
+(> 1: ours is faster), effective GFLOP/s (the paper network's direct-convolution FLOPs over every tile
+run, divided by the time: comparable across runners), the max relative error of the logits against
+PyTorch fp32, and from the per-runner benchmark (test_cpu, a block of rounds per runner) its median
+and, for ours, the arithmetic actually done (Winograd-domain GEMM multiplies) as GFLOP/s and % of the
+measured peak of that arithmetic.
 """
 from __future__ import annotations
 
@@ -18,35 +20,47 @@ NAMES = {"ours-fp32": "ours fp32", "ours-bf16": "ours bf16", "torch": "PyTorch e
 
 
 def table(data: dict) -> str:
-    by: dict = {}
+    block: dict = {}
+    inter: dict = {}
     for b in data["benchmarks"]:
         ei = b.get("extra_info", {})
-        if "runner" in ei:
-            by.setdefault(ei["workload"], {})[ei["runner"]] = (b["stats"]["median"], ei)
+        if ei.get("interleaved"):
+            inter[ei["workload"]] = ei
+        elif "runner" in ei:
+            block.setdefault(ei["workload"], {})[ei["runner"]] = (b["stats"]["median"], ei)
     head = ["workload", "runner", "median (s)", "time / ours fp32", "time / ours bf16", "effective GFLOP/s",
-            "ours: GFLOP/s done (% of peak)", "max rel. err vs PyTorch"]
+            "max rel. err vs PyTorch", "per-runner median (s)", "ours: GFLOP/s done (% of peak)"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for wl, rs in by.items():
-        ours32, ours16 = rs.get("ours-fp32", (None,))[0], rs.get("ours-bf16", (None,))[0]
-        for name, (med, ei) in rs.items():
-            label = NAMES.get(name, name) + (f" ({ei['precision']})" if name == "ov-default" else "")
-            done = (f"{ei['gflops_done']:.0f} ({ei['pct_of_peak']:.0f}% of {ei['peak_gflops']:.0f})"
-                    if "gflops_done" in ei else "")
+    for wl, ei in inter.items():
+        r32, r16 = ei.get("ratio_to_ours_fp32", {}), ei.get("ratio_to_ours_bf16", {})
+        for name, med in ei["median"].items():
+            prec = ei["precision"][name]
+            label = NAMES.get(name, name) + (f" ({prec})" if name == "ov-default" else "")
+            bmed, bei = block.get(wl, {}).get(name, (None, {}))
+            done = (f"{bei['gflops_done']:.0f} ({bei['pct_of_peak']:.0f}% of {bei['peak_gflops']:.0f})"
+                    if "gflops_done" in bei else "")
             rows.append("| " + " | ".join([
                 f"{wl} ({ei['tiles']} tile(s) of {ei['tile']}, {ei['rounds']} rounds)", label, f"{med:.2f}",
-                f"{med / ours32:.2f}" if ours32 else "n/a", f"{med / ours16:.2f}" if ours16 else "n/a",
-                f"{ei['effective_gflops']:.0f}", done, f"{ei['maxerr_rel_vs_torch']:.1e}"]) + " |")
+                f"{r32[name]:.2f}" if name in r32 else "n/a", f"{r16[name]:.2f}" if name in r16 else "n/a",
+                f"{ei['effective_gflops'][name]:.0f}", f"{ei['maxerr_rel_vs_torch'][name]:.1e}",
+                f"{bmed:.2f}" if bmed else "", done]) + " |")
     mi = data.get("machine_info", {})
     cpu = mi.get("cpu", {}).get("brand_raw", mi.get("processor", "?"))
-    some = next((v[1] for rs in by.values() for v in rs.values()), {})
-    notes = [f"CPU: {cpu}, {some.get('threads', '?')} threads per runner; medians; runners timed one after the "
-             f"other in one session; run {data.get('datetime', '?')}."]
+    flags = mi.get("cpu", {}).get("flags", [])
+    isa = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags)
+    some = next(iter(inter.values()), {})
+    notes = [f"CPU: {cpu} ({isa or 'ISA flags not reported'}), {some.get('threads', '?')} threads per runner; "
+             f"medians of rounds interleaved runner by runner; run {data.get('datetime', '?')}."]
     seen = set()
-    for rs in by.values():
-        for name, (_, ei) in rs.items():
-            if ei.get("note") and (name, ei["note"]) not in seen:
-                seen.add((name, ei["note"]))
-                notes.append(f"- {name}: {ei['note']}")
+    for ei in inter.values():
+        for name, note in ei.get("notes", {}).items():
+            if note and (name, note) not in seen:
+                seen.add((name, note))
+                notes.append(f"- {name}: {note}")
+    for ei in inter.values():
+        for name, err in ei.get("maxerr_rel_vs_torch", {}).items():
+            if isinstance(err, str):
+                notes.append(f"- {name} ({ei['workload']}): {err}")
     return "\n".join(rows) + "\n\n" + "\n".join(notes) + "\n"
 
 

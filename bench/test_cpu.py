@@ -15,8 +15,10 @@ the executor alone); the peers through the same overlap-tile grid (_core.tile_pr
 Before timing, each benchmark runs its runner once (the warm-up: sessions built, memory touched) and
 asserts parity with PyTorch fp32 on that output: max |y - ref| / max |ref| <= 1e-3 for fp32 runners,
 <= 0.25 for bf16 ones (ours-bf16; OpenVINO default where it reports bf16). The error goes to
-extra_info. The runners are timed one after the other in the same session (rounds of one call each,
-warmed up alike), not interleaved round by round: compare ratios from one run, never times across runs.
+extra_info. test_cpu times each runner in a block of rounds (pytest-benchmark's own table, one
+benchmark per runner); test_interleaved then times every runner of a workload round by round, the
+starting runner rotating each round, so that a change in the machine's load hits all runners alike:
+the README's ratios come from it (extra_info: per-runner medians and ratios; report.py).
 GFLOP/s: "effective" = direct-convolution FLOPs / time (comparable across runners); for ours also
 the arithmetic actually done (Winograd-domain GEMM multiplies, _workloads.ours_flops) against the
 measured peak of that arithmetic (fp32 FMA; vdpbf16ps for bf16), measured just before the rounds.
@@ -125,5 +127,50 @@ def test_cpu(benchmark, runners, reference, rounds, workload, runner):
         done = n_tiles * ours_flops(tile, tile)
         peak = peak16 if prec == "bf16" and peak16 > 0 else peak32
         ei.update(gflops_done=done / med / 1e9, peak_gflops=peak, pct_of_peak=100 * done / med / 1e9 / peak)
-    if runner == RUNNERS[-1]:
-        runners.drop(tile)
+
+
+@pytest.mark.parametrize("workload", list(WORKLOADS))
+def test_interleaved(benchmark, runners, reference, rounds, workload):
+    """All runners of one workload, interleaved round by round (rotating order); ratios to ours."""
+    import time
+
+    if workload not in SELECTED:
+        pytest.skip(f"workload {workload} not in UNET_RT_BENCH_WORKLOADS")
+    benchmark.group = f"{workload}-interleaved"
+    size, tile = WORKLOADS[workload]
+    x, ref = _input(workload), reference(workload)
+    fns, precs, errs = {}, {}, {}
+    for name in RUNNERS:                          # build, warm up, parity: as test_cpu
+        try:
+            fns[name], precs[name] = _runner(runners, name, workload)
+        except pytest.skip.Exception as e:       # a peer that is not installed
+            errs[name] = f"skipped: {e}"
+            continue
+        y = fns[name](x)
+        errs[name] = float(np.abs(y - ref).max()) / float(np.abs(ref).max())
+        tol = BF16_TOL if precs[name] == "bf16" else FP32_TOL
+        assert y.shape == ref.shape and errs[name] <= tol, f"{name}: max rel. error {errs[name]:.3g} vs PyTorch > {tol}"
+    names = list(fns)
+    times: dict = {n: [] for n in names}
+    cycle = {"i": 0}
+
+    def one_round():
+        i = cycle["i"]
+        cycle["i"] += 1
+        for n in names[i % len(names):] + names[:i % len(names)]:
+            t = time.perf_counter()
+            fns[n](x)
+            times[n].append(time.perf_counter() - t)
+
+    r = rounds if size <= 1024 else max(1, rounds // 3)
+    benchmark.pedantic(one_round, rounds=r, iterations=1, warmup_rounds=0)
+    med = {n: float(np.median(v)) for n, v in times.items()}
+    n_tiles = 1 if workload == "tile572" else _tiles(size, tile)
+    benchmark.extra_info.update(
+        workload=workload, interleaved=True, tile=tile, tiles=n_tiles, image=[size, size], threads=THREADS, rounds=r,
+        cpu=platform.processor() or platform.machine(), median=med, precision=precs, maxerr_rel_vs_torch=errs,
+        times=times, notes={n: runners.notes.get(n, "") for n in names},
+        effective_gflops={n: n_tiles * paper_flops(tile, tile) / m / 1e9 for n, m in med.items()},
+        ratio_to_ours_fp32={n: m / med["ours-fp32"] for n, m in med.items()} if "ours-fp32" in med else {},
+        ratio_to_ours_bf16={n: m / med["ours-bf16"] for n, m in med.items()} if "ours-bf16" in med else {})
+    runners.drop(tile)

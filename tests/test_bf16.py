@@ -140,6 +140,43 @@ def test_network_profile_rows():
     assert all(r["seconds"] >= 0 for r in rows)
 
 
+def test_engine_profile_sums_the_tiles_of_a_call():
+    """Engine(..., profile=True).profile(): the executor's rows summed over every tile of the calls
+    since the last profile(); the flops equal one tile's count times the number of tiles."""
+    import time
+
+    from unet_rt import Engine
+
+    e = Engine(SHIPPED, threads=1, tile=284, profile=True)
+    img = np.random.default_rng(0).integers(0, 255, (300, 300)).astype(np.uint8)
+    t = time.perf_counter()
+    e.segment(img)
+    wall = time.perf_counter() - t
+    rows = e.profile()
+    tiles = e._native.plan(300, 300)["tiles"]
+    assert tiles > 1
+    net_rows = {}
+    one = Engine(SHIPPED, threads=1, tile=284, profile=True)
+    one.segment(np.zeros((20, 20), np.uint8))            # a one-tile call: the per-tile counts
+    for r in one.profile():
+        net_rows[(r["layer"], r["phase"])] = r
+    assert [(r["layer"], r["phase"]) for r in rows] == list(net_rows)
+    for r in rows:
+        ref = net_rows[(r["layer"], r["phase"])]
+        assert r["mb"] == pytest.approx(tiles * ref["mb"]), r
+        if ref["gflops"] > 0:
+            assert r["gflops"] * r["ms"] == pytest.approx(tiles * ref["gflops"] * ref["ms"], rel=1e-9), r
+    assert sum(r["ms"] for r in rows) <= 1e3 * wall and sum(r["share"] for r in rows) == pytest.approx(1.0)
+    assert e.profile() == []                               # reset by the previous call
+    e.segment(img)
+    e.segment(img)
+    two = e.profile(reset=False)
+    assert sum(r["mb"] for r in two) == pytest.approx(2 * sum(r["mb"] for r in rows))
+    assert len(e.profile()) == len(rows)
+    with pytest.raises(RuntimeError, match="profile=True"):
+        Engine(SHIPPED, threads=1).profile()
+
+
 def test_cli_precision_bf16(tmp_path):
     import subprocess
     import sys

@@ -241,3 +241,22 @@ def test_conv3x3_winograd(case, ocg, isa):
     for relu in (True, False):
         y = K.conv3x3_winograd(inputs, w, b, oh, ow, relu=relu, isa=isa, ocg=ocg, band=band, nt=nt)
         _check(y, np.maximum(pre, 0) if relu else pre, bound)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", WINO_CASES[2:], ids=lambda c: f"ic{'+'.join(map(str, c[0]))}-oc{c[1]}-band{c[4]}")
+def test_winograd_raw_taps_equal_transformed_weights(case, isa, precision):
+    """Weights kept as 3x3 taps and transformed per band and group on the fly (the executor's large
+    layers, a quarter of the memory) give exactly what weights transformed at load time give: the
+    same kernel (Kernels::wino_wt) computes U both ways."""
+    chans, oc, oh, ow, band, nt = case
+    if precision == "bf16" and not K.bf16_kernels(isa):
+        pytest.skip(f"{isa} has no bf16 table on this CPU")
+    offs = [(1, 2)] + [(0, 0)] * (len(chans) - 1)
+    xs, w, b, pre, _ = _conv_case(chans, oc, oh, ow, offs)
+    inputs = [(x, dy, dx) for x, (dy, dx) in zip(xs, offs)]
+    for ocg in (16, 32):
+        kw = dict(isa=isa, ocg=ocg, band=band, nt=nt, precision=precision)
+        np.testing.assert_array_equal(K.conv3x3_winograd(inputs, w, b, oh, ow, raw_taps=True, **kw),
+                                      K.conv3x3_winograd(inputs, w, b, oh, ow, raw_taps=False, **kw))

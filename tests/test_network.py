@@ -208,3 +208,23 @@ def test_mixed_winograd_and_direct(monkeypatch):
     monkeypatch.setenv("UNET_RT_WINOGRAD", "0")
     y0 = K.Network(arch, weights, threads=2).forward(x)
     np.testing.assert_array_equal(y0, K.Network(arch, weights, threads=2, winograd=False).forward(x))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_raw_tap_layers_equal_transformed_and_take_less_memory(monkeypatch, precision):
+    # UNET_RT_WINOGRAD_RAW_MB=N: Winograd convs whose transformed weights exceed N MB keep the 3x3
+    # taps and transform them per band and group (docs/speed.md: Memory). Same output, bit for bit;
+    # the executor holds a quarter (fp32) or half (bf16) of the Winograd weight bytes.
+    arch = dict(in_channels=1, classes=2, depth=2, base=32, padding="valid")
+    net, weights = _make(arch, seed=6)
+    x = np.random.default_rng(6).standard_normal((1, 124, 124)).astype(np.float32)
+    out, size = {}, {}
+    for mb in ("1e9", "0"):
+        monkeypatch.setenv("UNET_RT_WINOGRAD_RAW_MB", mb)
+        n = K.Network(arch, weights, threads=2, precision=precision)
+        out[mb], size[mb] = n.forward(x), n.weight_bytes
+    np.testing.assert_array_equal(out["0"], out["1e9"])
+    ratio = (9 * 4) / (36 * (2 if n.precision == "bf16" else 4))
+    assert size["0"] < (ratio + 0.1) * size["1e9"], size
+    assert float(np.abs(out["0"] - _ref64(net, x)).max()) <= (_tolerance(arch, _ref64(net, x)) if n.precision == "fp32"
+                                                               else 0.25 * float(np.abs(_ref64(net, x)).max()))

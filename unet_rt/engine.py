@@ -66,6 +66,7 @@ class Engine:
     device, dtype : for the triton backend (default "cuda", torch.float16).
     precision : CPU backend: "fp32" (default, exact to rounding) or "bf16" (Winograd GEMMs in bfloat16
         with fp32 accumulation, on CPUs with AVX512-BF16; elsewhere fp32 runs and ``info`` says why).
+    profile : CPU backend: record where the time goes; ``profile()`` returns the rows (docs/speed.md).
     progress : default progress callback for every call, ``progress(done, total)`` in tiles over the
         whole call (all frames and TTA transforms); returning False cancels the call
         (``unet_rt._core.Cancelled``, a RuntimeError). Each call may pass its own ``progress=``.
@@ -73,7 +74,7 @@ class Engine:
 
     def __init__(self, path, backend: str = "auto", threads: int | None = None, tile: int | None = None,
                  memory_budget_mb: int | None = None, device=None, dtype=None, precision: str = "fp32",
-                 progress=None):
+                 progress=None, profile: bool = False):
         path = Path(path)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -92,6 +93,8 @@ class Engine:
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         if precision != "fp32" and backend != "cpu":
             raise ValueError(f"precision={precision!r} is a CPU backend option (backend is {backend!r})")
+        if profile and backend != "cpu":
+            raise ValueError(f"profile=True is a CPU backend option (backend is {backend!r})")
         if threads is not None and threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
         if progress is not None and not callable(progress):
@@ -101,6 +104,7 @@ class Engine:
         if backend == "cpu":
             self._native = core.Engine(str(path), threads or 0, tile or 0, memory_budget_mb or 0,
                                        precision=precision)
+            self._native.set_profile(bool(profile))
             meta = core.read_model(str(path))
             self.arch, self.normalization = meta["arch"], meta["normalization"]
             self.class_names = list(meta["class_names"])
@@ -124,6 +128,7 @@ class Engine:
                                     [f"class{k}" for k in range(i.classes)])
             self.tile = self.tile or i.tile_in
             self._native = None
+        self._profiling = bool(profile)
         # the decision and the full normalisation record (percentiles, training range) of a container
         self.decision: dict = {}
         if kind != "tensorrt-bare":
@@ -148,6 +153,20 @@ class Engine:
             if isinstance(d.get("provenance"), str):
                 d["provenance"] = json.loads(d["provenance"] or "{}")
         return d
+
+    def profile(self, reset: bool = True) -> list[dict]:
+        """Where the time went (``Engine(..., profile=True)``): one row per layer and phase, in execution
+        order, summed over every tile run since the engine was made or since the last ``profile()``
+        (``reset=False`` keeps summing): ``layer``, ``phase`` (e.g. ``conv3x3_wino_gemm_f32_12x32_avx512``,
+        ``wino-in-f32``, ``upconv2x2_f32_avx512``), ``ms``, ``share`` of the total, ``gflops`` (GFLOP/s of
+        the arithmetic actually done) and ``mb`` moved. Phase names and meaning: docs/speed.md."""
+        if self._native is None or not self._profiling:
+            raise RuntimeError("profile() needs an engine made with Engine(..., profile=True) (CPU backend)")
+        rows = self._native.profile(reset)
+        total = sum(r["seconds"] for r in rows) or 1.0
+        return [{"layer": r["layer"], "phase": r["phase"], "ms": 1e3 * r["seconds"], "share": r["seconds"] / total,
+                 "gflops": r["flops"] / r["seconds"] / 1e9 if r["seconds"] > 0 else 0.0, "mb": r["bytes"] / 1e6}
+                for r in rows]
 
     def __repr__(self) -> str:
         a = self.arch

@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
     }
     for (const k::Kernels* kn : tables) {
       const int ocg = kn->ocg_for(L.oc);
-      const unet_rt::PackedConv pc = unet_rt::pack_wino(tw, tb, {InDesc{L.ic, 16, L.ic / 16}}, ocg, kn->bf16);
+      const unet_rt::PackedConv pc = unet_rt::pack_wino(tw, tb, {InDesc{L.ic, 16, L.ic / 16}}, ocg, *kn);
       k::WinoArgs a;
       a.in[0] = k::View{x.data(), 16, L.ic / 16, (int64_t)ih * 16, (int64_t)ih * ih * 16};
       a.icb = L.ic / 16;
@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
       const int64_t tiles = (int64_t)a.th * a.tw;
       unet_rt::WinoSchedule s;
       s.clock = cpu_now;
-      s.band = unet_rt::wino_band(a.icb, a.ocb, tiles, (double)pc.bytes(), kn->bf16);
+      s.band = unet_rt::wino_band(a.icb, a.ocb, tiles, (double)pc.u_bytes, kn->bf16);
       std::vector<float> v(unet_rt::wino_v_bytes(a.icb, s.band, kn->bf16) / 4 + 16), m(k::wino_m_floats(a.ocb, s.band));
       const unet_rt::ParallelFor serial = [](int64_t n, const std::function<void(int64_t)>& fn) {
         for (int64_t i = 0; i < n; ++i) fn(i);

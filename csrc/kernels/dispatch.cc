@@ -14,36 +14,26 @@ int64_t conv_group_weights(const ConvArgs& a) {
   return n * a.kh * a.kw * a.ocg;
 }
 
-std::vector<float> wino_pack_weights(const float* w, int oc, const std::vector<int>& in_channels, int ocg) {
-  static const double G[6][3] = {{1.0 / 4, 0, 0},          {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                 {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+std::vector<float> wino_pack_raw(const float* w, int oc, const std::vector<int>& in_channels, int ocg) {
   int ictot = 0, icp = 0;
   for (int c : in_channels) {
     ictot += c;
     icp += (c + 15) / 16 * 16;
   }
   const int ng = ((oc + 15) / 16 * 16 + ocg - 1) / ocg;
-  std::vector<float> u((size_t)ng * kWinoT * icp * ocg, 0.0f);
+  std::vector<float> r((size_t)ng * icp * 9 * ocg, 0.0f);
   for (int o = 0; o < oc; ++o) {
     const int g = o / ocg, oo = o % ocg;
     int src = 0, dst = 0;
     for (int c : in_channels) {
-      for (int ci = 0; ci < c; ++ci) {
-        const float* k = w + ((size_t)o * ictot + src + ci) * 9;
-        double t[6][3];
-        for (int a = 0; a < 6; ++a)
-          for (int j = 0; j < 3; ++j) t[a][j] = G[a][0] * k[j] + G[a][1] * k[3 + j] + G[a][2] * k[6 + j];
-        for (int a = 0; a < 6; ++a)
-          for (int b = 0; b < 6; ++b) {
-            const double v = t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2];
-            u[(((size_t)g * kWinoT + a * 6 + b) * icp + dst + ci) * ocg + oo] = (float)v;
-          }
-      }
+      for (int ci = 0; ci < c; ++ci)
+        for (int t = 0; t < 9; ++t)
+          r[(((size_t)g * icp + dst + ci) * 9 + t) * ocg + oo] = w[((size_t)o * ictot + src + ci) * 9 + t];
       src += c;
       dst += (c + 15) / 16 * 16;
     }
   }
-  return u;
+  return r;
 }
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -102,23 +92,23 @@ std::vector<std::string> available_isas() {
   return out;
 }
 
-// Tables: conv, up, pool, head, wino in/gemm/out, preferred ocg, bf16, GEMM tile (ocg 16, 32), GEMM ISA.
+// Tables: conv, up, pool, head, wino in/gemm/out/weights, preferred ocg, bf16, GEMM tile (ocg 16, 32), GEMM ISA.
 static const Kernels kRef{Isa::Ref, "ref", conv3x3_ref, upconv2x2_ref, pool2x2_ref, head1x1_ref,
-                          conv3x3_wino_in_f32_ref, conv3x3_wino_gemm_f32_ref, conv3x3_wino_out_f32_ref, 16, false,
+                          conv3x3_wino_in_f32_ref, conv3x3_wino_gemm_f32_ref, conv3x3_wino_out_f32_ref, conv3x3_wino_wt_f32_ref, 16, false,
                           2, 2, "ref"};
 static const Kernels kRefBf16{Isa::Ref, "ref_bf16", conv3x3_ref, upconv2x2_ref, pool2x2_ref, head1x1_ref,
-                              conv3x3_wino_in_bf16_ref, conv3x3_wino_gemm_bf16_ref, conv3x3_wino_out_f32_ref, 16, true,
+                              conv3x3_wino_in_bf16_ref, conv3x3_wino_gemm_bf16_ref, conv3x3_wino_out_f32_ref, conv3x3_wino_wt_bf16_ref, 16, true,
                               1, 1, "ref"};
 static const Kernels kAvx2{Isa::Avx2, "avx2", conv3x3_avx2, upconv2x2_avx2, pool2x2_avx2, head1x1_avx2,
-                           conv3x3_wino_in_f32_avx2, conv3x3_wino_gemm_f32_avx2, conv3x3_wino_out_f32_avx2, 16, false,
+                           conv3x3_wino_in_f32_avx2, conv3x3_wino_gemm_f32_avx2, conv3x3_wino_out_f32_avx2, conv3x3_wino_wt_f32_avx2, 16, false,
                            6, 3, "avx2"};
 static const Kernels kAvx512{Isa::Avx512, "avx512", conv3x3_avx512, upconv2x2_avx512, pool2x2_avx512,
                              head1x1_avx512, conv3x3_wino_in_f32_avx512, conv3x3_wino_gemm_f32_avx512,
-                             conv3x3_wino_out_f32_avx512, 32, false, 24, 12, "avx512"};
+                             conv3x3_wino_out_f32_avx512, conv3x3_wino_wt_f32_avx512, 32, false, 24, 12, "avx512"};
 // The AVX512-BF16 tier: the avx512 table with the Winograd input transform and GEMMs in bf16.
 static const Kernels kAvx512Bf16{Isa::Avx512, "avx512_bf16", conv3x3_avx512, upconv2x2_avx512, pool2x2_avx512,
                                  head1x1_avx512, conv3x3_wino_in_bf16_avx512bf16, conv3x3_wino_gemm_bf16_avx512bf16,
-                                 conv3x3_wino_out_f32_avx512, 32, true, 24, 12, "avx512bf16"};
+                                 conv3x3_wino_out_f32_avx512, conv3x3_wino_wt_bf16_avx512bf16, 32, true, 24, 12, "avx512bf16"};
 
 const Kernels& kernels_for(Isa isa) {
   if (!isa_supported(isa))
@@ -149,18 +139,6 @@ const Kernels* bf16_kernels_for(Isa isa, std::string* why) {
                               : std::string("bf16 needs the avx512 tier with AVX512-BF16; the kernels are ") +
                                     isa_name(isa) + ": running fp32";
   return nullptr;
-}
-
-std::vector<uint16_t> wino_pack_weights_bf16(const std::vector<float>& u, int ocg) {
-  // [g][q][ic][ocg] fp32 -> [g][q][ic/2][ocg][2] bf16 (ic is a multiple of 16)
-  std::vector<uint16_t> r(u.size());
-  const size_t rows = u.size() / ocg;  // (g, q, ic) rows; pairs of consecutive ic rows interleave
-  for (size_t row = 0; row < rows; row += 2)
-    for (int o = 0; o < ocg; ++o) {
-      r[row * ocg + 2 * o] = f32_to_bf16(u[row * ocg + o]);
-      r[row * ocg + 2 * o + 1] = f32_to_bf16(u[(row + 1) * ocg + o]);
-    }
-  return r;
 }
 
 }  // namespace unet_rt::kernels

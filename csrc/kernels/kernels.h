@@ -116,6 +116,7 @@ struct WinoArgs {
   int icb = 0;                  // input blocks over all inputs
   int ocb = 0;                  // output blocks of M (OC padded to ocg, / 16)
   const void* u = nullptr;      // transformed weights (float or bf16 pairs, see above)
+  int64_t u_gs = -1;            // elements from group g's U to g+1's (-1: dense, 36 * IC * ocg)
   const float* bias = nullptr;  // [OC padded to ocg]
   int ocg = 16;
   int oh = 0, ow = 0, th = 0, tw = 0;
@@ -128,14 +129,21 @@ using WinoInFn = void (*)(const WinoArgs& a, void* v, int64_t nband, int64_t til
 // M[g*ocg/16 ...][n0 .. n0+nt)[q] = V[q][.][n0 .. n0+nt) x U[g][q].
 using WinoGemmFn = void (*)(const WinoArgs& a, const void* v, int64_t nband, int q, int g, int64_t n0, int nt,
                             float* m);
+// Weight transform of one output group, U_g = G g G^T in fp32 (FMAs, the tier's own rounding):
+// g: [IC][9][ocg] (ic padded to 16 with zeros; the raw 3x3 taps, see wino_pack_raw) ->
+// U_g: [36][IC][ocg] fp32, or [36][IC/2][ocg][2] bf16 for the bf16 tables. The executor runs it once
+// at load time (weights kept transformed) or per band and group on the fly (weights kept raw: 4x
+// less memory), with the same result.
+using WinoWeightsFn = void (*)(const float* g, int ic, int ocg, void* u);
 // Output transform of block ob for band slots [n0, n0+nt) (the band starts at tile t0).
 using WinoOutFn = void (*)(const WinoArgs& a, const float* m, int64_t nband, int64_t t0, int ob, int64_t n0, int nt);
 
-// U = G g G^T for every (oc, ic) of w: [OC][sum(in_channels)][3][3] (PyTorch layout), computed in
-// double, packed as [OC/ocg][36][sum(blocks16(in_channels_i))*16][ocg] with zeros in padding.
-std::vector<float> wino_pack_weights(const float* w, int oc, const std::vector<int>& in_channels, int ocg);
-// The same U rounded to bf16 (nearest even) in channel pairs: [OC/ocg][36][IC/2][ocg][2].
-std::vector<uint16_t> wino_pack_weights_bf16(const std::vector<float>& u, int ocg);
+// The raw taps the weight transform reads: [OC/ocg][IC][9][ocg] (IC = sum of blocks16(in_channels)*16).
+std::vector<float> wino_pack_raw(const float* w, int oc, const std::vector<int>& in_channels, int ocg);
+// Elements from group g's U to group g+1's.
+inline int64_t wino_u_group_stride(const WinoArgs& a) {
+  return a.u_gs >= 0 ? a.u_gs : (int64_t)kWinoT * a.icb * 16 * a.ocg;
+}
 // Elements of a band's V (tiles, input blocks), floats of its M.
 inline int64_t wino_v_elems(int icb, int64_t nband) { return (int64_t)kWinoT * icb * nband * 16; }
 inline int64_t wino_m_floats(int ocb, int64_t nband) { return (int64_t)kWinoT * ocb * nband * 16; }
@@ -165,6 +173,7 @@ struct Kernels {
   WinoInFn wino_in;
   WinoGemmFn wino_gemm;
   WinoOutFn wino_out;
+  WinoWeightsFn wino_wt;
   int preferred_ocg;  // 32 where the ISA has the registers for it
   bool bf16;          // Winograd V and U in bf16 (see above)
   // The Winograd GEMM's register tile (tiles x output channels) for ocg = 16 and 32.
@@ -199,7 +208,8 @@ void conv3x3_avx512(const ConvArgs&, int, int);
 // Kernels::wino_gemm_name).
 #define UNET_RT_WINO_DECL(dt, isa)                                                                       \
   void conv3x3_wino_in_##dt##_##isa(const WinoArgs&, void*, int64_t, int64_t, int64_t);                  \
-  void conv3x3_wino_gemm_##dt##_##isa(const WinoArgs&, const void*, int64_t, int, int, int64_t, int, float*);
+  void conv3x3_wino_gemm_##dt##_##isa(const WinoArgs&, const void*, int64_t, int, int, int64_t, int, float*); \
+  void conv3x3_wino_wt_##dt##_##isa(const float*, int, int, void*);
 UNET_RT_WINO_DECL(f32, ref)
 UNET_RT_WINO_DECL(f32, avx2)
 UNET_RT_WINO_DECL(f32, avx512)

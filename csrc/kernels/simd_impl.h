@@ -165,6 +165,49 @@ inline void wino_at(const typename V::reg* m, int s, typename V::reg* o, int os)
   o[3 * os] = V::add(V::fma(c8, m34, m12), m[5 * s]);
 }
 
+// o[a*os] = (G k)_a for k[j*s], j < 3;  G rows: [1/4 0 0] [-1/6 -1/6 -1/6] [-1/6 1/6 -1/6]
+// [1/24 1/12 1/6] [1/24 -1/12 1/6] [0 0 1]
+template <class V>
+inline void wino_g(const typename V::reg* k, int s, typename V::reg* o, int os) {
+  using R = typename V::reg;
+  const R c4 = V::set1(1.0f / 4), c6 = V::set1(1.0f / 6), c12 = V::set1(1.0f / 12), c24 = V::set1(1.0f / 24);
+  const R k0 = k[0], k1 = k[s], k2 = k[2 * s], z = V::zero();
+  const R e = V::add(k0, k2), k26 = V::fma(c6, k2, z);
+  o[0] = V::fma(c4, k0, z);
+  o[os] = V::fnma(c6, V::add(e, k1), z);
+  o[2 * os] = V::fma(c6, V::sub(k1, e), z);
+  o[3 * os] = V::fma(c24, k0, V::fma(c12, k1, k26));
+  o[4 * os] = V::fma(c24, k0, V::fnma(c12, k1, k26));
+  o[5 * os] = k2;
+}
+
+// Weight transform of one output group (kernels.h WinoWeightsFn): g [IC][9][ocg] -> U_g = G g G^T,
+// [36][IC][ocg] fp32, or with BF16 [36][IC/2][ocg][2] (V::store_bf16_pairs interleaves two input
+// channels' values, lane by lane).
+template <class V, bool BF16 = false>
+inline void wino_wt(const float* g, int ic, int ocg, void* uout) {
+  using R = typename V::reg;
+  constexpr int L = V::L, P = BF16 ? 2 : 1;
+  const int64_t qs = (int64_t)ic * ocg;  // elements per transform position
+  for (int c = 0; c < ic; c += P)
+    for (int lo = 0; lo < ocg; lo += L) {
+      R u[P][36];
+      for (int p = 0; p < P; ++p) {
+        R k[9], t[18];
+        for (int i = 0; i < 9; ++i) k[i] = V::load(g + ((int64_t)(c + p) * 9 + i) * ocg + lo);
+        for (int j = 0; j < 3; ++j) wino_g<V>(k + j, 3, t + j, 3);        // t[a][j] = (G k)[a][j]
+        for (int a = 0; a < 6; ++a) wino_g<V>(t + 3 * a, 1, u[p] + 6 * a, 1);  // u[a][b] = (t G^T)[a][b]
+      }
+      if constexpr (BF16) {
+        uint16_t* o = static_cast<uint16_t*>(uout) + ((int64_t)(c / 2) * ocg + lo) * 2;
+        for (int q = 0; q < 36; ++q) V::store_bf16_pairs(o + q * qs, u[0][q], u[P - 1][q]);
+      } else {
+        float* o = static_cast<float*>(uout) + (int64_t)c * ocg + lo;
+        for (int q = 0; q < 36; ++q) V::store(o + q * qs, u[0][q]);
+      }
+    }
+}
+
 // Input transform of one tile. BF16: V in bf16 (V::store_bf16, only in the bf16 traits).
 template <class V, bool BF16 = false>
 inline void wino_in(const WinoArgs& a, void* vout, int64_t nband, int64_t tile, int64_t n) {
@@ -212,7 +255,7 @@ inline void wino_gemm(const WinoArgs& a, const void* vin, int64_t nband, int q, 
   // V: [36][icb][nband][16]  U: [OC/ocg][36][icb*16][ocg] -> M: [ocb][nband][36][16]
   alignas(64) static const float kZeros[32] = {};
   const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
-  const float* ug = static_cast<const float*>(a.u) + ((int64_t)g * kWinoT + q) * ic * a.ocg;
+  const float* ug = static_cast<const float*>(a.u) + g * wino_u_group_stride(a) + q * ic * a.ocg;
   View vv;
   vv.p = static_cast<const float*>(vin) + q * vt + n0 * 16;
   vv.cb = 16;

@@ -134,8 +134,9 @@ F32 conv3x3(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std:
 // Winograd conv3x3 over inputs [(x_i [C_i, H_i, W_i], dy_i, dx_i)] (cb 16 each), run by the executor's
 // own driver (src/winograd.cc, serially) on its own packing; bands of `band` tiles (0: all) and GEMM
 // work units of `nt` tiles exercise the banding and remainders. precision "bf16": the tier's bf16 table.
+// raw_taps: weights kept as taps and transformed per band and group (the executor's large layers).
 F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std::string& isa, int ocg,
-                     int band, int nt, const std::string& precision) {
+                     int band, int nt, const std::string& precision, bool raw_taps) {
   need_ndim(w, 4, "w");
   const int oc = (int)w.shape(0), ictot = (int)w.shape(1);
   if (w.shape(2) != 3 || w.shape(3) != 3) throw std::invalid_argument("w must be [OC, IC, 3, 3]");
@@ -167,7 +168,7 @@ F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, c
     icsum += (int)x.shape(0);
   }
   if (icsum != ictot) throw std::invalid_argument("w's input channels do not match the inputs");
-  const unet_rt::PackedConv pc = unet_rt::pack_wino(tensor(w), tensor(b), ins, ocg, kn->bf16);
+  const unet_rt::PackedConv pc = unet_rt::pack_wino(tensor(w), tensor(b), ins, ocg, *kn, raw_taps);
   const int ng = pc.groups();
   Blocked y(ng * ocg, oh, ow, 16);
   k::WinoArgs a;
@@ -192,6 +193,7 @@ F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, c
   sched.gemm_nt = nt;
   sched.in_nt = 3;
   sched.out_nt = 5;
+  sched.raw = pc.raw();
   std::vector<float> v(unet_rt::wino_v_bytes(a.icb, sched.band, kn->bf16) / 4 + 1),
       m(k::wino_m_floats(a.ocb, sched.band));
   {
@@ -353,7 +355,7 @@ void unet_rt_bind_kernels(py::module_& m) {
          "conv over [(x [C,H,W], dy, dx), ...] concatenated along channels -> [OC, oh, ow]; cbs: block size per input.");
   km.def("conv3x3_winograd", &conv3x3_winograd, py::arg("inputs"), py::arg("w"), py::arg("b"), py::arg("oh"),
          py::arg("ow"), py::arg("relu") = true, py::arg("isa") = "auto", py::arg("ocg") = 16, py::arg("band") = 0,
-         py::arg("nt") = 12, py::arg("precision") = "fp32", "Winograd F(4x4,3x3) conv3x3 (+bias, ReLU) over [(x [C,H,W], dy, dx), ...] -> [OC, oh, ow].");
+         py::arg("nt") = 12, py::arg("precision") = "fp32", py::arg("raw_taps") = false, "Winograd F(4x4,3x3) conv3x3 (+bias, ReLU) over [(x [C,H,W], dy, dx), ...] -> [OC, oh, ow].");
   km.def("upconv2x2", &upconv2x2, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("isa") = "auto", py::arg("ocg") = 16);
   km.def("pool2x2", &pool2x2, py::arg("x"), py::arg("isa") = "auto");
   km.def("head1x1", &head1x1, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("probabilities") = false,

@@ -350,6 +350,25 @@ after each one; returning False raises Cancelled. The GIL is released except aro
         d["arena_bytes"] = e.arena_bytes();
         return d;
       })
+      .def("set_profile", &Engine::set_profile, py::arg("on"),
+           "Record a per-layer, per-phase profile of every tile run (summed per layer and phase).")
+      .def("profile", [](const Engine& e, bool reset) {
+             py::list rows;
+             const auto totals = e.profile();
+             if (reset) e.reset_profile();
+             for (auto& r : totals) {
+               py::dict d;
+               d["layer"] = r.layer;
+               d["phase"] = r.phase;
+               d["seconds"] = r.seconds;
+               d["flops"] = r.flops;
+               d["bytes"] = r.bytes;
+               rows.append(d);
+             }
+             return rows;
+           }, py::arg("reset") = true,
+           "Profile rows since set_profile(True) or the last reset: layer, phase, seconds, flops (arithmetic done), "
+           "bytes moved, summed over every tile run; reset=True starts the next sum.")
       .def("forward_tile", [](const Engine& e, const py::array_t<float, py::array::c_style | py::array::forcecast>& x,
                               bool probabilities) {
              const Arch& a = e.info().arch;

@@ -45,6 +45,11 @@ class Engine {
   int threads() const;
   Precision precision() const { return net_->precision(); }   // what runs
   const Network& network() const { return *net_; }
+  // Per-layer profile (Network::ProfileRow) of every tile run since set_profile(true) or the last
+  // reset_profile(), summed per layer and phase (UNET_RT_PROFILE=1 also prints each tile's rows).
+  void set_profile(bool on) const { net_->set_profile(on); }
+  std::vector<Network::ProfileRow> profile() const { return net_->profile_totals(); }
+  void reset_profile() const { net_->reset_profile(); }
   size_t cached_plans() const { return net_->cached_plans(); }  // see Network::kMaxPlans
   size_t arena_bytes() const { return net_->arena_bytes(); }
   size_t memory_budget_bytes() const { return budget_; }

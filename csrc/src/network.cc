@@ -16,6 +16,10 @@
 // (direct convolution everywhere), UNET_RT_WINOGRAD_MAX_CHANNELS=N (Winograd only for convs with <= N
 // output channels: its transformed weights take 4x the memory, 463 MB instead of 124 MB for the
 // paper network). workspace_bytes() covers the activations and the Winograd scratch, not weights.
+// UNET_RT_WINOGRAD_RAW_MB=N (default 4): Winograd convs whose transformed weights would take more than
+// N MB keep the 3x3 taps instead (a quarter of fp32 U, half of bf16 U) and transform them per band and
+// output group on the fly: the paper network's executor weights drop from 463 MB (fp32) / 237 MB (bf16)
+// to about 125 MB at the cost of one weight transform per layer and band (docs/speed.md: Memory).
 // UNET_RT_PROFILE=1: after every forward(), a per-layer, per-phase table (ms, GFLOP/s of the arithmetic
 // done, MB moved) on stderr; set_profile()/last_profile() give the same rows to a program.
 // Precision::BF16: the Winograd input transform and GEMMs of the tier's bf16 table (kernels.h), U
@@ -99,7 +103,7 @@ struct Network::Impl {
   Precision precision = Precision::F32;
   std::string precision_note;
   bool profile = false, profile_print = false;
-  std::vector<ProfileRow> prof;
+  std::vector<ProfileRow> prof, prof_sum;
   std::unique_ptr<ThreadPool> pool;
   int pad = 0;        // 1 for same padding (zero border in memory)
   int in_cb = 1;
@@ -115,10 +119,15 @@ struct Network::Impl {
 
   bool winograd = true;
   int64_t wino_max_channels = 1 << 30;               // convs with more output channels run direct
+  double wino_raw_bytes = 4.0 * (1 << 20);           // larger transformed weights: kept as taps
   PackedConv pack(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) const {
     bool all16 = true;
     for (auto& d : ins) all16 = all16 && d.cb == 16;
-    return (winograd && all16 && w.shape[0] <= wino_max_channels) ? pack_wino(w, b, ins, ocg, wkern->bf16) : pack_conv(w, b, ins, ocg);
+    if (!(winograd && all16 && w.shape[0] <= wino_max_channels)) return pack_conv(w, b, ins, ocg);
+    int icp = 0;
+    for (auto& d : ins) icp += d.nblk * 16;
+    const double u_bytes = (double)k::kWinoT * icp * blocks16((int)w.shape[0]) * 16 * (wkern->bf16 ? 2 : 4);
+    return pack_wino(w, b, ins, ocg, *wkern, u_bytes > wino_raw_bytes);
   }
 
   int enc_conv(int l, int j) const { return 2 * l + j; }
@@ -166,6 +175,7 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
     m.winograd = !(env && std::string(env) == "0");
   }
   if (const char* env = std::getenv("UNET_RT_WINOGRAD_MAX_CHANNELS")) m.wino_max_channels = std::atoll(env);
+  if (const char* env = std::getenv("UNET_RT_WINOGRAD_RAW_MB")) m.wino_raw_bytes = std::atof(env) * (1 << 20);
   m.in_cb = arch.in_channels < 16 ? arch.in_channels : 16;
 
   const int D = arch.depth;
@@ -368,7 +378,7 @@ Plan Network::Impl::build_plan(int h, int w) const {
     for (int i = 0; i < op.nin; ++i) icb += p.t[op.in[i]].nblk;
     const int ocb = cw.groups() * cw.ocg / 16;
     const int64_t tiles = (int64_t)((op.oh + 3) / 4) * ((op.ow + 3) / 4);
-    op.band = wino_band(icb, ocb, tiles, (double)cw.bytes(), wkern->bf16);
+    op.band = wino_band(icb, ocb, tiles, (double)cw.u_bytes, wkern->bf16);
     p.wino_v = std::max(p.wino_v, (wino_v_bytes(icb, op.band, wkern->bf16) / 4 + kAlign - 1) / kAlign * kAlign);
     p.wino_m = std::max(p.wino_m, (wino_m_bytes(ocb, op.band) / 4 + kAlign - 1) / kAlign * kAlign);
   }
@@ -512,6 +522,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
           a.relu = true;
           WinoSchedule sched;
           sched.band = op.band;
+          sched.raw = cw.raw();
           double secs[3] = {0, 0, 0};
           float* vbuf = m.arena.get() + p.act_floats;
           run_winograd(*m.wkern, a, sched, vbuf, vbuf + p.wino_v, pf, m.profile ? secs : nullptr);
@@ -523,7 +534,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
             const std::string dt = m.wkern->bf16 ? "bf16" : "f32";
             record(op.name, "wino-in-" + dt, secs[0], 0, xb + vb);
             record(op.name, m.wkern->wino_gemm_name(cw.ocg), secs[1], 2.0 * k::kWinoT * tiles * a.icb * 16 * a.ocb * 16,
-                   (double)cw.bytes() * nbands + vb * cw.groups() + mb);
+                   (double)cw.u_bytes * nbands + vb * cw.groups() + mb);
             record(op.name, "wino-out-f32", secs[2], 0, mb + yb);
           }
           m.zero_border(p, op.out);
@@ -602,6 +613,17 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
       }
     }
   }
+  if (m.profile) {
+    if (m.prof_sum.size() != m.prof.size()) m.prof_sum.assign(m.prof.size(), ProfileRow{});
+    for (size_t i = 0; i < m.prof.size(); ++i) {
+      ProfileRow& r = m.prof_sum[i];
+      r.layer = m.prof[i].layer;  // the same op list for every tile shape
+      r.phase = m.prof[i].phase;
+      r.seconds += m.prof[i].seconds;
+      r.flops += m.prof[i].flops;
+      r.bytes += m.prof[i].bytes;
+    }
+  }
   if (m.profile_print) print_profile(m.prof, h, w, m.wkern->name);
 }
 
@@ -622,11 +644,20 @@ const std::string& Network::precision_note() const { return impl_->precision_not
 std::string Network::kernel_name() const { return impl_->wkern->wino_gemm_name(impl_->wkern->preferred_ocg); }
 void Network::set_profile(bool on) {
   std::lock_guard<std::mutex> lk(impl_->mu);
+  if (on && !impl_->profile) impl_->prof_sum.clear();
   impl_->profile = on;
 }
 std::vector<Network::ProfileRow> Network::last_profile() const {
   std::lock_guard<std::mutex> lk(impl_->mu);
   return impl_->prof;
+}
+std::vector<Network::ProfileRow> Network::profile_totals() const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  return impl_->prof_sum;
+}
+void Network::reset_profile() {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  impl_->prof_sum.clear();
 }
 size_t Network::weight_bytes() const {
   size_t n = (impl_->head_w.size() + impl_->head_b.size()) * sizeof(float);

@@ -44,6 +44,10 @@ class Network {
   };
   void set_profile(bool on);
   std::vector<ProfileRow> last_profile() const;
+  // The rows of every forward() since reset_profile() (or since profiling was turned on), summed per
+  // (layer, phase) in execution order: the whole of a tiled image (Engine resets it per call).
+  std::vector<ProfileRow> profile_totals() const;
+  void reset_profile();
   // Output size for an input tile of `size` pixels (std::invalid_argument if not valid).
   int output_size(int size) const;
   // Bytes of activation memory one forward() of an h x w tile needs (planned once per shape).

@@ -40,21 +40,33 @@ PackedConv pack_conv(const TensorView& w, const TensorView& b, const std::vector
   return p;
 }
 
-// Winograd F(4x4, 3x3) version of a conv whose inputs all use 16-channel blocks.
-PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg, bool bf16) {
+PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg,
+                     const kernels::Kernels& kn, bool raw_taps) {
   const int oc = (int)w.shape[0];
   PackedConv p;
   p.oc = oc;
   p.ocg = ocg;
   p.wino = true;
+  p.raw_taps = raw_taps;
   std::vector<int> chans;
-  for (auto& d : ins) chans.push_back(d.channels);
-  p.w = kernels::wino_pack_weights(w.data, oc, chans, ocg);
-  if (bf16) {
-    p.w16 = kernels::wino_pack_weights_bf16(p.w, ocg);
-    std::vector<float>().swap(p.w);
+  int icp = 0;
+  for (auto& d : ins) {
+    chans.push_back(d.channels);
+    icp += blocks16(d.channels) * 16;
   }
   const int ng = (blocks16(oc) * 16 + ocg - 1) / ocg;
+  const int64_t per_group = (int64_t)kernels::kWinoT * icp * ocg;  // elements of one group's U
+  p.u_bytes = ng * per_group * (kn.bf16 ? 2 : 4);
+  p.w = kernels::wino_pack_raw(w.data, oc, chans, ocg);
+  if (!raw_taps) {
+    std::vector<float> raw;
+    raw.swap(p.w);
+    if (kn.bf16) p.w16.resize(ng * per_group);
+    else p.w.resize(ng * per_group);
+    for (int g = 0; g < ng; ++g)
+      kn.wino_wt(raw.data() + (int64_t)g * icp * 9 * ocg, icp, ocg,
+                 kn.bf16 ? static_cast<void*>(p.w16.data() + g * per_group) : p.w.data() + g * per_group);
+  }
   p.b.assign((size_t)ng * ocg, 0.0f);
   for (int o = 0; o < oc; ++o) p.b[o] = b.data[o];
   return p;

@@ -8,12 +8,21 @@
 
 namespace unet_rt {
 
+namespace kernels {
+struct Kernels;
+}
+
 struct PackedConv {
-  std::vector<float> w, b;   // direct: [OC/ocg][i][blk][3][3][cb][ocg]; Winograd fp32: U [OC/ocg][36][IC][ocg]
-  std::vector<uint16_t> w16; // Winograd bf16: U [OC/ocg][36][IC/2][ocg][2] (w is then empty)
+  // direct: w [OC/ocg][i][blk][3][3][cb][ocg]. Winograd: U (transformed) in w [OC/ocg][36][IC][ocg]
+  // (fp32) or w16 [OC/ocg][36][IC/2][ocg][2] (bf16); or, with raw_taps, the 3x3 taps
+  // w [OC/ocg][IC][9][ocg] that the driver transforms per band and group (Kernels::wino_wt).
+  std::vector<float> w, b;
+  std::vector<uint16_t> w16;
   int oc = 0, ocg = 16;
-  bool wino = false;
-  const void* u() const { return w16.empty() ? static_cast<const void*>(w.data()) : w16.data(); }
+  bool wino = false, raw_taps = false;
+  int64_t u_bytes = 0;       // Winograd: bytes of the transformed weights (held or not)
+  const void* u() const { return raw_taps ? nullptr : w16.empty() ? static_cast<const void*>(w.data()) : w16.data(); }
+  const float* raw() const { return raw_taps ? w.data() : nullptr; }
   size_t bytes() const { return (w.size() + b.size()) * sizeof(float) + w16.size() * sizeof(uint16_t); }
   int groups() const { return (int)(b.size() / ocg); }
 };
@@ -30,9 +39,12 @@ struct InDesc {
 
 // w: PyTorch [OC][IC][kh][kw] -> [OC/ocg][i][blk][kh][kw][cb_i][ocg], zeros where padded.
 PackedConv pack_conv(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg);
-// Winograd F(4x4, 3x3) version of a 3x3 conv whose inputs all use 16-channel blocks (bf16: U in
-// bf16 pairs for the bf16 kernels).
-PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg, bool bf16);
+// Winograd F(4x4, 3x3) version of a 3x3 conv whose inputs all use 16-channel blocks, for the kernel
+// table kn (U in fp32, or in bf16 pairs for a bf16 table): transformed now by kn.wino_wt, or with
+// raw_taps kept as taps (a quarter of fp32 U's memory) for the driver to transform on the fly; both
+// give the same U.
+PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg,
+                     const kernels::Kernels& kn, bool raw_taps = false);
 // w: PyTorch ConvTranspose2d [IC][OC][2][2] -> [OC/ocg][a][b][IC/16*16][ocg].
 PackedUp pack_up(const TensorView& w, const TensorView& b, int ocg);
 

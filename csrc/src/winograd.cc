@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <vector>
 
 namespace unet_rt {
 
@@ -43,12 +44,28 @@ void run_winograd(const k::Kernels& kn, const k::WinoArgs& a, const WinoSchedule
     lap(t, 0);
     // 2. GEMMs: unit (q, g, chunk), chunks innermost so that consecutive units share U[g][q]
     const int64_t chunks = (n + s.gemm_nt - 1) / s.gemm_nt;
-    pf((int64_t)k::kWinoT * ng * chunks, [&](int64_t u) {
-      const int64_t c = u % chunks, qg = u / chunks;
-      const int q = (int)(qg / ng), g = (int)(qg % ng);
-      const int64_t n0 = c * s.gemm_nt;
-      kn.wino_gemm(a, v, nb, q, g, n0, (int)std::min<int64_t>(s.gemm_nt, n - n0), m);
-    });
+    if (s.raw) {  // unit g: transform U_g, then every (q, chunk) of g
+      const int64_t ic = (int64_t)a.icb * 16, elems = (int64_t)k::kWinoT * ic * a.ocg;
+      pf(ng, [&](int64_t g) {
+        thread_local std::vector<float> ug;  // one group's U (bf16: two per float)
+        const size_t floats = (size_t)(kn.bf16 ? (elems + 1) / 2 : elems);
+        if (ug.size() < floats) ug.resize(floats);
+        kn.wino_wt(s.raw + g * ic * 9 * a.ocg, (int)ic, a.ocg, ug.data());
+        k::WinoArgs ag = a;
+        ag.u = ug.data();
+        ag.u_gs = 0;
+        for (int q = 0; q < k::kWinoT; ++q)
+          for (int64_t n0 = 0; n0 < n; n0 += s.gemm_nt)
+            kn.wino_gemm(ag, v, nb, q, (int)g, n0, (int)std::min<int64_t>(s.gemm_nt, n - n0), m);
+      });
+    } else {
+      pf((int64_t)k::kWinoT * ng * chunks, [&](int64_t u) {
+        const int64_t c = u % chunks, qg = u / chunks;
+        const int q = (int)(qg / ng), g = (int)(qg % ng);
+        const int64_t n0 = c * s.gemm_nt;
+        kn.wino_gemm(a, v, nb, q, g, n0, (int)std::min<int64_t>(s.gemm_nt, n - n0), m);
+      });
+    }
     lap(t, 1);
     // 3. output transforms (+ bias, ReLU) per 16-channel block and run of tiles
     const int64_t out_chunks = (n + s.out_nt - 1) / s.out_nt;

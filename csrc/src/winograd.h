@@ -18,6 +18,10 @@ struct WinoSchedule {
   int in_nt = 8;      // tiles per input-transform work unit
   int out_nt = 16;    // tiles per output-transform work unit
   double (*clock)() = nullptr;  // seconds for the phase times (default: steady wall clock)
+  // Weights kept as raw taps (PackedConv::raw()): each band's GEMM phase transforms group g's U into
+  // a per-thread buffer (Kernels::wino_wt) and runs all 36 positions of g from it; the units are
+  // then the groups (parallelism = OC / ocg).
+  const float* raw = nullptr;
 };
 
 // Band size for a conv with icb input / ocb output blocks and u_bytes of transformed weights over
@@ -29,7 +33,8 @@ int64_t wino_band(int icb, int ocb, int64_t tiles, double u_bytes, bool bf16);
 int64_t wino_v_bytes(int icb, int64_t band, bool bf16);
 int64_t wino_m_bytes(int ocb, int64_t band);
 
-// Runs the conv: a.{in, icb, ocb, u, bias, ocg, oh, ow, th, tw, y, relu} set; v and m hold a band.
+// Runs the conv: a.{in, icb, ocb, u, bias, ocg, oh, ow, th, tw, y, relu} set (a.u unused with
+// s.raw); v and m hold a band.
 // seconds (if not null) accumulates [input transform, GEMM, output transform] wall time.
 void run_winograd(const kernels::Kernels& kn, const kernels::WinoArgs& a, const WinoSchedule& s, void* v, float* m,
                   const ParallelFor& pf, double* seconds = nullptr);

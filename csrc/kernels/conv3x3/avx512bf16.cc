@@ -21,6 +21,13 @@ struct Avx512Bf16 : Avx512 {
   static inline void store_bf16(uint16_t* p, reg v) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v));
   }
+  // p[2i] = bf16(r0[i]), p[2i+1] = bf16(r1[i]), i < 16.
+  static inline void store_bf16_pairs(uint16_t* p, reg r0, reg r1) {
+    const __m512i x = (__m512i)_mm512_cvtne2ps_pbh(r1, r0);  // words 0-15: r0, 16-31: r1
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    _mm512_storeu_si512(p, _mm512_permutexvar_epi16(idx, x));
+  }
 };
 
 template <int NX, int NV>
@@ -58,7 +65,7 @@ inline void gemm_bf16(const WinoArgs& a, const void* vin, int64_t nband, int q, 
   static constexpr auto table = make_gemm_table<NV>(std::make_integer_sequence<int, NXMAX>{});
   const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
   const uint16_t* v = static_cast<const uint16_t*>(vin) + q * vt + n0 * 16;
-  const uint16_t* u = static_cast<const uint16_t*>(a.u) + ((int64_t)g * kWinoT + q) * ic * a.ocg;
+  const uint16_t* u = static_cast<const uint16_t*>(a.u) + g * wino_u_group_stride(a) + q * ic * a.ocg;
   constexpr int64_t px = kWinoT * 16;
   float* mo = m + ((int64_t)(g * a.ocg / 16) * nband + n0) * px + q * 16;
   const int64_t bs = nband * 16, mbs = nband * px;
@@ -70,6 +77,9 @@ inline void gemm_bf16(const WinoArgs& a, const void* vin, int64_t nband, int q, 
 
 void conv3x3_wino_in_bf16_avx512bf16(const WinoArgs& a, void* v, int64_t nband, int64_t tile, int64_t n) {
   simd::wino_in<simd::Avx512Bf16, true>(a, v, nband, tile, n);
+}
+void conv3x3_wino_wt_bf16_avx512bf16(const float* g, int ic, int ocg, void* u) {
+  simd::wino_wt<simd::Avx512Bf16, true>(g, ic, ocg, u);
 }
 void conv3x3_wino_gemm_bf16_avx512bf16(const WinoArgs& a, const void* v, int64_t nband, int q, int g, int64_t n0,
                                        int nt, float* m) {
