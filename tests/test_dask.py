@@ -348,6 +348,11 @@ def test_instances_stack_and_distributed(client, model, pct_model, image):
     np.testing.assert_array_equal(got_pct, unet_rt.Engine(pct_model, tile=TILE).segment(stack))
     with pytest.raises(ValueError, match="halo"):
         ud.instances(image, model, halo=-1)
+    # no object anywhere: an empty join
+    none = {"foreground_class": 0, "instances": {"mask_threshold": 0.99}}
+    empty = ud.instances(image, model, tile=TILE, block=50, decision=none).compute(scheduler="threads")
+    assert empty.max() == 0
+    np.testing.assert_array_equal(empty, unet_rt.Engine(model, tile=TILE).instances(image, decision=none))
 
 
 # ------------------------------------------------------------------ per-image percentile normalisation

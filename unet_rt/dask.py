@@ -560,8 +560,8 @@ def segment(array, model, *, tile: int | None = None, block: int = 2048, backend
 # on the block's probabilities extended by ``halo`` pixels on every side (clipped to the image); the
 # block keeps its own pixels. Objects that cross a block border are then joined: two neighbouring
 # blocks both labelled the strip of ``2 * strip`` pixels around their shared face, and their local
-# labels are linked there (one task over all blocks' small summaries: a graph of local labels,
-# ``scipy.sparse.csgraph.connected_components``). Finally objects smaller than the decision's
+# labels are linked there (one task per face); one task over all blocks' per-object summaries and the
+# links makes a graph of local labels (``scipy.sparse.csgraph.connected_components``). Finally objects smaller than the decision's
 # sizes are dropped and the rest numbered 1..n in raster order of their first pixel.
 #
 # * No marker threshold (markers = the mask's components, so instances = connected components of the
@@ -595,7 +595,8 @@ def _first_index(core: np.ndarray, n: int, y0: int, x0: int, W: int) -> np.ndarr
 
 def _block_instances(pieces: list, *, decision: str, core: tuple, origin: tuple, W: int,
                      strips: dict) -> tuple:
-    """pieces: rows of (K, h, w) parts of the extended block -> (the block's own local labels, its summary)."""
+    """pieces: rows of (K, h, w) parts of the extended block -> (the block's own local labels, its
+    summary: label count, sizes and first pixels, its labels on the strips around its faces)."""
     from . import _core
 
     probs = np.concatenate([np.concatenate(row, axis=2) for row in pieces], axis=1)
@@ -603,14 +604,11 @@ def _block_instances(pieces: list, *, decision: str, core: tuple, origin: tuple,
     (cy0, cy1), (cx0, cx1) = core
     own = lab[cy0:cy1, cx0:cx1]
     n = int(lab.max())
-    summary = {
-        "n": n,
-        "sizes": np.bincount(own.ravel(), minlength=n + 1).astype(np.int64),
-        "first": _first_index(own, n, origin[0] + cy0, origin[1] + cx0, W),
-        # the extended block's labels on the strips around its faces (in its own coordinates)
-        "strips": {side: lab[ys[0]:ys[1], xs[0]:xs[1]].copy() for side, (ys, xs) in strips.items()},
-    }
-    return np.ascontiguousarray(own), summary
+    summary = {"n": n, "sizes": np.bincount(own.ravel(), minlength=n + 1).astype(np.int64),
+               "first": _first_index(own, n, origin[0] + cy0, origin[1] + cx0, W)}
+    # the extended block's labels on the strips around its faces (in its own coordinates)
+    edges = {side: lab[ys[0]:ys[1], xs[0]:xs[1]].copy() for side, (ys, xs) in strips.items()}
+    return np.ascontiguousarray(own), summary, edges
 
 
 def _links(a: np.ndarray, b: np.ndarray, every: bool) -> np.ndarray:
@@ -633,24 +631,23 @@ def _links(a: np.ndarray, b: np.ndarray, every: bool) -> np.ndarray:
     return pairs[both]
 
 
-def _merge(summaries: list, grid: tuple[int, int], every: bool, min_keep: int) -> list:
-    """Local labels of all blocks -> one lookup table per block (local label -> global label)."""
+def _face_links(mine: dict, theirs: dict, sides: tuple, every: bool) -> np.ndarray:
+    """Links (label in the first block, label in the second) across one face (one task per face)."""
+    return _links(mine[sides[0]], theirs[sides[1]], every)
+
+
+def _merge(summaries: list, faces: list, links: list, min_keep: int) -> list:
+    """Local labels of all blocks, and the links across faces ((block a, block b) -> pairs) -> one
+    lookup table per block (local label -> global label). One task; its inputs are ~16 bytes per object."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    ny, nx = grid
     ns = [s["n"] for s in summaries]
     offset = np.concatenate([[0], np.cumsum(ns)])  # node of block b's label l (>= 1): offset[b] + l - 1
     total = int(offset[-1])
     edges = [np.zeros((0, 2), np.int64)]
-    for i in range(ny):
-        for j in range(nx):
-            b = i * nx + j
-            for nb, mine, theirs in ((b + 1, "right", "left"), (b + nx, "bottom", "top")):
-                if mine not in summaries[b]["strips"]:
-                    continue
-                e = _links(summaries[b]["strips"][mine], summaries[nb]["strips"][theirs], every)
-                edges.append(np.stack([e[:, 0] + offset[b] - 1, e[:, 1] + offset[nb] - 1], 1))
+    for (a, b), e in zip(faces, links):
+        edges.append(np.stack([e[:, 0] + offset[a] - 1, e[:, 1] + offset[b] - 1], 1))
     e = np.concatenate(edges)
     g = coo_matrix((np.ones(len(e), np.int8), (e[:, 0], e[:, 1])), shape=(total, total))
     ncomp, comp = connected_components(g, directed=False)
@@ -695,7 +692,7 @@ def _plane_instances(chunks: np.ndarray, lead: int, plan: BlockPlan, H: int, W: 
         return rows
 
     ny, nx = len(plan.y), len(plan.x)
-    owns, summaries = [], []
+    owns, summaries, edges = [], [], []
     for i, (y0, y1) in enumerate(plan.y):
         for j, (x0, x1) in enumerate(plan.x):
             ey0, ey1, ex0, ex1 = max(y0 - halo, 0), min(y1 + halo, H), max(x0 - halo, 0), min(x1 + halo, W)
@@ -716,12 +713,21 @@ def _plane_instances(chunks: np.ndarray, lead: int, plan: BlockPlan, H: int, W: 
                 s = min(strip, wy[i - 1], wy[i])
                 faces["top"] = ((y0 - s, y0 + s), (x0, x1))
             local = {k: ((a - ey0, b - ey0), (c - ex0, d - ex0)) for k, ((a, b), (c, d)) in faces.items()}
-            own, summ = dask.delayed(_block_instances, nout=2, pure=True)(
+            own, summ, strips_b = dask.delayed(_block_instances, nout=3, pure=True)(
                 part(ey0, ey1, ex0, ex1), decision=decision, core=((y0 - ey0, y1 - ey0), (x0 - ex0, x1 - ex0)),
                 origin=(ey0, ex0), W=W, strips=local)
             owns.append(own)
             summaries.append(summ)
-    luts = dask.delayed(_merge, pure=True)(summaries, (ny, nx), every, min_keep)
+            edges.append(strips_b)
+    faces, links = [], []
+    for i in range(ny):
+        for j in range(nx):
+            b = i * nx + j
+            for nb, sides, ok in ((b + 1, ("right", "left"), j + 1 < nx), (b + nx, ("bottom", "top"), i + 1 < ny)):
+                if ok:
+                    faces.append((b, nb))
+                    links.append(dask.delayed(_face_links, pure=True)(edges[b], edges[nb], sides, every))
+    luts = dask.delayed(_merge, pure=True)(summaries, faces, links, min_keep)
     rows = []
     for i, (y0, y1) in enumerate(plan.y):
         rows.append([da.from_delayed(dask.delayed(_relabel, pure=True)(owns[i * nx + j], luts, i * nx + j),
