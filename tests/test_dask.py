@@ -467,3 +467,11 @@ def test_same_padded_within_bound(tile, block, tmp_path):
     assert np.abs(p - eng.predict(img)).max() <= 1e-6
     np.testing.assert_array_equal(ud.segment(x, m, tile=tile, block=block).compute(scheduler="threads"),
                                   eng.segment(img))
+
+
+def test_cli_refuses_what_it_does_not_do(model, tmp_path, capsys):
+    for extra in (["--threshold", "0.3"], ["--halo", "-1"], ["--instances", "--probabilities"]):
+        assert _cli("segment", tmp_path / "x.zarr", "-o", tmp_path / "y.zarr", "-m", model, "--workers", 2,
+                    *extra) == 2
+        assert "unet-rt: error:" in capsys.readouterr().err
+    assert not (tmp_path / "y.zarr").exists()
