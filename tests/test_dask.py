@@ -283,7 +283,8 @@ def _same_partition(a, b):
     """a and b label the same objects (up to their numbering)."""
     from skimage.metrics import adapted_rand_error
 
-    return len(np.unique(a)) == len(np.unique(b)) and ((a > 0) == (b > 0)).all() and adapted_rand_error(a, b, ignore_labels=(0,))[0] == 0
+    return (len(np.unique(a)) == len(np.unique(b)) and ((a > 0) == (b > 0)).all()
+            and adapted_rand_error(a, b, ignore_labels=(0,))[0] == 0)
 
 
 @pytest.mark.parametrize("decision", [
@@ -301,12 +302,14 @@ def test_instances_components_equal_engine(model, image, decision):
     assert got.dtype == np.int32 and ud.block_plan(157, 203, 2, TILE, 40).y[1][0] == 40
     np.testing.assert_array_equal(got, ref)  # numbering too: raster order of first pixel
     # objects cross block borders (every 40 px; else the test would prove little)
-    cross = np.concatenate([got[b - 1][(got[b - 1] > 0) & (got[b - 1] == got[b])] for b in (40, 80, 120)] +
-                           [got[:, b - 1][(got[:, b - 1] > 0) & (got[:, b - 1] == got[:, b])] for b in (40, 80, 120, 160)])
+    rows = [got[b - 1][(got[b - 1] > 0) & (got[b - 1] == got[b])] for b in (40, 80, 120)]
+    cols = [got[:, b - 1][(got[:, b - 1] > 0) & (got[:, b - 1] == got[:, b])] for b in (40, 80, 120, 160)]
+    cross = np.concatenate(rows + cols)
     assert len(np.unique(cross)) >= (1 if decision is None else 20)
     # an independent reference: scipy's 4-connected components of the mask, size-filtered
     if decision is None or "threshold" not in decision:
-        mask = ud.segment(image, model, tile=TILE).compute() == (decision or {"foreground_class": 1})["foreground_class"]
+        fg = (decision or {"foreground_class": 1})["foreground_class"]
+        mask = ud.segment(image, model, tile=TILE).compute() == fg
         keep = 1
     else:
         mask = ud.predict(image, model, tile=TILE).compute()[1] > 0.9
@@ -380,10 +383,11 @@ def test_percentile_model_equals_engine(pct_model, dtype):
     stack = np.stack([img, other])
     x = da.from_array(stack, chunks=(1, 50, 64))
     eng = unet_rt.Engine(pct_model, tile=TILE)
-    np.testing.assert_array_equal(ud.predict(x, pct_model, tile=TILE, block=50).compute(scheduler="threads"), eng.predict(stack))
-    np.testing.assert_array_equal(ud.segment(x, pct_model, tile=TILE, block=50).compute(scheduler="threads"), eng.segment(stack))
+    for fn, ref in ((ud.predict, eng.predict), (ud.segment, eng.segment), (ud.instances, eng.instances)):
+        np.testing.assert_array_equal(fn(x, pct_model, tile=TILE, block=50).compute(scheduler="threads"), ref(stack))
     # against numpy: the normalised input is (x - P1) / (P99.8 - P1), then (x' - 0.5) / 0.25, per plane
-    got = ud._percentile_normalize(x, {"mean": [0.5], "std": [0.25], "percentiles": [1.0, 99.8]}, False).compute(scheduler="threads")
+    norm = {"mean": [0.5], "std": [0.25], "percentiles": [1.0, 99.8]}
+    got = ud._percentile_normalize(x, norm, False).compute(scheduler="threads")
     for t in range(2):
         lo, hi = np.percentile(stack[t].astype(np.float64), [1.0, 99.8])
         exp = ((stack[t] - lo) / (hi - lo) - 0.5) / 0.25

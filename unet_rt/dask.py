@@ -561,8 +561,9 @@ def segment(array, model, *, tile: int | None = None, block: int = 2048, backend
 # block keeps its own pixels. Objects that cross a block border are then joined: two neighbouring
 # blocks both labelled the strip of ``2 * strip`` pixels around their shared face, and their local
 # labels are linked there (one task per face); one task over all blocks' per-object summaries and the
-# links makes a graph of local labels (``scipy.sparse.csgraph.connected_components``). Finally objects smaller than the decision's
-# sizes are dropped and the rest numbered 1..n in raster order of their first pixel.
+# links makes a graph of local labels (``scipy.sparse.csgraph.connected_components``). Finally objects
+# smaller than the decision's sizes are dropped and the rest numbered 1..n in raster order of their
+# first pixel.
 #
 # * No marker threshold (markers = the mask's components, so instances = connected components of the
 #   mask): every pair of labels meeting on the face is linked, with a halo of 1. That is exact: two
@@ -686,7 +687,8 @@ def _plane_instances(chunks: np.ndarray, lead: int, plan: BlockPlan, H: int, W: 
             for bj, (c, d) in enumerate(plan.x):
                 if d <= x0 or c >= x1:
                     continue
-                sl = (0,) * lead + (slice(None), slice(max(y0, a) - a, min(y1, b) - a), slice(max(x0, c) - c, min(x1, d) - c))
+                sl = (0,) * lead + (slice(None), slice(max(y0, a) - a, min(y1, b) - a),
+                                    slice(max(x0, c) - c, min(x1, d) - c))
                 row.append(dask.delayed(operator.getitem, pure=True)(chunks[bi, bj], sl))
             rows.append(row)
         return rows
