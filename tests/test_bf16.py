@@ -62,6 +62,41 @@ def test_winograd_bf16_simd_vs_ref(case, ocg):
     assert float((diff - (2 * U_BF16 * 0.5 + 2 * _gamma(sum(case[0]) + 30)) * wabs).max()) <= 0
 
 
+AMX = "avx512" in K.available_isas() and K.bf16_kernels("avx512") == "amx_bf16"
+NO_AMX = "no AMX tier on this CPU (AMX-TILE/AMX-BF16, OS permission, self-check): the AVX512-BF16 tier runs"
+
+
+def test_amx_tier_only_where_it_runs(monkeypatch):
+    """The bf16 GEMM is AMX's where the CPU, the OS and the self-check allow it, else vdpbf16ps, and
+    info says why not AMX; UNET_RT_AMX=0 forces the AVX512-BF16 tier."""
+    if not SIMD_BF16:
+        pytest.skip(NO_SIMD_BF16)
+    from unet_rt import Engine
+
+    kernel = Engine(SHIPPED, threads=1, precision="bf16").info
+    if AMX:
+        assert kernel["kernel"].endswith("_amx") and "amx_note" not in kernel, kernel
+    else:
+        assert kernel["kernel"].endswith("_avx512bf16") and kernel["amx_note"], kernel
+    monkeypatch.setenv("UNET_RT_AMX", "0")
+    assert K.bf16_kernels("avx512") == "avx512_bf16"
+    assert Engine(SHIPPED, threads=1, precision="bf16").info["kernel"].endswith("_avx512bf16")
+
+
+@pytest.mark.skipif(not AMX, reason=NO_AMX)
+@pytest.mark.parametrize("ocg", [16, 32])
+@pytest.mark.parametrize("case", WINO_CASES, ids=lambda c: f"ic{'+'.join(map(str, c[0]))}-oc{c[1]}-{c[2]}x{c[3]}")
+def test_amx_vs_avx512bf16(case, ocg, monkeypatch):
+    # Same bf16 V and U (the same transforms): the tiers differ only in the fp32 summation order.
+    inputs, w, b, pre, bound, wabs = _bf16_case(case)
+    oh, ow, band, nt = case[2], case[3], case[4], case[5]
+    kw = dict(relu=False, isa="avx512", ocg=ocg, band=band, nt=nt, precision="bf16")
+    y_amx = K.conv3x3_winograd(inputs, w, b, oh, ow, **kw)
+    monkeypatch.setenv("UNET_RT_AMX", "0")
+    y_vnni = K.conv3x3_winograd(inputs, w, b, oh, ow, **kw)
+    assert float((np.abs(y_amx - y_vnni) - 2 * _gamma(sum(case[0]) + 30) * wabs).max()) <= 0
+
+
 def test_bf16_tiers():
     assert K.bf16_kernels("ref") == "ref_bf16"
     if "avx2" in K.available_isas():

@@ -190,9 +190,9 @@ struct Kernels {
 
 // Per-ISA tables (defined in each family's file, gathered in dispatch.cc).
 const Kernels& kernels_for(Isa isa);    // std::invalid_argument if this CPU lacks the ISA
-// The bf16 table of a tier: ref (scalar, any CPU) or avx512 with AVX512-BF16 (vdpbf16ps); nullptr
+// The bf16 table of a tier: ref (scalar, any CPU); for avx512 with AVX512-BF16, AMX (tdpbf16ps) where
+// the CPU and OS allow it and its self-check passes (UNET_RT_AMX=0: never), else vdpbf16ps; nullptr
 // where this CPU and tier have no bf16 GEMM (avx2, avx512 without AVX512-BF16). *why says so.
-// (AMX tdpbf16ps is not implemented: see docs/speed.md.)
 const Kernels* bf16_kernels_for(Isa isa, std::string* why = nullptr);
 Isa best_isa();                          // if/else chain over CPU features, ending in Ref
 bool isa_supported(Isa isa);
@@ -216,6 +216,13 @@ UNET_RT_WINO_DECL(f32, avx512)
 UNET_RT_WINO_DECL(bf16, ref)
 UNET_RT_WINO_DECL(bf16, avx512bf16)
 #undef UNET_RT_WINO_DECL
+// AMX (amxbf16.cc): the GEMM on tile registers; enable() asks the OS for tile data once per process,
+// self_check() compares one GEMM with `reference` before dispatch chooses the tier.
+void conv3x3_wino_gemm_bf16_amx(const WinoArgs&, const void*, int64_t, int, int, int64_t, int, float*);
+bool amx_bf16_enable(std::string* why);
+bool amx_bf16_self_check(WinoGemmFn reference, std::string* why);
+// Why the AMX tier is not used ("" where it is).
+const std::string& amx_note();
 void conv3x3_wino_out_f32_ref(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int);
 void conv3x3_wino_out_f32_avx2(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int);
 void conv3x3_wino_out_f32_avx512(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int);
