@@ -62,6 +62,28 @@ def test_winograd_bf16_simd_vs_ref(case, ocg):
     assert float((diff - (2 * U_BF16 * 0.5 + 2 * _gamma(sum(case[0]) + 30)) * wabs).max()) <= 0
 
 
+@pytest.mark.parametrize("isa", BF16_ISAS)
+@pytest.mark.parametrize("ocg", [16, 32])
+@pytest.mark.parametrize("ic,oc,h,w", [(16, 16, 3, 5), (20, 12, 2, 30), (64, 32, 5, 13), (32, 48, 1, 1)])
+def test_upconv2x2_bf16(ic, oc, h, w, ocg, isa):
+    """The bf16 up-conv: inputs and weights rounded to bf16 (relative 2^-9 each), products exact,
+    fp32 sums; within (2u + u^2 + gamma_(IC+1)) * sum |x||w| (+ the bias's rounding) of the float64
+    truth, really rounding (far above fp32's error), and the SIMD tier close to the scalar one."""
+    from test_kernels import _rand, _up_np
+
+    x, wt, b = _rand(ic, h, w), _rand(ic, oc, 2, 2), _rand(oc)
+    exact = _up_np(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64))
+    absum = _up_np(np.abs(x).astype(np.float64), np.abs(wt).astype(np.float64), 0 * np.abs(b).astype(np.float64))
+    bound = (2 * U_BF16 + U_BF16**2 + _gamma(ic + 1)) * absum + _gamma(ic + 1) * np.abs(b)[:, None, None]
+    y = K.upconv2x2(x, wt, b, isa=isa, ocg=ocg, precision="bf16")
+    _check(y, exact, bound)
+    y32 = K.upconv2x2(x, wt, b, isa=isa, ocg=ocg)
+    assert np.abs(y - exact).max() > 20 * np.abs(y32 - exact).max()
+    if isa != "ref":
+        yr = K.upconv2x2(x, wt, b, isa="ref", ocg=ocg, precision="bf16")
+        assert float((np.abs(y - yr) - 2 * _gamma(ic + 1) * absum - _gamma(2) * np.abs(b)[:, None, None]).max()) <= 0
+
+
 AMX = "avx512" in K.available_isas() and K.bf16_kernels("avx512") == "amx_bf16"
 NO_AMX = "no AMX tier on this CPU (AMX-TILE/AMX-BF16, OS permission, self-check): the AVX512-BF16 tier runs"
 

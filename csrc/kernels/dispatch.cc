@@ -97,7 +97,7 @@ std::vector<std::string> available_isas() {
 static const Kernels kRef{Isa::Ref, "ref", conv3x3_ref, upconv2x2_ref, pool2x2_ref, head1x1_ref,
                           conv3x3_wino_in_f32_ref, conv3x3_wino_gemm_f32_ref, conv3x3_wino_out_f32_ref, conv3x3_wino_wt_f32_ref, 16, false,
                           2, 2, "ref"};
-static const Kernels kRefBf16{Isa::Ref, "ref_bf16", conv3x3_ref, upconv2x2_ref, pool2x2_ref, head1x1_ref,
+static const Kernels kRefBf16{Isa::Ref, "ref_bf16", conv3x3_ref, upconv2x2_bf16_ref, pool2x2_ref, head1x1_ref,
                               conv3x3_wino_in_bf16_ref, conv3x3_wino_gemm_bf16_ref, conv3x3_wino_out_f32_ref, conv3x3_wino_wt_bf16_ref, 16, true,
                               1, 1, "ref"};
 static const Kernels kAvx2{Isa::Avx2, "avx2", conv3x3_avx2, upconv2x2_avx2, pool2x2_avx2, head1x1_avx2,
@@ -106,13 +106,13 @@ static const Kernels kAvx2{Isa::Avx2, "avx2", conv3x3_avx2, upconv2x2_avx2, pool
 static const Kernels kAvx512{Isa::Avx512, "avx512", conv3x3_avx512, upconv2x2_avx512, pool2x2_avx512,
                              head1x1_avx512, conv3x3_wino_in_f32_avx512, conv3x3_wino_gemm_f32_avx512,
                              conv3x3_wino_out_f32_avx512, conv3x3_wino_wt_f32_avx512, 32, false, 24, 12, "avx512"};
-// The AVX512-BF16 tier: the avx512 table with the Winograd input transform and GEMMs in bf16.
-static const Kernels kAvx512Bf16{Isa::Avx512, "avx512_bf16", conv3x3_avx512, upconv2x2_avx512, pool2x2_avx512,
+// The AVX512-BF16 tier: the avx512 table with the Winograd input transform, the GEMMs and the up-convs in bf16.
+static const Kernels kAvx512Bf16{Isa::Avx512, "avx512_bf16", conv3x3_avx512, upconv2x2_bf16_avx512bf16, pool2x2_avx512,
                                  head1x1_avx512, conv3x3_wino_in_bf16_avx512bf16, conv3x3_wino_gemm_bf16_avx512bf16,
                                  conv3x3_wino_out_f32_avx512, conv3x3_wino_wt_bf16_avx512bf16, 32, true, 24, 12, "avx512bf16"};
 
 // The AMX tier: the AVX512-BF16 table with the GEMM on AMX tiles (conv3x3/amxbf16.cc).
-static const Kernels kAmxBf16{Isa::Avx512, "amx_bf16", conv3x3_avx512, upconv2x2_avx512, pool2x2_avx512,
+static const Kernels kAmxBf16{Isa::Avx512, "amx_bf16", conv3x3_avx512, upconv2x2_bf16_avx512bf16, pool2x2_avx512,
                               head1x1_avx512, conv3x3_wino_in_bf16_avx512bf16, conv3x3_wino_gemm_bf16_amx,
                               conv3x3_wino_out_f32_avx512, conv3x3_wino_wt_bf16_avx512bf16, 32, true, 16, 16, "amx"};
 

@@ -60,9 +60,12 @@ int64_t conv_group_weights(const ConvArgs& a);
 
 // upconv2x2 stride 2 (ConvTranspose2d k=2 s=2), no activation:
 // x: [IC/16, H, W, 16]  w: packed [OC/ocg][a][b][IC/16][16][ocg]  -> y: [OC/16, 2H, 2W, 16]
+// bf16 tables (upconv2x2_bf16_*): the inputs rounded to bf16, w16 the weights as bf16 pairs
+// [OC/ocg][a][b][IC/2][ocg][2], products accumulated in fp32 (vdpbf16ps).
 struct UpArgs {
   View in;                      // cb must be 16
   const float* w = nullptr;
+  const uint16_t* w16 = nullptr;
   const float* bias = nullptr;
   int ocg = 16;
   int iw = 0;                   // input width
@@ -229,6 +232,8 @@ void conv3x3_wino_out_f32_avx512(const WinoArgs&, const float*, int64_t, int64_t
 void upconv2x2_ref(const UpArgs&, int, int);
 void upconv2x2_avx2(const UpArgs&, int, int);
 void upconv2x2_avx512(const UpArgs&, int, int);
+void upconv2x2_bf16_ref(const UpArgs&, int, int);
+void upconv2x2_bf16_avx512bf16(const UpArgs&, int, int);
 void pool2x2_ref(const PoolArgs&, int, int);
 void pool2x2_avx2(const PoolArgs&, int, int);
 void pool2x2_avx512(const PoolArgs&, int, int);

@@ -208,7 +208,7 @@ F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, c
   return y.planar();
 }
 
-F32 upconv2x2(F32 x, F32 w, F32 b, const std::string& isa, int ocg) {
+F32 upconv2x2(F32 x, F32 w, F32 b, const std::string& isa, int ocg, const std::string& precision) {
   need_ndim(x, 3, "x");
   need_ndim(w, 4, "w");
   const int ic = (int)w.shape(0), oc = (int)w.shape(1);
@@ -216,21 +216,28 @@ F32 upconv2x2(F32 x, F32 w, F32 b, const std::string& isa, int ocg) {
   if (b.ndim() != 1 || b.shape(0) != oc) throw std::invalid_argument("b must be [OC]");
   if (ocg != 16 && ocg != 32) throw std::invalid_argument("ocg must be 16 or 32");
   Blocked xb = Blocked::from(x, 16);
-  const unet_rt::PackedUp pu = unet_rt::pack_up(tensor(w), tensor(b), ocg);  // the executor's packing
+  if (precision != "fp32" && precision != "bf16") throw std::invalid_argument("precision must be 'fp32' or 'bf16'");
+  const k::Kernels* kn = &kern(isa);
+  if (precision == "bf16") {
+    std::string why;
+    kn = k::bf16_kernels_for(kn->isa, &why);
+    if (!kn) throw std::invalid_argument(why);
+  }
+  const unet_rt::PackedUp pu = unet_rt::pack_up(tensor(w), tensor(b), ocg, kn->bf16);  // the executor's packing
   const int ng = (int)(pu.b.size() / ocg);
   Blocked y(ng * ocg, 2 * xb.h, 2 * xb.w, 16);
   k::UpArgs a;
   a.in = xb.view();
   a.w = pu.w.data();
+  a.w16 = pu.w16.data();
   a.bias = pu.b.data();
   a.ocg = ocg;
   a.iw = xb.w;
   a.y = y.out();
-  const k::Kernels& kn = kern(isa);
   {
     py::gil_scoped_release nogil;
     for (int g = 0; g < ng; ++g)
-      for (int iy = 0; iy < xb.h; ++iy) kn.up(a, g, iy);
+      for (int iy = 0; iy < xb.h; ++iy) kn->up(a, g, iy);
   }
   y.c = oc;
   return y.planar();
@@ -358,7 +365,8 @@ void unet_rt_bind_kernels(py::module_& m) {
   km.def("conv3x3_winograd", &conv3x3_winograd, py::arg("inputs"), py::arg("w"), py::arg("b"), py::arg("oh"),
          py::arg("ow"), py::arg("relu") = true, py::arg("isa") = "auto", py::arg("ocg") = 16, py::arg("band") = 0,
          py::arg("nt") = 12, py::arg("precision") = "fp32", py::arg("raw_taps") = false, py::arg("private_band") = 0, "Winograd F(4x4,3x3) conv3x3 (+bias, ReLU) over [(x [C,H,W], dy, dx), ...] -> [OC, oh, ow].");
-  km.def("upconv2x2", &upconv2x2, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("isa") = "auto", py::arg("ocg") = 16);
+  km.def("upconv2x2", &upconv2x2, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("isa") = "auto", py::arg("ocg") = 16,
+         py::arg("precision") = "fp32");
   km.def("pool2x2", &pool2x2, py::arg("x"), py::arg("isa") = "auto");
   km.def("head1x1", &head1x1, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("probabilities") = false,
          py::arg("isa") = "auto");

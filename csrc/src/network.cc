@@ -169,7 +169,7 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
     const int c = m.widths[l];
     const std::string p = "dec." + std::to_string(l) + ".";
     m.ups.push_back(pack_up(need(weights, p + "up.weight"), need(weights, p + "up.bias"),
-                            m.kern->ocg_for(c)));
+                            m.wkern->ocg_for(c), m.wkern->bf16));
   }
   for (int l = 0; l < D; ++l) {
     const int c = m.widths[l];
@@ -415,19 +415,22 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
         break;
       }
       case OpKind::Up: {
-        // x: [IC/16, H, W, 16]  w: [OC/ocg, 2, 2, IC, ocg]  -> y: [OC/16, 2H, 2W, 16]
+        // x: [IC/16, H, W, 16]  w: [OC/ocg, 2, 2, IC, ocg]  -> y: [OC/16, 2H, 2W, 16] (bf16: the tier's bf16 up-conv)
         const PackedUp& uw = m.ups[op.weights];
         k::UpArgs a;
         a.in = m.view(p, op.in[0], 0, 0);
         a.w = uw.w.data();
+        a.w16 = uw.w16.data();
         a.bias = uw.b.data();
         a.ocg = uw.ocg;
         a.iw = p.t[op.in[0]].w;
         a.y = m.out_view(p, op.out);
         const int ng = (int)(uw.b.size() / uw.ocg), ih = p.t[op.in[0]].h;
-        pool.parallel_for((int64_t)ng * ih, [&](int64_t t) { kn.up(a, (int)(t % ng), (int)(t / ng)); });
+        pool.parallel_for((int64_t)ng * ih, [&](int64_t t) { m.wkern->up(a, (int)(t % ng), (int)(t / ng)); });
         m.zero_border(p, op.out);
-        op_done(std::string("upconv2x2_f32_") + kn.name, 2.0 * ih * a.iw * (double)uw.w.size(),
+        const std::string isa = m.wkern->bf16 ? (m.wkern->isa == k::Isa::Ref ? "bf16_ref" : "bf16_avx512bf16")
+                                              : std::string("f32_") + kn.name;
+        op_done("upconv2x2_" + isa, 2.0 * ih * a.iw * (double)(uw.w.size() + uw.w16.size()),
                 tbytes(op.in[0]) + (double)uw.bytes() + tbytes(op.out));
         break;
       }
