@@ -182,12 +182,13 @@ inline void wino_g(const typename V::reg* k, int s, typename V::reg* o, int os) 
 }
 
 // Weight transform of one output group (kernels.h WinoWeightsFn): g [IC][9][ocg] -> U_g = G g G^T,
-// [36][IC][ocg] fp32, or with BF16 [36][IC/2][ocg][2] (V::store_bf16_pairs interleaves two input
-// channels' values, lane by lane).
+// [36][IC][ocg] fp32 (or rows 6*row .. 6*row+5 only), or with BF16 [..][IC/2][ocg][2]
+// (V::store_bf16_pairs interleaves two input channels' values, lane by lane).
 template <class V, bool BF16 = false>
-inline void wino_wt(const float* g, int ic, int ocg, void* uout) {
+inline void wino_wt(const float* g, int ic, int ocg, int row, void* uout) {
   using R = typename V::reg;
   constexpr int L = V::L, P = BF16 ? 2 : 1;
+  const int a0 = row < 0 ? 0 : row, na = row < 0 ? 6 : 1, nq = 6 * na;
   const int64_t qs = (int64_t)ic * ocg;  // elements per transform position
   for (int c = 0; c < ic; c += P)
     for (int lo = 0; lo < ocg; lo += L) {
@@ -195,15 +196,15 @@ inline void wino_wt(const float* g, int ic, int ocg, void* uout) {
       for (int p = 0; p < P; ++p) {
         R k[9], t[18];
         for (int i = 0; i < 9; ++i) k[i] = V::load(g + ((int64_t)(c + p) * 9 + i) * ocg + lo);
-        for (int j = 0; j < 3; ++j) wino_g<V>(k + j, 3, t + j, 3);        // t[a][j] = (G k)[a][j]
-        for (int a = 0; a < 6; ++a) wino_g<V>(t + 3 * a, 1, u[p] + 6 * a, 1);  // u[a][b] = (t G^T)[a][b]
+        for (int j = 0; j < 3; ++j) wino_g<V>(k + j, 3, t + j, 3);               // t[a][j] = (G k)[a][j]
+        for (int a = 0; a < na; ++a) wino_g<V>(t + 3 * (a0 + a), 1, u[p] + 6 * a, 1);  // u[a][b] = (t G^T)[a][b]
       }
       if constexpr (BF16) {
         uint16_t* o = static_cast<uint16_t*>(uout) + ((int64_t)(c / 2) * ocg + lo) * 2;
-        for (int q = 0; q < 36; ++q) V::store_bf16_pairs(o + q * qs, u[0][q], u[P - 1][q]);
+        for (int q = 0; q < nq; ++q) V::store_bf16_pairs(o + q * qs, u[0][q], u[P - 1][q]);
       } else {
         float* o = static_cast<float*>(uout) + (int64_t)c * ocg + lo;
-        for (int q = 0; q < 36; ++q) V::store(o + q * qs, u[0][q]);
+        for (int q = 0; q < nq; ++q) V::store(o + q * qs, u[0][q]);
       }
     }
 }
@@ -255,7 +256,7 @@ inline void wino_gemm(const WinoArgs& a, const void* vin, int64_t nband, int q, 
   // V: [36][icb][nband][16]  U: [OC/ocg][36][icb*16][ocg] -> M: [ocb][nband][36][16]
   alignas(64) static const float kZeros[32] = {};
   const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
-  const float* ug = static_cast<const float*>(a.u) + g * wino_u_group_stride(a) + q * ic * a.ocg;
+  const float* ug = static_cast<const float*>(a.u) + wino_u_offset(a, g, q);
   View vv;
   vv.p = static_cast<const float*>(vin) + q * vt + n0 * 16;
   vv.cb = 16;

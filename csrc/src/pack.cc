@@ -64,7 +64,7 @@ PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector
     if (kn.bf16) p.w16.resize(ng * per_group);
     else p.w.resize(ng * per_group);
     for (int g = 0; g < ng; ++g)
-      kn.wino_wt(raw.data() + (int64_t)g * icp * 9 * ocg, icp, ocg,
+      kn.wino_wt(raw.data() + (int64_t)g * icp * 9 * ocg, icp, ocg, -1,
                  kn.bf16 ? static_cast<void*>(p.w16.data() + g * per_group) : p.w.data() + g * per_group);
   }
   p.b.assign((size_t)ng * ocg, 0.0f);

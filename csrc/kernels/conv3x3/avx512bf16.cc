@@ -70,7 +70,7 @@ inline void gemm_bf16(const WinoArgs& a, const void* vin, int64_t nband, int q, 
   static constexpr auto table = make_gemm_table<NV>(std::make_integer_sequence<int, NXMAX>{});
   const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
   const uint16_t* v = static_cast<const uint16_t*>(vin) + q * vt + n0 * 16;
-  const uint16_t* u = static_cast<const uint16_t*>(a.u) + g * wino_u_group_stride(a) + q * ic * a.ocg;
+  const uint16_t* u = static_cast<const uint16_t*>(a.u) + wino_u_offset(a, g, q);
   constexpr int64_t px = kWinoT * 16;
   float* mo = m + ((int64_t)(g * a.ocg / 16) * nband + n0) * px + q * 16;
   const int64_t bs = nband * 16, mbs = nband * px;
@@ -115,8 +115,8 @@ void upconv2x2_bf16_avx512bf16(const UpArgs& a, int g, int iy) {
 void conv3x3_wino_in_bf16_avx512bf16(const WinoArgs& a, void* v, int64_t nband, int64_t tile, int64_t n) {
   simd::wino_in<simd::Avx512Bf16, true>(a, v, nband, tile, n);
 }
-void conv3x3_wino_wt_bf16_avx512bf16(const float* g, int ic, int ocg, void* u) {
-  simd::wino_wt<simd::Avx512Bf16, true>(g, ic, ocg, u);
+void conv3x3_wino_wt_bf16_avx512bf16(const float* g, int ic, int ocg, int row, void* u) {
+  simd::wino_wt<simd::Avx512Bf16, true>(g, ic, ocg, row, u);
 }
 void conv3x3_wino_gemm_bf16_avx512bf16(const WinoArgs& a, const void* v, int64_t nband, int q, int g, int64_t n0,
                                        int nt, float* m) {
