@@ -16,10 +16,10 @@
 // (direct convolution everywhere), UNET_RT_WINOGRAD_MAX_CHANNELS=N (Winograd only for convs with <= N
 // output channels: its transformed weights take 4x the memory, 463 MB instead of 124 MB for the
 // paper network). workspace_bytes() covers the activations and the Winograd scratch, not weights.
-// UNET_RT_WINOGRAD_RAW_MB=N (default 32): Winograd convs whose transformed weights would take more than
-// N MB keep the 3x3 taps instead (a quarter of fp32 U, half of bf16 U) and transform them per band and
-// output group on the fly: the paper network's executor weights drop from 463 MB (fp32) / 237 MB (bf16)
-// to 180 / 162 MB (docs/speed.md: Memory). UNET_RT_WINOGRAD_PRIVATE_KB=N (default 768): Winograd convs
+// UNET_RT_WINOGRAD_RAW_MB=N (default 32 for fp32, none for bf16): Winograd convs whose transformed
+// weights would take more than N MB keep the 3x3 taps instead (a quarter of fp32 U, half of bf16 U)
+// and transform them per band, transform row and output group on the fly: the paper network's fp32
+// executor weights drop from 463 MB to 180 MB (docs/speed.md: Memory). UNET_RT_WINOGRAD_PRIVATE_KB=N (default 768): Winograd convs
 // whose U is at most 5 MB run private bands of ~N KB of V + M per thread (WinoSchedule; 0: off).
 // UNET_RT_PROFILE=1: after every forward(), a per-layer, per-phase table (ms, GFLOP/s of the arithmetic
 // done, MB moved) on stderr; set_profile()/last_profile() give the same rows to a program.
@@ -147,6 +147,9 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
     m.winograd = !(env && std::string(env) == "0");
   }
   if (const char* env = std::getenv("UNET_RT_WINOGRAD_MAX_CHANNELS")) m.wino_max_channels = std::atoll(env);
+  // bf16 U is already half of fp32's, and its GEMMs are fast enough that the transforms would cost
+  // ~5% at 512x512 (docs/speed.md): taps for fp32 only, unless asked.
+  if (m.wkern->bf16) m.wino_raw_bytes = 1e300;
   if (const char* env = std::getenv("UNET_RT_WINOGRAD_RAW_MB")) m.wino_raw_bytes = std::atof(env) * (1 << 20);
   if (const char* env = std::getenv("UNET_RT_WINOGRAD_PRIVATE_KB")) m.wino_private_bytes = std::atof(env) * 1024;
   m.in_cb = arch.in_channels < 16 ? arch.in_channels : 16;
