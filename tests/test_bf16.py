@@ -269,9 +269,9 @@ print(e.info["precision"], e.info["memory_budget_mb"], pl["tiles"], peak_rss() -
 
 @pytest.mark.slow
 def test_paper_network_2048_bf16_peak_memory(paper_net_file):
-    """bf16 keeps the Winograd weights in bf16 (and the largest layers as 3x3 taps: 162 MB instead of
-    463 MB for the paper network in fp32), so the default activation budget grows (8 tiles instead of
-    15 smaller ones) and the whole process still peaks within 1 GB beyond the output."""
+    """bf16 keeps the Winograd weights in bf16 (232 MB instead of 463 MB for the paper network), so the
+    default activation budget grows (605 MB: 8 tiles instead of the 15 smaller ones that fully
+    transformed fp32 weights allowed) and the whole process still peaks within 1 GB beyond the output."""
     import os
     import subprocess
     import sys
