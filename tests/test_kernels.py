@@ -246,10 +246,10 @@ def test_conv3x3_winograd(case, ocg, isa):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("case", WINO_CASES[2:], ids=lambda c: f"ic{'+'.join(map(str, c[0]))}-oc{c[1]}-band{c[4]}")
-def test_winograd_raw_taps_equal_transformed_weights(case, isa, precision):
+def test_winograd_schedules_agree_bit_for_bit(case, isa, precision):
     """Weights kept as 3x3 taps and transformed per band and group on the fly (the executor's large
     layers, a quarter of the memory) give exactly what weights transformed at load time give: the
-    same kernel (Kernels::wino_wt) computes U both ways."""
+    same kernel (Kernels::wino_wt) computes U both ways. Private bands give the same too."""
     chans, oc, oh, ow, band, nt = case
     if precision == "bf16" and not K.bf16_kernels(isa):
         pytest.skip(f"{isa} has no bf16 table on this CPU")
@@ -258,5 +258,9 @@ def test_winograd_raw_taps_equal_transformed_weights(case, isa, precision):
     inputs = [(x, dy, dx) for x, (dy, dx) in zip(xs, offs)]
     for ocg in (16, 32):
         kw = dict(isa=isa, ocg=ocg, band=band, nt=nt, precision=precision)
-        np.testing.assert_array_equal(K.conv3x3_winograd(inputs, w, b, oh, ow, raw_taps=True, **kw),
-                                      K.conv3x3_winograd(inputs, w, b, oh, ow, raw_taps=False, **kw))
+        ref = K.conv3x3_winograd(inputs, w, b, oh, ow, raw_taps=False, **kw)
+        np.testing.assert_array_equal(K.conv3x3_winograd(inputs, w, b, oh, ow, raw_taps=True, **kw), ref)
+        # private bands (each band through all three phases on one thread, the executor's small
+        # layers): the same sums in the same order
+        for pb in (1, 5, 10**6):
+            np.testing.assert_array_equal(K.conv3x3_winograd(inputs, w, b, oh, ow, private_band=pb, **kw), ref)

@@ -181,31 +181,64 @@ inline void wino_g(const typename V::reg* k, int s, typename V::reg* o, int os) 
   o[5 * os] = k2;
 }
 
-// Weight transform of one output group (kernels.h WinoWeightsFn): g [IC][9][ocg] -> U_g = G g G^T,
-// [36][IC][ocg] fp32, or with BF16 [36][IC/2][ocg][2] (V::store_bf16_pairs interleaves two input
-// channels' values, lane by lane).
-template <class V, bool BF16 = false>
-inline void wino_wt(const float* g, int ic, int ocg, void* uout) {
+// Row A of wino_g alone: the same operations in the same order (bit-identical to wino_g's o[A]).
+template <class V, int A>
+inline typename V::reg wino_g_row(const typename V::reg* k, int s) {
   using R = typename V::reg;
-  constexpr int L = V::L, P = BF16 ? 2 : 1;
+  const R k0 = k[0], k1 = k[s], k2 = k[2 * s], z = V::zero();
+  if constexpr (A == 0) return V::fma(V::set1(1.0f / 4), k0, z);
+  if constexpr (A == 1) return V::fnma(V::set1(1.0f / 6), V::add(V::add(k0, k2), k1), z);
+  if constexpr (A == 2) return V::fma(V::set1(1.0f / 6), V::sub(k1, V::add(k0, k2)), z);
+  const R k26 = V::fma(V::set1(1.0f / 6), k2, z);
+  if constexpr (A == 3) return V::fma(V::set1(1.0f / 24), k0, V::fma(V::set1(1.0f / 12), k1, k26));
+  if constexpr (A == 4) return V::fma(V::set1(1.0f / 24), k0, V::fnma(V::set1(1.0f / 12), k1, k26));
+  return k2;
+}
+
+// Weight transform of one output group (kernels.h WinoWeightsFn): g [IC][9][ocg] -> U_g = G g G^T,
+// [36][IC][ocg] fp32 (A < 0) or transform row A only (positions 6A .. 6A+5, [6][IC][ocg]), or with
+// BF16 [..][IC/2][ocg][2] (V::store_bf16_pairs interleaves two input channels' values, lane by lane).
+template <class V, bool BF16, int A>
+inline void wino_wt_rows(const float* g, int ic, int ocg, void* uout) {
+  using R = typename V::reg;
+  constexpr int L = V::L, P = BF16 ? 2 : 1, NQ = A < 0 ? 36 : 6;
   const int64_t qs = (int64_t)ic * ocg;  // elements per transform position
   for (int c = 0; c < ic; c += P)
     for (int lo = 0; lo < ocg; lo += L) {
-      R u[P][36];
+      R u[P][NQ];
       for (int p = 0; p < P; ++p) {
-        R k[9], t[18];
+        R k[9];
         for (int i = 0; i < 9; ++i) k[i] = V::load(g + ((int64_t)(c + p) * 9 + i) * ocg + lo);
-        for (int j = 0; j < 3; ++j) wino_g<V>(k + j, 3, t + j, 3);        // t[a][j] = (G k)[a][j]
-        for (int a = 0; a < 6; ++a) wino_g<V>(t + 3 * a, 1, u[p] + 6 * a, 1);  // u[a][b] = (t G^T)[a][b]
+        if constexpr (A < 0) {
+          R t[18];
+          for (int j = 0; j < 3; ++j) wino_g<V>(k + j, 3, t + j, 3);        // t[a][j] = (G k)[a][j]
+          for (int a = 0; a < 6; ++a) wino_g<V>(t + 3 * a, 1, u[p] + 6 * a, 1);  // u[a][b] = (t G^T)[a][b]
+        } else {
+          R t[3];
+          for (int j = 0; j < 3; ++j) t[j] = wino_g_row<V, A>(k + j, 3);   // t[A][j]
+          wino_g<V>(t, 1, u[p], 1);
+        }
       }
       if constexpr (BF16) {
         uint16_t* o = static_cast<uint16_t*>(uout) + ((int64_t)(c / 2) * ocg + lo) * 2;
-        for (int q = 0; q < 36; ++q) V::store_bf16_pairs(o + q * qs, u[0][q], u[P - 1][q]);
+        for (int q = 0; q < NQ; ++q) V::store_bf16_pairs(o + q * qs, u[0][q], u[P - 1][q]);
       } else {
         float* o = static_cast<float*>(uout) + (int64_t)c * ocg + lo;
-        for (int q = 0; q < 36; ++q) V::store(o + q * qs, u[0][q]);
+        for (int q = 0; q < NQ; ++q) V::store(o + q * qs, u[0][q]);
       }
     }
+}
+template <class V, bool BF16 = false>
+inline void wino_wt(const float* g, int ic, int ocg, int row, void* u) {
+  switch (row) {
+    case 0: return wino_wt_rows<V, BF16, 0>(g, ic, ocg, u);
+    case 1: return wino_wt_rows<V, BF16, 1>(g, ic, ocg, u);
+    case 2: return wino_wt_rows<V, BF16, 2>(g, ic, ocg, u);
+    case 3: return wino_wt_rows<V, BF16, 3>(g, ic, ocg, u);
+    case 4: return wino_wt_rows<V, BF16, 4>(g, ic, ocg, u);
+    case 5: return wino_wt_rows<V, BF16, 5>(g, ic, ocg, u);
+    default: return wino_wt_rows<V, BF16, -1>(g, ic, ocg, u);
+  }
 }
 
 // Input transform of one tile. BF16: V in bf16 (V::store_bf16, only in the bf16 traits).
@@ -255,7 +288,7 @@ inline void wino_gemm(const WinoArgs& a, const void* vin, int64_t nband, int q, 
   // V: [36][icb][nband][16]  U: [OC/ocg][36][icb*16][ocg] -> M: [ocb][nband][36][16]
   alignas(64) static const float kZeros[32] = {};
   const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
-  const float* ug = static_cast<const float*>(a.u) + g * wino_u_group_stride(a) + q * ic * a.ocg;
+  const float* ug = static_cast<const float*>(a.u) + wino_u_offset(a, g, q);
   View vv;
   vv.p = static_cast<const float*>(vin) + q * vt + n0 * 16;
   vv.cb = 16;

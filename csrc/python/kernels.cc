@@ -134,9 +134,10 @@ F32 conv3x3(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std:
 // Winograd conv3x3 over inputs [(x_i [C_i, H_i, W_i], dy_i, dx_i)] (cb 16 each), run by the executor's
 // own driver (src/winograd.cc, serially) on its own packing; bands of `band` tiles (0: all) and GEMM
 // work units of `nt` tiles exercise the banding and remainders. precision "bf16": the tier's bf16 table.
-// raw_taps: weights kept as taps and transformed per band and group (the executor's large layers).
+// raw_taps: weights kept as taps and transformed per band and group (the executor's large layers);
+// private_band > 0: the driver's private bands of that many tiles (the executor's small layers).
 F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std::string& isa, int ocg,
-                     int band, int nt, const std::string& precision, bool raw_taps) {
+                     int band, int nt, const std::string& precision, bool raw_taps, int private_band) {
   need_ndim(w, 4, "w");
   const int oc = (int)w.shape(0), ictot = (int)w.shape(1);
   if (w.shape(2) != 3 || w.shape(3) != 3) throw std::invalid_argument("w must be [OC, IC, 3, 3]");
@@ -194,6 +195,7 @@ F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, c
   sched.in_nt = 3;
   sched.out_nt = 5;
   sched.raw = pc.raw();
+  sched.private_band = private_band;
   std::vector<float> v(unet_rt::wino_v_bytes(a.icb, sched.band, kn->bf16) / 4 + 1),
       m(k::wino_m_floats(a.ocb, sched.band));
   {
@@ -206,7 +208,7 @@ F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, c
   return y.planar();
 }
 
-F32 upconv2x2(F32 x, F32 w, F32 b, const std::string& isa, int ocg) {
+F32 upconv2x2(F32 x, F32 w, F32 b, const std::string& isa, int ocg, const std::string& precision) {
   need_ndim(x, 3, "x");
   need_ndim(w, 4, "w");
   const int ic = (int)w.shape(0), oc = (int)w.shape(1);
@@ -214,21 +216,28 @@ F32 upconv2x2(F32 x, F32 w, F32 b, const std::string& isa, int ocg) {
   if (b.ndim() != 1 || b.shape(0) != oc) throw std::invalid_argument("b must be [OC]");
   if (ocg != 16 && ocg != 32) throw std::invalid_argument("ocg must be 16 or 32");
   Blocked xb = Blocked::from(x, 16);
-  const unet_rt::PackedUp pu = unet_rt::pack_up(tensor(w), tensor(b), ocg);  // the executor's packing
+  if (precision != "fp32" && precision != "bf16") throw std::invalid_argument("precision must be 'fp32' or 'bf16'");
+  const k::Kernels* kn = &kern(isa);
+  if (precision == "bf16") {
+    std::string why;
+    kn = k::bf16_kernels_for(kn->isa, &why);
+    if (!kn) throw std::invalid_argument(why);
+  }
+  const unet_rt::PackedUp pu = unet_rt::pack_up(tensor(w), tensor(b), ocg, kn->bf16);  // the executor's packing
   const int ng = (int)(pu.b.size() / ocg);
   Blocked y(ng * ocg, 2 * xb.h, 2 * xb.w, 16);
   k::UpArgs a;
   a.in = xb.view();
   a.w = pu.w.data();
+  a.w16 = pu.w16.data();
   a.bias = pu.b.data();
   a.ocg = ocg;
   a.iw = xb.w;
   a.y = y.out();
-  const k::Kernels& kn = kern(isa);
   {
     py::gil_scoped_release nogil;
     for (int g = 0; g < ng; ++g)
-      for (int iy = 0; iy < xb.h; ++iy) kn.up(a, g, iy);
+      for (int iy = 0; iy < xb.h; ++iy) kn->up(a, g, iy);
   }
   y.c = oc;
   return y.planar();
@@ -355,8 +364,9 @@ void unet_rt_bind_kernels(py::module_& m) {
          "conv over [(x [C,H,W], dy, dx), ...] concatenated along channels -> [OC, oh, ow]; cbs: block size per input.");
   km.def("conv3x3_winograd", &conv3x3_winograd, py::arg("inputs"), py::arg("w"), py::arg("b"), py::arg("oh"),
          py::arg("ow"), py::arg("relu") = true, py::arg("isa") = "auto", py::arg("ocg") = 16, py::arg("band") = 0,
-         py::arg("nt") = 12, py::arg("precision") = "fp32", py::arg("raw_taps") = false, "Winograd F(4x4,3x3) conv3x3 (+bias, ReLU) over [(x [C,H,W], dy, dx), ...] -> [OC, oh, ow].");
-  km.def("upconv2x2", &upconv2x2, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("isa") = "auto", py::arg("ocg") = 16);
+         py::arg("nt") = 12, py::arg("precision") = "fp32", py::arg("raw_taps") = false, py::arg("private_band") = 0, "Winograd F(4x4,3x3) conv3x3 (+bias, ReLU) over [(x [C,H,W], dy, dx), ...] -> [OC, oh, ow].");
+  km.def("upconv2x2", &upconv2x2, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("isa") = "auto", py::arg("ocg") = 16,
+         py::arg("precision") = "fp32");
   km.def("pool2x2", &pool2x2, py::arg("x"), py::arg("isa") = "auto");
   km.def("head1x1", &head1x1, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("probabilities") = false,
          py::arg("isa") = "auto");

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "kernels/kernels.h"
 #include "src/engine.h"
 #include "src/geometry.h"
 #include "src/model_reader.h"
@@ -342,6 +343,10 @@ after each one; returning False raises Cancelled. The GIL is released except aro
         d["kernel"] = e.network().kernel_name();
         d["weight_mb"] = e.network().weight_bytes() / 1e6;
         if (!e.network().precision_note().empty()) d["precision_note"] = e.network().precision_note();
+        // bf16 on the vdpbf16ps GEMM: why not AMX (no AMX on this CPU, OS refused, self-check, UNET_RT_AMX=0)
+        if (e.precision() == Precision::BF16 && !unet_rt::kernels::amx_note().empty() &&
+            e.network().kernel_name().find("_amx") == std::string::npos)
+          d["amx_note"] = unet_rt::kernels::amx_note();
         d["memory_budget_mb"] = e.memory_budget_bytes() / (1024 * 1024);
         d["overlap"] = e.options().overlap;
         d["blend"] = e.options().blend == Blend::Gaussian ? "gaussian" : "constant";

@@ -23,10 +23,10 @@ struct EngineOptions {
 
 // The default per-tile budget leaves room for the executor's weights under ~1 GB for the whole
 // process: kDefaultTotalMb - weights (MiB), clamped to [kDefaultBudgetMb, kMaxDefaultBudgetMb]. Paper
-// network fp32 (Winograd weights 463 MB): 384 MB, a 2048x2048 image peaks at 0.83 GB beyond its
-// output (0.99 GB at 512 MB: too close to 1 GB); bf16 (weights 237 MB): 599 MB, fewer, larger tiles
-// (total tile input area 1.86x the image at 384 MB, 1.63x at 512 MB, 1.51x at 768 MB). A 512x512
-// image is one 700 tile either way.
+// network: weights 180 MB fp32 / 162 MB bf16 (the largest layers keep their 3x3 taps, network.cc),
+// budget 654 / 671 MB: a 2048x2048 image runs as 8 tiles (15 when the fully transformed fp32
+// weights, 463 MB, left 384 MB) and peaks at ~0.8 GB beyond its output (tests/test_engine_core.py).
+// A 512x512 image is one 700 tile either way.
 constexpr size_t kDefaultBudgetMb = 384, kMaxDefaultBudgetMb = 768, kDefaultTotalMb = 825;
 size_t default_budget_mb(size_t weight_bytes);
 
