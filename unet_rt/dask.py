@@ -197,7 +197,8 @@ def _run_block(region: np.ndarray, *, path: str, backend: str, threads: int | No
         # the tiler's normalisation, (float(x) - mean) / std in float32 (x - 0 and x / 1 are exact)
         x = (chw.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
         if not np.isfinite(x).all():
-            raise ValueError("image holds NaN or Inf")
+            raise ValueError("percentile normalisation overflows float32: the image's percentile range is too "
+                             "small to scale its values" if normalized else "image holds NaN or Inf")
         if same is not None:
             out[t] = _same_block(x, eng, tile_fn, same, out_h, out_w, kind, decision)
             continue
