@@ -3,8 +3,8 @@
     python examples/dask_instances_halo.py [--block 128] [--halo 32 64 128] [IMAGE ...]
 
 For each image (default: data/samples/image/*.png) and halo: the number of objects, the adapted
-Rand error against the whole-image pass (scikit-image), and how many of the whole-image objects
-come out with exactly the same pixels. Uses the shipped model and its calibrated decision.
+Rand error against the whole-image pass (scikit-image), how many of the whole-image objects come
+out with exactly the same pixels, and whether the label arrays are equal outright. Uses the shipped model and its calibrated decision.
 """
 import argparse
 import glob
@@ -43,7 +43,7 @@ def main() -> None:
     images = a.images or sorted(glob.glob(str(root / "data/samples/image/*.png")))
     tile = ud._default_tile(4, a.block)
     eng = unet_rt.Engine(DEFAULT_MODEL, tile=tile)
-    total = {h: [0, 0, 0.0, 0] for h in a.halo}  # identical, objects, worst error, worst count difference
+    total = {h: [0, 0, 0.0, 0, 0] for h in a.halo}  # identical, objects, worst error, count difference, equal arrays
     for f in images:
         img = read_image(f)
         ref = eng.instances(img)
@@ -57,11 +57,12 @@ def main() -> None:
             t[1] += int(ref.max())
             t[2] = max(t[2], err)
             t[3] = max(t[3], abs(int(got.max()) - int(ref.max())))
+            t[4] += np.array_equal(got, ref)
             row.append(f"halo {h}: {got.max()}/{ref.max()} objects, error {err:.4f}, identical {same}")
         print(f"{Path(f).name} (block {a.block}, tile {tile}): " + " | ".join(row), flush=True)
-    for h, (same, n, err, dn) in total.items():
+    for h, (same, n, err, dn, eq) in total.items():
         print(f"halo {h}: {same} of {n} objects identical, worst adapted Rand error {err:.4f}, "
-              f"object count off by up to {dn}")
+              f"object count off by up to {dn}, label arrays equal on {eq} of {len(images)} images")
 
 
 if __name__ == "__main__":

@@ -563,8 +563,8 @@ def segment(array, model, *, tile: int | None = None, block: int = 2048, backend
 # blocks both labelled the strip of ``2 * strip`` pixels around their shared face, and their local
 # labels are linked there (one task per face); one task over all blocks' per-object summaries and the
 # links makes a graph of local labels (``scipy.sparse.csgraph.connected_components``). Finally objects
-# smaller than the decision's sizes are dropped and the rest numbered 1..n in raster order of their
-# first pixel.
+# smaller than the decision's sizes are dropped and the rest numbered 1..n as the Engine numbers them:
+# in raster order of their marker's first pixel (of their own first pixel without markers).
 #
 # * No marker threshold (markers = the mask's components, so instances = connected components of the
 #   mask): every pair of labels meeting on the face is linked, with a halo of 1. That is exact: two
@@ -595,19 +595,44 @@ def _first_index(core: np.ndarray, n: int, y0: int, x0: int, W: int) -> np.ndarr
     return first
 
 
-def _block_instances(pieces: list, *, decision: str, core: tuple, origin: tuple, W: int,
-                     strips: dict) -> tuple:
-    """pieces: rows of (K, h, w) parts of the extended block -> (the block's own local labels, its
-    summary: label count, sizes and first pixels, its labels on the strips around its faces)."""
+def _marker_pixels(probs: np.ndarray, lab: np.ndarray, canon: dict) -> np.ndarray:
+    """The pixels of the markers the core kept (for numbering objects as the Engine does): the
+    4-connected components of (mask and p > marker threshold) of at least ``min_marker_size`` pixels;
+    each keeps its own label in the core's flood."""
+    from scipy import ndimage
+
     from . import _core
 
-    probs = np.concatenate([np.concatenate(row, axis=2) for row in pieces], axis=1)
-    lab = _core.instances(np.ascontiguousarray(probs, dtype=np.float32), decision)
+    ip, fg = canon["instances"], canon["foreground_class"]
+    p = probs[fg]
+    if ip["mask_threshold"] is None:
+        mask = _core.decide_labels(np.ascontiguousarray(probs), json.dumps(canon)) == fg
+    else:
+        mask = p > np.float32(ip["mask_threshold"])
+    seed = mask & (p > np.float32(ip["marker_threshold"]))
+    comp, _ = ndimage.label(seed)  # 4-connected, as the core's markers
+    big = np.bincount(comp.ravel()) >= ip["min_marker_size"]
+    big[0] = False
+    return big[comp] & (lab > 0)
+
+
+def _block_instances(pieces: list, *, decision: str, core: tuple, origin: tuple, W: int,
+                     strips: dict, markers: dict | None) -> tuple:
+    """pieces: rows of (K, h, w) parts of the extended block -> (the block's own local labels, its
+    summary: label count, sizes and first pixels, its labels on the strips around its faces).
+    markers: the canonical decision when it floods from markers (first pixels are then those of the
+    objects' markers, the Engine's numbering), else None (an object's own first pixel)."""
+    from . import _core
+
+    probs = np.ascontiguousarray(np.concatenate([np.concatenate(row, axis=2) for row in pieces], axis=1),
+                                 dtype=np.float32)
+    lab = _core.instances(probs, decision)
     (cy0, cy1), (cx0, cx1) = core
     own = lab[cy0:cy1, cx0:cx1]
     n = int(lab.max())
+    at = own if markers is None else np.where(_marker_pixels(probs, lab, markers)[cy0:cy1, cx0:cx1], own, 0)
     summary = {"n": n, "sizes": np.bincount(own.ravel(), minlength=n + 1).astype(np.int64),
-               "first": _first_index(own, n, origin[0] + cy0, origin[1] + cx0, W)}
+               "first": _first_index(at, n, origin[0] + cy0, origin[1] + cx0, W)}
     # the extended block's labels on the strips around its faces (in its own coordinates)
     edges = {side: lab[ys[0]:ys[1], xs[0]:xs[1]].copy() for side, (ys, xs) in strips.items()}
     return np.ascontiguousarray(own), summary, edges
@@ -672,7 +697,7 @@ def _relabel(own: np.ndarray, luts: list, b: int) -> np.ndarray:
 
 
 def _plane_instances(chunks: np.ndarray, lead: int, plan: BlockPlan, H: int, W: int, decision: str, halo: int,
-                     strip: int, every: bool, min_keep: int):
+                     strip: int, every: bool, min_keep: int, markers: dict | None):
     """chunks: (ny, nx) delayed (1,) * lead + (K, h, w) probability blocks of one plane -> lazy (H, W) int32."""
     import operator
 
@@ -718,7 +743,7 @@ def _plane_instances(chunks: np.ndarray, lead: int, plan: BlockPlan, H: int, W: 
             local = {k: ((a - ey0, b - ey0), (c - ex0, d - ex0)) for k, ((a, b), (c, d)) in faces.items()}
             own, summ, strips_b = dask.delayed(_block_instances, nout=3, pure=True)(
                 part(ey0, ey1, ex0, ex1), decision=decision, core=((y0 - ey0, y1 - ey0), (x0 - ex0, x1 - ex0)),
-                origin=(ey0, ex0), W=W, strips=local)
+                origin=(ey0, ex0), W=W, strips=local, markers=markers)
             owns.append(own)
             summaries.append(summ)
             edges.append(strips_b)
@@ -745,7 +770,7 @@ def instances(array, model, *, tile: int | None = None, block: int = 2048, halo:
 
     The runtime's decision step (the model's ``decision``, or ``decision`` given in the same layout)
     runs on each block's probabilities extended by ``halo`` pixels; objects crossing block borders
-    are joined into one label, numbered 1..n per plane in raster order of their first pixel.
+    are joined into one label, numbered 1..n per plane as the Engine numbers them.
     Without a marker threshold (instances = connected components of the mask) the result equals
     ``Engine(model, tile=tile).instances(whole_image)`` exactly, whatever ``halo``. With markers (a
     watershed) it is close to it, not equal: see docs/dask.md for the bound and what ``halo`` buys.
@@ -773,7 +798,8 @@ def instances(array, model, *, tile: int | None = None, block: int = 2048, halo:
     plan = _plan(H, W, depth, _resolve_tile(tile, depth, block, same), block, same)
     # one delayed object per block (K axis whole, one plane per chunk), from one optimised graph
     blocks = probs.rechunk({i: 1 for i in range(len(lead))}).to_delayed()
-    planes = [_plane_instances(blocks[t][0], len(lead), plan, H, W, json.dumps(local), h, strip, not markers, min_keep)
+    planes = [_plane_instances(blocks[t][0], len(lead), plan, H, W, json.dumps(local), h, strip, not markers, min_keep,
+                               local if markers else None)
               for t in np.ndindex(*lead)]
     if not lead:
         return planes[0]
