@@ -16,11 +16,11 @@
 // (direct convolution everywhere), UNET_RT_WINOGRAD_MAX_CHANNELS=N (Winograd only for convs with <= N
 // output channels: its transformed weights take 4x the memory, 463 MB instead of 124 MB for the
 // paper network). workspace_bytes() covers the activations and the Winograd scratch, not weights.
-// UNET_RT_WINOGRAD_RAW_MB=N (default 32 for fp32, none for bf16): Winograd convs whose transformed
+// UNET_RT_WINOGRAD_RAW_MB=N (default 64 for fp32, none for bf16): Winograd convs whose transformed
 // weights would take more than N MB keep the 3x3 taps instead (a quarter of fp32 U, half of bf16 U)
 // and transform them per band, transform row and output group on the fly: the paper network's fp32
-// executor weights drop from 463 MB to 180 MB (docs/speed.md: Memory). UNET_RT_WINOGRAD_PRIVATE_KB=N (default 768): Winograd convs
-// whose U is at most 5 MB run private bands of ~N KB of V + M per thread (WinoSchedule; 0: off).
+// executor weights drop from 463 MB to 237 MB (docs/speed.md: Memory). UNET_RT_WINOGRAD_PRIVATE_KB=N (default 768): Winograd convs
+// whose U is at most 12 MB run private bands of ~N KB of V + M per thread (WinoSchedule; 0: off).
 // UNET_RT_PROFILE=1: after every forward(), a per-layer, per-phase table (ms, GFLOP/s of the arithmetic
 // done, MB moved) on stderr; set_profile()/last_profile() give the same rows to a program.
 // Precision::BF16: the Winograd input transform and GEMMs of the tier's bf16 table (kernels.h), U
@@ -91,9 +91,9 @@ struct Network::Impl {
 
   bool winograd = true;
   int64_t wino_max_channels = 1 << 30;               // convs with more output channels run direct
-  double wino_raw_bytes = 32.0 * (1 << 20);          // larger transformed weights: kept as taps
+  double wino_raw_bytes = 64.0 * (1 << 20);          // larger transformed weights: kept as taps
   double wino_private_bytes = 768.0 * 1024;          // V + M of a private band (0: no private bands)
-  static constexpr double kPrivateMaxU = 5.0 * (1 << 20);  // private bands for layers with U up to this
+  static constexpr double kPrivateMaxU = 12.0 * (1 << 20);  // private bands for layers with U up to this
   PackedConv pack(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) const {
     bool all16 = true;
     for (auto& d : ins) all16 = all16 && d.cb == 16;
