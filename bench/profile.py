@@ -22,10 +22,10 @@ from _workloads import PAPER, THREADS  # noqa: E402
 
 
 def _kind(phase: str) -> str:
-    for prefix, name in (("conv3x3_wino_gemm", "Winograd GEMM"), ("wino-in", "Winograd input transform"),
-                         ("wino-out", "Winograd output transform (+bias, ReLU)"), ("upconv2x2", "up-conv 2x2"),
+    for prefix, name in (("conv3x3_wino_gemm", "Winograd GEMM"), ("conv3x3_wino_in", "Winograd input transform"),
+                         ("conv3x3_wino_out", "Winograd output transform (+bias, ReLU)"), ("upconv2x2", "up-conv 2x2"),
                          ("conv3x3_direct", "first conv (direct)"), ("pool2x2", "max-pool"), ("head", "head 1x1"),
-                         ("reorder", "input reorder")):
+                         ("reorder", "input reorder (scalar)")):
         if phase.startswith(prefix):
             return name
     return phase
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
             out.append("|---|---|---|---|---|")
             for name, (ms, gf, phases) in sorted(kinds.items(), key=lambda kv: -kv[1][0]):
                 out.append(f"| {name} | {ms:.1f} | {100 * ms / total:.1f}% | {gf / ms * 1e3:.0f} | "
-                           f"{', '.join(sorted(p for p in phases if '_' in p)) or ''} |")
+                           f"{', '.join(sorted(phases))} |")
             out.append("")
             top = sorted(rows, key=lambda r: -r["ms"])[:6]
             out.append("Largest rows: " + "; ".join(f"{r['layer']} {r['phase']} {r['ms']:.1f} ms ({r['gflops']:.0f} "

@@ -184,7 +184,9 @@ def test_network_profile_rows():
     net.forward(x)
     rows = net.profile()
     phases = {r["phase"] for r in rows}
-    assert {"reorder", "pool2x2", "head1x1", "wino-in-f32", "wino-out-f32"} <= phases
+    isa = net.isa
+    assert {"reorder_f32", f"pool2x2_f32_{isa}", f"head1x1_f32_{isa}", f"conv3x3_wino_in_f32_{isa}",
+            f"conv3x3_wino_out_f32_{isa}", f"upconv2x2_f32_{isa}"} <= phases, phases
     assert any(p.startswith("conv3x3_wino_gemm_f32_") for p in phases)
     layers = [r["layer"] for r in rows]
     assert layers[0] == "input" and layers[-1] == "head" and "enc.0.conv1" in layers

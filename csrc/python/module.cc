@@ -14,6 +14,7 @@
 #include "src/normalize.h"
 #include "src/tiler.h"
 #include "python/decision.h"
+#include "python/profile_rows.h"
 
 namespace py = pybind11;
 using namespace unet_rt;
@@ -358,19 +359,9 @@ after each one; returning False raises Cancelled. The GIL is released except aro
       .def("set_profile", &Engine::set_profile, py::arg("on"),
            "Record a per-layer, per-phase profile of every tile run (summed per layer and phase).")
       .def("profile", [](const Engine& e, bool reset) {
-             py::list rows;
              const auto totals = e.profile();
              if (reset) e.reset_profile();
-             for (auto& r : totals) {
-               py::dict d;
-               d["layer"] = r.layer;
-               d["phase"] = r.phase;
-               d["seconds"] = r.seconds;
-               d["flops"] = r.flops;
-               d["bytes"] = r.bytes;
-               rows.append(d);
-             }
-             return rows;
+             return profile_rows(totals);
            }, py::arg("reset") = true,
            "Profile rows since set_profile(True) or the last reset: layer, phase, seconds, flops (arithmetic done), "
            "bytes moved, summed over every tile run; reset=True starts the next sum.")

@@ -16,11 +16,11 @@
 // (direct convolution everywhere), UNET_RT_WINOGRAD_MAX_CHANNELS=N (Winograd only for convs with <= N
 // output channels: its transformed weights take 4x the memory, 463 MB instead of 124 MB for the
 // paper network). workspace_bytes() covers the activations and the Winograd scratch, not weights.
-// UNET_RT_WINOGRAD_RAW_MB=N (default 32 for fp32, none for bf16): Winograd convs whose transformed
+// UNET_RT_WINOGRAD_RAW_MB=N (default 64 for fp32, none for bf16): Winograd convs whose transformed
 // weights would take more than N MB keep the 3x3 taps instead (a quarter of fp32 U, half of bf16 U)
 // and transform them per band, transform row and output group on the fly: the paper network's fp32
-// executor weights drop from 463 MB to 180 MB (docs/speed.md: Memory). UNET_RT_WINOGRAD_PRIVATE_KB=N (default 768): Winograd convs
-// whose U is at most 5 MB run private bands of ~N KB of V + M per thread (WinoSchedule; 0: off).
+// executor weights drop from 463 MB to 237 MB (docs/speed.md: Memory). UNET_RT_WINOGRAD_PRIVATE_KB=N (default 768): Winograd convs
+// whose U is at most 12 MB run private bands of ~N KB of V + M per thread (WinoSchedule; 0: off).
 // UNET_RT_PROFILE=1: after every forward(), a per-layer, per-phase table (ms, GFLOP/s of the arithmetic
 // done, MB moved) on stderr; set_profile()/last_profile() give the same rows to a program.
 // Precision::BF16: the Winograd input transform and GEMMs of the tier's bf16 table (kernels.h), U
@@ -57,6 +57,11 @@ thread_local int g_network_winograd_override = -1;
 
 void print_profile(const std::vector<Network::ProfileRow>& rows, int h, int w, const char* kernels);
 
+// The ISA part of a table's non-GEMM kernel names (the AMX table's transforms are AVX512-BF16's).
+static std::string simd_name(const kernels::Kernels& t) {
+  return t.bf16 && t.isa == kernels::Isa::Avx512 ? "avx512bf16" : kernels::isa_name(t.isa);
+}
+
 namespace {
 
 
@@ -91,9 +96,9 @@ struct Network::Impl {
 
   bool winograd = true;
   int64_t wino_max_channels = 1 << 30;               // convs with more output channels run direct
-  double wino_raw_bytes = 32.0 * (1 << 20);          // larger transformed weights: kept as taps
+  double wino_raw_bytes = 64.0 * (1 << 20);          // larger transformed weights: kept as taps
   double wino_private_bytes = 768.0 * 1024;          // V + M of a private band (0: no private bands)
-  static constexpr double kPrivateMaxU = 5.0 * (1 << 20);  // private bands for layers with U up to this
+  static constexpr double kPrivateMaxU = 12.0 * (1 << 20);  // private bands for layers with U up to this
   PackedConv pack(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) const {
     bool all16 = true;
     for (auto& d : ins) all16 = all16 && d.cb == 16;
@@ -331,7 +336,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
           }
         });
         m.zero_border(p, op.out);
-        op_done("reorder", 0, (double)m.arch.in_channels * h * w * 4 + tbytes(op.out));
+        op_done("reorder_f32", 0, (double)m.arch.in_channels * h * w * 4 + tbytes(op.out));
         break;
       }
       case OpKind::Conv: {
@@ -371,11 +376,11 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
             const double esz = m.wkern->bf16 ? 2 : 4, vb = (double)k::wino_v_elems(a.icb, tiles) * esz;
             const double mb = (double)k::wino_m_floats(a.ocb, tiles) * 4;
             const double xb = (double)a.icb * 16 * (op.oh + 2) * (op.ow + 2) * 4, yb = (double)a.ocb * 16 * op.oh * op.ow * 4;
-            const std::string dt = m.wkern->bf16 ? "bf16" : "f32";
-            record(op.name, "wino-in-" + dt, secs[0], 0, xb + vb);
+            const std::string dt = m.wkern->bf16 ? "bf16_" : "f32_";
+            record(op.name, "conv3x3_wino_in_" + dt + simd_name(*m.wkern), secs[0], 0, xb + vb);
             record(op.name, m.wkern->wino_gemm_name(cw.ocg), secs[1], 2.0 * k::kWinoT * tiles * a.icb * 16 * a.ocb * 16,
                    (double)cw.u_bytes * nbands + vb * cw.groups() + mb);
-            record(op.name, "wino-out-f32", secs[2], 0, mb + yb);
+            record(op.name, std::string("conv3x3_wino_out_f32_") + kn.name, secs[2], 0, mb + yb);
           }
           m.zero_border(p, op.out);
           break;
@@ -414,7 +419,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
         const int nb = p.t[op.out].nblk, oh = op.oh;
         pool.parallel_for((int64_t)nb * oh, [&](int64_t t) { kn.pool(a, (int)(t / oh), (int)(t % oh)); });
         m.zero_border(p, op.out);
-        op_done("pool2x2", 0, tbytes(op.in[0]) + tbytes(op.out));
+        op_done(std::string("pool2x2_f32_") + kn.name, 0, tbytes(op.in[0]) + tbytes(op.out));
         break;
       }
       case OpKind::Up: {
@@ -431,9 +436,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
         const int ng = (int)(uw.b.size() / uw.ocg), ih = p.t[op.in[0]].h;
         pool.parallel_for((int64_t)ng * ih, [&](int64_t t) { m.wkern->up(a, (int)(t % ng), (int)(t / ng)); });
         m.zero_border(p, op.out);
-        const std::string isa = m.wkern->bf16 ? (m.wkern->isa == k::Isa::Ref ? "bf16_ref" : "bf16_avx512bf16")
-                                              : std::string("f32_") + kn.name;
-        op_done("upconv2x2_" + isa, 2.0 * ih * a.iw * (double)(uw.w.size() + uw.w16.size()),
+        op_done(std::string("upconv2x2_") + (m.wkern->bf16 ? "bf16_" : "f32_") + simd_name(*m.wkern), 2.0 * ih * a.iw * (double)(uw.w.size() + uw.w16.size()),
                 tbytes(op.in[0]) + (double)uw.bytes() + tbytes(op.out));
         break;
       }
@@ -450,7 +453,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
         a.out_rs = out.row_stride;
         a.softmax = head == HeadOutput::Probabilities;
         pool.parallel_for(op.oh, [&](int64_t yy) { kn.head(a, (int)yy); });
-        op_done(a.softmax ? "head1x1+softmax" : "head1x1", 2.0 * op.oh * op.ow * m.head_w.size(),
+        op_done(std::string("head1x1_f32_") + kn.name + (a.softmax ? "+softmax" : ""), 2.0 * op.oh * op.ow * m.head_w.size(),
                 tbytes(op.in[0]) + (double)op.oh * op.ow * a.k * 4);
         break;
       }
