@@ -140,6 +140,10 @@ def test_missing_dask_names_the_extra(model):
             f"sys.exit(main(['segment', 'x.png', '-o', 'out', '-m', {str(model)!r}, '--workers', '2']))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 2 and "pip install 'unet-rt[dask]'" in r.stderr
+    code = ("import sys; sys.modules['scipy'] = None\nimport numpy as np\nfrom unet_rt import dask as ud\n"
+            f"ud.instances(np.zeros((40, 40), np.uint8), {str(model)!r})")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode != 0 and "needs scipy: pip install 'unet-rt[dask]'" in r.stderr
 
 
 @pytest.fixture(scope="module")

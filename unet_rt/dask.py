@@ -779,6 +779,11 @@ def instances(array, model, *, tile: int | None = None, block: int = 2048, halo:
     """
     if halo < 0:
         raise ValueError(f"halo must be >= 0, got {halo}")
+    try:
+        import scipy.ndimage  # noqa: F401  (markers and the join, on the workers)
+        import scipy.sparse.csgraph  # noqa: F401
+    except ImportError as e:
+        raise ImportError("unet_rt.dask.instances needs scipy: pip install 'unet-rt[dask]'") from e
     probs = _lazy(array, model, "probabilities", tile=tile, block=block, backend=backend, threads=threads)
     path = str(Path(model).resolve())
     meta = _model_info(path)
