@@ -15,7 +15,8 @@
 // Environment knobs: UNET_RT_ISA=ref|avx2|avx512 (default: the best this CPU has), UNET_RT_WINOGRAD=0
 // (direct convolution everywhere), UNET_RT_WINOGRAD_MAX_CHANNELS=N (Winograd only for convs with <= N
 // output channels: its transformed weights take 4x the memory, 463 MB instead of 124 MB for the
-// paper network). workspace_bytes() covers the activations and the Winograd scratch, not weights.
+// paper network). workspace_bytes() covers the activations and the shared Winograd scratch, not the
+// weights, nor the per-thread buffers of private bands and tap transforms (about 1 MB per thread).
 // UNET_RT_WINOGRAD_RAW_MB=N (default 64 for fp32, none for bf16): Winograd convs whose transformed
 // weights would take more than N MB keep the 3x3 taps instead (a quarter of fp32 U, half of bf16 U)
 // and transform them per band, transform row and output group on the fly: the paper network's fp32
