@@ -40,6 +40,7 @@
 
 #include "kernels/kernels.h"
 #include "src/geometry.h"
+#include "src/memory.h"
 #include "src/pack.h"
 #include "src/plan.h"
 #include "src/thread_pool.h"
@@ -297,9 +298,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
   }
   if (p.floats > m.arena_floats) {
     m.arena.reset();
-    void* mem = nullptr;
-    if (posix_memalign(&mem, 64, (size_t)p.floats * sizeof(float)) != 0) throw std::bad_alloc();
-    m.arena.reset(static_cast<float*>(mem));
+    m.arena.reset(static_cast<float*>(alloc_buffer((size_t)p.floats * sizeof(float))));
     m.arena_floats = p.floats;
   }
   ThreadPool& pool = *m.pool;
