@@ -15,7 +15,8 @@
 // Environment knobs: UNET_RT_ISA=ref|avx2|avx512 (default: the best this CPU has), UNET_RT_WINOGRAD=0
 // (direct convolution everywhere), UNET_RT_WINOGRAD_MAX_CHANNELS=N (Winograd only for convs with <= N
 // output channels: its transformed weights take 4x the memory, 463 MB instead of 124 MB for the
-// paper network). workspace_bytes() covers the activations and the Winograd scratch, not weights.
+// paper network). workspace_bytes() covers the activations and the shared Winograd scratch, not the
+// weights, nor the per-thread buffers of private bands and tap transforms (about 1 MB per thread).
 // UNET_RT_WINOGRAD_RAW_MB=N (default 64 for fp32, none for bf16): Winograd convs whose transformed
 // weights would take more than N MB keep the 3x3 taps instead (a quarter of fp32 U, half of bf16 U)
 // and transform them per band, transform row and output group on the fly: the paper network's fp32
@@ -39,6 +40,7 @@
 
 #include "kernels/kernels.h"
 #include "src/geometry.h"
+#include "src/memory.h"
 #include "src/pack.h"
 #include "src/plan.h"
 #include "src/thread_pool.h"
@@ -296,9 +298,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
   }
   if (p.floats > m.arena_floats) {
     m.arena.reset();
-    void* mem = nullptr;
-    if (posix_memalign(&mem, 64, (size_t)p.floats * sizeof(float)) != 0) throw std::bad_alloc();
-    m.arena.reset(static_cast<float*>(mem));
+    m.arena.reset(static_cast<float*>(alloc_buffer((size_t)p.floats * sizeof(float))));
     m.arena_floats = p.floats;
   }
   ThreadPool& pool = *m.pool;

@@ -3,7 +3,7 @@ He weights, seed 0, as in test_cpu.py) through `unet_rt.Engine(..., profile=True
 (one 700 tile), 2 threads, fp32 and bf16; one warm-up call, then the profile of the median of
 `rounds` calls, summed per phase kind and listed per layer.
 
-    python bench/profile.py [rounds] > profile.md
+    python bench/layer_profile.py [rounds] > profile.md
 """
 from __future__ import annotations
 
