@@ -62,6 +62,63 @@ def test_winograd_bf16_simd_vs_ref(case, ocg):
     assert float((diff - (2 * U_BF16 * 0.5 + 2 * _gamma(sum(case[0]) + 30)) * wabs).max()) <= 0
 
 
+@pytest.mark.parametrize("isa", BF16_ISAS)
+@pytest.mark.parametrize("ocg", [16, 32])
+@pytest.mark.parametrize("ic,oc,h,w", [(16, 16, 3, 5), (20, 12, 2, 30), (64, 32, 5, 13), (32, 48, 1, 1)])
+def test_upconv2x2_bf16(ic, oc, h, w, ocg, isa):
+    """The bf16 up-conv: inputs and weights rounded to bf16 (relative 2^-9 each), products exact,
+    fp32 sums; within (2u + u^2 + gamma_(IC+1)) * sum |x||w| (+ the bias's rounding) of the float64
+    truth, really rounding (far above fp32's error), and the SIMD tier close to the scalar one."""
+    from test_kernels import _rand, _up_np
+
+    x, wt, b = _rand(ic, h, w), _rand(ic, oc, 2, 2), _rand(oc)
+    exact = _up_np(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64))
+    absum = _up_np(np.abs(x).astype(np.float64), np.abs(wt).astype(np.float64), 0 * np.abs(b).astype(np.float64))
+    bound = (2 * U_BF16 + U_BF16**2 + _gamma(ic + 1)) * absum + _gamma(ic + 1) * np.abs(b)[:, None, None]
+    y = K.upconv2x2(x, wt, b, isa=isa, ocg=ocg, precision="bf16")
+    _check(y, exact, bound)
+    y32 = K.upconv2x2(x, wt, b, isa=isa, ocg=ocg)
+    assert np.abs(y - exact).max() > 20 * np.abs(y32 - exact).max()
+    if isa != "ref":
+        yr = K.upconv2x2(x, wt, b, isa="ref", ocg=ocg, precision="bf16")
+        assert float((np.abs(y - yr) - 2 * _gamma(ic + 1) * absum - _gamma(2) * np.abs(b)[:, None, None]).max()) <= 0
+
+
+AMX = "avx512" in K.available_isas() and K.bf16_kernels("avx512") == "amx_bf16"
+NO_AMX = "no AMX tier on this CPU (AMX-TILE/AMX-BF16, OS permission, self-check): the AVX512-BF16 tier runs"
+
+
+def test_amx_tier_only_where_it_runs(monkeypatch):
+    """The bf16 GEMM is AMX's where the CPU, the OS and the self-check allow it, else vdpbf16ps, and
+    info says why not AMX; UNET_RT_AMX=0 forces the AVX512-BF16 tier."""
+    if not SIMD_BF16:
+        pytest.skip(NO_SIMD_BF16)
+    from unet_rt import Engine
+
+    kernel = Engine(SHIPPED, threads=1, precision="bf16").info
+    if AMX:
+        assert kernel["kernel"].endswith("_amx") and "amx_note" not in kernel, kernel
+    else:
+        assert kernel["kernel"].endswith("_avx512bf16") and kernel["amx_note"], kernel
+    monkeypatch.setenv("UNET_RT_AMX", "0")
+    assert K.bf16_kernels("avx512") == "avx512_bf16"
+    assert Engine(SHIPPED, threads=1, precision="bf16").info["kernel"].endswith("_avx512bf16")
+
+
+@pytest.mark.skipif(not AMX, reason=NO_AMX)
+@pytest.mark.parametrize("ocg", [16, 32])
+@pytest.mark.parametrize("case", WINO_CASES, ids=lambda c: f"ic{'+'.join(map(str, c[0]))}-oc{c[1]}-{c[2]}x{c[3]}")
+def test_amx_vs_avx512bf16(case, ocg, monkeypatch):
+    # Same bf16 V and U (the same transforms): the tiers differ only in the fp32 summation order.
+    inputs, w, b, pre, bound, wabs = _bf16_case(case)
+    oh, ow, band, nt = case[2], case[3], case[4], case[5]
+    kw = dict(relu=False, isa="avx512", ocg=ocg, band=band, nt=nt, precision="bf16")
+    y_amx = K.conv3x3_winograd(inputs, w, b, oh, ow, **kw)
+    monkeypatch.setenv("UNET_RT_AMX", "0")
+    y_vnni = K.conv3x3_winograd(inputs, w, b, oh, ow, **kw)
+    assert float((np.abs(y_amx - y_vnni) - 2 * _gamma(sum(case[0]) + 30) * wabs).max()) <= 0
+
+
 def test_bf16_tiers():
     assert K.bf16_kernels("ref") == "ref_bf16"
     if "avx2" in K.available_isas():
@@ -127,7 +184,9 @@ def test_network_profile_rows():
     net.forward(x)
     rows = net.profile()
     phases = {r["phase"] for r in rows}
-    assert {"reorder", "pool2x2", "head1x1", "wino-in-f32", "wino-out-f32"} <= phases
+    isa = net.isa
+    assert {"reorder_f32", f"pool2x2_f32_{isa}", f"head1x1_f32_{isa}", f"conv3x3_wino_in_f32_{isa}",
+            f"conv3x3_wino_out_f32_{isa}", f"upconv2x2_f32_{isa}"} <= phases, phases
     assert any(p.startswith("conv3x3_wino_gemm_f32_") for p in phases)
     layers = [r["layer"] for r in rows]
     assert layers[0] == "input" and layers[-1] == "head" and "enc.0.conv1" in layers
@@ -212,9 +271,9 @@ print(e.info["precision"], e.info["memory_budget_mb"], pl["tiles"], peak_rss() -
 
 @pytest.mark.slow
 def test_paper_network_2048_bf16_peak_memory(paper_net_file):
-    """bf16 keeps the Winograd weights in bf16 (and the largest layers as 3x3 taps: 162 MB instead of
-    463 MB for the paper network in fp32), so the default activation budget grows (8 tiles instead of
-    15 smaller ones) and the whole process still peaks within 1 GB beyond the output."""
+    """bf16 keeps the Winograd weights in bf16 (232 MB instead of 463 MB for the paper network), so the
+    default activation budget grows (605 MB: 8 tiles instead of the 15 smaller ones that fully
+    transformed fp32 weights allowed) and the whole process still peaks within 1 GB beyond the output."""
     import os
     import subprocess
     import sys

@@ -222,3 +222,20 @@ def test_range_warning_rules():
     assert "P1..P99" in range_warning([frame(0, 4095)], norm)         # 12-bit data on an 8-bit model
     assert range_warning([frame(100, 110)], norm) is not None         # span < 1/10 of the training span
     assert range_warning([frame(0, 4095)], dict(norm, percentiles=[1, 99])) is None  # normalised per image
+
+
+def test_percentile_range_float32_cannot_scale_is_an_error(tmp_path):
+    # A percentile-normalised model on an image whose percentile range is far narrower than its
+    # values: (x - lo) / (hi - lo) overflows float32. The Engine refuses with a message (it used to
+    # run the network on ~1e38 inputs and return a meaningless map); unet_rt.dask does the same.
+    mf = model_file.load(SHIPPED)
+    mf.normalization = {"mean": [0.0], "std": [1.0], "percentiles": [1, 99]}
+    p = tmp_path / "pct.plan"
+    model_file.save(p, mf)
+    img = np.zeros((64, 64), np.float32)
+    img[::2] = 1e-42                      # p1 = 0, p99 = 1e-42 (subnormal)
+    img[0, 0] = 1.0                       # (1 - 0) / 1e-42 = 1e42: not a float32
+    with pytest.raises(ValueError, match="float32 cannot scale"):
+        unet_rt.Engine(p).segment(img)
+    ok = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    assert unet_rt.Engine(p).segment(ok).shape == (64, 64)

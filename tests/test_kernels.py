@@ -194,11 +194,20 @@ def test_peak_probe_is_plausible():
 # gamma_K * |A|^T [sum_c (|G||g_c||G|^T) . (|B|^T |d_c| |B|)] |A| (+ the bias rounding), with
 # K = IC + 30 rounding steps on the longest path (6 + 6 per transform side, IC in the sum, rounding of
 # U). The absolute-value pipeline is computed below in float64, per output pixel.
-BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-               [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], float)
-G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
-AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], float)
+# The executor's F(4x4, 3x3) matrices, points 0, 1, -1, 1/2, -2 (csrc/kernels/simd_impl.h)
+BT = np.array([[1, -1.5, -2, 1.5, 1, 0], [0, -1, 0.5, 2.5, 1, 0], [0, 1, -2.5, 0.5, 1, 0],
+               [0, -2, -1, 2, 1, 0], [0, 0.5, -1, -0.5, 1, 0], [0, 1, -1.5, -2, 1.5, 1]], float)
+G = np.array([[1, 0, 0], [1 / 3, 1 / 3, 1 / 3], [-1 / 3, 1 / 3, -1 / 3],
+              [-16 / 15, -8 / 15, -4 / 15], [1 / 15, -2 / 15, 4 / 15], [0, 0, 1]])
+AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 0.5, -2, 0], [0, 1, 1, 0.25, 4, 0], [0, 1, -1, 0.125, -8, 1]], float)
+
+
+def test_winograd_matrices_are_exact():
+    """y = A^T [(G g) . (B^T d)] is the 4-output correlation of d (6) with g (3), exactly (1-D, hence 2-D)."""
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        d, g = rng.standard_normal(6), rng.standard_normal(3)
+        np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), [d[i:i + 3] @ g for i in range(4)], rtol=0, atol=1e-13)
 
 
 def _winograd_abs(x, w, oh, ow):

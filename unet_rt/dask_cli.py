@@ -9,8 +9,13 @@ Two modes, chosen by the inputs:
   run leaves no half-written chunk behind that looks complete. For an OME-Zarr input, ``-o`` is the
   image itself (or ``IMAGE.zarr/labels/NAME``) and the labels become the NGFF label image
   ``labels/NAME`` beside it, with the image's axes and scale (written with ``ome-zarr``).
+  ``--instances`` writes int32 object labels instead (``unet_rt.dask.instances``: objects joined across
+  blocks; a rerun recomputes every block's local instances, which the join needs, but writes only
+  the missing chunks).
 * **many files** (directories, globs, lists): one task per file, one output per input in the ``-o``
-  directory (``NAME.png``, or ``.tif`` for stacks and probabilities); outputs that exist are skipped.
+  directory (``NAME.png``, or ``.tif`` for stacks and probabilities), written as the single-process
+  CLI writes them (visible class maps unless ``--raw``; ``--instances``: uint16, or int32 TIFF);
+  outputs that exist are skipped.
 
 Each worker opens the model once (``unet_rt.dask._engine``); the model path must be readable on
 the workers. The progress bar follows the distributed client's futures.
@@ -41,6 +46,9 @@ def add_arguments(p) -> None:
     g.add_argument("--block", type=int, default=2048, metavar="PX",
                    help="zarr input: output block (= output chunk) side in pixels, rounded to whole tiles "
                         "(default 2048)")
+    g.add_argument("--halo", type=int, default=128, metavar="PX",
+                   help="zarr input with --instances: context around each block for the watershed, in pixels "
+                        "(default 128; objects crossing blocks are joined either way, see docs/dask.md)")
 
 
 def wanted(args) -> bool:
@@ -131,7 +139,7 @@ def _label_target(src: Path, out: Path, root) -> tuple[Path, str]:
                      f"or {src}/labels/NAME")
 
 
-def _create_output(out: Path, shape, chunks, run: dict, ngff: tuple | None):
+def _create_output(out: Path, shape, chunks, run: dict, ngff: tuple | None, dtype=np.uint8):
     """The output array (created, or reopened for a resume after checking it is this run's)."""
     import zarr
 
@@ -144,11 +152,11 @@ def _create_output(out: Path, shape, chunks, run: dict, ngff: tuple | None):
         a = zarr.open_array(str(target / "0") if ngff else str(target), mode="r+")
         prev = a.attrs.get("unet-rt")
         if prev != run or tuple(a.shape) != tuple(shape) or tuple(a.chunks) != tuple(chunks):
-            raise ValueError(f"{target} exists from another run (model, tile or block differ): delete it or "
+            raise ValueError(f"{target} exists from another run (model, tile, block or output differ): delete it or "
                              f"choose another output")
         return a
     if ngff is None:
-        a = zarr.create_array(str(target), shape=shape, chunks=chunks, dtype=np.uint8, fill_value=0,
+        a = zarr.create_array(str(target), shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
                               config={"write_empty_chunks": True})
         a.attrs["unet-rt"] = run
         return a
@@ -158,7 +166,7 @@ def _create_output(out: Path, shape, chunks, run: dict, ngff: tuple | None):
     fmt = format_from_version(fmt_version)
     labels = zarr.open_group(str(labels_dir), mode="a", zarr_format=zarr_format)
     g = labels.create_group(name)
-    a = g.create_array("0", shape=shape, chunks=chunks, dtype=np.uint8, fill_value=0,
+    a = g.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
                        config={"write_empty_chunks": True})
     a.attrs["unet-rt"] = run
     # the image's axes and level-0 scale, without the channel axis
@@ -192,10 +200,15 @@ def segment_zarr(src: Path, args, client, progress) -> int:
     spatial = x.ndim - (1 if int(meta["arch"]["in_channels"]) > 1 else 0)
     if spatial == 3:
         x = x.rechunk({0: 1})  # one plane per task and per chunk
-    lab = ud.segment(x, args.model, tile=args.tile, block=args.block, threads=args.threads)
+    if args.instances:  # int32 object labels, joined across blocks (the merge needs every block's summary)
+        lab = ud.instances(x, args.model, tile=args.tile, block=args.block, halo=args.halo, threads=args.threads)
+    else:
+        lab = ud.segment(x, args.model, tile=args.tile, block=args.block, threads=args.threads)
     chunks = tuple(c[0] for c in lab.chunks)
-    tile = ud._resolve_tile(args.tile, int(meta["arch"]["depth"]), args.block)
+    tile = ud._resolve_tile(args.tile, int(meta["arch"]["depth"]), args.block, meta["arch"]["padding"] == "same")
     run = {"model": str(Path(args.model).resolve()), "tile": tile, "block": args.block}
+    if args.instances:
+        run.update(instances=True, halo=args.halo)
     out = Path(args.output)
     ngff = None
     if ms is not None:
@@ -205,7 +218,7 @@ def segment_zarr(src: Path, args, client, progress) -> int:
         fmt_version = (dict(root.attrs).get("ome", {}).get("version") or ms.get("version") or "0.4")
         ngff = (labels_dir, name, ms, names, fmt_version, root.metadata.zarr_format)
         del zarr
-    a = _create_output(out, lab.shape, chunks, run, ngff)
+    a = _create_output(out, lab.shape, chunks, run, ngff, dtype=lab.dtype)
     apath = Path(a.store.root) / a.path if hasattr(a.store, "root") else out
     blocks = lab.to_delayed()
     todo = []
@@ -227,14 +240,21 @@ def segment_zarr(src: Path, args, client, progress) -> int:
 
 
 # ------------------------------------------------------------------ many files
-def _segment_file(src: str, dst: str, model: str, tile: int, threads, probabilities: bool, spread: bool) -> str:
-    from .io import read_image, write_image
+def _segment_file(src: str, dst: str, model: str, tile: int, threads, probabilities: bool, spread: bool,
+                  instances: bool = False) -> str:
+    from .cli import _instances_image
+    from .io import read_image, visible_labels, write_image
 
     eng = ud._engine(model, "cpu", threads, tile)
     img = read_image(src)
-    res = eng.predict(img) if probabilities else eng.segment(img)
-    if spread and not probabilities:  # as the single-process CLI's --scale
-        res = (res * (255 // max(eng.classes - 1, 1))).astype(np.uint8)
+    if probabilities:
+        res = eng.predict(img)
+    elif instances:  # as the single-process CLI: uint16 when they fit (PNG), else int32 (TIFF only)
+        res = _instances_image(eng.instances(img), Path(dst))
+    else:
+        res = eng.segment(img)
+        if spread:  # visible grey levels, as the single-process CLI without --raw
+            res = visible_labels(res, eng.classes)
     write_image(dst, res)
     return dst
 
@@ -261,7 +281,7 @@ def segment_files(inputs: list[Path], args, client, progress) -> int:
     model = str(Path(args.model).resolve())
     futures = client.map(_segment_file, [j[0] for j in jobs], [j[1] for j in jobs], model=model,
                          tile=args.tile or 0, threads=args.threads, probabilities=args.probabilities,
-                         spread=bool(getattr(args, "scale", False)), pure=False)
+                         spread=not args.raw, instances=args.instances, pure=False)
     failed = progress(futures, "segment", "img")
     for f, (s, _) in zip(futures, jobs):
         if f.status == "error":
@@ -288,8 +308,12 @@ def segment(args) -> int:
         return _err("no model given (-m) and no shipped default model installed")
     if args.workers is not None and args.workers < 1:
         return _err("--workers must be >= 1")
-    if getattr(args, "tta", False) or getattr(args, "overlay", False):
-        return _err("--tta and --overlay are not available with --workers/--scheduler")
+    if getattr(args, "tta", False) or getattr(args, "overlay", False) or args.threshold is not None:
+        return _err("--tta, --overlay and --threshold are not available with --workers/--scheduler")
+    if args.instances and args.probabilities:
+        return _err("--instances and --probabilities exclude each other")
+    if args.halo < 0:
+        return _err("--halo must be >= 0")
     if args.backend not in ("auto", "cpu"):
         return _err("--workers/--scheduler run the cpu backend")
     try:

@@ -158,7 +158,7 @@ class Engine:
         """Where the time went (``Engine(..., profile=True)``): one row per layer and phase, in execution
         order, summed over every tile run since the engine was made or since the last ``profile()``
         (``reset=False`` keeps summing): ``layer``, ``phase`` (e.g. ``conv3x3_wino_gemm_f32_12x32_avx512``,
-        ``wino-in-f32``, ``upconv2x2_f32_avx512``), ``ms``, ``share`` of the total, ``gflops`` (GFLOP/s of
+        ``conv3x3_wino_in_f32_avx512``, ``upconv2x2_f32_avx512``), ``ms``, ``share`` of the total, ``gflops`` (GFLOP/s of
         the arithmetic actually done) and ``mb`` moved. Phase names and meaning: docs/speed.md."""
         if self._native is None or not self._profiling:
             raise RuntimeError("profile() needs an engine made with Engine(..., profile=True) (CPU backend)")

@@ -1,5 +1,6 @@
 // Kernel micro-benchmark (make kbench): GFLOP/s of every Winograd conv3x3 variant this CPU runs
-// (fp32 per ISA tier, bf16) and of the direct conv, per phase, on layer shapes of the paper network,
+// (fp32 per ISA tier, bf16) under each of the executor's schedules (shared bands, private bands,
+// weights kept as taps) and of the direct conv, per phase, on layer shapes of the paper network,
 // against the measured peak of the same arithmetic (fp32 FMA, or vdpbf16ps for bf16).
 //
 // One thread, the executor's own packing (src/pack.cc) and Winograd driver (src/winograd.cc).
@@ -84,8 +85,8 @@ int main(int argc, char** argv) {
   const double peak16 = (top == k::Isa::Avx512 && k::bf16_kernels_for(top)) ? probe(k::bf16_probe_avx512bf16) : 0.0;
   std::printf("kbench: 1 thread, CPU time; measured peak fp32 FMA %.1f GFLOP/s, bf16 vdpbf16ps %s\n", peak32,
               peak16 > 0 ? (std::to_string((int)peak16) + " GFLOP/s").c_str() : "n/a (no AVX512-BF16)");
-  std::printf("%-10s %-42s %8s %8s %8s %8s %8s %7s %9s\n", "layer", "kernel", "wall ms", "cpu ms", "in ms", "gemm ms",
-              "out ms", "GFLOP/s", "% peak");
+  std::printf("%-10s %-42s %-8s %8s %8s %8s %8s %8s %7s %9s\n", "layer", "kernel", "schedule", "wall ms", "cpu ms",
+              "in ms", "gemm ms", "out ms", "GFLOP/s", "% peak");
   const Layer layers[] = {{"enc.0", 64, 64, 200}, {"enc.2", 256, 256, 96}, {"enc.3", 512, 512, 64},
                           {"enc.4", 1024, 1024, 36}, {"dec.3c1", 1024, 512, 64}};
   std::mt19937 rng(1);
@@ -102,34 +103,43 @@ int main(int argc, char** argv) {
       if (isa != k::Isa::Ref) tables.push_back(&k::kernels_for(isa));
       if (const k::Kernels* t = k::bf16_kernels_for(isa); t && isa != k::Isa::Ref) tables.push_back(t);
     }
-    for (const k::Kernels* kn : tables) {
-      const int ocg = kn->ocg_for(L.oc);
-      const unet_rt::PackedConv pc = unet_rt::pack_wino(tw, tb, {InDesc{L.ic, 16, L.ic / 16}}, ocg, *kn);
-      k::WinoArgs a;
-      a.in[0] = k::View{x.data(), 16, L.ic / 16, (int64_t)ih * 16, (int64_t)ih * ih * 16};
-      a.icb = L.ic / 16;
-      a.ocb = pc.groups() * ocg / 16;
-      a.u = pc.u();
-      a.bias = pc.b.data();
-      a.ocg = ocg;
-      a.oh = a.ow = L.out;
-      a.th = a.tw = (L.out + 3) / 4;
-      a.y = k::OutView{y.data(), (int64_t)L.out * 16, (int64_t)L.out * L.out * 16};
-      const int64_t tiles = (int64_t)a.th * a.tw;
-      unet_rt::WinoSchedule s;
-      s.clock = cpu_now;
-      s.band = unet_rt::wino_band(a.icb, a.ocb, tiles, (double)pc.u_bytes, kn->bf16);
-      std::vector<float> v(unet_rt::wino_v_bytes(a.icb, s.band, kn->bf16) / 4 + 16), m(k::wino_m_floats(a.ocb, s.band));
-      const unet_rt::ParallelFor serial = [](int64_t n, const std::function<void(int64_t)>& fn) {
-        for (int64_t i = 0; i < n; ++i) fn(i);
-      };
-      const Result r = best_of(reps, [&](double* ph) { unet_rt::run_winograd(*kn, a, s, v.data(), m.data(), serial, ph); });
-      const double flops = 2.0 * k::kWinoT * tiles * L.ic * (double)(a.ocb * 16);
-      const double peak = kn->bf16 ? peak16 : peak32;
-      std::printf("%-10s %-42s %8.1f %8.1f %8.1f %8.1f %8.1f %7.1f %8.0f%%\n", L.name, kn->wino_gemm_name(ocg).c_str(),
-                  r.wall * 1e3, r.cpu * 1e3, r.phase[0] * 1e3, r.phase[1] * 1e3, r.phase[2] * 1e3,
-                  flops / r.phase[1] * 1e-9, 100 * flops / r.phase[1] * 1e-9 / peak);
-    }
+    for (const k::Kernels* kn : tables)
+      for (const char* sched : {"shared", "private", "taps"}) {
+        // the executor's three schedules (src/winograd.h): shared bands, private L2-sized bands
+        // (768 KB of V + M, the executor's default), weights kept as taps (transformed per row and group)
+        const bool taps = std::string(sched) == "taps";
+        const int ocg = kn->ocg_for(L.oc);
+        const unet_rt::PackedConv pc = unet_rt::pack_wino(tw, tb, {InDesc{L.ic, 16, L.ic / 16}}, ocg, *kn, taps);
+        k::WinoArgs a;
+        a.in[0] = k::View{x.data(), 16, L.ic / 16, (int64_t)ih * 16, (int64_t)ih * ih * 16};
+        a.icb = L.ic / 16;
+        a.ocb = pc.groups() * ocg / 16;
+        a.u = pc.u();
+        a.bias = pc.b.data();
+        a.ocg = ocg;
+        a.oh = a.ow = L.out;
+        a.th = a.tw = (L.out + 3) / 4;
+        a.y = k::OutView{y.data(), (int64_t)L.out * 16, (int64_t)L.out * L.out * 16};
+        const int64_t tiles = (int64_t)a.th * a.tw;
+        unet_rt::WinoSchedule s;
+        s.clock = cpu_now;
+        s.band = unet_rt::wino_band(a.icb, a.ocb, tiles, (double)pc.u_bytes, kn->bf16);
+        s.raw = pc.raw();
+        if (std::string(sched) == "private") {
+          const double per_tile = (double)(unet_rt::wino_v_bytes(a.icb, 1, kn->bf16) + unet_rt::wino_m_bytes(a.ocb, 1));
+          s.private_band = std::min<int64_t>(tiles, std::max<int64_t>(12, (int64_t)(768.0 * 1024 / per_tile)));
+        }
+        std::vector<float> v(unet_rt::wino_v_bytes(a.icb, s.band, kn->bf16) / 4 + 16), m(k::wino_m_floats(a.ocb, s.band));
+        const unet_rt::ParallelFor serial = [](int64_t n, const std::function<void(int64_t)>& fn) {
+          for (int64_t i = 0; i < n; ++i) fn(i);
+        };
+        const Result r = best_of(reps, [&](double* ph) { unet_rt::run_winograd(*kn, a, s, v.data(), m.data(), serial, ph); });
+        const double flops = 2.0 * k::kWinoT * tiles * L.ic * (double)(a.ocb * 16);
+        const double peak = kn->bf16 ? peak16 : peak32;
+        std::printf("%-10s %-42s %-8s %8.1f %8.1f %8.1f %8.1f %8.1f %7.1f %8.0f%%\n", L.name, kn->wino_gemm_name(ocg).c_str(),
+                    sched, r.wall * 1e3, r.cpu * 1e3, r.phase[0] * 1e3, r.phase[1] * 1e3, r.phase[2] * 1e3,
+                    flops / r.phase[1] * 1e-9, 100 * flops / r.phase[1] * 1e-9 / peak);
+      }
     // direct conv (fp32, best ISA), for scale: GFLOP/s of its 9 * IC * OC multiplies per pixel
     const k::Kernels& kn = k::kernels_for(k::best_isa());
     const int ocg = kn.ocg_for(L.oc);
@@ -147,8 +157,8 @@ int main(int argc, char** argv) {
         for (int oy = 0; oy < L.out; ++oy) kn.conv(c, g, oy);
     });
     const double flops = 2.0 * 9 * L.ic * (double)L.oc * L.out * L.out;
-    std::printf("%-10s %-42s %8.1f %8.1f %8s %8s %8s %7.1f %8.0f%%\n", L.name,
-                (std::string("conv3x3_direct_f32_") + (ocg == 32 ? "12x32_" : "24x16_") + kn.name).c_str(), r.wall * 1e3,
+    std::printf("%-10s %-42s %-8s %8.1f %8.1f %8s %8s %8s %7.1f %8.0f%%\n", L.name,
+                (std::string("conv3x3_direct_f32_") + (ocg == 32 ? "12x32_" : "24x16_") + kn.name).c_str(), "", r.wall * 1e3,
                 r.cpu * 1e3, "", "", "", flops / r.cpu * 1e-9, 100 * flops / r.cpu * 1e-9 / peak32);
   }
   return 0;

@@ -1,4 +1,5 @@
 // Run-time ISA choice: one if/else chain over CPU features, ending in the scalar reference.
+#include <cstdlib>
 #include <stdexcept>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -96,7 +97,7 @@ std::vector<std::string> available_isas() {
 static const Kernels kRef{Isa::Ref, "ref", conv3x3_ref, upconv2x2_ref, pool2x2_ref, head1x1_ref,
                           conv3x3_wino_in_f32_ref, conv3x3_wino_gemm_f32_ref, conv3x3_wino_out_f32_ref, conv3x3_wino_wt_f32_ref, 16, false,
                           2, 2, "ref"};
-static const Kernels kRefBf16{Isa::Ref, "ref_bf16", conv3x3_ref, upconv2x2_ref, pool2x2_ref, head1x1_ref,
+static const Kernels kRefBf16{Isa::Ref, "ref_bf16", conv3x3_ref, upconv2x2_bf16_ref, pool2x2_ref, head1x1_ref,
                               conv3x3_wino_in_bf16_ref, conv3x3_wino_gemm_bf16_ref, conv3x3_wino_out_f32_ref, conv3x3_wino_wt_bf16_ref, 16, true,
                               1, 1, "ref"};
 static const Kernels kAvx2{Isa::Avx2, "avx2", conv3x3_avx2, upconv2x2_avx2, pool2x2_avx2, head1x1_avx2,
@@ -105,10 +106,15 @@ static const Kernels kAvx2{Isa::Avx2, "avx2", conv3x3_avx2, upconv2x2_avx2, pool
 static const Kernels kAvx512{Isa::Avx512, "avx512", conv3x3_avx512, upconv2x2_avx512, pool2x2_avx512,
                              head1x1_avx512, conv3x3_wino_in_f32_avx512, conv3x3_wino_gemm_f32_avx512,
                              conv3x3_wino_out_f32_avx512, conv3x3_wino_wt_f32_avx512, 32, false, 24, 12, "avx512"};
-// The AVX512-BF16 tier: the avx512 table with the Winograd input transform and GEMMs in bf16.
-static const Kernels kAvx512Bf16{Isa::Avx512, "avx512_bf16", conv3x3_avx512, upconv2x2_avx512, pool2x2_avx512,
+// The AVX512-BF16 tier: the avx512 table with the Winograd input transform, the GEMMs and the up-convs in bf16.
+static const Kernels kAvx512Bf16{Isa::Avx512, "avx512_bf16", conv3x3_avx512, upconv2x2_bf16_avx512bf16, pool2x2_avx512,
                                  head1x1_avx512, conv3x3_wino_in_bf16_avx512bf16, conv3x3_wino_gemm_bf16_avx512bf16,
                                  conv3x3_wino_out_f32_avx512, conv3x3_wino_wt_bf16_avx512bf16, 32, true, 24, 12, "avx512bf16"};
+
+// The AMX tier: the AVX512-BF16 table with the GEMM on AMX tiles (conv3x3/amxbf16.cc).
+static const Kernels kAmxBf16{Isa::Avx512, "amx_bf16", conv3x3_avx512, upconv2x2_bf16_avx512bf16, pool2x2_avx512,
+                              head1x1_avx512, conv3x3_wino_in_bf16_avx512bf16, conv3x3_wino_gemm_bf16_amx,
+                              conv3x3_wino_out_f32_avx512, conv3x3_wino_wt_bf16_avx512bf16, 32, true, 16, 16, "amx"};
 
 const Kernels& kernels_for(Isa isa) {
   if (!isa_supported(isa))
@@ -129,11 +135,38 @@ static bool cpu_has_avx512bf16() {
 #endif
 }
 
+// AMX: the CPU has it, the OS grants tile data, and one GEMM agrees with vdpbf16ps (once per process).
+// amx_note() says why not.
+static std::string& amx_reason() {
+  static std::string r;
+  return r;
+}
+static bool amx_usable() {
+#if defined(__x86_64__)
+  // amxbf16.cc is compiled with AVX-512 flags: nothing in it may run on a CPU without them
+  static const bool ok = (cpu_has_avx512bf16() || (amx_reason() = "no AVX512-BF16 on this CPU", false)) &&
+                         amx_bf16_enable(&amx_reason()) &&
+                         amx_bf16_self_check(conv3x3_wino_gemm_bf16_avx512bf16, &amx_reason());
+  return ok;
+#else
+  amx_reason() = "not x86-64";
+  return false;
+#endif
+}
+const std::string& amx_note() {
+  amx_usable();
+  return amx_reason();
+}
+
 const Kernels* bf16_kernels_for(Isa isa, std::string* why) {
   kernels_for(isa);  // throws if the CPU lacks the tier
-  // The if/else chain of the bf16 tiers (AMX would come first; it is not implemented).
+  // The if/else chain of the bf16 tiers.
   if (isa == Isa::Ref) return &kRefBf16;
-  if (isa == Isa::Avx512 && cpu_has_avx512bf16()) return &kAvx512Bf16;
+  if (isa == Isa::Avx512 && cpu_has_avx512bf16()) {
+    const char* env = std::getenv("UNET_RT_AMX");
+    if (!(env && std::string(env) == "0") && amx_usable()) return &kAmxBf16;
+    return &kAvx512Bf16;
+  }
   if (why)
     *why = isa == Isa::Avx512 ? "bf16 needs AVX512-BF16 (vdpbf16ps), which this CPU lacks: running fp32"
                               : std::string("bf16 needs the avx512 tier with AVX512-BF16; the kernels are ") +

@@ -60,9 +60,12 @@ int64_t conv_group_weights(const ConvArgs& a);
 
 // upconv2x2 stride 2 (ConvTranspose2d k=2 s=2), no activation:
 // x: [IC/16, H, W, 16]  w: packed [OC/ocg][a][b][IC/16][16][ocg]  -> y: [OC/16, 2H, 2W, 16]
+// bf16 tables (upconv2x2_bf16_*): the inputs rounded to bf16, w16 the weights as bf16 pairs
+// [OC/ocg][a][b][IC/2][ocg][2], products accumulated in fp32 (vdpbf16ps).
 struct UpArgs {
   View in;                      // cb must be 16
   const float* w = nullptr;
+  const uint16_t* w16 = nullptr;
   const float* bias = nullptr;
   int ocg = 16;
   int iw = 0;                   // input width
@@ -117,6 +120,7 @@ struct WinoArgs {
   int ocb = 0;                  // output blocks of M (OC padded to ocg, / 16)
   const void* u = nullptr;      // transformed weights (float or bf16 pairs, see above)
   int64_t u_gs = -1;            // elements from group g's U to g+1's (-1: dense, 36 * IC * ocg)
+  int u_q0 = 0;                 // first transform position held at u (rows transformed on the fly)
   const float* bias = nullptr;  // [OC padded to ocg]
   int ocg = 16;
   int oh = 0, ow = 0, th = 0, tw = 0;
@@ -131,18 +135,20 @@ using WinoGemmFn = void (*)(const WinoArgs& a, const void* v, int64_t nband, int
                             float* m);
 // Weight transform of one output group, U_g = G g G^T in fp32 (FMAs, the tier's own rounding):
 // g: [IC][9][ocg] (ic padded to 16 with zeros; the raw 3x3 taps, see wino_pack_raw) ->
-// U_g: [36][IC][ocg] fp32, or [36][IC/2][ocg][2] bf16 for the bf16 tables. The executor runs it once
-// at load time (weights kept transformed) or per band and group on the fly (weights kept raw: 4x
-// less memory), with the same result.
-using WinoWeightsFn = void (*)(const float* g, int ic, int ocg, void* u);
+// U_g: [36][IC][ocg] fp32, or [36][IC/2][ocg][2] bf16 for the bf16 tables; with row in [0, 6) only
+// positions 6*row .. 6*row+5 ([6][IC][ocg]). The executor runs it once at load time (weights kept
+// transformed) or per band, row and group on the fly (weights kept raw: 4x less memory), with the
+// same values.
+using WinoWeightsFn = void (*)(const float* g, int ic, int ocg, int row, void* u);
 // Output transform of block ob for band slots [n0, n0+nt) (the band starts at tile t0).
 using WinoOutFn = void (*)(const WinoArgs& a, const float* m, int64_t nband, int64_t t0, int ob, int64_t n0, int nt);
 
 // The raw taps the weight transform reads: [OC/ocg][IC][9][ocg] (IC = sum of blocks16(in_channels)*16).
 std::vector<float> wino_pack_raw(const float* w, int oc, const std::vector<int>& in_channels, int ocg);
-// Elements from group g's U to group g+1's.
-inline int64_t wino_u_group_stride(const WinoArgs& a) {
-  return a.u_gs >= 0 ? a.u_gs : (int64_t)kWinoT * a.icb * 16 * a.ocg;
+// Elements from a.u to U[g][q] (IC x ocg): groups a.u_gs apart (dense when -1), positions from a.u_q0.
+inline int64_t wino_u_offset(const WinoArgs& a, int g, int q) {
+  const int64_t per_q = (int64_t)a.icb * 16 * a.ocg;
+  return g * (a.u_gs >= 0 ? a.u_gs : kWinoT * per_q) + (q - a.u_q0) * per_q;
 }
 // Elements of a band's V (tiles, input blocks), floats of its M.
 inline int64_t wino_v_elems(int icb, int64_t nband) { return (int64_t)kWinoT * icb * nband * 16; }
@@ -190,9 +196,9 @@ struct Kernels {
 
 // Per-ISA tables (defined in each family's file, gathered in dispatch.cc).
 const Kernels& kernels_for(Isa isa);    // std::invalid_argument if this CPU lacks the ISA
-// The bf16 table of a tier: ref (scalar, any CPU) or avx512 with AVX512-BF16 (vdpbf16ps); nullptr
+// The bf16 table of a tier: ref (scalar, any CPU); for avx512 with AVX512-BF16, AMX (tdpbf16ps) where
+// the CPU and OS allow it and its self-check passes (UNET_RT_AMX=0: never), else vdpbf16ps; nullptr
 // where this CPU and tier have no bf16 GEMM (avx2, avx512 without AVX512-BF16). *why says so.
-// (AMX tdpbf16ps is not implemented: see docs/speed.md.)
 const Kernels* bf16_kernels_for(Isa isa, std::string* why = nullptr);
 Isa best_isa();                          // if/else chain over CPU features, ending in Ref
 bool isa_supported(Isa isa);
@@ -209,19 +215,28 @@ void conv3x3_avx512(const ConvArgs&, int, int);
 #define UNET_RT_WINO_DECL(dt, isa)                                                                       \
   void conv3x3_wino_in_##dt##_##isa(const WinoArgs&, void*, int64_t, int64_t, int64_t);                  \
   void conv3x3_wino_gemm_##dt##_##isa(const WinoArgs&, const void*, int64_t, int, int, int64_t, int, float*); \
-  void conv3x3_wino_wt_##dt##_##isa(const float*, int, int, void*);
+  void conv3x3_wino_wt_##dt##_##isa(const float*, int, int, int, void*);
 UNET_RT_WINO_DECL(f32, ref)
 UNET_RT_WINO_DECL(f32, avx2)
 UNET_RT_WINO_DECL(f32, avx512)
 UNET_RT_WINO_DECL(bf16, ref)
 UNET_RT_WINO_DECL(bf16, avx512bf16)
 #undef UNET_RT_WINO_DECL
+// AMX (amxbf16.cc): the GEMM on tile registers; enable() asks the OS for tile data once per process,
+// self_check() compares one GEMM with `reference` before dispatch chooses the tier.
+void conv3x3_wino_gemm_bf16_amx(const WinoArgs&, const void*, int64_t, int, int, int64_t, int, float*);
+bool amx_bf16_enable(std::string* why);
+bool amx_bf16_self_check(WinoGemmFn reference, std::string* why);
+// Why the AMX tier is not used ("" where it is).
+const std::string& amx_note();
 void conv3x3_wino_out_f32_ref(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int);
 void conv3x3_wino_out_f32_avx2(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int);
 void conv3x3_wino_out_f32_avx512(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int);
 void upconv2x2_ref(const UpArgs&, int, int);
 void upconv2x2_avx2(const UpArgs&, int, int);
 void upconv2x2_avx512(const UpArgs&, int, int);
+void upconv2x2_bf16_ref(const UpArgs&, int, int);
+void upconv2x2_bf16_avx512bf16(const UpArgs&, int, int);
 void pool2x2_ref(const PoolArgs&, int, int);
 void pool2x2_avx2(const PoolArgs&, int, int);
 void pool2x2_avx512(const PoolArgs&, int, int);

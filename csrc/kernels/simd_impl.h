@@ -137,75 +137,116 @@ inline void head_row(const HeadArgs& a, int oy) {
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
 // ---- Winograd F(4x4, 3x3) (kernels.h) ------------------------------------------------------------
-// o[k*os] = (B^T d)_k for d[k*s], k < 6;  B^T rows: [4 0 -5 0 1 0] [0 -4 -4 1 1 0] [0 4 -4 -1 1 0]
-// [0 -2 -1 2 1 0] [0 2 -1 -2 1 0] [0 4 0 -5 0 1]
+// Winograd F(4x4, 3x3) on the interpolation points 0, 1, -1, 1/2, -2 (and infinity) rather than the
+// usual 0, +-1, +-2: the same exact result with half the error once V and U are rounded to bf16
+// (measured on random layers: max error 0.015 vs 0.033 of the largest output; docs/speed.md). The
+// matrices (exact rationals; tests/test_kernels.py checks y = A^T [(G g G^T) . (B^T d B)] A):
+//   B^T: [1 -3/2 -2 3/2 1 0] [0 -1 1/2 5/2 1 0] [0 1 -5/2 1/2 1 0] [0 -2 -1 2 1 0] [0 1/2 -1 -1/2 1 0]
+//        [0 1 -3/2 -2 3/2 1]
+//   A^T: [1 1 1 1 1 0] [0 1 -1 1/2 -2 0] [0 1 1 1/4 4 0] [0 1 -1 1/8 -8 1]
+//   G:   [1 0 0] [1/3 1/3 1/3] [-1/3 1/3 -1/3] [-16/15 -8/15 -4/15] [1/15 -2/15 4/15] [0 0 1]
+// o[k*os] = (B^T d)_k for d[k*s], k < 6.
 template <class V>
 inline void wino_bt(const typename V::reg* d, int s, typename V::reg* o, int os) {
   using R = typename V::reg;
-  const R c2 = V::set1(2.0f), c4 = V::set1(4.0f), c5 = V::set1(5.0f);
+  const R c05 = V::set1(0.5f), c15 = V::set1(1.5f), c2 = V::set1(2.0f), c3 = V::set1(3.0f);
   const R d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
-  o[0] = V::fma(c4, d0, V::fnma(c5, d2, d4));
-  o[os] = V::fnma(c4, V::add(d1, d2), V::add(d3, d4));
-  o[2 * os] = V::fma(c4, V::sub(d1, d2), V::sub(d4, d3));
-  o[3 * os] = V::fma(c2, V::sub(d3, d1), V::sub(d4, d2));
-  o[4 * os] = V::fma(c2, V::sub(d1, d3), V::sub(d4, d2));
-  o[5 * os] = V::fma(c4, d1, V::fnma(c5, d3, d5));
+  const R m13 = V::sub(d3, d1), s42 = V::sub(d4, d2), p = V::fma(c05, V::add(d2, d3), d4);
+  o[0] = V::fma(c15, m13, V::fnma(c2, d2, V::add(d0, d4)));
+  o[os] = V::fma(c2, d3, V::sub(p, d1));
+  o[2 * os] = V::fnma(c3, d2, V::add(p, d1));
+  o[3 * os] = V::fma(c2, m13, s42);
+  o[4 * os] = V::fnma(c05, m13, s42);
+  o[5 * os] = V::fma(c15, s42, V::fnma(c2, d3, V::add(d1, d5)));
 }
 
-// o[k*os] = (A^T m)_k, k < 4;  A^T rows: [1 1 1 1 1 0] [0 1 -1 2 -2 0] [0 1 1 4 4 0] [0 1 -1 8 -8 1]
+// o[k*os] = (A^T m)_k, k < 4.
 template <class V>
 inline void wino_at(const typename V::reg* m, int s, typename V::reg* o, int os) {
   using R = typename V::reg;
   const R c2 = V::set1(2.0f), c4 = V::set1(4.0f), c8 = V::set1(8.0f);
-  const R p12 = V::add(m[s], m[2 * s]), m12 = V::sub(m[s], m[2 * s]);
-  const R p34 = V::add(m[3 * s], m[4 * s]), m34 = V::sub(m[3 * s], m[4 * s]);
-  o[0] = V::add(V::add(m[0], p12), p34);
-  o[os] = V::fma(c2, m34, m12);
-  o[2 * os] = V::fma(c4, p34, p12);
-  o[3 * os] = V::add(V::fma(c8, m34, m12), m[5 * s]);
+  const R c05 = V::set1(0.5f), c025 = V::set1(0.25f), c0125 = V::set1(0.125f);
+  const R p12 = V::add(m[s], m[2 * s]), m12 = V::sub(m[s], m[2 * s]), m3 = m[3 * s], m4 = m[4 * s];
+  o[0] = V::add(V::add(m[0], p12), V::add(m3, m4));
+  o[os] = V::fma(c05, m3, V::fnma(c2, m4, m12));
+  o[2 * os] = V::fma(c025, m3, V::fma(c4, m4, p12));
+  o[3 * os] = V::add(V::fma(c0125, m3, V::fnma(c8, m4, m12)), m[5 * s]);
 }
 
-// o[a*os] = (G k)_a for k[j*s], j < 3;  G rows: [1/4 0 0] [-1/6 -1/6 -1/6] [-1/6 1/6 -1/6]
-// [1/24 1/12 1/6] [1/24 -1/12 1/6] [0 0 1]
+// o[a*os] = (G k)_a for k[j*s], j < 3 (wino_g_row below repeats each row's operations exactly).
 template <class V>
 inline void wino_g(const typename V::reg* k, int s, typename V::reg* o, int os) {
   using R = typename V::reg;
-  const R c4 = V::set1(1.0f / 4), c6 = V::set1(1.0f / 6), c12 = V::set1(1.0f / 12), c24 = V::set1(1.0f / 24);
+  const R c3 = V::set1(1.0f / 3), c1615 = V::set1(16.0f / 15), c815 = V::set1(8.0f / 15), c415 = V::set1(4.0f / 15);
+  const R c115 = V::set1(1.0f / 15), c215 = V::set1(2.0f / 15);
   const R k0 = k[0], k1 = k[s], k2 = k[2 * s], z = V::zero();
-  const R e = V::add(k0, k2), k26 = V::fma(c6, k2, z);
-  o[0] = V::fma(c4, k0, z);
-  o[os] = V::fnma(c6, V::add(e, k1), z);
-  o[2 * os] = V::fma(c6, V::sub(k1, e), z);
-  o[3 * os] = V::fma(c24, k0, V::fma(c12, k1, k26));
-  o[4 * os] = V::fma(c24, k0, V::fnma(c12, k1, k26));
+  const R e = V::add(k0, k2);
+  o[0] = k0;
+  o[os] = V::fma(c3, V::add(e, k1), z);
+  o[2 * os] = V::fma(c3, V::sub(k1, e), z);
+  o[3 * os] = V::fnma(c1615, k0, V::fnma(c815, k1, V::fnma(c415, k2, z)));
+  o[4 * os] = V::fma(c115, k0, V::fnma(c215, k1, V::fma(c415, k2, z)));
   o[5 * os] = k2;
 }
 
+// Row A of wino_g alone: the same operations in the same order (bit-identical to wino_g's o[A]).
+template <class V, int A>
+inline typename V::reg wino_g_row(const typename V::reg* k, int s) {
+  const typename V::reg k0 = k[0], k1 = k[s], k2 = k[2 * s], z = V::zero();
+  if constexpr (A == 0) return k0;
+  if constexpr (A == 1) return V::fma(V::set1(1.0f / 3), V::add(V::add(k0, k2), k1), z);
+  if constexpr (A == 2) return V::fma(V::set1(1.0f / 3), V::sub(k1, V::add(k0, k2)), z);
+  if constexpr (A == 3)
+    return V::fnma(V::set1(16.0f / 15), k0, V::fnma(V::set1(8.0f / 15), k1, V::fnma(V::set1(4.0f / 15), k2, z)));
+  if constexpr (A == 4)
+    return V::fma(V::set1(1.0f / 15), k0, V::fnma(V::set1(2.0f / 15), k1, V::fma(V::set1(4.0f / 15), k2, z)));
+  return k2;
+}
+
 // Weight transform of one output group (kernels.h WinoWeightsFn): g [IC][9][ocg] -> U_g = G g G^T,
-// [36][IC][ocg] fp32, or with BF16 [36][IC/2][ocg][2] (V::store_bf16_pairs interleaves two input
-// channels' values, lane by lane).
-template <class V, bool BF16 = false>
-inline void wino_wt(const float* g, int ic, int ocg, void* uout) {
+// [36][IC][ocg] fp32 (A < 0) or transform row A only (positions 6A .. 6A+5, [6][IC][ocg]), or with
+// BF16 [..][IC/2][ocg][2] (V::store_bf16_pairs interleaves two input channels' values, lane by lane).
+template <class V, bool BF16, int A>
+inline void wino_wt_rows(const float* g, int ic, int ocg, void* uout) {
   using R = typename V::reg;
-  constexpr int L = V::L, P = BF16 ? 2 : 1;
+  constexpr int L = V::L, P = BF16 ? 2 : 1, NQ = A < 0 ? 36 : 6;
   const int64_t qs = (int64_t)ic * ocg;  // elements per transform position
   for (int c = 0; c < ic; c += P)
     for (int lo = 0; lo < ocg; lo += L) {
-      R u[P][36];
+      R u[P][NQ];
       for (int p = 0; p < P; ++p) {
-        R k[9], t[18];
+        R k[9];
         for (int i = 0; i < 9; ++i) k[i] = V::load(g + ((int64_t)(c + p) * 9 + i) * ocg + lo);
-        for (int j = 0; j < 3; ++j) wino_g<V>(k + j, 3, t + j, 3);        // t[a][j] = (G k)[a][j]
-        for (int a = 0; a < 6; ++a) wino_g<V>(t + 3 * a, 1, u[p] + 6 * a, 1);  // u[a][b] = (t G^T)[a][b]
+        if constexpr (A < 0) {
+          R t[18];
+          for (int j = 0; j < 3; ++j) wino_g<V>(k + j, 3, t + j, 3);        // t[a][j] = (G k)[a][j]
+          for (int a = 0; a < 6; ++a) wino_g<V>(t + 3 * a, 1, u[p] + 6 * a, 1);  // u[a][b] = (t G^T)[a][b]
+        } else {
+          R t[3];
+          for (int j = 0; j < 3; ++j) t[j] = wino_g_row<V, A>(k + j, 3);   // t[A][j]
+          wino_g<V>(t, 1, u[p], 1);
+        }
       }
       if constexpr (BF16) {
         uint16_t* o = static_cast<uint16_t*>(uout) + ((int64_t)(c / 2) * ocg + lo) * 2;
-        for (int q = 0; q < 36; ++q) V::store_bf16_pairs(o + q * qs, u[0][q], u[P - 1][q]);
+        for (int q = 0; q < NQ; ++q) V::store_bf16_pairs(o + q * qs, u[0][q], u[P - 1][q]);
       } else {
         float* o = static_cast<float*>(uout) + (int64_t)c * ocg + lo;
-        for (int q = 0; q < 36; ++q) V::store(o + q * qs, u[0][q]);
+        for (int q = 0; q < NQ; ++q) V::store(o + q * qs, u[0][q]);
       }
     }
+}
+template <class V, bool BF16 = false>
+inline void wino_wt(const float* g, int ic, int ocg, int row, void* u) {
+  switch (row) {
+    case 0: return wino_wt_rows<V, BF16, 0>(g, ic, ocg, u);
+    case 1: return wino_wt_rows<V, BF16, 1>(g, ic, ocg, u);
+    case 2: return wino_wt_rows<V, BF16, 2>(g, ic, ocg, u);
+    case 3: return wino_wt_rows<V, BF16, 3>(g, ic, ocg, u);
+    case 4: return wino_wt_rows<V, BF16, 4>(g, ic, ocg, u);
+    case 5: return wino_wt_rows<V, BF16, 5>(g, ic, ocg, u);
+    default: return wino_wt_rows<V, BF16, -1>(g, ic, ocg, u);
+  }
 }
 
 // Input transform of one tile. BF16: V in bf16 (V::store_bf16, only in the bf16 traits).
@@ -255,7 +296,7 @@ inline void wino_gemm(const WinoArgs& a, const void* vin, int64_t nband, int q, 
   // V: [36][icb][nband][16]  U: [OC/ocg][36][icb*16][ocg] -> M: [ocb][nband][36][16]
   alignas(64) static const float kZeros[32] = {};
   const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
-  const float* ug = static_cast<const float*>(a.u) + g * wino_u_group_stride(a) + q * ic * a.ocg;
+  const float* ug = static_cast<const float*>(a.u) + wino_u_offset(a, g, q);
   View vv;
   vv.p = static_cast<const float*>(vin) + q * vt + n0 * 16;
   vv.cb = 16;

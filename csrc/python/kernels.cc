@@ -17,6 +17,7 @@
 #include "src/network.h"
 #include "src/pack.h"
 #include "src/winograd.h"
+#include "python/profile_rows.h"
 
 namespace py = pybind11;
 namespace k = unet_rt::kernels;
@@ -137,6 +138,18 @@ F32 conv3x3(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std:
 // own driver (src/winograd.cc, serially) on its own packing; bands of `band` tiles (0: all) and GEMM
 // work units of `nt` tiles exercise the banding and remainders. precision "bf16": the tier's bf16 table.
 // raw_taps: weights kept as taps and transformed per band and group (the executor's large layers);
+// The kernel table of an ISA tier for a precision ("fp32", or "bf16": the tier's bf16 table).
+static const k::Kernels* tier(const std::string& isa, const std::string& precision) {
+  if (precision != "fp32" && precision != "bf16") throw std::invalid_argument("precision must be 'fp32' or 'bf16'");
+  const k::Kernels* kn = &kern(isa);
+  if (precision == "bf16") {
+    std::string why;
+    kn = k::bf16_kernels_for(kn->isa, &why);
+    if (!kn) throw std::invalid_argument(why);
+  }
+  return kn;
+}
+
 // private_band > 0: the driver's private bands of that many tiles (the executor's small layers).
 F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std::string& isa, int ocg,
                      int band, int nt, const std::string& precision, bool raw_taps, int private_band) {
@@ -147,13 +160,7 @@ F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, c
   if (ocg != 16 && ocg != 32) throw std::invalid_argument("ocg must be 16 or 32");
   if (b.ndim() != 1 || b.shape(0) != oc) throw std::invalid_argument("b must be [OC]");
   if (nt < 1) throw std::invalid_argument("nt must be >= 1");
-  if (precision != "fp32" && precision != "bf16") throw std::invalid_argument("precision must be 'fp32' or 'bf16'");
-  const k::Kernels* kn = &kern(isa);
-  if (precision == "bf16") {
-    std::string why;
-    kn = k::bf16_kernels_for(kn->isa, &why);
-    if (!kn) throw std::invalid_argument(why);
-  }
+  const k::Kernels* kn = tier(isa, precision);
   std::vector<Blocked> xs;
   std::vector<std::pair<int, int>> offs;
   std::vector<unet_rt::InDesc> ins;
@@ -210,7 +217,7 @@ F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, c
   return y.planar();
 }
 
-F32 upconv2x2(F32 x, F32 w, F32 b, const std::string& isa, int ocg) {
+F32 upconv2x2(F32 x, F32 w, F32 b, const std::string& isa, int ocg, const std::string& precision) {
   need_ndim(x, 3, "x");
   need_ndim(w, 4, "w");
   const int ic = (int)w.shape(0), oc = (int)w.shape(1);
@@ -218,21 +225,22 @@ F32 upconv2x2(F32 x, F32 w, F32 b, const std::string& isa, int ocg) {
   if (b.ndim() != 1 || b.shape(0) != oc) throw std::invalid_argument("b must be [OC]");
   if (ocg != 16 && ocg != 32) throw std::invalid_argument("ocg must be 16 or 32");
   Blocked xb = Blocked::from(x, 16);
-  const unet_rt::PackedUp pu = unet_rt::pack_up(tensor(w), tensor(b), ocg);  // the executor's packing
+  const k::Kernels* kn = tier(isa, precision);
+  const unet_rt::PackedUp pu = unet_rt::pack_up(tensor(w), tensor(b), ocg, kn->bf16);  // the executor's packing
   const int ng = (int)(pu.b.size() / ocg);
   Blocked y(ng * ocg, 2 * xb.h, 2 * xb.w, 16);
   k::UpArgs a;
   a.in = xb.view();
   a.w = pu.w.data();
+  a.w16 = pu.w16.data();
   a.bias = pu.b.data();
   a.ocg = ocg;
   a.iw = xb.w;
   a.y = y.out();
-  const k::Kernels& kn = kern(isa);
   {
     py::gil_scoped_release nogil;
     for (int g = 0; g < ng; ++g)
-      for (int iy = 0; iy < xb.h; ++iy) kn.up(a, g, iy);
+      for (int iy = 0; iy < xb.h; ++iy) kn->up(a, g, iy);
   }
   y.c = oc;
   return y.planar();
@@ -360,7 +368,8 @@ PYBIND11_MODULE(_kernels, km) {
   km.def("conv3x3_winograd", &conv3x3_winograd, py::arg("inputs"), py::arg("w"), py::arg("b"), py::arg("oh"),
          py::arg("ow"), py::arg("relu") = true, py::arg("isa") = "auto", py::arg("ocg") = 16, py::arg("band") = 0,
          py::arg("nt") = 12, py::arg("precision") = "fp32", py::arg("raw_taps") = false, py::arg("private_band") = 0, "Winograd F(4x4,3x3) conv3x3 (+bias, ReLU) over [(x [C,H,W], dy, dx), ...] -> [OC, oh, ow].");
-  km.def("upconv2x2", &upconv2x2, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("isa") = "auto", py::arg("ocg") = 16);
+  km.def("upconv2x2", &upconv2x2, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("isa") = "auto", py::arg("ocg") = 16,
+         py::arg("precision") = "fp32");
   km.def("pool2x2", &pool2x2, py::arg("x"), py::arg("isa") = "auto");
   km.def("head1x1", &head1x1, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("probabilities") = false,
          py::arg("isa") = "auto");
@@ -375,19 +384,7 @@ PYBIND11_MODULE(_kernels, km) {
       .def_property_readonly("kernel", [](PyNetwork& n) { return n.net().kernel_name(); })
       .def_property_readonly("weight_bytes", [](PyNetwork& n) { return n.net().weight_bytes(); })
       .def("set_profile", [](PyNetwork& n, bool on) { n.net().set_profile(on); })
-      .def("profile", [](PyNetwork& n) {
-        py::list out;
-        for (auto& r : n.net().last_profile()) {
-          py::dict d;
-          d["layer"] = r.layer;
-          d["phase"] = r.phase;
-          d["seconds"] = r.seconds;
-          d["flops"] = r.flops;
-          d["bytes"] = r.bytes;
-          out.append(d);
-        }
-        return out;
-      }, "Rows of the last forward()'s profile (after set_profile(True)): layer, phase, seconds, flops, bytes.")
+      .def("profile", [](PyNetwork& n) { return profile_rows(n.net().last_profile()); }, "Rows of the last forward()'s profile (after set_profile(True)): layer, phase, seconds, flops, bytes.")
       .def("forward", &PyNetwork::forward, py::arg("x"), py::arg("probabilities") = false,
            "x: [C, h, w] float32 -> [K, oh, ow] logits (or softmax probabilities)")
       .def("output_size", [](PyNetwork& n, int s) { return n.net().output_size(s); })

@@ -7,12 +7,14 @@
 #include <cerrno>
 #include <cstring>
 
+#include "kernels/kernels.h"
 #include "src/engine.h"
 #include "src/geometry.h"
 #include "src/model_reader.h"
 #include "src/normalize.h"
 #include "src/tiler.h"
 #include "python/decision.h"
+#include "python/profile_rows.h"
 
 namespace py = pybind11;
 using namespace unet_rt;
@@ -344,6 +346,10 @@ after each one; returning False raises Cancelled. The GIL is released except aro
         d["kernel"] = e.network().kernel_name();
         d["weight_mb"] = e.network().weight_bytes() / 1e6;
         if (!e.network().precision_note().empty()) d["precision_note"] = e.network().precision_note();
+        // bf16 on the vdpbf16ps GEMM: why not AMX (no AMX on this CPU, OS refused, self-check, UNET_RT_AMX=0)
+        if (e.precision() == Precision::BF16 && !unet_rt::kernels::amx_note().empty() &&
+            e.network().kernel_name().find("_amx") == std::string::npos)
+          d["amx_note"] = unet_rt::kernels::amx_note();
         d["memory_budget_mb"] = e.memory_budget_bytes() / (1024 * 1024);
         d["overlap"] = e.options().overlap;
         d["blend"] = e.options().blend == Blend::Gaussian ? "gaussian" : "constant";
@@ -355,19 +361,9 @@ after each one; returning False raises Cancelled. The GIL is released except aro
       .def("set_profile", &Engine::set_profile, py::arg("on"),
            "Record a per-layer, per-phase profile of every tile run (summed per layer and phase).")
       .def("profile", [](const Engine& e, bool reset) {
-             py::list rows;
              const auto totals = e.profile();
              if (reset) e.reset_profile();
-             for (auto& r : totals) {
-               py::dict d;
-               d["layer"] = r.layer;
-               d["phase"] = r.phase;
-               d["seconds"] = r.seconds;
-               d["flops"] = r.flops;
-               d["bytes"] = r.bytes;
-               rows.append(d);
-             }
-             return rows;
+             return profile_rows(totals);
            }, py::arg("reset") = true,
            "Profile rows since set_profile(True) or the last reset: layer, phase, seconds, flops (arithmetic done), "
            "bytes moved, summed over every tile run; reset=True starts the next sum.")

@@ -23,9 +23,9 @@ struct EngineOptions {
 
 // The default per-tile budget leaves room for the executor's weights under ~1 GB for the whole
 // process: kDefaultTotalMb - weights (MiB), clamped to [kDefaultBudgetMb, kMaxDefaultBudgetMb]. Paper
-// network: weights 180 MB fp32 / 162 MB bf16 (the largest layers keep their 3x3 taps, network.cc),
-// budget 654 / 671 MB: a 2048x2048 image runs as 8 tiles (15 when the fully transformed fp32
-// weights, 463 MB, left 384 MB) and peaks at ~0.8 GB beyond its output (tests/test_engine_core.py).
+// network: weights 237 MB fp32 (its three largest layers keep their 3x3 taps, network.cc) / 232 MB
+// bf16, budget 600 / 605 MB: a 2048x2048 image runs as 8 tiles (15 when the fully transformed fp32
+// weights, 463 MB, left 384 MB) and peaks at ~0.85 GB beyond its output (tests/test_engine_core.py).
 // A 512x512 image is one 700 tile either way.
 constexpr size_t kDefaultBudgetMb = 384, kMaxDefaultBudgetMb = 768, kDefaultTotalMb = 825;
 size_t default_budget_mb(size_t weight_bytes);

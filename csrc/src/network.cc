@@ -15,12 +15,13 @@
 // Environment knobs: UNET_RT_ISA=ref|avx2|avx512 (default: the best this CPU has), UNET_RT_WINOGRAD=0
 // (direct convolution everywhere), UNET_RT_WINOGRAD_MAX_CHANNELS=N (Winograd only for convs with <= N
 // output channels: its transformed weights take 4x the memory, 463 MB instead of 124 MB for the
-// paper network). workspace_bytes() covers the activations and the Winograd scratch, not weights.
-// UNET_RT_WINOGRAD_RAW_MB=N (default 32): Winograd convs whose transformed weights would take more than
-// N MB keep the 3x3 taps instead (a quarter of fp32 U, half of bf16 U) and transform them per band and
-// output group on the fly: the paper network's executor weights drop from 463 MB (fp32) / 237 MB (bf16)
-// to 180 / 162 MB (docs/speed.md: Memory). UNET_RT_WINOGRAD_PRIVATE_KB=N (default 768): Winograd convs
-// whose U is at most 5 MB run private bands of ~N KB of V + M per thread (WinoSchedule; 0: off).
+// paper network). workspace_bytes() covers the activations and the shared Winograd scratch, not the
+// weights, nor the per-thread buffers of private bands and tap transforms (about 1 MB per thread).
+// UNET_RT_WINOGRAD_RAW_MB=N (default 64 for fp32, none for bf16): Winograd convs whose transformed
+// weights would take more than N MB keep the 3x3 taps instead (a quarter of fp32 U, half of bf16 U)
+// and transform them per band, transform row and output group on the fly: the paper network's fp32
+// executor weights drop from 463 MB to 237 MB (docs/speed.md: Memory). UNET_RT_WINOGRAD_PRIVATE_KB=N (default 768): Winograd convs
+// whose U is at most 12 MB run private bands of ~N KB of V + M per thread (WinoSchedule; 0: off).
 // UNET_RT_PROFILE=1: after every forward(), a per-layer, per-phase table (ms, GFLOP/s of the arithmetic
 // done, MB moved) on stderr; set_profile()/last_profile() give the same rows to a program.
 // Precision::BF16: the Winograd input transform and GEMMs of the tier's bf16 table (kernels.h), U
@@ -39,7 +40,9 @@
 
 #include "kernels/kernels.h"
 #include "src/geometry.h"
+#include "src/memory.h"
 #include "src/pack.h"
+#include "src/plan.h"
 #include "src/thread_pool.h"
 #include "src/winograd.h"
 
@@ -56,44 +59,18 @@ thread_local int g_network_winograd_override = -1;
 
 void print_profile(const std::vector<Network::ProfileRow>& rows, int h, int w, const char* kernels);
 
+// The ISA part of a table's non-GEMM kernel names (the AMX table's transforms are AVX512-BF16's).
+static std::string simd_name(const kernels::Kernels& t) {
+  return t.bf16 && t.isa == kernels::Isa::Avx512 ? "avx512bf16" : kernels::isa_name(t.isa);
+}
+
 namespace {
 
-constexpr int64_t kAlign = 16;  // floats (64 bytes)
 
 int blocks16(int c) { return (c + 15) / 16; }
 
 struct FreeDeleter {
   void operator()(float* p) const { std::free(p); }
-};
-
-enum class OpKind { Reorder, Conv, Pool, Up, Head };
-
-struct Op {
-  OpKind kind;
-  std::string name;     // layer name for the profile: enc.3.conv2, dec.0.up, ...
-  int64_t band = 0;     // Winograd conv: tiles per band
-  int64_t private_band = 0;  // Winograd conv: tiles per private band (WinoSchedule), 0: shared bands
-  int out = -1;         // tensor id (-1: the caller's output)
-  int in[2] = {-1, -1};
-  int dy[2] = {0, 0}, dx[2] = {0, 0};  // view offsets into each input (crop; -1 for same padding)
-  int nin = 0;
-  int weights = -1;     // index into convs_ / ups_
-  int oh = 0, ow = 0;   // output size
-};
-
-struct Tensor {
-  int nblk = 0, cb = 16, h = 0, w = 0;
-  int64_t off = 0, floats = 0;
-  int first = 0, last = 0;
-};
-
-struct Plan {
-  std::vector<Tensor> t;
-  std::vector<Op> ops;
-  int64_t floats = 0;          // activations + Winograd scratch (the arena)
-  int64_t wino_v = 0, wino_m = 0;  // Winograd band buffers V then M (floats) at offset act_floats
-  int64_t act_floats = 0;
-  int oh = 0, ow = 0;
 };
 
 }  // namespace
@@ -121,9 +98,9 @@ struct Network::Impl {
 
   bool winograd = true;
   int64_t wino_max_channels = 1 << 30;               // convs with more output channels run direct
-  double wino_raw_bytes = 32.0 * (1 << 20);          // larger transformed weights: kept as taps
+  double wino_raw_bytes = 64.0 * (1 << 20);          // larger transformed weights: kept as taps
   double wino_private_bytes = 768.0 * 1024;          // V + M of a private band (0: no private bands)
-  static constexpr double kPrivateMaxU = 5.0 * (1 << 20);  // private bands for layers with U up to this
+  static constexpr double kPrivateMaxU = 12.0 * (1 << 20);  // private bands for layers with U up to this
   PackedConv pack(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) const {
     bool all16 = true;
     for (auto& d : ins) all16 = all16 && d.cb == 16;
@@ -134,11 +111,9 @@ struct Network::Impl {
     return pack_wino(w, b, ins, ocg, *wkern, u_bytes > wino_raw_bytes);
   }
 
-  int enc_conv(int l, int j) const { return 2 * l + j; }
-  int dec_conv(int l, int j) const { return 2 * (arch.depth + 1) + 2 * l + j; }
 
   const Plan& plan(int h, int w) const;  // cached (forward)
-  Plan build_plan(int h, int w) const;    // not cached (workspace_bytes: the tiler asks for many shapes)
+  PlanSpec spec;                          // what the planner needs (set after packing)
   k::View view(const Plan& p, int id, int dy, int dx) const;
   k::OutView out_view(const Plan& p, int id) const;
   void zero_border(const Plan& p, int id) const;
@@ -179,6 +154,9 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
     m.winograd = !(env && std::string(env) == "0");
   }
   if (const char* env = std::getenv("UNET_RT_WINOGRAD_MAX_CHANNELS")) m.wino_max_channels = std::atoll(env);
+  // bf16 U is already half of fp32's, and its GEMMs are fast enough that the transforms would cost
+  // ~5% at 512x512 (docs/speed.md): taps for fp32 only, unless asked.
+  if (m.wkern->bf16) m.wino_raw_bytes = 1e300;
   if (const char* env = std::getenv("UNET_RT_WINOGRAD_RAW_MB")) m.wino_raw_bytes = std::atof(env) * (1 << 20);
   if (const char* env = std::getenv("UNET_RT_WINOGRAD_PRIVATE_KB")) m.wino_private_bytes = std::atof(env) * 1024;
   m.in_cb = arch.in_channels < 16 ? arch.in_channels : 16;
@@ -201,7 +179,7 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
     const int c = m.widths[l];
     const std::string p = "dec." + std::to_string(l) + ".";
     m.ups.push_back(pack_up(need(weights, p + "up.weight"), need(weights, p + "up.bias"),
-                            m.kern->ocg_for(c)));
+                            m.wkern->ocg_for(c), m.wkern->bf16));
   }
   for (int l = 0; l < D; ++l) {
     const int c = m.widths[l];
@@ -219,6 +197,15 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
   for (int kk = 0; kk < K; ++kk)
     for (int c = 0; c < c0; ++c) m.head_w[(size_t)kk * c0p + c] = hw.data[(size_t)kk * c0 + c];
   m.head_b.assign(hb.data, hb.data + K);
+  m.spec.arch = arch;
+  m.spec.pad = m.pad;
+  m.spec.in_cb = m.in_cb;
+  m.spec.widths = m.widths;
+  for (const PackedConv& c : m.convs)
+    m.spec.convs.push_back(PlanConv{c.wino, c.raw_taps, c.u_bytes, c.wino ? c.groups() * c.ocg / 16 : 0});
+  m.spec.bf16 = m.wkern->bf16;
+  m.spec.private_bytes = m.wino_private_bytes;
+  m.spec.private_max_u = Impl::kPrivateMaxU;
   m.pool = std::make_unique<ThreadPool>(threads);
 }
 
@@ -241,160 +228,7 @@ const Plan& Network::Impl::plan(int h, int w) const {
     plans.clear();
     arena_to_release = true;
   }
-  return plans.emplace(key, build_plan(h, w)).first->second;
-}
-
-Plan Network::Impl::build_plan(int h, int w) const {
-  const int D = arch.depth, P = pad, shrink = arch.same_padding ? 0 : 2;
-  Plan p;
-  p.oh = unet_rt::output_size(h, D, arch.same_padding);
-  p.ow = unet_rt::output_size(w, D, arch.same_padding);
-  auto add = [&](int nblk, int cb, int th, int tw) {
-    Tensor t;
-    t.nblk = nblk;
-    t.cb = cb;
-    t.h = th;
-    t.w = tw;
-    t.floats = ((int64_t)nblk * (th + 2 * P) * (tw + 2 * P) * cb + kAlign - 1) / kAlign * kAlign;
-    p.t.push_back(t);
-    return (int)p.t.size() - 1;
-  };
-  auto conv = [&](int widx, std::vector<std::pair<int, int>> ins, int oc, std::string name) {  // (tensor, crop offset)
-    Op op;
-    op.kind = OpKind::Conv;
-    op.name = std::move(name);
-    op.weights = widx;
-    op.nin = (int)ins.size();
-    const Tensor& t0 = p.t[ins[0].first];
-    op.oh = t0.h - 2 * ins[0].second - shrink;
-    op.ow = t0.w - 2 * ins[0].second - shrink;
-    for (int i = 0; i < op.nin; ++i) {
-      op.in[i] = ins[i].first;
-      op.dy[i] = op.dx[i] = ins[i].second - P;
-    }
-    op.out = add(blocks16(oc), 16, op.oh, op.ow);
-    p.ops.push_back(op);
-    return op.out;
-  };
-  Op r;
-  r.kind = OpKind::Reorder;
-  r.name = "input";
-  r.out = add((arch.in_channels + in_cb - 1) / in_cb, in_cb, h, w);
-  r.oh = h;
-  r.ow = w;
-  p.ops.push_back(r);
-  int cur = r.out;
-  std::vector<int> skips;
-  for (int l = 0; l <= D; ++l) {
-    const std::string e = "enc." + std::to_string(l) + ".";
-    cur = conv(enc_conv(l, 0), {{cur, 0}}, widths[l], e + "conv1");
-    cur = conv(enc_conv(l, 1), {{cur, 0}}, widths[l], e + "conv2");
-    skips.push_back(cur);
-    if (l < D) {
-      Op op;
-      op.kind = OpKind::Pool;
-      op.name = e + "pool";
-      op.in[0] = cur;
-      op.nin = 1;
-      op.oh = p.t[cur].h / 2;
-      op.ow = p.t[cur].w / 2;
-      op.out = add(blocks16(widths[l]), 16, op.oh, op.ow);
-      p.ops.push_back(op);
-      cur = op.out;
-    }
-  }
-  for (int l = D - 1; l >= 0; --l) {
-    Op op;
-    op.kind = OpKind::Up;
-    const std::string d = "dec." + std::to_string(l) + ".";
-    op.name = d + "up";
-    op.in[0] = cur;
-    op.nin = 1;
-    op.weights = l;
-    op.oh = 2 * p.t[cur].h;
-    op.ow = 2 * p.t[cur].w;
-    op.out = add(blocks16(widths[l]), 16, op.oh, op.ow);
-    p.ops.push_back(op);
-    const Tensor& s = p.t[skips[l]];
-    const int crop = (s.h - op.oh) / 2;
-    if (s.h - op.oh != s.w - op.ow || crop < 0 || (s.h - op.oh) % 2)
-      throw std::logic_error("internal: skip/up-sampled sizes do not match");
-    // Crop-and-concat without a copy: conv1 reads the cropped skip view and the up-sampled tensor.
-    // The crop offset is the same on both axes; the up-sampled input is uncropped.
-    Op c;
-    c.kind = OpKind::Conv;
-    c.name = d + "conv1";
-    c.weights = dec_conv(l, 0);
-    c.nin = 2;
-    c.in[0] = skips[l];
-    c.dy[0] = c.dx[0] = crop - P;
-    c.in[1] = op.out;
-    c.dy[1] = c.dx[1] = -P;
-    c.oh = op.oh - shrink;
-    c.ow = op.ow - shrink;
-    c.out = add(blocks16(widths[l]), 16, c.oh, c.ow);
-    p.ops.push_back(c);
-    cur = conv(dec_conv(l, 1), {{c.out, 0}}, widths[l], d + "conv2");
-  }
-  Op hd;
-  hd.kind = OpKind::Head;
-  hd.name = "head";
-  hd.in[0] = cur;
-  hd.nin = 1;
-  hd.oh = p.t[cur].h;
-  hd.ow = p.t[cur].w;
-  p.ops.push_back(hd);
-  if (hd.oh != p.oh || hd.ow != p.ow) throw std::logic_error("internal: planned output size mismatch");
-
-  // Lifetimes [first, last] in op indices; then greedy placement, largest first, at the lowest
-  // offset that does not overlap any placed tensor alive at the same time.
-  for (auto& t : p.t) t.first = -1;
-  for (int i = 0; i < (int)p.ops.size(); ++i) {
-    const Op& op = p.ops[i];
-    if (op.out >= 0) p.t[op.out].first = p.t[op.out].last = i;
-    for (int j = 0; j < op.nin; ++j) p.t[op.in[j]].last = std::max(p.t[op.in[j]].last, i);
-  }
-  std::vector<int> order(p.t.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = (int)i;
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p.t[a].floats > p.t[b].floats; });
-  std::vector<int> placed;
-  for (int id : order) {
-    Tensor& t = p.t[id];
-    std::vector<std::pair<int64_t, int64_t>> busy;
-    for (int o : placed) {
-      const Tensor& u = p.t[o];
-      if (u.first <= t.last && t.first <= u.last) busy.push_back({u.off, u.off + u.floats});
-    }
-    std::sort(busy.begin(), busy.end());
-    int64_t off = 0;
-    for (auto& [b0, b1] : busy) {
-      if (off + t.floats <= b0) break;
-      off = std::max(off, b1);
-    }
-    t.off = off;
-    p.floats = std::max(p.floats, off + t.floats);
-    placed.push_back(id);
-  }
-  p.act_floats = p.floats;
-  for (auto& op : p.ops) {
-    if (op.kind != OpKind::Conv || !convs[op.weights].wino) continue;
-    const PackedConv& cw = convs[op.weights];
-    int icb = 0;
-    for (int i = 0; i < op.nin; ++i) icb += p.t[op.in[i]].nblk;
-    const int ocb = cw.groups() * cw.ocg / 16;
-    const int64_t tiles = (int64_t)((op.oh + 3) / 4) * ((op.ow + 3) / 4);
-    if (!cw.raw_taps && wino_private_bytes > 0 && cw.u_bytes <= kPrivateMaxU) {
-      // U stays cached while each thread runs its own L2-sized bands (V and M in thread buffers)
-      const double per_tile = (double)(wino_v_bytes(icb, 1, wkern->bf16) + wino_m_bytes(ocb, 1));
-      op.private_band = std::min<int64_t>(tiles, std::max<int64_t>(12, (int64_t)(wino_private_bytes / per_tile)));
-      continue;
-    }
-    op.band = wino_band(icb, ocb, tiles, (double)cw.u_bytes, wkern->bf16);
-    p.wino_v = std::max(p.wino_v, (wino_v_bytes(icb, op.band, wkern->bf16) / 4 + kAlign - 1) / kAlign * kAlign);
-    p.wino_m = std::max(p.wino_m, (wino_m_bytes(ocb, op.band) / 4 + kAlign - 1) / kAlign * kAlign);
-  }
-  p.floats = p.act_floats + p.wino_v + p.wino_m;
-  return p;
+  return plans.emplace(key, build_plan(spec, h, w)).first->second;
 }
 
 k::View Network::Impl::view(const Plan& p, int id, int dy, int dx) const {
@@ -434,7 +268,7 @@ size_t Network::workspace_bytes(int h, int w) const {
   unet_rt::output_size(h, impl_->arch.depth, impl_->arch.same_padding);
   unet_rt::output_size(w, impl_->arch.depth, impl_->arch.same_padding);
   auto it = impl_->plans.find(std::make_pair(h, w));
-  return size_t(it != impl_->plans.end() ? it->second.floats : impl_->build_plan(h, w).floats) * sizeof(float);
+  return size_t(it != impl_->plans.end() ? it->second.floats : build_plan(impl_->spec, h, w).floats) * sizeof(float);
 }
 
 size_t Network::cached_plans() const {
@@ -464,9 +298,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
   }
   if (p.floats > m.arena_floats) {
     m.arena.reset();
-    void* mem = nullptr;
-    if (posix_memalign(&mem, 64, (size_t)p.floats * sizeof(float)) != 0) throw std::bad_alloc();
-    m.arena.reset(static_cast<float*>(mem));
+    m.arena.reset(static_cast<float*>(alloc_buffer((size_t)p.floats * sizeof(float))));
     m.arena_floats = p.floats;
   }
   ThreadPool& pool = *m.pool;
@@ -504,7 +336,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
           }
         });
         m.zero_border(p, op.out);
-        op_done("reorder", 0, (double)m.arch.in_channels * h * w * 4 + tbytes(op.out));
+        op_done("reorder_f32", 0, (double)m.arch.in_channels * h * w * 4 + tbytes(op.out));
         break;
       }
       case OpKind::Conv: {
@@ -544,11 +376,11 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
             const double esz = m.wkern->bf16 ? 2 : 4, vb = (double)k::wino_v_elems(a.icb, tiles) * esz;
             const double mb = (double)k::wino_m_floats(a.ocb, tiles) * 4;
             const double xb = (double)a.icb * 16 * (op.oh + 2) * (op.ow + 2) * 4, yb = (double)a.ocb * 16 * op.oh * op.ow * 4;
-            const std::string dt = m.wkern->bf16 ? "bf16" : "f32";
-            record(op.name, "wino-in-" + dt, secs[0], 0, xb + vb);
+            const std::string dt = m.wkern->bf16 ? "bf16_" : "f32_";
+            record(op.name, "conv3x3_wino_in_" + dt + simd_name(*m.wkern), secs[0], 0, xb + vb);
             record(op.name, m.wkern->wino_gemm_name(cw.ocg), secs[1], 2.0 * k::kWinoT * tiles * a.icb * 16 * a.ocb * 16,
                    (double)cw.u_bytes * nbands + vb * cw.groups() + mb);
-            record(op.name, "wino-out-f32", secs[2], 0, mb + yb);
+            record(op.name, std::string("conv3x3_wino_out_f32_") + kn.name, secs[2], 0, mb + yb);
           }
           m.zero_border(p, op.out);
           break;
@@ -587,23 +419,24 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
         const int nb = p.t[op.out].nblk, oh = op.oh;
         pool.parallel_for((int64_t)nb * oh, [&](int64_t t) { kn.pool(a, (int)(t / oh), (int)(t % oh)); });
         m.zero_border(p, op.out);
-        op_done("pool2x2", 0, tbytes(op.in[0]) + tbytes(op.out));
+        op_done(std::string("pool2x2_f32_") + kn.name, 0, tbytes(op.in[0]) + tbytes(op.out));
         break;
       }
       case OpKind::Up: {
-        // x: [IC/16, H, W, 16]  w: [OC/ocg, 2, 2, IC, ocg]  -> y: [OC/16, 2H, 2W, 16]
+        // x: [IC/16, H, W, 16]  w: [OC/ocg, 2, 2, IC, ocg]  -> y: [OC/16, 2H, 2W, 16] (bf16: the tier's bf16 up-conv)
         const PackedUp& uw = m.ups[op.weights];
         k::UpArgs a;
         a.in = m.view(p, op.in[0], 0, 0);
         a.w = uw.w.data();
+        a.w16 = uw.w16.data();
         a.bias = uw.b.data();
         a.ocg = uw.ocg;
         a.iw = p.t[op.in[0]].w;
         a.y = m.out_view(p, op.out);
         const int ng = (int)(uw.b.size() / uw.ocg), ih = p.t[op.in[0]].h;
-        pool.parallel_for((int64_t)ng * ih, [&](int64_t t) { kn.up(a, (int)(t % ng), (int)(t / ng)); });
+        pool.parallel_for((int64_t)ng * ih, [&](int64_t t) { m.wkern->up(a, (int)(t % ng), (int)(t / ng)); });
         m.zero_border(p, op.out);
-        op_done(std::string("upconv2x2_f32_") + kn.name, 2.0 * ih * a.iw * (double)uw.w.size(),
+        op_done(std::string("upconv2x2_") + (m.wkern->bf16 ? "bf16_" : "f32_") + simd_name(*m.wkern), 2.0 * ih * a.iw * (double)(uw.w.size() + uw.w16.size()),
                 tbytes(op.in[0]) + (double)uw.bytes() + tbytes(op.out));
         break;
       }
@@ -620,7 +453,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
         a.out_rs = out.row_stride;
         a.softmax = head == HeadOutput::Probabilities;
         pool.parallel_for(op.oh, [&](int64_t yy) { kn.head(a, (int)yy); });
-        op_done(a.softmax ? "head1x1+softmax" : "head1x1", 2.0 * op.oh * op.ow * m.head_w.size(),
+        op_done(std::string("head1x1_f32_") + kn.name + (a.softmax ? "+softmax" : ""), 2.0 * op.oh * op.ow * m.head_w.size(),
                 tbytes(op.in[0]) + (double)op.oh * op.ow * a.k * 4);
         break;
       }

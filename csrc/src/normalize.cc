@@ -47,6 +47,18 @@ void channel_values(const ImageView& img, int c, std::vector<float>& out) {
     }
 }
 
+// Smallest and largest value of float channel c.
+void minmax(const ImageView& img, int c, float& lo, float& hi) {
+  const float* p = static_cast<const float*>(img.data) + int64_t(c) * img.channel_stride;
+  lo = hi = p[0];
+  for (int y = 0; y < img.height; ++y)
+    for (int x = 0; x < img.width; ++x) {
+      const float v = p[int64_t(y) * img.row_stride + int64_t(x) * img.col_stride];
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+}
+
 template <typename T>
 void histogram(const ImageView& img, int c, std::vector<int64_t>& h) {
   const T* p = static_cast<const T*>(img.data) + int64_t(c) * img.channel_stride;
@@ -130,7 +142,13 @@ void effective_normalization(const ImageView& img, const std::vector<float>& mea
     const double s = hi > lo ? hi - lo : 1.0;
     mean_out[size_t(c)] = float(lo + double(mean[size_t(c)]) * s);
     sd_out[size_t(c)] = float(double(sd[size_t(c)]) * s);
-    if (!std::isfinite(mean_out[size_t(c)]) || !(sd_out[size_t(c)] > 0.0f) || !std::isfinite(sd_out[size_t(c)]))
+    // the tiler computes (float(x) - mean) / std in float32: the image's extremes must stay finite
+    // (integer images cannot overflow: their percentile range is 0 -> 1, or at least 1)
+    const float m = mean_out[size_t(c)], d = sd_out[size_t(c)];
+    float vmin = 0.0f, vmax = 0.0f;
+    if (img.dtype == DType::F32) minmax(img, c, vmin, vmax);
+    if (!std::isfinite(m) || !(d > 0.0f) || !std::isfinite(d) || !std::isfinite((vmin - m) / d) ||
+        !std::isfinite((vmax - m) / d))
       throw std::invalid_argument("percentile normalisation: channel " + std::to_string(c) +
                                   " has a range float32 cannot scale (" + std::to_string(lo) + " .. " +
                                   std::to_string(hi) + ")");

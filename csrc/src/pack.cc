@@ -64,7 +64,7 @@ PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector
     if (kn.bf16) p.w16.resize(ng * per_group);
     else p.w.resize(ng * per_group);
     for (int g = 0; g < ng; ++g)
-      kn.wino_wt(raw.data() + (int64_t)g * icp * 9 * ocg, icp, ocg,
+      kn.wino_wt(raw.data() + (int64_t)g * icp * 9 * ocg, icp, ocg, -1,
                  kn.bf16 ? static_cast<void*>(p.w16.data() + g * per_group) : p.w.data() + g * per_group);
   }
   p.b.assign((size_t)ng * ocg, 0.0f);
@@ -73,7 +73,7 @@ PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector
 }
 
 // w: PyTorch ConvTranspose2d [IC][OC][2][2] -> [OC/ocg][a][b][IC/16*16][ocg].
-PackedUp pack_up(const TensorView& w, const TensorView& b, int ocg) {
+PackedUp pack_up(const TensorView& w, const TensorView& b, int ocg, bool bf16) {
   const int ic = (int)w.shape[0], oc = (int)w.shape[1];
   const int icp = blocks16(ic) * 16;
   const int ng = (blocks16(oc) * 16 + ocg - 1) / ocg;
@@ -92,6 +92,15 @@ PackedUp pack_up(const TensorView& w, const TensorView& b, int ocg) {
             if (oi >= oc) continue;
             p.w[((((int64_t)g * 2 + a) * 2 + bb) * icp + c) * ocg + o] = w.data[(((int64_t)c * oc + oi) * 2 + a) * 2 + bb];
           }
+  if (bf16) {  // rows (g, a, b, ic) in pairs of input channels (icp is a multiple of 16)
+    p.w16.resize(p.w.size());
+    for (size_t row = 0; row < p.w.size() / ocg; row += 2)
+      for (int o = 0; o < ocg; ++o) {
+        p.w16[row * ocg + 2 * o] = kernels::f32_to_bf16(p.w[row * ocg + o]);
+        p.w16[row * ocg + 2 * o + 1] = kernels::f32_to_bf16(p.w[(row + 1) * ocg + o]);
+      }
+    std::vector<float>().swap(p.w);
+  }
   return p;
 }
 

@@ -28,8 +28,9 @@ struct PackedConv {
 };
 struct PackedUp {
   std::vector<float> w, b;   // [OC/ocg][a][b][IC/16*16][ocg]
+  std::vector<uint16_t> w16; // bf16 tables: [OC/ocg][a][b][IC/2][ocg][2] (w is then empty)
   int oc = 0, ocg = 16;
-  size_t bytes() const { return (w.size() + b.size()) * sizeof(float); }
+  size_t bytes() const { return (w.size() + b.size()) * sizeof(float) + w16.size() * sizeof(uint16_t); }
 };
 
 // Input-channel groups of a conv as the kernel sees them (see kernels.h packing).
@@ -45,7 +46,8 @@ PackedConv pack_conv(const TensorView& w, const TensorView& b, const std::vector
 // give the same U.
 PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg,
                      const kernels::Kernels& kn, bool raw_taps = false);
-// w: PyTorch ConvTranspose2d [IC][OC][2][2] -> [OC/ocg][a][b][IC/16*16][ocg].
-PackedUp pack_up(const TensorView& w, const TensorView& b, int ocg);
+// w: PyTorch ConvTranspose2d [IC][OC][2][2] -> [OC/ocg][a][b][IC/16*16][ocg], or with bf16 the same
+// rounded to bf16 in input-channel pairs (w16) for the bf16 tables' up-conv.
+PackedUp pack_up(const TensorView& w, const TensorView& b, int ocg, bool bf16 = false);
 
 }  // namespace unet_rt

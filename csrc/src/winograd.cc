@@ -6,6 +6,8 @@
 #include <chrono>
 #include <vector>
 
+#include "src/memory.h"
+
 namespace unet_rt {
 
 namespace k = kernels;
@@ -29,9 +31,8 @@ static void run_private_bands(const k::Kernels& kn, const k::WinoArgs& a, const 
   std::atomic<int64_t> ns[3] = {0, 0, 0};   // per-phase thread time (profile), nanoseconds
   const double w0 = seconds ? now() : 0.0;
   pf(units, [&](int64_t b) {
-    thread_local std::vector<float> buf;  // V, then M
-    if (buf.size() < vfl + mfl) buf.resize(vfl + mfl);
-    float* v = buf.data();
+    thread_local Scratch<float> buf;  // V, then M
+    float* v = buf.get(vfl + mfl);
     float* m = v + vfl;
     const int64_t t0 = b * nb, n = std::min(nb, tiles - t0);
     double t = seconds ? now() : 0.0;
@@ -86,19 +87,22 @@ void run_winograd(const k::Kernels& kn, const k::WinoArgs& a, const WinoSchedule
     lap(t, 0);
     // 2. GEMMs: unit (q, g, chunk), chunks innermost so that consecutive units share U[g][q]
     const int64_t chunks = (n + s.gemm_nt - 1) / s.gemm_nt;
-    if (s.raw) {  // unit g: transform U_g, then every (q, chunk) of g
-      const int64_t ic = (int64_t)a.icb * 16, elems = (int64_t)k::kWinoT * ic * a.ocg;
-      pf(ng, [&](int64_t g) {
-        thread_local std::vector<float> ug;  // one group's U (bf16: two per float)
-        const size_t floats = (size_t)(kn.bf16 ? (elems + 1) / 2 : elems);
-        if (ug.size() < floats) ug.resize(floats);
-        kn.wino_wt(s.raw + g * ic * 9 * a.ocg, (int)ic, a.ocg, ug.data());
+    if (s.raw) {
+      // unit (row, g), g fastest: transform U_g's 6 positions of that row into a per-thread buffer
+      // (L2-sized), then run those 6 GEMMs over the band; consecutive units share V's 6 positions.
+      const int64_t ic = (int64_t)a.icb * 16, elems = 6 * ic * a.ocg;
+      pf(6 * ng, [&](int64_t u) {
+        const int row = (int)(u / ng), g = (int)(u % ng);
+        thread_local Scratch<float> ug;  // bf16: two per float
+        float* u6 = ug.get((size_t)(kn.bf16 ? (elems + 1) / 2 : elems));
+        kn.wino_wt(s.raw + g * ic * 9 * a.ocg, (int)ic, a.ocg, row, u6);
         k::WinoArgs ag = a;
-        ag.u = ug.data();
+        ag.u = u6;
         ag.u_gs = 0;
-        for (int q = 0; q < k::kWinoT; ++q)
+        ag.u_q0 = 6 * row;
+        for (int q = 6 * row; q < 6 * row + 6; ++q)
           for (int64_t n0 = 0; n0 < n; n0 += s.gemm_nt)
-            kn.wino_gemm(ag, v, nb, q, (int)g, n0, (int)std::min<int64_t>(s.gemm_nt, n - n0), m);
+            kn.wino_gemm(ag, v, nb, q, g, n0, (int)std::min<int64_t>(s.gemm_nt, n - n0), m);
       });
     } else {
       pf((int64_t)k::kWinoT * ng * chunks, [&](int64_t u) {

@@ -18,9 +18,9 @@ struct WinoSchedule {
   int in_nt = 8;      // tiles per input-transform work unit
   int out_nt = 16;    // tiles per output-transform work unit
   double (*clock)() = nullptr;  // seconds for the phase times (default: steady wall clock)
-  // Weights kept as raw taps (PackedConv::raw()): each band's GEMM phase transforms group g's U into
-  // a per-thread buffer (Kernels::wino_wt) and runs all 36 positions of g from it; the units are
-  // then the groups (parallelism = OC / ocg).
+  // Weights kept as raw taps (PackedConv::raw()): each band's GEMM phase runs units (row, group):
+  // the group's 6 transform positions of that row transformed into a per-thread buffer
+  // (Kernels::wino_wt), then their GEMMs (parallelism = 6 * OC / ocg).
   const float* raw = nullptr;
   // > 0: private bands of this many tiles instead: each work unit runs one band through all three
   // phases on one thread, V and M in that thread's own buffers (no barrier between phases; sized for

@@ -64,7 +64,9 @@ void conv3x3_wino_gemm_f32_ref(const WinoArgs& a, const void* v, int64_t nband, 
   if (a.ocg == 32) simd::wino_gemm<simd::Scalar, 32, 2>(a, v, nband, q, g, n0, nt, m);
   else simd::wino_gemm<simd::Scalar, 16, 2>(a, v, nband, q, g, n0, nt, m);
 }
-void conv3x3_wino_wt_f32_ref(const float* g, int ic, int ocg, void* u) { simd::wino_wt<simd::Scalar>(g, ic, ocg, u); }
+void conv3x3_wino_wt_f32_ref(const float* g, int ic, int ocg, int row, void* u) {
+  simd::wino_wt<simd::Scalar>(g, ic, ocg, row, u);
+}
 void conv3x3_wino_out_f32_ref(const WinoArgs& a, const float* m, int64_t nband, int64_t t0, int ob, int64_t n0, int nt) {
   simd::wino_out<simd::Scalar>(a, m, nband, t0, ob, n0, nt);
 }
@@ -75,15 +77,15 @@ void conv3x3_wino_out_f32_ref(const WinoArgs& a, const float* m, int64_t nband, 
 void conv3x3_wino_in_bf16_ref(const WinoArgs& a, void* v, int64_t nband, int64_t tile, int64_t n) {
   simd::wino_in<simd::Scalar, true>(a, v, nband, tile, n);
 }
-void conv3x3_wino_wt_bf16_ref(const float* g, int ic, int ocg, void* u) {
-  simd::wino_wt<simd::Scalar, true>(g, ic, ocg, u);
+void conv3x3_wino_wt_bf16_ref(const float* g, int ic, int ocg, int row, void* u) {
+  simd::wino_wt<simd::Scalar, true>(g, ic, ocg, row, u);
 }
 void conv3x3_wino_gemm_bf16_ref(const WinoArgs& a, const void* vin, int64_t nband, int q, int g, int64_t n0, int nt,
                                 float* m) {
   // V: [36][icb][nband][16] bf16  U: [OC/ocg][36][IC/2][ocg][2] bf16 -> M: [ocb][nband][36][16]
   const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
   const uint16_t* v = static_cast<const uint16_t*>(vin) + q * vt;
-  const uint16_t* u = static_cast<const uint16_t*>(a.u) + g * wino_u_group_stride(a) + q * ic * a.ocg;
+  const uint16_t* u = static_cast<const uint16_t*>(a.u) + wino_u_offset(a, g, q);
   for (int j = 0; j < nt; ++j)
     for (int o = 0; o < a.ocg; ++o) {
       float acc = 0.0f;

@@ -1,0 +1,35 @@
+// Large working buffers on transparent huge pages where the OS allows it (THP "madvise" mode):
+// the Winograd phases touch dozens of planes per tile (36 transform positions), which on 4 KB
+// pages costs a TLB miss per access (docs/speed.md).
+#pragma once
+#include <cstddef>
+#include <cstdlib>
+#include <memory>
+
+namespace unet_rt {
+
+// 64-byte aligned; from 2 MB up, 2 MB aligned and advised as huge pages. Free with std::free.
+// Throws std::bad_alloc.
+void* alloc_buffer(size_t bytes);
+
+// A growable per-thread (or per-object) scratch buffer of T, reallocated only to grow.
+template <class T>
+class Scratch {
+ public:
+  T* get(size_t n) {
+    if (n > n_) {
+      p_.reset(static_cast<T*>(alloc_buffer(n * sizeof(T))));
+      n_ = n;
+    }
+    return p_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> p_;
+  size_t n_ = 0;
+};
+
+}  // namespace unet_rt
