@@ -49,3 +49,25 @@ def test_the_build_installs_only_the_runtime_module():
     cmake = (ROOT / "CMakeLists.txt").read_text()
     installs = re.findall(r"install\(TARGETS\s+(\w+)", cmake)
     assert "_core" in installs and "_kernels" not in installs
+
+
+def test_a_wheel_built_now_has_no_test_bindings(tmp_path):
+    """`pip wheel .` as a packager runs it (no test-bindings option), in the build directory that
+    `make install` keeps (build/py: incremental, seconds)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    if not (ROOT / "build" / "py" / "CMakeCache.txt").is_file():  # pragma: no cover
+        pytest.skip("build/py is made by `make install` (a cold wheel build takes minutes)")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w",
+                        str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (whl,) = tmp_path.glob("unet_rt-*.whl")
+    names = zipfile.ZipFile(whl).namelist()
+    assert [n for n in names if n.endswith(".so")] == [n for n in names if re.fullmatch(r"unet_rt/_core\..*\.so", n)]
+    assert any(n.startswith("unet_rt/_core.") for n in names)
+    assert not [n for n in names if "_kernels" in n]
+    # nor are they compiled into the runtime's module (where they used to be, as _core._kernels)
+    core = zipfile.ZipFile(whl).read(next(n for n in names if n.startswith("unet_rt/_core.")))
+    assert b"peak_gflops" not in core and b"conv3x3_winograd" not in core
