@@ -295,7 +295,7 @@ template <class V, int NV, int NXMAX>
 inline void wino_gemm(const WinoArgs& a, const void* vin, int64_t nband, int q, int g, int64_t n0, int nt, float* m) {
   // V: [36][icb][nband][16]  U: [OC/ocg][36][icb*16][ocg] -> M: [ocb][nband][36][16]
   alignas(64) static const float kZeros[32] = {};
-  const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
+  const int64_t vt = (int64_t)a.icb * nband * 16;
   const float* ug = static_cast<const float*>(a.u) + wino_u_offset(a, g, q);
   View vv;
   vv.p = static_cast<const float*>(vin) + q * vt + n0 * 16;

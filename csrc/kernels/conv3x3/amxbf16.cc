@@ -55,7 +55,7 @@ void configure(int rows) {
 void conv3x3_wino_gemm_bf16_amx(const WinoArgs& a, const void* vin, int64_t nband, int q, int g, int64_t n0, int nt,
                                 float* m) {
   // V: [36][icb][nband][16] bf16  U: [OC/ocg][36][IC/2][ocg][2] bf16 -> M: [ocb][nband][36][16] fp32
-  const int64_t vt = (int64_t)a.icb * nband * 16, ic = (int64_t)a.icb * 16;
+  const int64_t vt = (int64_t)a.icb * nband * 16;
   const uint16_t* v = static_cast<const uint16_t*>(vin) + q * vt;
   const uint16_t* u = static_cast<const uint16_t*>(a.u) + wino_u_offset(a, g, q);
   constexpr int64_t px = kWinoT * 16;                 // M floats per band tile
