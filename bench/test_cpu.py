@@ -95,6 +95,15 @@ def _runner(runners, name: str, workload: str):
     return (f if workload == "tile572" else (lambda x: grid_predict(x, tile, f))), prec
 
 
+def _warm_up_and_check(name: str, fn, prec: str, x: np.ndarray, ref: np.ndarray) -> float:
+    """One call (the warm-up), asserted at parity with PyTorch fp32; -> max |y - ref| / max |ref|."""
+    y = fn(x)
+    err = float(np.abs(y - ref).max()) / float(np.abs(ref).max())
+    tol = BF16_TOL if prec == "bf16" else FP32_TOL
+    assert y.shape == ref.shape and err <= tol, f"{name}: max rel. error {err:.3g} vs PyTorch > {tol}"
+    return err
+
+
 @pytest.mark.parametrize("workload,runner", [(w, r) for w in WORKLOADS for r in RUNNERS],
                          ids=[f"{w}-{r}" for w in WORKLOADS for r in RUNNERS])
 def test_cpu(benchmark, runners, reference, rounds, workload, runner):
@@ -106,11 +115,7 @@ def test_cpu(benchmark, runners, reference, rounds, workload, runner):
     size, tile = WORKLOADS[workload]
     fn, prec = _runner(runners, runner, workload)
     x = _input(workload)
-    ref = reference(workload)
-    y = fn(x)                                    # warm-up, and the parity check
-    err = float(np.abs(y - ref).max()) / float(np.abs(ref).max())
-    tol = BF16_TOL if prec == "bf16" else FP32_TOL
-    assert y.shape == ref.shape and err <= tol, f"{runner}: max rel. error {err:.3g} vs PyTorch > {tol}"
+    err = _warm_up_and_check(runner, fn, prec, x, reference(workload))
     n_tiles = 1 if workload == "tile572" else _tiles(size, tile)
     peak32 = K.peak_gflops(THREADS, 0.2)
     peak16 = K.peak_gflops(THREADS, 0.2, bf16=True)
@@ -146,10 +151,7 @@ def test_interleaved(benchmark, runners, reference, rounds, workload):
         except pytest.skip.Exception as e:       # a peer that is not installed
             errs[name] = f"skipped: {e}"
             continue
-        y = fns[name](x)
-        errs[name] = float(np.abs(y - ref).max()) / float(np.abs(ref).max())
-        tol = BF16_TOL if precs[name] == "bf16" else FP32_TOL
-        assert y.shape == ref.shape and errs[name] <= tol, f"{name}: max rel. error {errs[name]:.3g} vs PyTorch > {tol}"
+        errs[name] = _warm_up_and_check(name, fns[name], precs[name], x, ref)
     names = list(fns)
     times: dict = {n: [] for n in names}
     cycle = {"i": 0}

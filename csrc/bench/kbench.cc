@@ -125,10 +125,8 @@ int main(int argc, char** argv) {
         s.clock = cpu_now;
         s.band = unet_rt::wino_band(a.icb, a.ocb, tiles, (double)pc.u_bytes, kn->bf16);
         s.raw = pc.raw();
-        if (std::string(sched) == "private") {
-          const double per_tile = (double)(unet_rt::wino_v_bytes(a.icb, 1, kn->bf16) + unet_rt::wino_m_bytes(a.ocb, 1));
-          s.private_band = std::min<int64_t>(tiles, std::max<int64_t>(12, (int64_t)(768.0 * 1024 / per_tile)));
-        }
+        if (std::string(sched) == "private")
+          s.private_band = unet_rt::wino_private_band(a.icb, a.ocb, tiles, 768.0 * 1024, kn->bf16);
         std::vector<float> v(unet_rt::wino_v_bytes(a.icb, s.band, kn->bf16) / 4 + 16), m(k::wino_m_floats(a.ocb, s.band));
         const unet_rt::ParallelFor serial = [](int64_t n, const std::function<void(int64_t)>& fn) {
           for (int64_t i = 0; i < n; ++i) fn(i);

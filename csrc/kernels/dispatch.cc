@@ -143,10 +143,14 @@ static std::string& amx_reason() {
 }
 static bool amx_usable() {
 #if defined(__x86_64__)
-  // amxbf16.cc is compiled with AVX-512 flags: nothing in it may run on a CPU without them
-  static const bool ok = (cpu_has_avx512bf16() || (amx_reason() = "no AVX512-BF16 on this CPU", false)) &&
-                         amx_bf16_enable(&amx_reason()) &&
-                         amx_bf16_self_check(conv3x3_wino_gemm_bf16_avx512bf16, &amx_reason());
+  static const bool ok = [] {
+    if (!cpu_has_avx512bf16()) {  // amxbf16.cc is compiled with AVX-512 flags: nothing in it may run here
+      amx_reason() = "no AVX512-BF16 on this CPU";
+      return false;
+    }
+    return amx_bf16_enable(&amx_reason()) &&
+           amx_bf16_self_check(conv3x3_wino_gemm_bf16_avx512bf16, &amx_reason());
+  }();
   return ok;
 #else
   amx_reason() = "not x86-64";

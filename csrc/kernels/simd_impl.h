@@ -173,23 +173,8 @@ inline void wino_at(const typename V::reg* m, int s, typename V::reg* o, int os)
   o[3 * os] = V::add(V::fma(c0125, m3, V::fnma(c8, m4, m12)), m[5 * s]);
 }
 
-// o[a*os] = (G k)_a for k[j*s], j < 3 (wino_g_row below repeats each row's operations exactly).
-template <class V>
-inline void wino_g(const typename V::reg* k, int s, typename V::reg* o, int os) {
-  using R = typename V::reg;
-  const R c3 = V::set1(1.0f / 3), c1615 = V::set1(16.0f / 15), c815 = V::set1(8.0f / 15), c415 = V::set1(4.0f / 15);
-  const R c115 = V::set1(1.0f / 15), c215 = V::set1(2.0f / 15);
-  const R k0 = k[0], k1 = k[s], k2 = k[2 * s], z = V::zero();
-  const R e = V::add(k0, k2);
-  o[0] = k0;
-  o[os] = V::fma(c3, V::add(e, k1), z);
-  o[2 * os] = V::fma(c3, V::sub(k1, e), z);
-  o[3 * os] = V::fnma(c1615, k0, V::fnma(c815, k1, V::fnma(c415, k2, z)));
-  o[4 * os] = V::fma(c115, k0, V::fnma(c215, k1, V::fma(c415, k2, z)));
-  o[5 * os] = k2;
-}
-
-// Row A of wino_g alone: the same operations in the same order (bit-identical to wino_g's o[A]).
+// Row A of (G k) for k[j*s], j < 3. One definition per row, so that the full transform (wino_g) and
+// the on-the-fly transform of one row (wino_wt_rows) compute U with the same operations.
 template <class V, int A>
 inline typename V::reg wino_g_row(const typename V::reg* k, int s) {
   const typename V::reg k0 = k[0], k1 = k[s], k2 = k[2 * s], z = V::zero();
@@ -201,6 +186,17 @@ inline typename V::reg wino_g_row(const typename V::reg* k, int s) {
   if constexpr (A == 4)
     return V::fma(V::set1(1.0f / 15), k0, V::fnma(V::set1(2.0f / 15), k1, V::fma(V::set1(4.0f / 15), k2, z)));
   return k2;
+}
+
+// o[a*os] = (G k)_a, a < 6.
+template <class V>
+inline void wino_g(const typename V::reg* k, int s, typename V::reg* o, int os) {
+  o[0] = wino_g_row<V, 0>(k, s);
+  o[os] = wino_g_row<V, 1>(k, s);
+  o[2 * os] = wino_g_row<V, 2>(k, s);
+  o[3 * os] = wino_g_row<V, 3>(k, s);
+  o[4 * os] = wino_g_row<V, 4>(k, s);
+  o[5 * os] = wino_g_row<V, 5>(k, s);
 }
 
 // Weight transform of one output group (kernels.h WinoWeightsFn): g [IC][9][ocg] -> U_g = G g G^T,

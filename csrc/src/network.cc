@@ -105,9 +105,7 @@ struct Network::Impl {
     bool all16 = true;
     for (auto& d : ins) all16 = all16 && d.cb == 16;
     if (!(winograd && all16 && w.shape[0] <= wino_max_channels)) return pack_conv(w, b, ins, ocg);
-    int icp = 0;
-    for (auto& d : ins) icp += d.nblk * 16;
-    const double u_bytes = (double)k::kWinoT * icp * blocks16((int)w.shape[0]) * 16 * (wkern->bf16 ? 2 : 4);
+    const double u_bytes = (double)wino_u_bytes((int)w.shape[0], ins, ocg, wkern->bf16);
     return pack_wino(w, b, ins, ocg, *wkern, u_bytes > wino_raw_bytes);
   }
 

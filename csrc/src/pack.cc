@@ -40,6 +40,13 @@ PackedConv pack_conv(const TensorView& w, const TensorView& b, const std::vector
   return p;
 }
 
+int64_t wino_u_bytes(int oc, const std::vector<InDesc>& ins, int ocg, bool bf16) {
+  int64_t icp = 0;
+  for (auto& d : ins) icp += blocks16(d.channels) * 16;
+  const int64_t ng = (blocks16(oc) * 16 + ocg - 1) / ocg;
+  return ng * kernels::kWinoT * icp * ocg * (bf16 ? 2 : 4);
+}
+
 PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg,
                      const kernels::Kernels& kn, bool raw_taps) {
   const int oc = (int)w.shape[0];
@@ -56,7 +63,7 @@ PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector
   }
   const int ng = (blocks16(oc) * 16 + ocg - 1) / ocg;
   const int64_t per_group = (int64_t)kernels::kWinoT * icp * ocg;  // elements of one group's U
-  p.u_bytes = ng * per_group * (kn.bf16 ? 2 : 4);
+  p.u_bytes = wino_u_bytes(oc, ins, ocg, kn.bf16);
   p.w = kernels::wino_pack_raw(w.data, oc, chans, ocg);
   if (!raw_taps) {
     std::vector<float> raw;

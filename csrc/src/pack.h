@@ -40,6 +40,8 @@ struct InDesc {
 
 // w: PyTorch [OC][IC][kh][kw] -> [OC/ocg][i][blk][kh][kw][cb_i][ocg], zeros where padded.
 PackedConv pack_conv(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg);
+// Bytes of a Winograd conv's transformed weights U (OC padded to ocg, each input to 16 channels).
+int64_t wino_u_bytes(int oc, const std::vector<InDesc>& ins, int ocg, bool bf16);
 // Winograd F(4x4, 3x3) version of a 3x3 conv whose inputs all use 16-channel blocks, for the kernel
 // table kn (U in fp32, or in bf16 pairs for a bf16 table): transformed now by kn.wino_wt, or with
 // raw_taps kept as taps (a quarter of fp32 U's memory) for the driver to transform on the fly; both

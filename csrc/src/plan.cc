@@ -157,8 +157,7 @@ Plan build_plan(const PlanSpec& s, int h, int w) {
     const int64_t tiles = (int64_t)((op.oh + 3) / 4) * ((op.ow + 3) / 4);
     if (!cw.raw_taps && s.private_bytes > 0 && cw.u_bytes <= s.private_max_u) {
       // U stays cached while each thread runs its own L2-sized bands (V and M in thread buffers)
-      const double per_tile = (double)(wino_v_bytes(icb, 1, s.bf16) + wino_m_bytes(cw.ocb, 1));
-      op.private_band = std::min<int64_t>(tiles, std::max<int64_t>(12, (int64_t)(s.private_bytes / per_tile)));
+      op.private_band = wino_private_band(icb, cw.ocb, tiles, s.private_bytes, s.bf16);
       continue;
     }
     op.band = wino_band(icb, cw.ocb, tiles, (double)cw.u_bytes, s.bf16);

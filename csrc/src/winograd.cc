@@ -22,6 +22,11 @@ int64_t wino_band(int icb, int ocb, int64_t tiles, double u_bytes, bool bf16) {
   return std::min(band, tiles);
 }
 
+int64_t wino_private_band(int icb, int ocb, int64_t tiles, double bytes, bool bf16) {
+  const double per_tile = (double)(wino_v_bytes(icb, 1, bf16) + wino_m_bytes(ocb, 1));
+  return std::min<int64_t>(tiles, std::max<int64_t>(12, (int64_t)(bytes / per_tile)));
+}
+
 template <class Clock>
 static void run_private_bands(const k::Kernels& kn, const k::WinoArgs& a, const WinoSchedule& s, const ParallelFor& pf,
                               double* seconds, const Clock& now) {

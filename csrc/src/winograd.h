@@ -33,6 +33,8 @@ struct WinoSchedule {
 // (weights >> activations) stream their weights from memory once for many tiles, shallow layers
 // keep V and M near the L3 cache.
 int64_t wino_band(int icb, int ocb, int64_t tiles, double u_bytes, bool bf16);
+// Tiles of a private band (WinoSchedule::private_band) whose V + M take about `bytes` (at least 12).
+int64_t wino_private_band(int icb, int ocb, int64_t tiles, double bytes, bool bf16);
 // Bytes of V (elements of 2 or 4 bytes) and M for a band.
 int64_t wino_v_bytes(int icb, int64_t band, bool bf16);
 int64_t wino_m_bytes(int ocb, int64_t band);
