@@ -46,7 +46,7 @@ install: $(DEPS)
 
 demo: install
 	@mkdir -p out/demo
-	$(BIN)/unet-rt info unet_rt/models/isbi2012-unet16.plan
+	$(BIN)/unet-rt info src/unet_rt/models/isbi2012-unet16.plan
 	$(BIN)/unet-rt segment $(DEMO_IN) -o out/demo/25-labels.png --overlay
 	$(BIN)/unet-rt evaluate --data data/samples --slices 25-29
 	@echo "demo: wrote out/demo/25-labels.png and out/demo/25-labels-overlay.png"
@@ -64,7 +64,7 @@ kbench: $(DEPS)
 	cmake --build build/kbench -j$(JOBS) --target kbench
 	build/kbench/kbench
 
-# unet_rt.dask: one Engine vs 1 and 2 dask worker processes on 4096^2 and 8192^2 zarr images (not in make test)
+# unet_rt.scale: one Engine vs 1 and 2 dask worker processes on 4096^2 and 8192^2 zarr images (not in make test)
 bench-dask: install
 	@mkdir -p out
 	cd out && ../$(PYTHON) ../bench/dask_bench.py --out bench-dask
@@ -73,8 +73,8 @@ bench-dask: install
 # installed package (with its compiled core) is imported.
 ablation: install
 	@mkdir -p out/ablation
-	cd out/ablation && ../../$(PYTHON) -m training.ablation --recipe default --steps 300 --out default --check
-	cd out/ablation && ../../$(PYTHON) -m training.ablation --recipe paper --steps 300 --out paper
+	cd out/ablation && ../../$(PYTHON) -m unet_rt.train.ablation --recipe default --steps 300 --out default --check
+	cd out/ablation && ../../$(PYTHON) -m unet_rt.train.ablation --recipe paper --steps 300 --out paper
 
 # Fuzzing campaign (docs/fuzzing.md): FUZZ_RUNS executions per target, nice'd; new corpus entries
 # go to build/fuzz/corpus/; `make fuzz-merge` minimises them into tests/corpus/ (replayed by make test).

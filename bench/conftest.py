@@ -4,7 +4,7 @@ benchmark can run them interleaved in one process and report ratios.
 
 Runners take a normalised float32 tile [C, h, w] and return float32 logits [K, oh, ow]:
     ours       unet_rt native executor (csrc/), 2 threads, precision fp32 or bf16
-    torch      PyTorch eager fp32 (training.model.UNet), torch.set_num_threads(2)
+    torch      PyTorch eager fp32 (unet_rt.train.model.UNet), torch.set_num_threads(2)
     ort        ONNX Runtime fp32, default graph optimisations, intra-op threads 2
     ov-default OpenVINO CPU plugin, default config (bf16 inference on CPUs with AVX-512 BF16!)
     ov-f32     OpenVINO CPU plugin with INFERENCE_PRECISION_HINT = f32
@@ -24,7 +24,7 @@ from _workloads import PAPER, THREADS  # noqa: E402
 def paper_net():
     """(torch UNet in eval mode, weights dict name -> float32 array); He init, fixed seed."""
     torch = pytest.importorskip("torch")
-    from training.model import UNet
+    from unet_rt.train.model import UNet
 
     torch.manual_seed(0)
     net = UNet(**{k: PAPER[k] for k in ("in_channels", "classes", "depth", "base", "padding")}).eval()
@@ -34,7 +34,7 @@ def paper_net():
 
 @pytest.fixture(scope="session")
 def paper_model_file(paper_net, tmp_path_factory):
-    from unet_rt import model_file
+    from unet_rt.format import model_file
 
     _, weights = paper_net
     path = tmp_path_factory.mktemp("model") / "paper.plan"
@@ -45,14 +45,14 @@ def paper_model_file(paper_net, tmp_path_factory):
 
 
 def _onnx_model(paper_net, model_path, tile: int):
-    # >>> SWITCH POINT (ONNX export) <<< helper X's unet_rt.onnx_export.export_onnx(model_file, tile)
+    # >>> SWITCH POINT (ONNX export) <<< helper X's unet_rt.export.onnx.export_onnx(model_file, tile)
     # is the project's exporter (static shapes, no Shape/Gather crops); it is used when present,
     # else torch.onnx.export of the reference model (dynamo=False, static shapes too).
     try:
-        from unet_rt import model_file
-        from unet_rt.onnx_export import export_onnx
+        from unet_rt.format import model_file
+        from unet_rt.export.onnx import export_onnx
 
-        return export_onnx(model_file.load(model_path), tile), "unet_rt.onnx_export"
+        return export_onnx(model_file.load(model_path), tile), "unet_rt.export.onnx"
     except ImportError:
         pass
     import io

@@ -1,11 +1,11 @@
-"""Scale-out benchmark (``make bench-dask``): one Engine vs unet_rt.dask on 1 and 2 worker processes.
+"""Scale-out benchmark (``make bench-dask``): one Engine vs unet_rt.scale on 1 and 2 worker processes.
 
 A zarr image (4096² and 8192² uint8, built by tiling the shipped ISBI 2012 test slices with flips) is
-segmented with the shipped model (unet_rt/models/isbi2012-unet16.plan) by
+segmented with the shipped model (src/unet_rt/models/isbi2012-unet16.plan) by
 
 * ``engine``: one process, ``Engine(model, threads=1)`` on the whole image read into memory
   (``Engine`` picks its own tiles);
-* ``dask-1`` / ``dask-2``: ``unet_rt.dask.segment`` on a ``LocalCluster`` of 1 or 2 worker
+* ``dask-1`` / ``dask-2``: ``unet_rt.scale.segment`` on a ``LocalCluster`` of 1 or 2 worker
   processes with 1 thread each, the labels written chunk by chunk into a zarr array.
 
 Reported: wall time, Mpx/s, and the peak RSS (VmHWM) of each process that computed (the single
@@ -51,7 +51,7 @@ def vm_hwm_mb() -> float:
 def make_image(path: Path, n: int) -> None:
     import zarr
 
-    from unet_rt.io import read_image
+    from unet_rt.io.images import read_image
 
     if path.exists():
         return
@@ -88,7 +88,7 @@ def run_dask(src: str, model: str, workers: int, block: int, dst: str) -> dict:
     import dask.array as da
     import distributed
 
-    from unet_rt import dask as ud
+    from unet_rt.scale import blocks as ud
 
     with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                   dashboard_address=":0", host="127.0.0.1") as cluster, \
@@ -107,7 +107,7 @@ def parity(src: str, model: str, block: int) -> None:
     import zarr
 
     import unet_rt
-    from unet_rt import dask as ud
+    from unet_rt.scale import blocks as ud
 
     img = np.asarray(zarr.open_array(src, mode="r"))[:1500, :1500]
     tile = ud._resolve_tile(None, 4, block)
@@ -123,7 +123,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
     ap.add_argument("--block", type=int, default=2048)
-    ap.add_argument("--model", default=str(ROOT / "unet_rt" / "models" / "isbi2012-unet16.plan"))
+    ap.add_argument("--model", default=str(ROOT / "src" / "unet_rt" / "models" / "isbi2012-unet16.plan"))
     ap.add_argument("--out", default=str(ROOT / "out" / "bench-dask"))
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()

@@ -17,7 +17,6 @@ from collections import OrderedDict
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # training/ (after the installed unet_rt)
 from _workloads import PAPER, THREADS  # noqa: E402
 
 
@@ -34,8 +33,8 @@ def _kind(phase: str) -> str:
 def _paper_model(path: str) -> None:
     import torch
 
-    from training.model import UNet
-    from unet_rt import model_file
+    from unet_rt.train.model import UNet
+    from unet_rt.format import model_file
 
     torch.manual_seed(0)
     net = UNet(**{k: PAPER[k] for k in ("in_channels", "classes", "depth", "base", "padding")}).eval()

@@ -3,11 +3,10 @@
 # OpenVINO f32/default on the same random-He paper net; parity vs PyTorch fp32 first. Wall and process CPU time.
 import os, sys, tempfile, time, platform
 import numpy as np
-sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import torch
-from training.model import UNet
-from unet_rt import model_file
-from unet_rt.onnx_export import export_onnx
+from unet_rt.train.model import UNet
+from unet_rt.format import model_file
+from unet_rt.export.onnx import export_onnx
 from unet_rt import _kernels as K
 import openvino as ov
 PAPER = dict(in_channels=1, classes=2, depth=4, base=64, padding="valid")

@@ -24,7 +24,7 @@ WARMUP = 5
 
 
 def paper_net(dtype):
-    from training.model import UNet, to_model_file
+    from unet_rt.train.model import UNet, to_model_file
 
     torch.manual_seed(0)
     net = UNet(1, 2, 4, 64, "valid").eval()
@@ -81,7 +81,7 @@ DTYPES = [torch.float16, torch.bfloat16]
 def test_paper_tile_vs_torch(benchmark, dtype, batch):
     if dtype == torch.bfloat16 and torch.cuda.get_device_capability()[0] < 8:
         pytest.skip("this GPU has no bfloat16")
-    from unet_rt.triton import TritonUNet
+    from unet_rt.backends.triton import TritonUNet
 
     net, mf = paper_net(dtype)
     ours = TritonUNet(mf, device="cuda", dtype=dtype)

@@ -1,4 +1,4 @@
-"""How close ``unet_rt.dask.instances`` comes to the whole-image ``Engine.instances`` (docs/dask.md).
+"""How close ``unet_rt.scale.instances`` comes to the whole-image ``Engine.instances`` (docs/dask.md).
 
     python examples/dask_instances_halo.py [--block 128] [--halo 32 64 128] [IMAGE ...]
 
@@ -15,9 +15,9 @@ from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
 import unet_rt
-from unet_rt import dask as ud
-from unet_rt.cli import DEFAULT_MODEL
-from unet_rt.io import read_image
+from unet_rt.scale import blocks as ud
+from unet_rt.cli.app import DEFAULT_MODEL
+from unet_rt.io.images import read_image
 
 
 def identical(ref: np.ndarray, got: np.ndarray) -> int:

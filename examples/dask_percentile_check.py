@@ -1,10 +1,10 @@
-"""Random-image check of ``unet_rt.dask``'s percentile normalisation against the whole-image Engine.
+"""Random-image check of ``unet_rt.scale``'s percentile normalisation against the whole-image Engine.
 
     python examples/dask_percentile_check.py [--trials 40] [--seed 5]
 
 Needs torch (the ``train`` extra) to write a small random-weight model. Each trial draws percentiles
 and an image (float32 with +-0, subnormals and ties; float32 over 1e-30..1e30; uint16 with ties;
-uint8), runs ``unet_rt.dask.predict`` over small chunks and ``Engine.predict`` on the whole image,
+uint8), runs ``unet_rt.scale.predict`` over small chunks and ``Engine.predict`` on the whole image,
 and reports whether they are bit-identical, or which side raised (docs/dask.md).
 """
 import argparse
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 import unet_rt
-from unet_rt import dask as ud
-from unet_rt import model_file
+from unet_rt.scale import blocks as ud
+from unet_rt.format import model_file
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     a = ap.parse_args()
     import dask.array as da
     import torch
-    from training.model import UNet, to_model_file
+    from unet_rt.train.model import UNet, to_model_file
 
     torch.manual_seed(3)
     net = UNet(1, 3, depth=2, base=4, dropout=0).eval()

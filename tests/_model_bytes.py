@@ -6,7 +6,7 @@ import struct
 
 import numpy as np
 
-from unet_rt import model_file
+from unet_rt.format import model_file
 
 
 def tiny_arch(**kw) -> dict:

@@ -11,7 +11,7 @@ def rng():
 def paper_net_file(tmp_path):
     """The paper's network (depth 4, base 64) with random N(0, 0.05) weights as a model file, written
     with numpy only (the memory tests measure processes that must not hold torch)."""
-    from unet_rt import model_file
+    from unet_rt.format import model_file
 
     p = tmp_path / "paper.plan"
     arch = dict(in_channels=1, classes=2, depth=4, base=64, padding="valid")
@@ -26,8 +26,8 @@ def save_unet():
     """Factory: save_unet(path, cin=1, classes=2, depth=2, base=4, seed=0, mean=100, std=40)
     writes a random-weight (He init) reference U-Net as a runtime model file; returns (net, norm)."""
     torch = pytest.importorskip("torch")
-    from training.model import UNet, to_model_file
-    from unet_rt import model_file
+    from unet_rt.train.model import UNet, to_model_file
+    from unet_rt.format import model_file
 
     def save(path, cin=1, classes=2, depth=2, base=4, seed=0, mean=100.0, std=40.0, names=None):
         torch.manual_seed(seed)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from training import augment
+from unet_rt.train import augment
 
 
 def smooth_image(rng, shape):

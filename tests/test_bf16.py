@@ -134,7 +134,7 @@ def test_bf16_tiers():
 # --- the executor and the Engine -------------------------------------------------------------------
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "unet_rt" / "models" / "isbi2012-unet16.plan"
+SHIPPED = ROOT / "src" / "unet_rt" / "models" / "isbi2012-unet16.plan"
 SAMPLES = [ROOT / "data" / "samples" / "image" / f"{i}.png" for i in range(25, 30)]
 
 
@@ -142,7 +142,7 @@ def test_shipped_model_bf16_labels_agree_with_fp32():
     """The error budget on a trained model: bf16 labels = fp32 labels on >= 99.5% of the pixels of
     ISBI 2012 images 25-29 (Winograd amplifies input rounding; random-weight logits say little)."""
     from unet_rt import Engine
-    from unet_rt.io import read_image
+    from unet_rt.io.images import read_image
 
     e32, e16 = Engine(SHIPPED, threads=2), Engine(SHIPPED, threads=2, precision="bf16")
     if e16.info["precision"] != "bf16":
@@ -175,7 +175,7 @@ def test_precision_fallback_is_reported(monkeypatch):
 
 
 def test_network_profile_rows():
-    from unet_rt import model_file
+    from unet_rt.format import model_file
 
     mf = model_file.load(SHIPPED)
     net = K.Network(dict(mf.arch), {k: np.asarray(v, np.float32) for k, v in mf.tensors.items()}, threads=1)
@@ -245,7 +245,7 @@ def test_cli_precision_bf16(tmp_path):
                         "bf16", "--threads", "2"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     from unet_rt import Engine
-    from unet_rt.io import read_image
+    from unet_rt.io.images import read_image
 
     labels = read_image(out)
     ref = Engine(SHIPPED, threads=2).segment(read_image(SAMPLES[0]))
@@ -295,7 +295,7 @@ def test_bench_flop_count_matches_the_executor():
     """bench/_workloads.ours_flops (the "% of peak" numerator) = the executor's own profile count."""
     import sys
 
-    from unet_rt import model_file
+    from unet_rt.format import model_file
 
     sys.path.insert(0, str(ROOT / "bench"))
     try:

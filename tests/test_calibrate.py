@@ -1,4 +1,4 @@
-"""Calibration (unet_rt.calibrate, unet-rt calibrate): the chosen decision is the grid's optimum
+"""Calibration (unet_rt.eval.calibrate, unet-rt calibrate): the chosen decision is the grid's optimum
 (checked by brute force with scikit-image's watershed and adapted Rand error), it is written into
 the model file atomically, and the CLI's calibrate / segment --instances / evaluate --instances work."""
 from __future__ import annotations
@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 import unet_rt
-from unet_rt import metrics, model_file
-from unet_rt.calibrate import calibrate, calibrate_file, write_decision
-from unet_rt.io import read_image, write_image
+from unet_rt.eval import metrics
+from unet_rt.format import model_file
+from unet_rt.eval.calibrate import calibrate, calibrate_file, write_decision
+from unet_rt.io.images import read_image, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "unet_rt" / "models" / "isbi2012-unet16.plan"
+SHIPPED = ROOT / "src" / "unet_rt" / "models" / "isbi2012-unet16.plan"
 SAMPLES = ROOT / "data" / "samples"
 skmetrics = pytest.importorskip("skimage.metrics")
 from test_instances import reference  # noqa: E402  (scipy + skimage watershed)
@@ -102,8 +103,8 @@ def cli(*args, ok=True):
 
 
 def test_cli_calibrate_segment_instances_evaluate(tmp_path, val, monkeypatch, capsys):
-    from unet_rt import calibrate as cal_module
-    from unet_rt.cli import main
+    from unet_rt.eval import calibrate as cal_module
+    from unet_rt.cli.app import main
 
     imgs, labs = val
     data = tmp_path / "data"

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_rt.io import read_image, write_image
+from unet_rt.io.images import read_image, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
@@ -88,7 +88,7 @@ def test_evaluate_model_and_otsu_baseline(model):
 
 def test_otsu_threshold_against_skimage(rng):
     filters = pytest.importorskip("skimage.filters")
-    from unet_rt.cli import otsu_threshold
+    from unet_rt.cli.app import otsu_threshold
 
     img = read_image(SAMPLES / "image" / "25.png")
     ours, ref = otsu_threshold(img), filters.threshold_otsu(img)
@@ -119,7 +119,7 @@ def test_rgb_png_to_a_grey_model_is_converted_with_a_message(model, tmp_path, rn
     from PIL import Image
 
     import unet_rt
-    from unet_rt.axes import to_luma
+    from unet_rt.io.axes import to_luma
 
     rgb = rng.integers(0, 255, (60, 70, 3)).astype(np.uint8)
     Image.fromarray(rgb).save(tmp_path / "rgb.png")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_rt import model_file
+from unet_rt.format import model_file
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "capi-test"   # reused between runs: incremental rebuilds
@@ -42,7 +42,7 @@ def installed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from training.model import UNet, to_model_file
+    from unet_rt.train.model import UNet, to_model_file
 
     d = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)

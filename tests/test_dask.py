@@ -1,4 +1,4 @@
-"""unet_rt.dask: lazy blocks of large images equal the whole-image Engine pass (threaded scheduler and a
+"""unet_rt.scale: lazy blocks of large images equal the whole-image Engine pass (threaded scheduler and a
 2-process dask.distributed LocalCluster)."""
 import pickle
 import subprocess
@@ -11,7 +11,7 @@ import pytest
 da = pytest.importorskip("dask.array")
 
 import unet_rt  # noqa: E402
-from unet_rt import dask as ud  # noqa: E402
+from unet_rt.scale import blocks as ud  # noqa: E402
 
 TILE = 60  # depth-2 valid sizes: 44 + multiples of 4 (halo 20, output 20, stride 20)
 
@@ -112,7 +112,7 @@ def test_sources_zarr_path_and_tiff_memmap(model, image, tmp_path):
 
 
 def test_graph_carries_the_path_not_the_weights(model, image):
-    from unet_rt import model_file
+    from unet_rt.format import model_file
 
     g = ud.segment(image, model, tile=TILE, block=50).__dask_graph__()
     blob = pickle.dumps(dict(g))
@@ -173,7 +173,7 @@ def test_distributed_local_cluster(client, model, image):
 
 # ------------------------------------------------------------------ the CLI: unet-rt segment --scheduler/--workers
 def _cli(*argv):
-    from unet_rt.cli import main
+    from unet_rt.cli.app import main
 
     return main([str(a) for a in argv])
 
@@ -234,7 +234,7 @@ def test_cli_ome_zarr_labels(client, model, image, tmp_path):
 
 
 def test_cli_many_files(client, model, tmp_path):
-    from unet_rt.io import read_image, visible_labels, write_image
+    from unet_rt.io.images import read_image, visible_labels, write_image
 
     rng = np.random.default_rng(3)
     d = tmp_path / "in"
@@ -265,7 +265,7 @@ def test_model_decision_threshold(model, image, tmp_path):
     # a calibrated threshold on p(foreground) in the model file: dask applies it as Engine.segment does
     import dataclasses
 
-    from unet_rt import model_file
+    from unet_rt.format import model_file
 
     m = tmp_path / "thr.plan"
     mf = model_file.load(model)
@@ -331,8 +331,8 @@ def test_instances_watershed_close_to_engine_on_samples():
     # moved (error up to 0.035). The test: one slice, the stated bound, and that the halo matters.
     from skimage.metrics import adapted_rand_error
 
-    from unet_rt.cli import DEFAULT_MODEL as m
-    from unet_rt.io import read_image
+    from unet_rt.cli.app import DEFAULT_MODEL as m
+    from unet_rt.io.images import read_image
 
     img = read_image(ROOT / "data/samples/image/27.png")
     ref = unet_rt.Engine(m, tile=ud._default_tile(4, 128)).instances(img)
@@ -368,7 +368,7 @@ def test_instances_stack_and_distributed(client, model, pct_model, image):
 def pct_model(model, tmp_path_factory):
     import dataclasses
 
-    from unet_rt import model_file
+    from unet_rt.format import model_file
 
     p = tmp_path_factory.mktemp("pct") / "pct.plan"
     norm = {"mean": [0.5], "std": [0.25], "percentiles": [1.0, 99.8]}
@@ -403,7 +403,7 @@ def test_percentile_model_equals_engine(pct_model, dtype):
 def test_percentile_multichannel_constant_and_nan(tmp_path, save_unet):
     import dataclasses
 
-    from unet_rt import model_file
+    from unet_rt.format import model_file
 
     m = tmp_path / "rgb.plan"
     save_unet(m, cin=3, depth=2, base=4, classes=2, seed=5)
@@ -468,8 +468,8 @@ def test_same_padded_within_bound(tile, block, tmp_path):
     # order (bit-identical logits, so identical argmax labels); the softmax is numpy's, so the
     # probabilities agree to float32 rounding only
     torch = pytest.importorskip("torch")
-    from training.model import UNet, to_model_file
-    from unet_rt import model_file
+    from unet_rt.train.model import UNet, to_model_file
+    from unet_rt.format import model_file
 
     torch.manual_seed(3)
     net = UNet(1, 3, depth=2, base=4, padding="same", dropout=0).eval()

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 import unet_rt
-from unet_rt import _core, model_file
+from unet_rt import _core
+from unet_rt.format import model_file
 from unet_rt.engine import range_warning
-from unet_rt.io import read_image
+from unet_rt.io.images import read_image
 from _model_bytes import build, metadata, random_tensors, tiny_arch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "unet_rt" / "models" / "isbi2012-unet16.plan"
+SHIPPED = ROOT / "src" / "unet_rt" / "models" / "isbi2012-unet16.plan"
 IMG = read_image(ROOT / "data" / "samples" / "image" / "23.png")[:64, :80]
 
 
@@ -227,7 +228,7 @@ def test_range_warning_rules():
 def test_percentile_range_float32_cannot_scale_is_an_error(tmp_path):
     # A percentile-normalised model on an image whose percentile range is far narrower than its
     # values: (x - lo) / (hi - lo) overflows float32. The Engine refuses with a message (it used to
-    # run the network on ~1e38 inputs and return a meaningless map); unet_rt.dask does the same.
+    # run the network on ~1e38 inputs and return a meaningless map); unet_rt.scale does the same.
     mf = model_file.load(SHIPPED)
     mf.normalization = {"mean": [0.0], "std": [1.0], "percentiles": [1, 99]}
     p = tmp_path / "pct.plan"

@@ -19,8 +19,8 @@ def gray(tmp_path_factory, save_unet):
 
 def reference_probs(net, img, norm, depth=2):
     """PyTorch float64: one pass over the mirror-padded whole image, softmax."""
-    from training.data import normalize
-    from training.train import predict_whole
+    from unet_rt.train.data import normalize
+    from unet_rt.train.train import predict_whole
 
     x = normalize(img, norm).astype(np.float64)
     with torch.no_grad():

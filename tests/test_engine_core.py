@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_rt import model_file
-from unet_rt.geometry import halo
+from unet_rt.format import model_file
+from unet_rt.format.geometry import halo
 
 _core = pytest.importorskip("unet_rt._core")
 torch = pytest.importorskip("torch")
-from training.model import UNet, to_model_file  # noqa: E402
-from training.train import predict_whole  # noqa: E402
+from unet_rt.train.model import UNet, to_model_file  # noqa: E402
+from unet_rt.train.train import predict_whole  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

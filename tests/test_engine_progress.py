@@ -50,7 +50,7 @@ def test_per_call_progress_overrides_and_cancels(model, rng):
 
 
 def test_cli_shows_a_tile_bar_for_one_long_image(model, tmp_path):
-    from unet_rt.io import write_image
+    from unet_rt.io.images import write_image
 
     write_image(tmp_path / "a.png", np.random.default_rng(0).integers(0, 255, (400, 400)).astype(np.uint8))
     r = subprocess.run([sys.executable, "-m", "unet_rt", "segment", str(tmp_path / "a.png"), "-m", str(model),
@@ -80,8 +80,8 @@ def test_instances_reports_progress_like_segment(model, rng):
 
 
 def test_cli_shows_a_tile_bar_for_instances(model, tmp_path, monkeypatch):
-    from unet_rt import cli
-    from unet_rt.io import write_image
+    from unet_rt.cli import main as cli
+    from unet_rt.io.images import write_image
 
     seen = []
     monkeypatch.setattr(cli._tile_bar, "progress", lambda self, d, t: seen.append((d, t)))

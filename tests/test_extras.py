@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_rt.io import write_image
+from unet_rt.io.images import write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,7 @@ def test_zarr_input_names_the_extra(tmp_path):
 
 
 def test_onnx_and_bioimageio_name_their_extras(tmp_path):
-    m = ROOT / "unet_rt/models/isbi2012-unet16.plan"
+    m = ROOT / "src/unet_rt/models/isbi2012-unet16.plan"
     r = run_blocked(["onnx"], "compile", m, "--target", "onnx", "--tile", "572", "-o", tmp_path / "m.onnx")
     assert r.returncode == 2 and "pip install 'unet-rt[onnx]'" in r.stderr
     r = run_blocked(["bioimageio"], "compile", m, "--target", "bioimageio", "--tile", "572", "-o", tmp_path / "m.zip")

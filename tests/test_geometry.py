@@ -1,7 +1,7 @@
-"""Tile geometry: the Python formulas (unet_rt.geometry) and the C++ ones (csrc/src/geometry.h) agree."""
+"""Tile geometry: the Python formulas (unet_rt.format.geometry) and the C++ ones (csrc/src/geometry.h) agree."""
 import pytest
 
-from unet_rt import geometry
+from unet_rt.format import geometry
 
 _core = pytest.importorskip("unet_rt._core")
 

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 import unet_rt
-from unet_rt import _core, metrics, model_file
-from unet_rt.io import read_image
+from unet_rt import _core
+from unet_rt.eval import metrics
+from unet_rt.format import model_file
+from unet_rt.io.images import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "unet_rt" / "models" / "isbi2012-unet16.plan"
+SHIPPED = ROOT / "src" / "unet_rt" / "models" / "isbi2012-unet16.plan"
 SAMPLES = ROOT / "data" / "samples"
 
 ndi = pytest.importorskip("scipy.ndimage")

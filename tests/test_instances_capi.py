@@ -9,7 +9,7 @@ import numpy as np
 import unet_rt
 from test_cpp_example import installed  # noqa: F401  (builds and installs libunet_rt once)
 from test_instances import DEC, SAMPLES, _calibrated
-from unet_rt.io import read_image
+from unet_rt.io.images import read_image
 
 
 def test_c_api_instances_and_decision(installed, tmp_path):  # noqa: F811

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from training.data import synthetic_cells
-from unet_rt import metrics
+from unet_rt.train.data import synthetic_cells
+from unet_rt.eval import metrics
 
 EIGHT = np.ones((3, 3), int)
 

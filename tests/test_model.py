@@ -4,8 +4,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training.model import UNet  # noqa: E402
-from unet_rt import geometry  # noqa: E402
+from unet_rt.train.model import UNet  # noqa: E402
+from unet_rt.format import geometry  # noqa: E402
 
 
 def test_paper_parameter_count_and_convs():

@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-from unet_rt import model_file as M
+from unet_rt.format import model_file as M
 
 ARCH = dict(in_channels=1, classes=2, depth=2, base=4, padding="valid")
 
@@ -38,7 +38,7 @@ def test_readable_by_safetensors_and_torch(tmp_path, rng):
         meta = f.metadata()
         assert meta["format"] == "unet-rt" and json.loads(meta["arch"]) == ARCH
     torch = pytest.importorskip("torch")
-    from training.model import load_model_file
+    from unet_rt.train.model import load_model_file
 
     net, _ = load_model_file(tmp_path / "m.plan")
     assert net(torch.zeros(1, 1, 44, 44)).shape[-1] == 4
@@ -51,7 +51,7 @@ def test_paper_parameter_count_from_shapes():
 
 def test_shapes_match_the_torch_model():
     torch = pytest.importorskip("torch")
-    from training.model import UNet
+    from unet_rt.train.model import UNet
 
     for arch in (ARCH, dict(in_channels=3, classes=5, depth=3, base=6, padding="same")):
         sd = UNet(**arch).state_dict()

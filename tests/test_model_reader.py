@@ -1,4 +1,4 @@
-"""The native model file reader (csrc/src/model_reader.cc) against unet_rt.model_file (Python) and
+"""The native model file reader (csrc/src/model_reader.cc) against unet_rt.format.model_file (Python) and
 safetensors, on good files and on every kind of malformed one (docs/architecture.md,
 file format and error model: never read out of bounds, always a clear error)."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_rt import model_file
+from unet_rt.format import model_file
 
 _core = pytest.importorskip("unet_rt._core")
 from _model_bytes import build, metadata, random_tensors, tiny_arch, tiny_model_bytes  # noqa: E402

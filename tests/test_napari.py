@@ -7,7 +7,7 @@ import pytest
 npe2 = pytest.importorskip("npe2")
 
 import unet_rt  # noqa: E402
-from unet_rt import _napari  # noqa: E402
+from unet_rt.napari import plugin as _napari  # noqa: E402
 
 
 def test_manifest_validates_and_imports():
@@ -27,7 +27,7 @@ def test_reader_layers_with_scale(tmp_path, rng):
     assert kind == "image" and np.array_equal(data, img) and kw["scale"] == (1.0, 0.2, 0.2)
     assert _napari.get_reader(str(tmp_path / "x.txt")) is None
     pytest.importorskip("ome_zarr")
-    from unet_rt.io import open_image, write_ome_zarr
+    from unet_rt.io.images import open_image, write_ome_zarr
 
     lab = (img > 2000).astype(np.uint8)
     write_ome_zarr(tmp_path / "o.zarr", {"unet-rt": lab}, image=open_image(tmp_path / "a.ome.tif"), axes="ZYX")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from training.model import UNet  # noqa: E402
+from unet_rt.train.model import UNet  # noqa: E402
 from unet_rt import _kernels as K  # noqa: E402
 
 U = 2.0**-24
@@ -127,7 +127,7 @@ def test_workspace_bytes_is_honest():
     # Paper network at 572: level 0 holds conv1's output (64 x 570^2) while conv2 writes its
     # output (64 x 568^2); both must fit. Everything alive at once can never exceed all tensors.
     arch = dict(in_channels=1, classes=2, depth=4, base=64, padding="valid")
-    from unet_rt.model_file import expected_shapes
+    from unet_rt.format.model_file import expected_shapes
     weights = {k: np.zeros(s, np.float32) for k, s in expected_shapes(arch).items()}
     n = K.Network(arch, weights, threads=1, winograd=False)
     ws = n.workspace_bytes(572, 572)

@@ -7,7 +7,7 @@ import pytest
 
 import unet_rt
 from test_cli import cli  # the CLI in a subprocess, as a user runs it
-from unet_rt.io import open_image, read_image
+from unet_rt.io.images import open_image, read_image
 
 tifffile = pytest.importorskip("tifffile")
 

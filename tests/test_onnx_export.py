@@ -1,7 +1,7 @@
-"""The ONNX export (unet_rt.onnx_export) against the PyTorch reference model, run by onnxruntime.
+"""The ONNX export (unet_rt.export.onnx) against the PyTorch reference model, run by onnxruntime.
 
 Neither side of the parity check is ours alone: the graph is built from the model file's numpy
-weights by our exporter, the reference is ``training.model.UNet`` evaluated by PyTorch, and the
+weights by our exporter, the reference is ``unet_rt.train.model.UNet`` evaluated by PyTorch, and the
 graph is executed by onnxruntime.
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from training.model import UNet, to_model_file  # noqa: E402
-from unet_rt import geometry  # noqa: E402
-from unet_rt.model_file import ModelFile  # noqa: E402
-from unet_rt.onnx_export import ALLOWED_OPS, export_onnx  # noqa: E402
+from unet_rt.train.model import UNet, to_model_file  # noqa: E402
+from unet_rt.format import geometry  # noqa: E402
+from unet_rt.format.model_file import ModelFile  # noqa: E402
+from unet_rt.export.onnx import ALLOWED_OPS, export_onnx  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 U_FP16 = 2.0**-11          # unit roundoff of IEEE half precision (10-bit mantissa)
@@ -223,7 +223,7 @@ def test_bad_inputs():
 
 def test_export_needs_no_torch(tmp_path):
     """The runtime side exports from a model file with numpy + onnx alone (torch never imported)."""
-    from unet_rt.model_file import expected_shapes, save
+    from unet_rt.format.model_file import expected_shapes, save
 
     arch = {"in_channels": 1, "classes": 2, "depth": 2, "base": 4, "padding": "valid"}
     rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ import numpy as np
 import unet_rt
 from test_bf16 import SAMPLES, SHIPPED, SIMD_BF16
 from test_cpp_example import installed  # noqa: F401  (builds and installs libunet_rt once)
-from unet_rt.io import read_image
+from unet_rt.io.images import read_image
 
 
 class Options(ctypes.Structure):

@@ -32,7 +32,7 @@ SKIP = {
         "block runs instead (tests/test_train.py covers the recipe, resume, guard and calibration)",
     "unet-rt calibrate runs/isbi/model.plan --data data/samples --slices 23-24 --dense":
         "calibrates the run above (tests/test_calibrate.py runs `unet-rt calibrate`)",
-    "cp runs/isbi/model.plan unet_rt/models/isbi2012-unet16.plan": "installs the model trained above",
+    "cp runs/isbi/model.plan src/unet_rt/models/isbi2012-unet16.plan": "installs the model trained above",
 }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_rt import model_file
+from unet_rt.format import model_file
 
 _core = pytest.importorskip("unet_rt._core")
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +131,8 @@ def test_fifo_is_refused_not_waited_on(tmp_path):
     fifo = tmp_path / "model.plan"
     os.mkfifo(fifo)
     r = py(f"""
-        from unet_rt import _core, model_file, Engine
+        from unet_rt import _core, Engine
+        from unet_rt.format import model_file
         for f in (_core.read_model, model_file.detect_kind, model_file.load, Engine, _core.Engine):
             try:
                 f({str(fifo)!r})
@@ -154,7 +155,7 @@ def test_directory_is_refused(tmp_path):
 def test_rewrite_during_load_never_crashes(tmp_path):
     # Before: the reader mmapped the file; truncating it while it loads killed the process (SIGBUS).
     # The writer is another process (read_model holds the GIL), rewriting the file in place.
-    model = ROOT / "unet_rt" / "models" / "isbi2012-unet16.plan"  # 7.7 MB: a wide window
+    model = ROOT / "src" / "unet_rt" / "models" / "isbi2012-unet16.plan"  # 7.7 MB: a wide window
     target = tmp_path / "live.plan"
     shutil.copy(model, target)
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
@@ -255,7 +256,7 @@ def test_plan_cache_and_arena_are_bounded(model):
 
 def test_overflowing_weights_give_an_error_not_garbage(tmp_path):
     torch = pytest.importorskip("torch")
-    from training.model import UNet, to_model_file
+    from unet_rt.train.model import UNet, to_model_file
 
     net = UNet(1, 2, depth=1, base=4, dropout=0).eval()
     with torch.no_grad():

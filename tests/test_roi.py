@@ -23,7 +23,7 @@ import pytest
 
 from _model_bytes import build, metadata, random_tensors, tiny_arch
 from test_cpp_example import installed  # noqa: F401  (builds and installs libunet_rt once)
-from unet_rt import geometry
+from unet_rt.format import geometry
 
 _core = pytest.importorskip("unet_rt._core")
 

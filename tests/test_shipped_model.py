@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import unet_rt
-from unet_rt import metrics
-from unet_rt.cli import DEFAULT_MODEL, otsu_segment
-from unet_rt.io import read_image
+from unet_rt.eval import metrics
+from unet_rt.cli.app import DEFAULT_MODEL, otsu_segment
+from unet_rt.io.images import read_image
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
@@ -22,9 +22,9 @@ def test_shipped_model_is_installed():
 
 def test_native_matches_pytorch_on_the_trained_model():
     torch = pytest.importorskip("torch")
-    from training.data import normalize
-    from training.model import load_model_file
-    from training.train import predict_whole
+    from unet_rt.train.data import normalize
+    from unet_rt.train.model import load_model_file
+    from unet_rt.train.train import predict_whole
 
     net, mf = load_model_file(DEFAULT_MODEL)
     img = read_image(SAMPLES / "image" / "25.png")

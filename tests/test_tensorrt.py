@@ -30,11 +30,12 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from unet_rt import geometry, model_file  # noqa: E402
-from unet_rt.model_file import ModelFile, ModelFileError, expected_shapes  # noqa: E402
-from unet_rt.onnx_export import ALLOWED_OPS, IR_VERSION, OPSET, export_onnx  # noqa: E402
-from unet_rt.tensorrt import cli as trt_cli  # noqa: E402
-from unet_rt.tensorrt.plan import (PlanMismatchError, check_compat, geometry_from_io_shapes,  # noqa: E402
+from unet_rt.format import geometry  # noqa: E402
+from unet_rt.format import model_file
+from unet_rt.format.model_file import ModelFile, ModelFileError, expected_shapes  # noqa: E402
+from unet_rt.export.onnx import ALLOWED_OPS, IR_VERSION, OPSET, export_onnx  # noqa: E402
+from unet_rt.cli import compile as trt_cli  # noqa: E402
+from unet_rt.backends.tensorrt.plan import (PlanMismatchError, check_compat, geometry_from_io_shapes,  # noqa: E402
                                    make_container, plan_info)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +177,7 @@ def test_bare_plan(tmp_path):
 def test_geometry_from_io_shapes_matches_reference_network():
     """Recover depth/halo from I/O shapes; the reference is the PyTorch network's actual output size."""
     torch = pytest.importorskip("torch")
-    from training.model import UNet
+    from unet_rt.train.model import UNet
 
     for depth in (1, 2, 3):
         net = UNet(2, 3, depth, 2, "valid").eval()
@@ -280,7 +281,7 @@ def test_cli_errors(weights_file, tmp_path, capsys):
 def test_cli_tensorrt_without_tensorrt(weights_file, tmp_path, capsys, monkeypatch):
     """Without TensorRT, --target tensorrt says how to install it and writes nothing."""
     monkeypatch.setitem(sys.modules, "tensorrt", None)     # makes `import tensorrt` fail even where installed
-    monkeypatch.setattr("unet_rt.tensorrt.available", lambda: False)
+    monkeypatch.setattr("unet_rt.backends.tensorrt.available", lambda: False)
     out = tmp_path / "m_trt.plan"
     rc = trt_cli.main([str(weights_file), "--target", "tensorrt", "-o", str(out), "--tile", str(_tile(ARCH))])
     err = capsys.readouterr().err
@@ -322,7 +323,7 @@ def test_cpu_path_imports_neither_tensorrt_nor_torch():
         "        if '_core' not in str(e):\n"   # the native module may not be built in this checkout
         "            raise\n"
         "        skipped.append(m.name)\n"
-        "import unet_rt.tensorrt.cli, unet_rt.tensorrt.plan\n"
+        "import unet_rt.cli.compile, unet_rt.backends.tensorrt.plan\n"
         "bad = sorted(k for k in ('torch', 'tensorrt', 'cuda') if k in sys.modules)\n"
         "assert not bad, bad\n"
         "print('ok', skipped)\n"
@@ -336,7 +337,7 @@ def test_missing_tensorrt_gives_install_hint():
     code = (
         "import sys\n"
         "sys.modules['tensorrt'] = None\n"       # as if not installed
-        "import unet_rt.tensorrt as t\n"
+        "import unet_rt.backends.tensorrt as t\n"
         "assert not t.available() or True\n"
         "for name in ('TensorRTRunner', 'make_tile_fn', 'compile_model', 'build_engine'):\n"
         "    try:\n"
@@ -707,12 +708,12 @@ def fake_gpu(monkeypatch):
     for name, mod in {"tensorrt": trt, "cuda": cuda_pkg, "cuda.bindings": bindings_pkg,
                       "cuda.bindings.runtime": cudart}.items():
         monkeypatch.setitem(sys.modules, name, mod)
-    for name in ("unet_rt.tensorrt.runtime", "unet_rt.tensorrt.build"):
+    for name in ("unet_rt.backends.tensorrt.runtime", "unet_rt.backends.tensorrt.build"):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    build = importlib.import_module("unet_rt.tensorrt.build")
-    runtime = importlib.import_module("unet_rt.tensorrt.runtime")
+    build = importlib.import_module("unet_rt.backends.tensorrt.build")
+    runtime = importlib.import_module("unet_rt.backends.tensorrt.runtime")
     yield types.SimpleNamespace(cudart=cudart, trt=trt, build=build, runtime=runtime)
-    for name in ("unet_rt.tensorrt.runtime", "unet_rt.tensorrt.build"):
+    for name in ("unet_rt.backends.tensorrt.runtime", "unet_rt.backends.tensorrt.build"):
         sys.modules.pop(name, None)
 
 
@@ -906,7 +907,7 @@ def _real_trt():
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_real_tensorrt_matches_onnxruntime(tmp_path, precision):
     _real_trt()
-    from unet_rt.tensorrt import TensorRTRunner, compile_model
+    from unet_rt.backends.tensorrt import TensorRTRunner, compile_model
 
     src = _weights({"in_channels": 1, "classes": 2, "depth": 4, "base": 16, "padding": "valid"})
     path = tmp_path / "m.plan"

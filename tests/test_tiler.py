@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_rt.geometry import halo, is_valid_input, output_size
+from unet_rt.format.geometry import halo, is_valid_input, output_size
 
 _core = pytest.importorskip("unet_rt._core")
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ def test_tiles_see_the_mirror_extrapolated_image():
 
 def _torch_unet(depth, base, cin, classes, padding="valid", seed=0):
     torch = pytest.importorskip("torch")
-    from training.model import UNet
+    from unet_rt.train.model import UNet
 
     torch.manual_seed(seed)
     return UNet(cin, classes, depth=depth, base=base, padding=padding, dropout=0).double().eval()
@@ -118,7 +118,7 @@ def _torch_unet(depth, base, cin, classes, padding="valid", seed=0):
 
 def _whole_pass(net, x, depth):
     """One pass over the whole image, mirror-padded by the halo and up to a valid size."""
-    from training.train import predict_whole
+    from unet_rt.train.train import predict_whole
 
     return predict_whole(net, x.astype(np.float64), depth, "valid").astype(np.float32)
 

@@ -7,10 +7,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from training import train  # noqa: E402
-from training.data import load_pairs, make_sample, synthetic_cells, TileSampler, normalization, normalize  # noqa: E402
-from unet_rt import model_file  # noqa: E402
-from unet_rt.io import write_image  # noqa: E402
+from unet_rt.train import train  # noqa: E402
+from unet_rt.train.data import load_pairs, make_sample, synthetic_cells, TileSampler, normalization, normalize  # noqa: E402
+from unet_rt.format import model_file  # noqa: E402
+from unet_rt.io.images import write_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_refuses_to_overwrite_a_run(tiny_data, tmp_path):
 
 
 def test_export_matches_checkpoint(tiny_data, tmp_path):
-    from training.export import export_run
+    from unet_rt.train.export import export_run
 
     run(tiny_data, tmp_path / "e", 4)
     export_run(tmp_path / "e", tmp_path / "last.plan", last=True)
@@ -80,7 +80,7 @@ def test_export_matches_checkpoint(tiny_data, tmp_path):
 
 def test_batchnorm_folds_exactly():
     import torch
-    from training.model import UNet, fold_batchnorm
+    from unet_rt.train.model import UNet, fold_batchnorm
 
     torch.manual_seed(0)
     net = UNet(1, 2, depth=2, base=4, norm="batch")
@@ -152,7 +152,7 @@ def test_recipes_resolve(recipe):
 
 
 def test_touching_instances_get_a_border():
-    from training.weightmap import separate_touching
+    from unet_rt.train.weightmap import separate_touching
 
     inst = np.zeros((6, 8), np.int32)
     inst[1:5, 1:4] = 1
@@ -163,11 +163,11 @@ def test_touching_instances_get_a_border():
 
 
 def test_percentile_normalisation_matches_the_runtime(tiny_data, tmp_path):
-    """A model trained with --normalize percentile: the trainer's input (training.data.normalize)
+    """A model trained with --normalize percentile: the trainer's input (unet_rt.train.data.normalize)
     and the native core's per-image percentile scaling agree, so Engine equals the PyTorch net."""
     import torch
 
-    from training.model import load_model_file
+    from unet_rt.train.model import load_model_file
     from unet_rt import Engine
 
     run(tiny_data, tmp_path / "p", 2, "--normalize", "percentile")

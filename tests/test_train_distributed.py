@@ -25,7 +25,7 @@ def _free_port() -> int:
 def _torchrun(*argv):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "training.train", *map(str, argv)]
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "unet_rt.train.train", *map(str, argv)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
@@ -39,7 +39,7 @@ def _weights(run):
 
 
 def test_two_processes_equal_accumulation_over_two(tiny_data, tmp_path):  # noqa: F811
-    from training import train
+    from unet_rt.train import train
 
     one, two = tmp_path / "one", tmp_path / "two"
     base = ["--data", tiny_data, *ARGS]
@@ -62,7 +62,7 @@ def test_two_processes_equal_accumulation_over_two(tiny_data, tmp_path):  # noqa
 
 
 def _weights_init(data, tmp_path):
-    from training import train
+    from unet_rt.train import train
 
     out = tmp_path / "init"
     if not (out / "checkpoint.safetensors").exists():

@@ -1,4 +1,4 @@
-"""One set of rules for model files: the Python side (unet_rt.model_file) and the native reader
+"""One set of rules for model files: the Python side (unet_rt.format.model_file) and the native reader
 (_core.read_model) accept and reject the same files. Run on the issue's cases and on the fuzz corpus
 (tests/corpus/model_reader/, kept by `make fuzz`): a replay of the corpus through the native reader
 that must give a model or a clean error, never a crash."""
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from _model_bytes import build, metadata, random_tensors, tiny_arch, tiny_model_bytes
-from unet_rt import model_file
+from unet_rt.format import model_file
 
 _core = pytest.importorskip("unet_rt._core")
 CORPUS = Path(__file__).resolve().parent / "corpus" / "model_reader"

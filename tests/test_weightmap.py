@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("scipy")
-from training.data import synthetic_cells  # noqa: E402
-from training.weightmap import border_distances, class_weights, instances_from_mask, weight_map  # noqa: E402
+from unet_rt.train.data import synthetic_cells  # noqa: E402
+from unet_rt.train.weightmap import border_distances, class_weights, instances_from_mask, weight_map  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
@@ -68,7 +68,7 @@ def test_border_term_peaks_between_touching_cells():
 
 
 def test_isbi_slice_under_a_second():
-    from unet_rt.io import read_image
+    from unet_rt.io.images import read_image
 
     path = SAMPLES / "label" / "25.png"  # shipped with the repo
     lab = read_image(path)
@@ -80,7 +80,7 @@ def test_isbi_slice_under_a_second():
 
 
 def test_dataset_class_weights():
-    from training.weightmap import dataset_class_weights
+    from unet_rt.train.weightmap import dataset_class_weights
 
     _, inst, _ = synthetic_cells((60, 60), 10, seed=4)
     fg = inst > 0

@@ -3,7 +3,7 @@
 // weights kept as taps) and of the direct conv, per phase, on layer shapes of the paper network,
 // against the measured peak of the same arithmetic (fp32 FMA, or vdpbf16ps for bf16).
 //
-// One thread, the executor's own packing (src/pack.cc) and Winograd driver (src/winograd.cc).
+// One thread, the executor's own packing (executor/pack.cc) and Winograd driver (executor/winograd.cc).
 // GFLOP/s count the arithmetic done: the Winograd-domain GEMM multiplies (2 * 36 * tiles * IC * OC),
 // not the direct-convolution equivalent. Times are the thread's CPU time (best of `reps` runs), so
 // that a machine shared with other work still gives the kernels' own speed; the peaks are measured
@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "kernels/kernels.h"
-#include "src/pack.h"
-#include "src/winograd.h"
+#include "executor/pack.h"
+#include "executor/winograd.h"
 
 namespace unet_rt::kernels {
 double fma_probe_avx512(int64_t iters, float* sink);
@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
     }
     for (const k::Kernels* kn : tables)
       for (const char* sched : {"shared", "private", "taps"}) {
-        // the executor's three schedules (src/winograd.h): shared bands, private L2-sized bands
+        // the executor's three schedules (executor/winograd.h): shared bands, private L2-sized bands
         // (768 KB of V + M, the executor's default), weights kept as taps (transformed per row and group)
         const bool taps = std::string(sched) == "taps";
         const int ocg = kn->ocg_for(L.oc);

@@ -27,8 +27,8 @@
 #include <tuple>
 #include <vector>
 
-#include "src/geometry.h"
-#include "src/types.h"
+#include "runtime/geometry.h"
+#include "core/types.h"
 #include "unet_rt/unet_rt.h"
 
 namespace {

@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "src/model_reader.h"
+#include "model/model_reader.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

@@ -15,8 +15,8 @@
 #include <stdexcept>
 #include <vector>
 
-#include "src/geometry.h"
-#include "src/tiler.h"
+#include "runtime/geometry.h"
+#include "runtime/tiler.h"
 
 namespace {
 

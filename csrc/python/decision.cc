@@ -1,4 +1,4 @@
-// Bindings of the decision and instance code (csrc/src/decision.h) on probability maps: the same
+// Bindings of the decision and instance code (csrc/postprocess/decision.h) on probability maps: the same
 // functions the native Engine applies, for the other backends, test-time augmentation and calibration.
 #include "python/decision.h"
 
@@ -7,7 +7,7 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "src/json.h"
+#include "core/json.h"
 
 namespace py = pybind11;
 

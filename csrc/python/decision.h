@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "src/decision.h"
+#include "postprocess/decision.h"
 
 namespace unet_rt {
 

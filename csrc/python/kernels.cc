@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "kernels/kernels.h"
-#include "src/network.h"
-#include "src/pack.h"
-#include "src/winograd.h"
+#include "executor/network.h"
+#include "executor/pack.h"
+#include "executor/winograd.h"
 #include "python/profile_rows.h"
 
 namespace py = pybind11;
@@ -107,7 +107,7 @@ F32 conv3x3(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std:
     icsum += (int)x.shape(0);
   }
   if (icsum != ictot) throw std::invalid_argument("w's input channels do not match the inputs");
-  // the executor's own packing (src/pack.cc)
+  // the executor's own packing (executor/pack.cc)
   std::vector<unet_rt::InDesc> ins;
   for (auto& x : xs) ins.push_back(unet_rt::InDesc{x.c, x.cb, x.nblk});
   const unet_rt::PackedConv pc = unet_rt::pack_conv(tensor(w), tensor(b), ins, ocg);
@@ -135,7 +135,7 @@ F32 conv3x3(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std:
 }
 
 // Winograd conv3x3 over inputs [(x_i [C_i, H_i, W_i], dy_i, dx_i)] (cb 16 each), run by the executor's
-// own driver (src/winograd.cc, serially) on its own packing; bands of `band` tiles (0: all) and GEMM
+// own driver (executor/winograd.cc, serially) on its own packing; bands of `band` tiles (0: all) and GEMM
 // work units of `nt` tiles exercise the banding and remainders. precision "bf16": the tier's bf16 table.
 // raw_taps: weights kept as taps and transformed per band and group (the executor's large layers);
 // The kernel table of an ISA tier for a precision ("fp32", or "bf16": the tier's bf16 table).

@@ -1,4 +1,4 @@
-// The unet_rt._core Python module. Bindings only: the logic lives in csrc/src and csrc/kernels.
+// The unet_rt._core Python module. Bindings only: the logic lives in the core (csrc/core, model, executor, runtime, postprocess) and csrc/kernels.
 #include <pybind11/functional.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -8,11 +8,11 @@
 #include <cstring>
 
 #include "kernels/kernels.h"
-#include "src/engine.h"
-#include "src/geometry.h"
-#include "src/model_reader.h"
-#include "src/normalize.h"
-#include "src/tiler.h"
+#include "runtime/engine.h"
+#include "runtime/geometry.h"
+#include "model/model_reader.h"
+#include "runtime/normalize.h"
+#include "runtime/tiler.h"
 #include "python/decision.h"
 #include "python/profile_rows.h"
 

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "src/network.h"
+#include "executor/network.h"
 
 namespace unet_rt {
 

@@ -1,4 +1,4 @@
-// The thread pool's failure behaviour (csrc/src/thread_pool.h), run by tests/test_robust.py:
+// The thread pool's failure behaviour (csrc/core/thread_pool.h), run by tests/test_robust.py:
 //   thread_pool_test start-failure | worker-throws | caller-throws | fork | clamp
 // Prints "OK <case>" and exits 0 on success; a hang is caught by the caller's timeout (and alarm()).
 #include <pthread.h>
@@ -11,8 +11,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "src/log.h"
-#include "src/thread_pool.h"
+#include "core/log.h"
+#include "core/thread_pool.h"
 
 using unet_rt::ThreadPool;
 

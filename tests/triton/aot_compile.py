@@ -23,7 +23,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from unet_rt.triton import kernels as K  # noqa: E402
+from unet_rt.backends.triton import kernels as K  # noqa: E402
 
 DIV16 = {"C1", "C2", "N", "CI", "CO", "C", "s1b", "s1h", "s1w", "s2b", "s2h", "s2w", "syb", "syh", "syw",
          "spb", "sph", "spw", "sxb", "sxh", "sxw"}
@@ -73,7 +73,7 @@ def quick():
 
 def autotune_configs():
     """Every autotune config of ops.py compiles for its generation (the two-source conv, fp16)."""
-    from unet_rt.triton.ops import GEMM_CONFIGS_AMPERE, GEMM_CONFIGS_HOPPER
+    from unet_rt.backends.triton.ops import GEMM_CONFIGS_AMPERE, GEMM_CONFIGS_HOPPER
 
     for cc, configs in ((80, GEMM_CONFIGS_AMPERE), (90, GEMM_CONFIGS_HOPPER)):
         for c in configs:

@@ -1,6 +1,6 @@
 """tests/triton: the Triton backend. Without a CUDA device the kernels run under Triton's interpreter
 on CPU tensors: TRITON_INTERPRET=1 must be set before the kernels' @triton.jit decorators run, so it is
-set here, at collection, before anything imports unet_rt.triton.
+set here, at collection, before anything imports unet_rt.backends.triton.
 
 No __init__.py in this folder on purpose: with one, pytest would import it as a package named
 ``triton`` and shadow the real Triton.

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import unet_rt
-from training.model import UNet, to_model_file
-from unet_rt import model_file
+from unet_rt.train.model import UNet, to_model_file
+from unet_rt.format import model_file
 
 
 def test_engine_triton_matches_cpu_backend(tmp_path, device):

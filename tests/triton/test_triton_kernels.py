@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unet_rt.triton import engine
+from unet_rt.backends.triton import engine
 
 U32 = 2.0**-24
 U16 = 2.0**-11

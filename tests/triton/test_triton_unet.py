@@ -1,4 +1,4 @@
-"""The whole Triton U-Net against the PyTorch reference (training.model.UNet, run in float64).
+"""The whole Triton U-Net against the PyTorch reference (unet_rt.train.model.UNet, run in float64).
 
 Small members of the family (the interpreter runs ~0.01 GFLOP/s): depth 2, width 4 on a 60x60 valid
 tile (-> 20x20) and a 32x32 same-padded one, plus odd family members (depth 1/3, base 3, 3 input
@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.model import UNet, to_model_file
-from unet_rt import geometry
-from unet_rt import model_file as mfmod
-from unet_rt.triton import TritonUNet, make_tile_fn
+from unet_rt.train.model import UNet, to_model_file
+from unet_rt.format import geometry
+from unet_rt.format import model_file as mfmod
+from unet_rt.backends.triton import TritonUNet, make_tile_fn
 
 U32 = 2.0**-24
 U16 = 2.0**-11

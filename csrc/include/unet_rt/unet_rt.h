@@ -1,4 +1,4 @@
-/* unet-rt C API: run a U-Net model file (unet_rt/model_file.py) on images in memory, no Python.
+/* unet-rt C API: run a U-Net model file (src/unet_rt/format/model_file.py) on images in memory, no Python.
  *
  *   unet_rt_options opt;  unet_rt_options_init(&opt);  opt.threads = 4;
  *   unet_rt_engine* e;

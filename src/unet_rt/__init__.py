@@ -1,0 +1,16 @@
+"""unet-rt: U-Net segmentation for microscopy — inference runtime.
+
+    >>> import unet_rt
+    >>> labels = unet_rt.Engine("model.plan").segment(img)
+
+Layout (docs/architecture.md): ``engine`` (the public Engine) over the compiled core ``_core``;
+``format`` (model file, architecture geometry), ``io`` (images, axes), ``backends`` (triton,
+tensorrt), ``export`` (onnx, bioimageio), ``eval`` (metrics, calibration), ``scale`` (dask),
+``cli``, ``napari``, ``train`` (the PyTorch trainer, behind the ``[train]`` extra).
+"""
+__version__ = "0.1.0"
+
+from unet_rt.engine import BACKENDS, Engine  # noqa: E402
+from unet_rt.format.model_file import ModelFileError  # noqa: E402
+
+__all__ = ["Engine", "BACKENDS", "ModelFileError", "__version__"]

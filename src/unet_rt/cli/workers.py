@@ -1,0 +1,353 @@
+"""``unet-rt segment ... --workers N | --scheduler tcp://host:8786``: segmentation on dask.distributed.
+
+Two modes, chosen by the inputs:
+
+* **one zarr array** (plain zarr, or the full-resolution level of an OME-Zarr image): the labels are
+  computed block by block (``unet_rt.scale.segment``) and written into a zarr array at ``-o`` whose
+  chunks are exactly the blocks, one task per chunk. zarr writes each chunk to a temporary file and
+  renames it, so a chunk that exists is complete: a rerun skips the chunks that exist, and a killed
+  run leaves no half-written chunk behind that looks complete. For an OME-Zarr input, ``-o`` is the
+  image itself (or ``IMAGE.zarr/labels/NAME``) and the labels become the NGFF label image
+  ``labels/NAME`` beside it, with the image's axes and scale (written with ``ome-zarr``).
+  ``--instances`` writes int32 object labels instead (``unet_rt.scale.instances``: objects joined across
+  blocks; a rerun recomputes every block's local instances, which the join needs, but writes only
+  the missing chunks).
+* **many files** (directories, globs, lists): one task per file, one output per input in the ``-o``
+  directory (``NAME.png``, or ``.tif`` for stacks and probabilities), written as the single-process
+  CLI writes them (visible class maps unless ``--raw``; ``--instances``: uint16, or int32 TIFF);
+  outputs that exist are skipped.
+
+Each worker opens the model once (``unet_rt.scale._engine``); the model path must be readable on
+the workers. The progress bar follows the distributed client's futures.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from unet_rt.scale import blocks as ud
+
+LABEL_NAME = "unet-rt"
+
+
+def add_arguments(p) -> None:
+    """The scale-out options of ``unet-rt segment``."""
+    g = p.add_argument_group("distributed (needs the dask extra: pip install 'unet-rt[dask]')")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="run on a local dask cluster of N worker processes (--threads threads each, default 1)")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on an existing dask.distributed cluster, e.g. tcp://host:8786 (the model path "
+                        "and the images must be readable on its workers)")
+    g.add_argument("--block", type=int, default=2048, metavar="PX",
+                   help="zarr input: output block (= output chunk) side in pixels, rounded to whole tiles "
+                        "(default 2048)")
+    g.add_argument("--halo", type=int, default=128, metavar="PX",
+                   help="zarr input with --instances: context around each block for the watershed, in pixels "
+                        "(default 128; objects crossing blocks are joined either way, see docs/dask.md)")
+
+
+def wanted(args) -> bool:
+    return bool(getattr(args, "workers", None) or getattr(args, "scheduler", None))
+
+
+def _err(msg: str) -> int:
+    print(f"unet-rt: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _client(args):
+    try:
+        import distributed
+    except ImportError as e:
+        raise ImportError("--workers/--scheduler need dask.distributed: pip install 'unet-rt[dask]'") from e
+    if args.scheduler:
+        return distributed.Client(args.scheduler), None
+    import logging
+
+    # quiet: the workers' shutdown chatter (heartbeats cut by the close) is not the user's business
+    cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=args.threads or 1,
+                                       processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL)
+    return distributed.Client(cluster), cluster
+
+
+def _expand(inputs) -> list[Path]:
+    from unet_rt.io.images import list_images
+
+    out: list[Path] = []
+    for a in inputs:
+        if not Path(a).exists() and any(c in a for c in "*?["):
+            out.extend(Path(p) for p in sorted(glob.glob(a, recursive=True)))
+        else:
+            out.extend(list_images(a))
+    return out
+
+
+# ------------------------------------------------------------------ zarr input
+def _open_zarr_input(path: Path):
+    """-> (zarr array, NGFF multiscales dict or None, the image's root group or None)."""
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    if isinstance(node, zarr.Array):
+        return node, None, None
+    attrs = dict(node.attrs)
+    ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if not ms:
+        raise ValueError(f"{path} is a zarr group without OME-Zarr multiscales metadata: give the array's path")
+    return node[ms[0]["datasets"][0]["path"]], ms[0], node
+
+
+def _axes_names(ms) -> list[str] | None:
+    if not ms or "axes" not in ms:
+        return None
+    return [a["name"] if isinstance(a, dict) else str(a) for a in ms["axes"]]
+
+
+def _spatial_view(arr, names, in_channels: int):
+    """The dask array with the model's layout: (T|Z, Y, X) or (Y, X) (+ C last); the kept axes' names."""
+    import dask.array as da
+
+    x = da.from_zarr(arr)
+    names = names or [f"dim{i}" for i in range(x.ndim)]
+    if in_channels > 1 and "c" in names:
+        ci = names.index("c")
+        x = da.moveaxis(x, ci, -1)
+        names = names[:ci] + names[ci + 1:] + ["c"]
+    core = 3 if in_channels > 1 else 2
+    keep = [i for i in range(x.ndim) if i >= x.ndim - core or x.shape[i] != 1]
+    x = x[tuple(slice(None) if i in keep else 0 for i in range(x.ndim))]
+    names = [n for i, n in enumerate(names) if i in keep]
+    if x.ndim > core + 1:
+        raise ValueError(f"image of shape {arr.shape} has more than one non-singleton axis besides the image "
+                         f"plane: the 2-D model runs over (T|Z, Y, X)")
+    return x, [n for n in names if n != "c"]
+
+
+def _label_target(src: Path, out: Path, root) -> tuple[Path, str]:
+    """OME-Zarr input: (the image's labels group, label name) for -o."""
+    src, out = src.resolve(), out.resolve()
+    if out == src:
+        return src / "labels", LABEL_NAME
+    if out.parent.name == "labels" and out.parent.parent == src:
+        return out.parent, out.name
+    raise ValueError(f"OME-Zarr input: -o must be the image itself ({src}: labels go to labels/{LABEL_NAME}) "
+                     f"or {src}/labels/NAME")
+
+
+def _create_output(out: Path, shape, chunks, run: dict, ngff: tuple | None, dtype=np.uint8):
+    """The output array (created, or reopened for a resume after checking it is this run's)."""
+    import zarr
+
+    if ngff is not None:
+        labels_dir, name, ms, names, fmt_version, zarr_format = ngff
+        target = labels_dir / name
+    else:
+        target = out
+    if target.exists():
+        a = zarr.open_array(str(target / "0") if ngff else str(target), mode="r+")
+        prev = a.attrs.get("unet-rt")
+        if prev != run or tuple(a.shape) != tuple(shape) or tuple(a.chunks) != tuple(chunks):
+            raise ValueError(f"{target} exists from another run (model, tile, block or output differ): delete it or "
+                             f"choose another output")
+        return a
+    if ngff is None:
+        a = zarr.create_array(str(target), shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
+                              config={"write_empty_chunks": True})
+        a.attrs["unet-rt"] = run
+        return a
+    from ome_zarr.format import format_from_version
+    from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+
+    fmt = format_from_version(fmt_version)
+    labels = zarr.open_group(str(labels_dir), mode="a", zarr_format=zarr_format)
+    g = labels.create_group(name)
+    a = g.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
+                       config={"write_empty_chunks": True})
+    a.attrs["unet-rt"] = run
+    # the image's axes and level-0 scale, without the channel axis
+    axes = [ax for ax in ms["axes"] if (ax["name"] if isinstance(ax, dict) else ax) in names]
+    keep = [i for i, ax in enumerate(ms["axes"]) if (ax["name"] if isinstance(ax, dict) else ax) in names]
+    ct = ms["datasets"][0].get("coordinateTransformations") or [{"type": "scale", "scale": [1.0] * len(ms["axes"])}]
+    ct = [{**t, t["type"]: [t[t["type"]][i] for i in keep]} for t in ct if t.get("type") in ("scale", "translation")]
+    write_multiscales_metadata(g, [{"path": "0", "coordinateTransformations": ct}], fmt=fmt, axes=axes, name=name)
+    write_label_metadata(labels, name, fmt=fmt, source={"image": "../../"})
+    return a
+
+
+def _write_block(block: np.ndarray, path: str, region: tuple) -> int:
+    import zarr
+
+    zarr.open_array(path, mode="r+")[tuple(slice(a, b) for a, b in region)] = block
+    return int(block.size)
+
+
+def _done(a, path: Path, idx: tuple) -> bool:
+    """Whether chunk idx exists (zarr writes it atomically, so existing means complete)."""
+    return (path / a.metadata.encode_chunk_key(idx)).is_file()
+
+
+def segment_zarr(src: Path, args, client, progress) -> int:
+    import dask
+
+    arr, ms, root = _open_zarr_input(src)
+    meta = ud._model_info(str(Path(args.model).resolve()))
+    x, names = _spatial_view(arr, _axes_names(ms), int(meta["arch"]["in_channels"]))
+    spatial = x.ndim - (1 if int(meta["arch"]["in_channels"]) > 1 else 0)
+    if spatial == 3:
+        x = x.rechunk({0: 1})  # one plane per task and per chunk
+    if args.instances:  # int32 object labels, joined across blocks (the merge needs every block's summary)
+        lab = ud.instances(x, args.model, tile=args.tile, block=args.block, halo=args.halo, threads=args.threads)
+    else:
+        lab = ud.segment(x, args.model, tile=args.tile, block=args.block, threads=args.threads)
+    chunks = tuple(c[0] for c in lab.chunks)
+    tile = ud._resolve_tile(args.tile, int(meta["arch"]["depth"]), args.block, meta["arch"]["padding"] == "same")
+    run = {"model": str(Path(args.model).resolve()), "tile": tile, "block": args.block}
+    if args.instances:
+        run.update(instances=True, halo=args.halo)
+    out = Path(args.output)
+    ngff = None
+    if ms is not None:
+        import zarr
+
+        labels_dir, name = _label_target(src, out, root)
+        fmt_version = (dict(root.attrs).get("ome", {}).get("version") or ms.get("version") or "0.4")
+        ngff = (labels_dir, name, ms, names, fmt_version, root.metadata.zarr_format)
+        del zarr
+    a = _create_output(out, lab.shape, chunks, run, ngff, dtype=lab.dtype)
+    apath = Path(a.store.root) / a.path if hasattr(a.store, "root") else out
+    blocks = lab.to_delayed()
+    todo = []
+    bounds = [np.cumsum((0,) + c) for c in lab.chunks]
+    for idx in np.ndindex(blocks.shape):
+        if _done(a, apath, idx):
+            continue
+        region = tuple((int(b[i]), int(b[i + 1])) for b, i in zip(bounds, idx))
+        todo.append(dask.delayed(_write_block)(blocks[idx], str(apath), region))
+    total = int(np.prod(blocks.shape))
+    if not args.quiet:
+        print(f"{src}: {total} chunk(s) of {chunks}, {total - len(todo)} already written; tile {tile}", file=sys.stderr)
+    futures = client.compute(todo)
+    progress(futures, f"segment {src.name}", "chunk")
+    client.gather(futures)
+    if not args.quiet:
+        print(f"wrote {apath}")
+    return 0
+
+
+# ------------------------------------------------------------------ many files
+def _segment_file(src: str, dst: str, model: str, tile: int, threads, probabilities: bool, spread: bool,
+                  instances: bool = False) -> str:
+    from unet_rt.cli.app import _instances_image
+    from unet_rt.io.images import read_image, visible_labels, write_image
+
+    eng = ud._engine(model, "cpu", threads, tile)
+    img = read_image(src)
+    if probabilities:
+        res = eng.predict(img)
+    elif instances:  # as the single-process CLI: uint16 when they fit (PNG), else int32 (TIFF only)
+        res = _instances_image(eng.instances(img), Path(dst))
+    else:
+        res = eng.segment(img)
+        if spread:  # visible grey levels, as the single-process CLI without --raw
+            res = visible_labels(res, eng.classes)
+    write_image(dst, res)
+    return dst
+
+
+def segment_files(inputs: list[Path], args, client, progress) -> int:
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        return _err(f"{out} is a file: with --workers/--scheduler, -o is a directory (one output per input)")
+    out.mkdir(parents=True, exist_ok=True)
+    stems = {}
+    for s in inputs:
+        stems.setdefault(s.stem, []).append(s)
+    clash = [v for v in stems.values() if len(v) > 1]
+    if clash:
+        return _err(f"inputs share a name, their outputs would collide: {', '.join(map(str, clash[0]))}")
+    jobs = []
+    for s in inputs:
+        ext = ".tif" if args.probabilities or s.suffix.lower() in (".tif", ".tiff") else ".png"
+        d = out / (s.stem + ext)
+        if not d.exists():
+            jobs.append((str(s), str(d)))
+    if not args.quiet:
+        print(f"{len(inputs)} input(s), {len(inputs) - len(jobs)} already segmented", file=sys.stderr)
+    model = str(Path(args.model).resolve())
+    futures = client.map(_segment_file, [j[0] for j in jobs], [j[1] for j in jobs], model=model,
+                         tile=args.tile or 0, threads=args.threads, probabilities=args.probabilities,
+                         spread=not args.raw, instances=args.instances, pure=False)
+    failed = progress(futures, "segment", "img")
+    for f, (s, _) in zip(futures, jobs):
+        if f.status == "error":
+            print(f"unet-rt: error: {s}: {f.exception()}", file=sys.stderr)
+    if failed:
+        print(f"unet-rt: {failed} of {len(jobs)} input(s) failed", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f"segmented {len(jobs)} image(s) -> {out}")
+    return 0
+
+
+# ------------------------------------------------------------------ entry point (from cli.segment)
+def segment(args) -> int:
+    """``unet-rt segment`` with --workers/--scheduler."""
+    try:
+        import distributed  # noqa: F401
+        import dask.array  # noqa: F401
+    except ImportError:
+        return _err("--workers/--scheduler need dask and dask.distributed: pip install 'unet-rt[dask]'")
+    from tqdm import tqdm
+
+    if not args.model:
+        return _err("no model given (-m) and no shipped default model installed")
+    if args.workers is not None and args.workers < 1:
+        return _err("--workers must be >= 1")
+    if getattr(args, "tta", False) or getattr(args, "overlay", False) or args.threshold is not None:
+        return _err("--tta, --overlay and --threshold are not available with --workers/--scheduler")
+    if args.instances and args.probabilities:
+        return _err("--instances and --probabilities exclude each other")
+    if args.halo < 0:
+        return _err("--halo must be >= 0")
+    if args.backend not in ("auto", "cpu"):
+        return _err("--workers/--scheduler run the cpu backend")
+    try:
+        inputs = _expand(args.inputs)
+    except OSError as e:
+        return _err(str(e))
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing or not inputs:
+        return _err(f"no such input: {', '.join(missing[:5])}" if missing else "no input images found")
+
+    def progress(futures, desc, unit) -> int:
+        from distributed import as_completed
+
+        failed = 0
+        with tqdm(total=len(futures), desc=desc, unit=unit, disable=args.quiet) as bar:
+            for f in as_completed(futures):
+                failed += f.status == "error"
+                bar.update(1)
+        return failed
+
+    zarr_in = len(inputs) == 1 and (inputs[0].suffix.lower() == ".zarr" or inputs[0].is_dir())
+    try:
+        client, cluster = _client(args)
+    except (OSError, ImportError, ValueError) as e:
+        return _err(f"cannot reach the dask scheduler: {e}")
+    try:
+        if zarr_in:
+            if args.probabilities:
+                return _err("zarr output holds labels: --probabilities is for file outputs")
+            return segment_zarr(inputs[0], args, client, progress)
+        return segment_files(inputs, args, client, progress)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
+        return _err(str(e))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
