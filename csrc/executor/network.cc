@@ -12,7 +12,7 @@
 // "same" padding: every tensor gets a one-pixel zero border in memory and each 3x3 conv reads a
 // view shifted by (-1, -1); the border ring is re-zeroed after each op (memory is reused).
 //
-// Environment knobs: UNET_RT_ISA=ref|avx2|avx512 (default: the best this CPU has), UNET_RT_WINOGRAD=0
+// Environment knobs: UNET_RT_ISA=ref|avx2|avx512|neon (default: the best this CPU has), UNET_RT_WINOGRAD=0
 // (direct convolution everywhere), UNET_RT_WINOGRAD_MAX_CHANNELS=N (Winograd only for convs with <= N
 // output channels: its transformed weights take 4x the memory, 463 MB instead of 124 MB for the
 // paper network). workspace_bytes() covers the activations and the shared Winograd scratch, not the

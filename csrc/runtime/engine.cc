@@ -140,6 +140,7 @@ std::string cpu_isa() {
   switch (kernels::isa_from_name(env ? env : "auto")) {
     case Isa::Avx512: return "avx512";
     case Isa::Avx2: return "avx2";
+    case Isa::Neon: return "neon";
     case Isa::Ref: return "ref";
   }
   return "ref";

@@ -95,7 +95,7 @@ class Engine {
   std::unique_ptr<Network> net_;
 };
 
-// "avx512", "avx2" or "ref": the kernels the executor's dispatch picks on this CPU.
+// "avx512", "avx2", "neon" or "ref": the kernels the executor's dispatch picks on this CPU.
 std::string cpu_isa();
 
 }  // namespace unet_rt

@@ -76,7 +76,11 @@ int main(int argc, char** argv) {
   memset(&info, 0, sizeof info);
   info.struct_size = sizeof info;
   EXPECT(unet_rt_engine_info(e, &info), UNET_RT_OK, NULL, "info");
-  CHECK(!strcmp(info.isa, "avx512") || !strcmp(info.isa, "avx2") || !strcmp(info.isa, "ref"), "info.isa");
+  CHECK(!strcmp(info.isa, "avx512") || !strcmp(info.isa, "avx2") || !strcmp(info.isa, "neon") || !strcmp(info.isa, "ref"),
+        "info.isa");
+#if defined(__aarch64__)
+  CHECK(!strcmp(info.isa, "neon"), "info.isa is neon on aarch64"); /* Advanced SIMD is part of ARMv8-A */
+#endif
   CHECK(info.threads == 2 && info.memory_budget_mb > 0, "info threads, budget");
   unet_rt_plan plan;
   plan.struct_size = sizeof plan;

@@ -104,7 +104,7 @@ typedef struct unet_rt_info {
   int tile;           /* the tile option (0: automatic) */
   int threads;        /* threads in use (after clamping) */
   int memory_budget_mb;
-  char isa[16];       /* kernels chosen for this CPU: "avx512", "avx2" or "ref" */
+  char isa[16];       /* kernels chosen for this CPU: "avx512", "avx2", "neon" or "ref" */
   int precision;      /* UNET_RT_PRECISION_* that runs */
 } unet_rt_info;
 
