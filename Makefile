@@ -11,11 +11,12 @@ DEPS    := $(VENV)/.deps-stamp
 DEMO_IN := data/samples/image/25.png
 JOBS    ?= 2
 
-.PHONY: all demo test test-fast bench bench-dask kbench ablation install cpp clean help fuzz fuzz-merge
+.PHONY: all demo test test-fast bench bench-dask kbench ablation install cpp clean help fuzz fuzz-merge test-aarch64
 
 help:
 	@echo "make demo   - set up, then segment a shipped ISBI 2012 sample with the shipped model (out/demo/)"
 	@echo "make test   - set up, then run the test suite (Python + C/C++ example)"
+	@echo "make test-aarch64 - cross-compile for 64-bit ARM and run the C/C++ and kernel tests under qemu (NEON tier)"
 	@echo "make bench  - set up, then run the benchmarks (pytest bench/ --benchmark-only), JSON in out/bench.json"
 	@echo "make kbench - build and run the kernel micro-benchmark (GFLOP/s per kernel vs the measured peak)"
 	@echo "make ablation - set up, then train both recipes briefly on three synthetic data sets against Otsu (~20 min)"
@@ -53,6 +54,12 @@ demo: install
 
 test: install
 	cd tests && ../$(PYTHON) -m pytest -q -p no:cacheprovider
+
+# 64-bit ARM (docs/speed.md, ISA tiers): cross-compile with Debian's g++-aarch64-linux-gnu
+# (cmake/toolchains/aarch64-linux-gnu.cmake) into build/aarch64 and run the C/C++ test programs and the
+# kernel tests under qemu-user; installs those two Debian packages with apt-get when missing (as root).
+test-aarch64: $(DEPS)
+	$(PYTHON) tests/aarch64/run.py build/aarch64 -j $(JOBS)
 
 bench: install
 	@mkdir -p out
