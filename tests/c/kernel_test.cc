@@ -13,15 +13,21 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "executor/network.h"
 #include "executor/pack.h"
 #include "executor/winograd.h"
 #include "kernels/kernels.h"
 
+namespace unet_rt {
+extern thread_local std::string g_network_isa_override;  // executor/network.cc: the tier of the next Network
+}
 namespace k = unet_rt::kernels;
 using unet_rt::InDesc;
 using unet_rt::TensorView;
@@ -586,6 +592,74 @@ void test_dispatch() {
   report(std::isfinite(peak) && peak > 0, "peak probe: finite and positive");
 }
 
+// ---- the whole executor on a small U-Net: each SIMD tier against the ref tier ---------------------------
+// (Winograd, the direct first conv, pooling, up-convs, crop-and-concat and the head, wired as in the
+// engine). Not a rigorous bound (errors compound through the layers): fp32 rounding differences stay
+// far below 1e-3 of the logits' range, a wrong kernel does not.
+void test_network(const std::string& isa) {
+  unet_rt::Arch arch;
+  arch.in_channels = 1;
+  arch.classes = 2;
+  arch.depth = 2;
+  arch.base = 16;
+  std::map<std::string, std::vector<float>> store;
+  unet_rt::Weights weights;
+  for (const auto& [name, shape] : unet_rt::expected_weight_shapes(arch)) {
+    int64_t n = 1, fan_in = 1;
+    for (size_t i = 0; i < shape.size(); ++i) n *= shape[i], fan_in *= i ? shape[i] : 1;
+    store[name] = rand_vec((size_t)n, (float)std::sqrt(2.0 / (double)fan_in));
+    weights[name] = TensorView{shape, store[name].data()};
+  }
+  const int h = 60, w = 44;  // valid sizes for depth 2 without padding: 60 -> 20, 44 -> 4
+  const std::vector<float> x = rand_vec((size_t)h * w);
+  std::vector<std::vector<float>> out;
+  std::string kernel;
+  std::vector<unet_rt::Network::ProfileRow> rows;
+  int oh = 0, ow = 0;
+  for (const std::string& tier : {std::string("ref"), isa}) {
+    unet_rt::g_network_isa_override = tier;
+    unet_rt::Network net(arch, weights, 2);
+    unet_rt::g_network_isa_override.clear();
+    oh = net.output_size(h);
+    ow = net.output_size(w);
+    out.emplace_back((size_t)arch.classes * oh * ow);
+    net.set_profile(true);
+    net.forward(x.data(), h, w, unet_rt::OutputView{out.back().data(), (int64_t)oh * ow, ow});
+    kernel = net.kernel_name();
+    rows = net.last_profile();
+  }
+  // bf16 asked for where the tier has no bf16 table (avx2, neon, avx512 without AVX512-BF16): fp32 runs,
+  // and the executor says why
+  if (!k::bf16_kernels_for(k::isa_from_name(isa))) {
+    unet_rt::g_network_isa_override = isa;
+    unet_rt::Network net(arch, weights, 1, unet_rt::Precision::BF16);
+    unet_rt::g_network_isa_override.clear();
+    report(net.precision() == unet_rt::Precision::F32 && net.precision_note().find("running fp32") != std::string::npos,
+           "network[" + isa + "] bf16 falls back to fp32 with the reason", net.precision_note());
+  }
+  double range = 0, diff = 0;
+  for (size_t i = 0; i < out[0].size(); ++i) {
+    range = std::max(range, (double)std::fabs(out[0][i]));
+    diff = std::max(diff, (double)std::fabs(out[0][i] - out[1][i]));
+  }
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "(max difference %.3g, logits up to %.3g, %dx%d)", diff, range, oh, ow);
+  report(range > 0 && diff <= 1e-3 * range, "network[" + isa + "] vs ref, depth 2, " + kernel, buf);
+  // the profile's phases name this tier's kernels (and no other tier's; layout reorders name none)
+  std::string bad;
+  int ours = 0;
+  for (const auto& r : rows) {
+    ours += r.phase.find("_" + isa) != std::string::npos;
+    for (const char* other : {"_ref", "_avx2", "_avx512", "_neon"})
+      if (("_" + isa) != other && r.phase.find(other) != std::string::npos) bad = r.phase;
+  }
+  std::set<std::string> kinds;
+  for (const auto& r : rows)
+    if (r.phase.find("_" + isa) != std::string::npos) kinds.insert(r.phase.substr(0, r.phase.find('_', 8)));
+  report(bad.empty() && kinds.size() >= 5 && kernel.find("_" + isa) != std::string::npos,
+         "network[" + isa + "] profile phases name the " + isa + " kernels (" + std::to_string(ours) + " rows)", bad);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -601,6 +675,7 @@ int main(int argc, char** argv) {
       test_pool2x2(kn);
       test_head1x1(kn);
       test_winograd(kn);
+      if (kn.isa != k::Isa::Ref) test_network(name);
     }
   } catch (const std::exception& e) {
     report(false, "unexpected exception", e.what());
