@@ -6,8 +6,9 @@
 //   Winograd F(4x4, 3x3): gamma_(IC+30) * |A|^T [sum_c |U_c| . |V_c|] |A| (+ |bias|) per output.
 // Sizes below, at and above each tier's register tile (widths 1 .. 2*NX+1). Built by CMake with
 // UNET_RT_C_TESTS=ON; run natively by tests/test_kernel_program.py and under qemu-aarch64 by
-// `make test-aarch64` (tests/aarch64/run.sh). Prints "ok ..." / "FAIL ..." per check, then
-// "kernel_test: N passed, M failed"; exits 1 on any failure.
+// `make test-aarch64` (tests/aarch64/run.py). Prints "ok ..." / "FAIL ..." per check, then
+// "kernel_test: N passed, M failed"; exits 1 on any failure. Also: the whole executor (a depth-2 U-Net)
+// per SIMD tier against the ref tier, its kernel names, and the bf16 fallback of tiers without bf16.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
