@@ -1,5 +1,12 @@
 """Scale-out with dask: lazy ``predict`` / ``segment`` / ``instances`` over blocks of huge images,
 bit for bit the whole-image Engine's results (``pip install 'unet-rt[dask]'``; docs/dask.md)."""
-from unet_rt.scale.blocks import BlockPlan, block_plan, instances, predict, segment
+from unet_rt.scale import blocks as _blocks
+from unet_rt.scale.blocks import BlockGrid, block_grid, block_plan, instances, predict, segment
 
-__all__ = ["segment", "predict", "instances", "block_plan", "BlockPlan"]
+__all__ = ["segment", "predict", "instances", "block_grid", "BlockGrid"]
+
+
+def __getattr__(name: str):
+    if name == "BlockPlan":  # deprecated alias of BlockGrid (warns)
+        return getattr(_blocks, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
