@@ -96,4 +96,9 @@ inline void decide_labels(const float* scores, bool probs, int K, int H, int W, 
 // Returns the number of instances.
 int64_t instances_from_probabilities(const float* probs, int K, int H, int W, const Decision& d, int32_t* labels);
 
+// The markers that watershed floods from (labels [H, W] int32: 1..m in raster order of their first
+// pixel, 0 elsewhere), as instances_from_probabilities makes them; returns m. (unet_rt.scale numbers
+// objects joined across blocks by their markers' first pixels, as the Engine does.)
+int64_t instance_markers(const float* probs, int K, int H, int W, const Decision& d, int32_t* labels);
+
 }  // namespace unet_rt

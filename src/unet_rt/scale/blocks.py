@@ -457,24 +457,11 @@ def _first_index(core: np.ndarray, n: int, y0: int, x0: int, W: int) -> np.ndarr
 
 
 def _marker_pixels(probs: np.ndarray, lab: np.ndarray, canon: dict) -> np.ndarray:
-    """The pixels of the markers the core kept (for numbering objects as the Engine does): the
-    4-connected components of (mask and p > marker threshold) of at least ``min_marker_size`` pixels;
-    each keeps its own label in the core's flood."""
-    from scipy import ndimage
-
+    """The pixels of the markers the core kept (for numbering objects as the Engine does): the core's
+    own markers (``_core.instance_markers``, the first step of its watershed), where ``lab`` is set."""
     from unet_rt import _core
 
-    ip, fg = canon["instances"], canon["foreground_class"]
-    p = probs[fg]
-    if ip["mask_threshold"] is None:
-        mask = _core.decide_labels(np.ascontiguousarray(probs), json.dumps(canon)) == fg
-    else:
-        mask = p > np.float32(ip["mask_threshold"])
-    seed = mask & (p > np.float32(ip["marker_threshold"]))
-    comp, _ = ndimage.label(seed)  # 4-connected, as the core's markers
-    big = np.bincount(comp.ravel()) >= ip["min_marker_size"]
-    big[0] = False
-    return big[comp] & (lab > 0)
+    return (_core.instance_markers(probs, json.dumps(canon)) > 0) & (lab > 0)
 
 
 def _block_instances(pieces: list, *, decision: str, core: tuple, origin: tuple, W: int,
@@ -641,8 +628,7 @@ def instances(array, model, *, tile: int | None = None, block: int = 2048, halo:
     if halo < 0:
         raise ValueError(f"halo must be >= 0, got {halo}")
     try:
-        import scipy.ndimage  # noqa: F401  (markers and the join, on the workers)
-        import scipy.sparse.csgraph  # noqa: F401
+        import scipy.sparse.csgraph  # noqa: F401  (the join, on the workers)
     except ImportError as e:
         raise ImportError("unet_rt.scale.instances needs scipy: pip install 'unet-rt[dask]'") from e
     probs = _lazy(array, model, "probabilities", tile=tile, block=block, backend=backend, threads=threads)
