@@ -93,3 +93,18 @@ def test_percentile_from_ranks_is_numpys_linear(n):
         assert 0 <= k <= k1 <= min(k + 1, n - 1)
         got = _core.percentile_from_ranks(n, q, float(v[k]), float(v[k1]))
         np.testing.assert_allclose(got, np.percentile(v, q), rtol=1e-12, atol=1e-15)
+
+
+def test_engine_region_through_a_python_tile_function(model, frame):
+    # the GPU backends' branch of Engine._region (what unet_rt.scale runs with backend='triton'), here
+    # with the CPU network as the Python tile function: equal to the same engine's whole-frame results
+    eng = unet_rt.Engine(model, tile=TILE, threads=1)
+    native = eng._native
+    eng._native, eng._fn = None, lambda t: native.forward_tile(t)
+    probs, labels = eng.predict(frame), eng.segment(frame)
+    for region in REGIONS[1:3]:
+        y0, y1, x0, x1 = region
+        pixels, origin = _held(frame, region, False, TILE)
+        np.testing.assert_array_equal(eng._region(pixels, origin, (H, W), region, "probabilities"),
+                                      probs[:, y0:y1, x0:x1])
+        np.testing.assert_array_equal(eng._region(pixels, origin, (H, W), region, "labels"), labels[y0:y1, x0:x1])
