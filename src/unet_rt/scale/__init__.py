@@ -1,7 +1,8 @@
 """Scale-out with dask: lazy ``predict`` / ``segment`` / ``instances`` over blocks of huge images,
 bit for bit the whole-image Engine's results (``pip install 'unet-rt[dask]'``; docs/dask.md)."""
 from unet_rt.scale import blocks as _blocks
-from unet_rt.scale.blocks import BlockGrid, block_grid, block_plan, instances, predict, segment
+from unet_rt.scale.blocks import BlockGrid, block_grid, instances, predict, segment
+from unet_rt.scale.blocks import block_plan  # noqa: F401  (deprecated alias of block_grid; warns when called)
 
 __all__ = ["segment", "predict", "instances", "block_grid", "BlockGrid"]
 
