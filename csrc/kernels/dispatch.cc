@@ -35,8 +35,9 @@ std::vector<float> wino_pack_raw(const float* w, int oc, const std::vector<int>&
   return r;
 }
 
-// CPU features (CPUID, and XGETBV for the OS's support of the AVX/AVX-512 state): platform.h.
 bool isa_supported(Isa isa) {
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+  // CPU features: CPUID, and XGETBV for the OS's support of the AVX/AVX-512 state (platform.h)
   const platform::CpuFeatures& f = platform::cpu_features();
   switch (isa) {
     case Isa::Avx512:
@@ -47,6 +48,9 @@ bool isa_supported(Isa isa) {
       return true;
   }
   return false;
+#else
+  return isa == Isa::Ref;
+#endif
 }
 
 Isa best_isa() {
