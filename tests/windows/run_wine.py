@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +54,15 @@ def wine_env() -> dict:
     return env
 
 
-def wine(args, timeout=900):
-    """Runs a Windows program; path arguments become Windows paths on Wine's Z: drive (the Linux root)."""
+def wine(args, timeout=900, isa=None):
+    """Runs a Windows program; path arguments become Windows paths on Wine's Z: drive (the Linux root).
+    isa: the tier to force (UNET_RT_ISA, read by the library as on Linux)."""
     exe = shutil.which("wine64") or shutil.which("wine")
     args = [a if not isinstance(a, Path) else "Z:" + str(a.resolve()).replace("/", "\\") for a in args]
-    return sh([exe, *args], timeout=timeout, env=wine_env())
+    env = wine_env()
+    if isa:
+        env["UNET_RT_ISA"] = isa
+    return sh([exe, *args], timeout=timeout, env=env)
 
 
 def build() -> bool:
@@ -142,18 +145,25 @@ def c_api_tests(models: dict) -> None:
           f"(Linux build: isa {cpu['isa']}, caches {cpu['caches']})")
     check("the ISA tier chosen at run time under Wine is the Linux build's", lines.get("isa") == cpu["isa"],
           f"{lines.get('isa')} vs {cpu['isa']}")
+    if "avx2" in cpu["available_isas"] and cpu["isa"] != "avx2":
+        r2 = wine([BUILD / "c_api_acquisition.exe", models["good"]], isa="avx2")
+        check("tests/c/c_api_acquisition under Wine on the AVX2 tier (UNET_RT_ISA=avx2)",
+              r2.returncode == 0 and "ALL OK" in r2.stdout and "isa avx2" in r2.stdout.splitlines(),
+              f"rc {r2.returncode}\n{r2.stdout[-3000:]}\n{r2.stderr[-3000:]}")
     if "caches" in lines:
         win = [int(v) for v in lines["caches"].split()]
         check("cache sizes (GetLogicalProcessorInformation under Wine) are the Linux build's",
               win == [cpu["caches"][k] for k in ("l1d", "l2", "l3")], f"{win} vs {cpu['caches']}")
 
 
-def acquisition_on_samples(tmp: Path) -> None:
+def acquisition_on_samples(tmp: Path, isa: str | None, samples: list[str]) -> None:
+    """The example on the shipped samples under Wine (the tier the CPU gets, or `isa` forced), labels
+    against the Python Engine of the Linux build with the same tier."""
     from PIL import Image
 
     from unet_rt import _core
 
-    images = [np.asarray(Image.open(ROOT / "data" / "samples" / "image" / f"{s}.png")) for s in SAMPLES]
+    images = [np.asarray(Image.open(ROOT / "data" / "samples" / "image" / f"{s}.png")) for s in samples]
     if not check("shipped samples are 8-bit single-channel images of one size",
                  all(i.dtype == np.uint8 and i.ndim == 2 and i.shape == images[0].shape for i in images)):
         return
@@ -161,21 +171,34 @@ def acquisition_on_samples(tmp: Path) -> None:
     frames = tmp / "samples.u16"
     np.stack(images).astype("<u2").tofile(frames)
     out = tmp / "labels.u8"
-    t0 = time.monotonic()
-    r = wine([EXAMPLE / "acquisition.exe", MODEL, len(images), h, w, out, 2, 0, 2, frames], timeout=1800)
-    ok = check("examples/cpp acquisition.exe on the shipped samples under Wine",
-               r.returncode == 0 and f"{len(images)} segmented, 0 dropped" in r.stdout,
+    tier = isa or _core.cpu_info()["isa"]
+    r = wine([EXAMPLE / "acquisition.exe", MODEL, len(images), h, w, out, 2, 0, 2, frames], timeout=1800, isa=isa)
+    ok = check(f"examples/cpp acquisition.exe on the shipped samples under Wine ({tier} kernels)",
+               r.returncode == 0 and f"{len(images)} segmented, 0 dropped" in r.stdout and f"({tier} kernels," in r.stdout,
                f"rc {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    print(f"     {r.stdout.splitlines()[0] if r.stdout else ''} ({time.monotonic() - t0:.0f} s)")
     if not ok:
         return
     rec = np.fromfile(out, np.uint8).reshape(len(images), 4 + h * w)
-    engine = _core.Engine(str(MODEL), threads=2)
+    saved = os.environ.get("UNET_RT_ISA")
+    os.environ["UNET_RT_ISA"] = tier  # the Linux engine on the same tier
+    try:
+        engine = _core.Engine(str(MODEL), threads=2)
+    finally:
+        if saved is None:
+            os.environ.pop("UNET_RT_ISA")
+        else:
+            os.environ["UNET_RT_ISA"] = saved
     for f, labels in zip(rec[:, :4].copy().view("<i4")[:, 0], rec[:, 4:].reshape(len(images), h, w)):
         linux = engine.segment(images[int(f)][None])
         diff = int((labels != linux).sum())
-        check(f"sample {SAMPLES[int(f)]}.png: Windows labels equal the Linux build's byte for byte",
+        check(f"sample {samples[int(f)]}.png, {tier}: Windows labels equal the Linux build's byte for byte",
               linux.dtype == np.uint8 and labels.tobytes() == linux.tobytes(), f"{diff} pixels differ")
+
+
+def _core_isas() -> list[str]:
+    from unet_rt import _core
+
+    return _core.cpu_info()["available_isas"]
 
 
 def main() -> int:
@@ -185,7 +208,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
             c_api_tests(test_models(tmp))
-            acquisition_on_samples(tmp)
+            acquisition_on_samples(tmp, None, SAMPLES)  # the tier chosen at run time (avx512 on AVX-512 CPUs)
+            if _core_isas()[-1] != "avx2" and "avx2" in _core_isas():
+                acquisition_on_samples(tmp, "avx2", SAMPLES[:1])  # and the AVX2 tier, forced
     passed = sum(ok for _, ok, _ in results)
     failed = len(results) - passed
     for name, ok, detail in results:
