@@ -18,6 +18,22 @@
 #include <cstdint>
 #include <new>
 
+#if defined(__MINGW32__)
+// MinGW-w64's GCC keeps thread_local variables in emulated TLS (libgcc's emutls) and libstdc++ runs
+// their destructors (__cxa_thread_atexit) from a winpthreads key destructor; winpthreads runs those in
+// the order the keys were created. Emutls creates its key at the first thread_local access, which
+// comes before the first destructor registration creates libstdc++'s: at thread exit the variables'
+// storage was then freed before their destructors ran (a use-after-free in every pool thread with a
+// Scratch buffer; Wine with WINEDEBUG=warn+heap crashes on it each time). Registering a no-op
+// destructor while the library loads, before any thread_local is touched, creates libstdc++'s key
+// first, so destructors run while the storage is still there.
+extern "C" int __cxa_thread_atexit(void (*dtor)(void*), void* obj, void* dso);
+namespace {
+void no_op(void*) {}
+[[maybe_unused]] const int kThreadAtexitKeyFirst = __cxa_thread_atexit(no_op, nullptr, nullptr);
+}  // namespace
+#endif
+
 namespace unet_rt::platform {
 
 namespace {

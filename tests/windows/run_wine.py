@@ -48,7 +48,10 @@ def sh(cmd, timeout=1800, env=None, cwd=None):
 def wine_env() -> dict:
     env = dict(os.environ)
     env.setdefault("WINEPREFIX", str(BUILD / "wineprefix"))
-    env["WINEDEBUG"] = "-all"          # Wine's own fixme/err chatter off
+    # Wine's own fixme/err chatter off; heap checking on: freed blocks are overwritten, so that a use
+    # after free crashes every time (it caught thread_local destructors running on freed emulated-TLS
+    # storage: platform_win32.cc)
+    env["WINEDEBUG"] = "-all,warn+heap"
     env["WINEDLLOVERRIDES"] = "mscoree,mshtml="  # no Mono/Gecko installer dialogs on the first run
     env.pop("DISPLAY", None)
     return env
