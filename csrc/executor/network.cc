@@ -70,10 +70,6 @@ namespace {
 
 int blocks16(int c) { return (c + 15) / 16; }
 
-struct FreeDeleter {
-  void operator()(float* p) const { std::free(p); }
-};
-
 }  // namespace
 
 struct Network::Impl {
@@ -93,7 +89,7 @@ struct Network::Impl {
   std::vector<float> head_w, head_b;
   mutable std::mutex mu;
   mutable std::map<std::pair<int, int>, MemoryLayout> layouts;
-  std::unique_ptr<float, FreeDeleter> arena;
+  std::unique_ptr<float, BufferFree> arena;  // alloc_buffer's
   int64_t arena_floats = 0;
   mutable bool arena_to_release = false;  // set when the plan cache was cleared
 

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/platform.h"
 #include "kernels/kernels.h"
 #include "runtime/engine.h"
 #include "core/geometry.h"
@@ -26,6 +27,17 @@ const char* version();  // version.cc
 }
 
 namespace {
+
+// platform::cache_sizes() (bytes; 0 = unknown) and where they were read
+py::dict cache_dict() {
+  const platform::CacheSizes& c = platform::cache_sizes();
+  py::dict d;
+  d["l1d"] = c.l1d;
+  d["l2"] = c.l2;
+  d["l3"] = c.l3;
+  d["source"] = c.source;
+  return d;
+}
 
 py::dict arch_dict(const Arch& a) {
   py::dict d;
@@ -347,6 +359,14 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
+  m.def("cpu_info", [] {
+    py::dict d;
+    d["isa"] = cpu_isa();
+    d["available_isas"] = unet_rt::kernels::available_isas();
+    d["caches"] = cache_dict();
+    return d;
+  }, "This machine as the runtime sees it: the kernels it chooses ('isa'), the tiers it could run, and "
+     "the cache sizes of one core in bytes as the OS reports them ('caches': l1d, l2, l3, source; 0 = unknown).");
   m.def("read_model", [](const std::string& path) {
     auto mf = ModelFile::open(path);
     return model_dict(*mf);
@@ -488,6 +508,7 @@ after each one; returning False raises Cancelled. The GIL is released except aro
         d["tile"] = e.tile();
         d["threads"] = e.threads();
         d["isa"] = cpu_isa();
+        d["caches"] = cache_dict();
         d["precision"] = e.precision() == Precision::BF16 ? "bf16" : "fp32";
         d["kernel"] = e.network().kernel_name();
         d["weight_mb"] = e.network().weight_bytes() / 1e6;
