@@ -4,10 +4,8 @@
 // CMake compiles for it (x86 ISA files on x86, neon.cc on AArch64).
 #include <cstdlib>
 #include <stdexcept>
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
 
+#include "core/platform.h"
 #include "kernels/kernels.h"
 
 namespace unet_rt::kernels {
@@ -40,24 +38,15 @@ std::vector<float> wino_pack_raw(const float* w, int oc, const std::vector<int>&
   return r;
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-// CPUID.1:ECX.F16C (clang before 15 has no __builtin_cpu_supports("f16c")).
-static bool has_f16c() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
-}
-#endif
-
 bool isa_supported(Isa isa) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+  // CPU features: CPUID, and XGETBV for the OS's support of the AVX/AVX-512 state (platform.h)
+  const platform::CpuFeatures& f = platform::cpu_features();
   switch (isa) {
     case Isa::Avx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("fma");
+      return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.fma;
     case Isa::Avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+      return f.avx2 && f.fma && f.f16c;
     case Isa::Ref:
       return true;
     default:
@@ -109,7 +98,7 @@ static const Kernels kRef{Isa::Ref, "ref", conv3x3_ref, upconv2x2_ref, pool2x2_r
 static const Kernels kRefBf16{Isa::Ref, "ref_bf16", conv3x3_ref, upconv2x2_bf16_ref, pool2x2_ref, head1x1_ref,
                               conv3x3_wino_in_bf16_ref, conv3x3_wino_gemm_bf16_ref, conv3x3_wino_out_f32_ref, conv3x3_wino_wt_bf16_ref, 16, true,
                               1, 1, "ref"};
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
 static const Kernels kAvx2{Isa::Avx2, "avx2", conv3x3_avx2, upconv2x2_avx2, pool2x2_avx2, head1x1_avx2,
                            conv3x3_wino_in_f32_avx2, conv3x3_wino_gemm_f32_avx2, conv3x3_wino_out_f32_avx2, conv3x3_wino_wt_f32_avx2, 16, false,
                            6, 3, "avx2"};
@@ -138,7 +127,7 @@ const Kernels& kernels_for(Isa isa) {
   if (!isa_supported(isa))
     throw std::invalid_argument(std::string("this CPU does not support ") + isa_name(isa));
   switch (isa) {
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
     case Isa::Avx512: return kAvx512;
     case Isa::Avx2: return kAvx2;
 #endif
@@ -149,14 +138,7 @@ const Kernels& kernels_for(Isa isa) {
   }
 }
 
-[[maybe_unused]] static bool cpu_has_avx512bf16() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
-#endif
-}
+[[maybe_unused]] static bool cpu_has_avx512bf16() { return platform::cpu_features().avx512bf16; }
 
 // AMX: the CPU has it, the OS grants tile data, and one GEMM agrees with vdpbf16ps (once per process).
 // amx_note() says why not.
@@ -165,7 +147,7 @@ static std::string& amx_reason() {
   return r;
 }
 static bool amx_usable() {
-#if defined(__x86_64__)
+#if defined(__x86_64__) || defined(_M_X64)
   static const bool ok = [] {
     if (!cpu_has_avx512bf16()) {  // amxbf16.cc is compiled with AVX-512 flags: nothing in it may run here
       amx_reason() = "no AVX512-BF16 on this CPU";
@@ -189,7 +171,7 @@ const Kernels* bf16_kernels_for(Isa isa, std::string* why) {
   kernels_for(isa);  // throws if the CPU lacks the tier
   // The if/else chain of the bf16 tiers.
   if (isa == Isa::Ref) return &kRefBf16;
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
   if (isa == Isa::Avx512 && cpu_has_avx512bf16()) {
     const char* env = std::getenv("UNET_RT_AMX");
     if (!(env && std::string(env) == "0") && amx_usable()) return &kAmxBf16;

@@ -10,7 +10,7 @@
 
 namespace unet_rt::kernels {
 
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
 double fma_probe_avx2(int64_t iters, float* sink);
 double fma_probe_avx512(int64_t iters, float* sink);
 double bf16_probe_avx512bf16(int64_t iters, float* sink);
@@ -33,7 +33,7 @@ static double fma_probe_ref(int64_t iters, float* sink) {
 double peak_gflops(int threads, double seconds, bool bf16) {
   if (threads <= 0) threads = (int)std::max(1u, std::thread::hardware_concurrency());
   const Isa isa = best_isa();
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
   auto probe = isa == Isa::Avx512 ? fma_probe_avx512 : isa == Isa::Avx2 ? fma_probe_avx2 : fma_probe_ref;
   if (bf16) {
     if (!bf16_kernels_for(isa) || isa == Isa::Ref) return 0.0;
