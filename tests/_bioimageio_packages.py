@@ -134,19 +134,27 @@ def declare_size(zdata: bytes, name: str, size: int) -> bytes:
         i += 4
 
 
-def zip_with_huge_entry(files: dict, name: str, size: int, fill: bytes = b"\0") -> bytes:
-    """A zip of ``files`` (stored) plus ``name`` holding ``size`` bytes of ``fill``, truly: its
-    deflate stream is one fully flushed 1 MiB block repeated (about 1 KB per MiB, built in
-    milliseconds). The CRC of the huge entry is not computed (0): an import that read it whole
-    would fail on it only after the damage."""
+def zip_with_huge_entry(files: dict, name: str, size: int, fill: bytes = b"\0", prefix: bytes = b"",
+                        crc: bool = False) -> bytes:
+    """A zip of ``files`` (stored) plus ``name`` holding ``prefix`` and ``size`` bytes of ``fill``,
+    truly: its deflate stream is one fully flushed 1 MiB block repeated (about 1 KB per MiB, built
+    in milliseconds). Its CRC is computed only if ``crc`` (else 0: an import that read the entry
+    whole would fail on it only after the damage)."""
     mib = 1 << 20
-    assert size % mib == 0 and size < 1 << 32
+    assert size % mib == 0 and mib % len(fill) == 0 and len(prefix) + size < 1 << 32
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
-    block = c.compress(fill * mib) + c.flush(zlib.Z_FULL_FLUSH)
-    again = c.compress(fill * mib) + c.flush(zlib.Z_FULL_FLUSH)
+    head = c.compress(prefix) + c.flush(zlib.Z_FULL_FLUSH)
+    block = c.compress(fill * (mib // len(fill))) + c.flush(zlib.Z_FULL_FLUSH)
+    again = c.compress(fill * (mib // len(fill))) + c.flush(zlib.Z_FULL_FLUSH)
     assert again == block                  # the stream restarts at every full flush
-    stream = block * (size // mib) + c.flush()
-    entries = [(n, 0, b, zlib.crc32(b), len(b)) for n, b in files.items()] + [(name, 8, stream, 0, size)]
+    stream = head + block * (size // mib) + c.flush()
+    check = 0
+    if crc:
+        check, chunk = zlib.crc32(prefix), fill * (mib // len(fill))
+        for _ in range(size // mib):
+            check = zlib.crc32(chunk, check)
+    entries = [(n, 0, b, zlib.crc32(b), len(b)) for n, b in files.items()] + \
+        [(name, 8, stream, check, len(prefix) + size)]
     out, central = bytearray(), bytearray()
     for n, method, data, crc, usize in entries:
         nb = n.encode()
@@ -157,6 +165,15 @@ def zip_with_huge_entry(files: dict, name: str, size: int, fill: bytes = b"\0") 
                                len(nb), 0, 0, 0, 0, 0, off) + nb
     end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), len(out), 0)
     return bytes(out + central + end)
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
 
 
 def billion_laughs(levels: int = 9, width: int = 10, prefix: bytes = b"type: model\n") -> bytes:

@@ -210,11 +210,11 @@ def import_package(path, out) -> Path:
         from unet_rt.export.bioimageio_package import check_source
 
         source = check_source(onnx_entry.get("source"), f"{where}: weights.onnx source")
-        data = pkg.read(source, MAX_WEIGHTS_BYTES)
+        box = [pkg.read(source, MAX_WEIGHTS_BYTES)]   # handed over in a list: freed as soon as it is parsed
         name = rdf.get("name") if isinstance(rdf.get("name"), str) else None
+        name = name[:200].encode("utf-8", "replace").decode("utf-8") if name else None
         where = f"{pkg.where}: {source}"
-    mf = _model_from_onnx(data, cfg, where, name)
-    del data
+    mf = _model_from_onnx(box, cfg, where, name)
     model_file.save(out, mf)
     return Path(out)
 
@@ -244,14 +244,91 @@ def _rdf_config(rdf: dict, where: str) -> dict | None:
     return cfg
 
 
-def _model_from_onnx(data: bytes, cfg: dict | None, where: str, name: str | None) -> model_file.ModelFile:
+MAX_ONNX_FIELDS = 200_000        # protobuf fields in weights.onnx (a U-Net's has a few thousand)
+
+
+def _check_onnx_wire(data: bytes, desc, where: str) -> None:
+    """Walk the protobuf wire format of ``data`` (schema: ``desc``) without building anything and
+    refuse what would parse into far more memory than its size: more than ``MAX_ONNX_FIELDS``
+    fields (millions of empty nodes, strings or unpacked numbers: 2 bytes each on the wire, ~100 in
+    memory), packed integers worth more than MAX_WEIGHTS_BYTES once unpacked, nesting deeper than
+    32, or a truncated message. Raw tensor data (``raw_data``) is one field whatever its size."""
     from unet_rt.export.bioimageio_package import PackageError
+
+    fd = desc.fields_by_number[next(iter(desc.fields_by_number))].__class__
+    message, text = fd.TYPE_MESSAGE, (fd.TYPE_STRING, fd.TYPE_BYTES)
+    varints = (fd.TYPE_INT32, fd.TYPE_INT64, fd.TYPE_UINT32, fd.TYPE_UINT64, fd.TYPE_SINT32, fd.TYPE_SINT64,
+               fd.TYPE_ENUM, fd.TYPE_BOOL)
+    buf = memoryview(data)
+    count = [0, 0]     # fields, bytes of memory once parsed (estimated)
+
+    def bad(msg):
+        return PackageError(f"{where}: not an ONNX model ({msg})")
+
+    def varint(i: int, end: int) -> tuple[int, int]:
+        v = shift = 0
+        while True:
+            if i >= end or shift > 63:
+                raise bad("truncated or overlong varint")
+            b = buf[i]
+            i += 1
+            v |= (b & 0x7F) << shift
+            if b < 0x80:
+                return v, i
+            shift += 7
+
+    def walk(d, i: int, end: int, depth: int) -> None:
+        if depth > 32:
+            raise bad("messages nested deeper than 32")
+        while i < end:
+            key, i = varint(i, end)
+            wt, f = key & 7, (d.fields_by_number.get(key >> 3) if d is not None else None)
+            count[0] += 1
+            if count[0] > MAX_ONNX_FIELDS:
+                raise PackageError(f"{where}: more than {MAX_ONNX_FIELDS} protobuf fields in the ONNX file: not a "
+                                   f"U-Net unet-rt imports (and it would take far more memory than its size)")
+            if wt == 0:
+                _, i = varint(i, end)
+                count[1] += 8
+            elif wt in (1, 5):
+                i += 8 if wt == 1 else 4
+                count[1] += 8
+            elif wt == 2:
+                n, i = varint(i, end)
+                j = i + n
+                if j > end:
+                    raise bad("a field runs past its message")
+                if f is not None and f.type == message:
+                    count[1] += 64
+                    walk(f.message_type, i, j, depth + 1)
+                elif f is None or f.type in text:
+                    count[1] += 32 + n
+                else:                                   # packed numbers
+                    count[1] += n * (8 if f.type in varints else 1)
+                i = j
+            else:
+                raise bad(f"wire type {wt}")
+            if count[1] > MAX_WEIGHTS_BYTES + (64 << 20):
+                raise PackageError(f"{where}: the ONNX file would take more than "
+                                   f"{(MAX_WEIGHTS_BYTES >> 20) + 64} MiB once parsed: not a U-Net unet-rt imports")
+        if i != end:
+            raise bad("a field runs past its message")
+
+    walk(desc, 0, len(buf), 0)
+
+
+def _model_from_onnx(box: list, cfg: dict | None, where: str, name: str | None) -> model_file.ModelFile:
+    """The model file of the ONNX bytes in ``box`` (emptied, so that they are freed once parsed)."""
+    from unet_rt.export.bioimageio_package import PackageError
+
+    data = box.pop()
 
     try:
         import onnx
         from onnx import numpy_helper
     except ImportError as e:
         raise missing_extra("bioimageio", "importing bioimage.io packages", e) from None
+    _check_onnx_wire(data, onnx.ModelProto.DESCRIPTOR, where)
     graph = onnx.ModelProto()
     try:
         graph.ParseFromString(data)   # not onnx.load*: those read external data from the current directory
@@ -279,7 +356,11 @@ def _model_from_onnx(data: bytes, cfg: dict | None, where: str, name: str | None
             raise model_file.ModelFileError("no normalization")
         norm = model_file._validate_norm(norm, arch["in_channels"])
         names = model_file._validate_names(names, arch["classes"])
-    except model_file.ModelFileError as e:
+        for n in names:
+            n.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PackageError(f"{where}: {what}: a class name holds an unpaired surrogate") from None
+    except (model_file.ModelFileError, TypeError, OverflowError) as e:   # OverflowError: a 400-digit mean
         raise PackageError(f"{where}: {what}: {e}") from None
     expected = model_file.expected_shapes(arch)
     inits = {}

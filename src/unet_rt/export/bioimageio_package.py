@@ -146,6 +146,8 @@ def parse_yaml(data: bytes, what: str = "rdf.yaml"):
         raise PackageError(f"{what}: not valid YAML ({msg[:200]})") from None
     except RecursionError:
         raise PackageError(f"{what}: YAML nested too deep") from None
+    except (ValueError, TypeError, OverflowError) as e:   # a constructor's: 2020-02-31, a 5000-digit integer
+        raise PackageError(f"{what}: not valid YAML ({type(e).__name__}: {str(e)[:200]})") from None
     return value
 
 
@@ -188,7 +190,8 @@ class Package:
     def close(self) -> None:
         pass
 
-    def read(self, name: str, cap: int = MAX_ENTRY_BYTES, what: str | None = None) -> bytes:
+    def read(self, name: str, cap: int = MAX_ENTRY_BYTES, what: str | None = None) -> bytearray:
+        """The bytes of the package's file ``name`` (at most ``cap``)."""
         raise NotImplementedError
 
     def rdf_name(self) -> str:
@@ -203,17 +206,21 @@ class Package:
         return value
 
 
-def _read_capped(f, size_hint: int, cap: int, what: str) -> bytes:
+def _read_capped(f, size_hint: int, cap: int, what: str) -> bytearray:
+    """At most ``cap`` bytes from ``f`` into one buffer (no copy at the end), else PackageError."""
     if size_hint > cap:
         raise PackageError(f"{what}: {size_hint} bytes, more than the {cap} unet-rt reads from a package")
-    buf = io.BytesIO()
+    buf = bytearray(size_hint)
+    n = 0
     while True:
-        b = f.read(min(_CHUNK, cap + 1 - buf.tell()))
+        b = f.read(min(_CHUNK, cap + 1 - n))
         if not b:
-            return buf.getvalue()
-        buf.write(b)
-        if buf.tell() > cap:
+            del buf[n:]
+            return buf
+        if n + len(b) > cap:
             raise PackageError(f"{what}: more than the {cap} bytes unet-rt reads from a package")
+        buf[n:n + len(b)] = b
+        n += len(b)
 
 
 class _ZipPackage(Package):
@@ -233,7 +240,7 @@ class _ZipPackage(Package):
         what = f"{self.where}: not a bioimage.io model package"
         try:
             end = zipfile._EndRecData(self._f)   # the end record zipfile itself uses (zip64 aware)
-        except (OSError, struct.error, ValueError) as e:
+        except (zipfile.BadZipFile, OSError, struct.error, ValueError) as e:   # e.g. a zip64 record of many disks
             raise PackageError(f"{what} (not a zip file: {e})") from None
         if not end:
             raise PackageError(f"{what} (not a zip file)")
@@ -279,7 +286,7 @@ class _ZipPackage(Package):
             return found[0]
         raise PackageError(f"{self.where}: not a bioimage.io model package (no rdf.yaml or bioimageio.yaml in it)")
 
-    def read(self, name: str, cap: int = MAX_ENTRY_BYTES, what: str | None = None) -> bytes:
+    def read(self, name: str, cap: int = MAX_ENTRY_BYTES, what: str | None = None) -> bytearray:
         what = what or f"{self.where}: {name}"
         info = self._infos.get(name)
         if info is None:
@@ -323,7 +330,7 @@ class _DirPackage(Package):
             return found[0]
         raise PackageError(f"{self.where}: not a bioimage.io model package (no rdf.yaml or bioimageio.yaml in it)")
 
-    def read(self, name: str, cap: int = MAX_ENTRY_BYTES, what: str | None = None) -> bytes:
+    def read(self, name: str, cap: int = MAX_ENTRY_BYTES, what: str | None = None) -> bytearray:
         what = what or f"{self.where}: {name}"
         parts = check_source(name, what).split("/")
         nofollow = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
