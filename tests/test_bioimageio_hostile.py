@@ -113,17 +113,17 @@ def _cases(d: Path, url: str, outside: Path) -> dict:
     add("depth-1000000", pkg("deep", r(unet_rt=False), deep), "depth = 1000000")
     add("depth-1000000-config", pkg("deep-cfg", r(config={"unet_rt": {"arch": dict(P.ARCH, depth=1_000_000),
                                                                      "normalization": P.NORM}})), "depth = 1000000")
-    # row 5: a 2 MB zip holding a 1.9 GB weights.onnx; one declaring it; one over the cap by 1 MiB
+    # row 5: a 2 MB zip holding a 1.9 GB weights.onnx; one declaring it; one over the weights cap by 1 MiB
     honest = P.zip_bytes(P.package_files())
     add("weights-1.9GB", _write(d / "huge.zip", P.zip_with_huge_entry(P.package_files(weights=b""), "weights.onnx",
                                                                         1900 << 20)), f"{1900 << 20} bytes")
     add("weights-declared-1.9GB", _write(d / "decl.zip", P.declare_size(honest, "weights.onnx", 1_900_000_000)),
         "1900000000 bytes")
     add("weights-over-cap", _write(d / "cap.zip", P.zip_with_huge_entry(P.package_files(weights=b""), "weights.onnx",
-                                                                        257 << 20)), f"{257 << 20} bytes")
-    # a protobuf bomb under the cap: 200 MiB of empty graph nodes (2 bytes each, ~100 once parsed)
+                                                                        201 << 20)), f"{201 << 20} bytes")
+    # a protobuf bomb under the cap: 199 MiB of empty graph nodes (2 bytes each, ~100 once parsed)
     add("onnx-100M-empty-nodes", _write(d / "pbnodes.zip", P.zip_with_huge_entry(
-        P.package_files(weights=b""), "weights.onnx", 200 << 20, b"\x0a\x00", b"\x3a" + P.varint(200 << 20), crc=True)),
+        P.package_files(weights=b""), "weights.onnx", 199 << 20, b"\x0a\x00", b"\x3a" + P.varint(199 << 20), crc=True)),
         "protobuf fields")
     # ... and one whose directory understates it: reading stops at the declared size
     add("weights-understated", _write(d / "under.zip", P.declare_size(honest, "weights.onnx", 100)),
