@@ -332,3 +332,16 @@ def test_fuzz_corpus_replays():
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"ran {len(files)} inputs" in r.stdout
     assert int(r.stdout.split("peak RSS ")[1].split()[0]) < 1024
+
+
+@pytest.mark.parametrize("blocked", ["yaml", "onnx"])
+def test_import_names_its_extra(tmp_path, blocked):
+    """Without PyYAML or onnx (both in the bioimageio extra) the import stops with the extra's name."""
+    pkg = _zip(tmp_path, "p", P.package_files())
+    code = (f"import sys; sys.modules[{blocked!r}] = None\n"
+            "from unet_rt.cli import main\n"
+            f"sys.exit(main(['compile', {str(pkg)!r}, '--target', 'plan', '-o', {str(tmp_path / 'm.plan')!r}]))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "pip install 'unet-rt[bioimageio]'" in r.stderr and "Traceback" not in r.stderr, \
+        r.stderr
+    assert not (tmp_path / "m.plan").exists()
