@@ -25,7 +25,8 @@ def tile_for(arch: dict) -> int:
 def tiny_model(arch: dict | None = None, seed: int = 0) -> model_file.ModelFile:
     arch = dict(arch or ARCH)
     rng = np.random.default_rng(seed)
-    tensors = {k: (rng.standard_normal(s) * 0.3).astype(np.float32) for k, s in model_file.expected_shapes(arch).items()}
+    shapes = model_file.expected_shapes(arch)
+    tensors = {k: (rng.standard_normal(s) * 0.3).astype(np.float32) for k, s in shapes.items()}
     return model_file.ModelFile(kind="weights", arch=arch, normalization=dict(NORM), class_names=list(NAMES),
                                 tensors=tensors)
 

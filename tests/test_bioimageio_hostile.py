@@ -252,7 +252,8 @@ def test_every_case_ran(results):
 @pytest.mark.parametrize("name", [
     "url-weights", "url-package", "urls-in-other-fields", "absolute-outside", "absolute-etc-passwd", "external-data",
     "external-data-rdf", "depth-1000000", "depth-1000000-config", "weights-1.9GB", "weights-declared-1.9GB",
-    "weights-over-cap", "onnx-100M-empty-nodes", "weights-understated", "billion-laughs", "rdf-300MB", "rdf-declared-300MB", "rdf-over-cap", "rdf-many-nodes", "rdf-recursive-alias", "rdf-deep",
+    "weights-over-cap", "onnx-100M-empty-nodes", "weights-understated", "billion-laughs", "rdf-300MB",
+    "rdf-declared-300MB", "rdf-over-cap", "rdf-many-nodes", "rdf-recursive-alias", "rdf-deep",
     "rdf-python-tag", "garbage-weights", "symlink-entry", "symlink-folder", "dotdot-folder", "dotdot-zip", "file-url",
     "no-normalization", "arch-missing-key", "arch-list", "config-missing-normalization", "undefined-initializer",
     "short-initializer", "not-a-zip", "not-a-model", "rdf-not-mapping", "no-rdf", "duplicate-entries",

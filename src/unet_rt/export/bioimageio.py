@@ -15,7 +15,8 @@ The package is an rdf.yaml (model spec 0.5, written by ``bioimageio.spec``) with
   ``bioimageio.core``'s model test, which runs the ONNX weights with onnxruntime, checks the
   export against our runtime), a cover image, and the U-Net paper as citation.
 
-Needs the ``bioimageio`` extra (bioimageio.core, onnx, onnxruntime).
+Needs the ``bioimageio`` extra (bioimageio.core, onnx, onnxruntime; the import needs only onnx and
+PyYAML: it reads the package itself, see :func:`import_package`).
 """
 from __future__ import annotations
 
@@ -191,7 +192,7 @@ def import_package(path, out) -> Path:
     at the weights cap peaks under 1 GB of memory.
     Every refusal is a ``ValueError`` with the reason; nothing is written unless the import succeeds.
     """
-    from unet_rt.export.bioimageio_package import PackageError, open_package
+    from unet_rt.export.bioimageio_package import PackageError, check_source, open_package
 
     with open_package(path) as pkg:
         rdf = pkg.rdf()
@@ -209,8 +210,6 @@ def import_package(path, out) -> Path:
             raise PackageError(f"{where}: ONNX weights with external data are not supported: unet-rt imports a "
                                f"package whose weights.onnx holds all its tensors")
         cfg = _rdf_config(rdf, where)
-        from unet_rt.export.bioimageio_package import check_source
-
         source = check_source(onnx_entry.get("source"), f"{where}: weights.onnx source")
         box = [pkg.read(source, MAX_WEIGHTS_BYTES)]   # handed over in a list: freed as soon as it is parsed
         name = rdf.get("name") if isinstance(rdf.get("name"), str) else None
@@ -383,9 +382,9 @@ def _model_from_onnx(box: list, cfg: dict | None, where: str, name: str | None) 
             raise PackageError(f"{where}: initializer {n} keeps its data outside the ONNX file (external data): "
                                f"not supported, unet-rt reads only the package's weights.onnx")
         if t.data_type not in ok_types:
-            raise PackageError(f"{where}: initializer {n} has data type "
-                               f"{tp.DataType.Name(t.data_type) if t.data_type in tp.DataType.values() else t.data_type}"
-                               f", expected one of {sorted(ok_types.values())}")
+            kind = tp.DataType.Name(t.data_type) if t.data_type in tp.DataType.values() else t.data_type
+            raise PackageError(f"{where}: initializer {n} has data type {kind}, expected one of "
+                               f"{sorted(ok_types.values())}")
         if tuple(t.dims) != shape:
             raise PackageError(f"{where}: initializer {n} has shape {tuple(t.dims)[:8]}, expected {shape}: not this "
                                f"U-Net architecture")
