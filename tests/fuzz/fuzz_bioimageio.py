@@ -239,7 +239,8 @@ def main(argv: list[str]) -> int:
         import unet_rt.export.bioimageio_package  # noqa: F401
     argv = [_absolute(a) for a in argv]      # setup() changes the current directory
     setup()
-    atheris.Setup([sys.argv[0], *argv], TestOneInput)
+    # libFuzzer runs argv[0] through the shell for -merge=1 and -fork: this interpreter and this file
+    atheris.Setup([f"{sys.executable} {os.path.abspath(__file__)}", *argv], TestOneInput)
     atheris.Fuzz()
     return 0
 
