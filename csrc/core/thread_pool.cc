@@ -1,13 +1,12 @@
 // See thread_pool.h.
 #include "core/thread_pool.h"
 
-#include <unistd.h>
-
 #include <stdexcept>
 #include <string>
 #include <system_error>
 
 #include "core/log.h"
+#include "core/platform.h"
 
 namespace unet_rt {
 
@@ -46,7 +45,7 @@ int ThreadPool::max_threads() {
   return kMaxThreadsPerCpu * int(hw ? hw : 1);
 }
 
-ThreadPool::ThreadPool(int threads) : pid_(long(getpid())), s_(new Shared) {
+ThreadPool::ThreadPool(int threads) : pid_(platform::process_id()), s_(new Shared) {
   unsigned hw = std::thread::hardware_concurrency();
   if (threads <= 0) threads = int(hw ? hw : 1);
   if (threads > max_threads()) {
@@ -83,7 +82,7 @@ ThreadPool::ThreadPool(int threads) : pid_(long(getpid())), s_(new Shared) {
   }
 }
 
-bool ThreadPool::forked() const { return long(getpid()) != pid_; }
+bool ThreadPool::forked() const { return platform::process_id() != pid_; }
 
 void ThreadPool::stop_workers() {
   {
