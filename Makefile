@@ -11,7 +11,8 @@ DEPS    := $(VENV)/.deps-stamp
 DEMO_IN := data/samples/image/25.png
 JOBS    ?= 2
 
-.PHONY: all demo test test-fast test-windows test-wheel bench bench-dask kbench ablation install cpp clean help fuzz fuzz-merge test-aarch64
+.PHONY: all demo test test-fast test-windows test-wheel test-aarch64 bench bench-dask kbench ablation install cpp clean help \
+        fuzz fuzz-merge fuzz-bioimageio fuzz-bioimageio-merge
 
 help:
 	@echo "make demo   - set up, then segment a shipped ISBI 2012 sample with the shipped model (out/demo/)"
@@ -23,6 +24,7 @@ help:
 	@echo "make kbench - build and run the kernel micro-benchmark (GFLOP/s per kernel vs the measured peak)"
 	@echo "make ablation - set up, then train both recipes briefly on three synthetic data sets against Otsu (~20 min)"
 	@echo "make fuzz   - libFuzzer + ASan/UBSan campaign on the model reader and the image entry points (needs clang)"
+	@echo "make fuzz-bioimageio - atheris campaign on the bioimage.io package import (needs atheris)"
 
 $(PYTHON):
 	$(PY) -m venv $(VENV)
@@ -129,6 +131,31 @@ fuzz-merge:
 	  rm -f tests/corpus/$$t/* && cp build/fuzz/merged/$$t/* tests/corpus/$$t/ && cp -f build/fuzz/keep/$$t/* tests/corpus/$$t/ 2>/dev/null; \
 	  echo "tests/corpus/$$t: $$(ls tests/corpus/$$t | wc -l) files, $$(du -sh tests/corpus/$$t | cut -f1)"; \
 	done
+
+# Python fuzz target of the bioimage.io import (tests/fuzz/fuzz_bioimageio.py, atheris): FUZZ_PY_RUNS
+# executions, each held to 1 GB and 10 s; `make fuzz-bioimageio-merge` minimises the new inputs into
+# tests/corpus/bioimageio (replayed by make test: tests/test_bioimageio_hostile.py).
+FUZZ_PY_RUNS ?= 100000
+fuzz-bioimageio: install
+	@$(PYTHON) -c "import atheris" 2>/dev/null || { echo "make fuzz-bioimageio needs atheris: $(PYTHON) -m pip install atheris"; exit 1; }
+	@mkdir -p build/fuzz/corpus/bioimageio build/fuzz/logs
+	@echo "fuzz_bioimageio: $(FUZZ_PY_RUNS) runs, log build/fuzz/logs/bioimageio.log"
+	@nice -n 19 $(PYTHON) tests/fuzz/fuzz_bioimageio.py -runs=$(FUZZ_PY_RUNS) -max_len=16384 -timeout=10 \
+	  -rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix=build/fuzz/bioimageio- \
+	  build/fuzz/corpus/bioimageio tests/corpus/bioimageio > build/fuzz/logs/bioimageio.log 2>&1 \
+	  || { tail -40 build/fuzz/logs/bioimageio.log; exit 1; }
+	@grep -E "stat::number_of_executed_units|cov:" build/fuzz/logs/bioimageio.log | tail -2
+
+# Hand-named files (the seeds of tests/fuzz/fuzz_bioimageio.py --seeds) are kept as they are.
+fuzz-bioimageio-merge:
+	@rm -rf build/fuzz/merged/bioimageio build/fuzz/keep/bioimageio
+	@mkdir -p build/fuzz/merged/bioimageio build/fuzz/keep/bioimageio build/fuzz/corpus/bioimageio
+	@find tests/corpus/bioimageio -type f ! -regex '.*/[0-9a-f]\{40\}' -exec cp {} build/fuzz/keep/bioimageio/ \;
+	@nice $(PYTHON) tests/fuzz/fuzz_bioimageio.py -merge=1 -max_len=16384 build/fuzz/merged/bioimageio \
+	  tests/corpus/bioimageio build/fuzz/corpus/bioimageio >/dev/null 2>&1
+	@rm -f tests/corpus/bioimageio/* && cp build/fuzz/merged/bioimageio/* tests/corpus/bioimageio/ \
+	  && cp -f build/fuzz/keep/bioimageio/* tests/corpus/bioimageio/
+	@echo "tests/corpus/bioimageio: $$(ls tests/corpus/bioimageio | wc -l) files, $$(du -sh tests/corpus/bioimageio | cut -f1)"
 
 clean:
 	rm -rf build out .pytest_cache
