@@ -240,12 +240,17 @@ def _ome_pixels(ome_xml: str, path: Path) -> list[dict]:
 
 
 def _check_tiff_declared(tf, path: Path) -> None:
-    """Before tifffile builds a series (it allocates per declared plane): every OME image's declared
-    planes are pages of this file, and its declared bytes fit what the file holds."""
+    """Before tifffile builds a series (it allocates per declared plane, and walks every page): the
+    chain of pages ends, every OME image's declared planes are pages of this file, and its declared
+    bytes fit what the file holds."""
     size = os.path.getsize(path)
+    pages = 0
+    for _ in tf.pages:  # tifffile follows an IFD chain that revisits one offset without end (fuzzing)
+        pages += 1
+        if pages > size // 6:  # an IFD takes 6 bytes at least: more pages than that is a loop
+            raise ValueError(f"{path}: the TIFF's chain of image directories loops")
     if not (tf.is_ome and tf.ome_metadata):
         return
-    pages = len(tf.pages)
     multi_file = "FileName" in tf.ome_metadata  # planes in other files of the dataset
     for pix in _ome_pixels(tf.ome_metadata, path):
         planes = pix.get("SizeC", 1) * pix.get("SizeZ", 1) * pix.get("SizeT", 1)
@@ -488,7 +493,9 @@ def _open_ome_zarr(path: Path, level: int) -> ImageData:
     ome_zarr = _import_ome_zarr()
     zarr = _import_zarr()
     group = zarr.open_group(str(path), mode="r")
-    ms = ngff_multiscale(group, path)
+    with warnings.catch_warnings():  # invalid scales: clean_pixel_size warns below, naming the axes
+        warnings.simplefilter("ignore", MetadataWarning)
+        ms = ngff_multiscale(group, path)
     if not ms:
         raise ValueError(f"{path}: no OME-Zarr image found")
     if not 0 <= level < len(ms["datasets"]):
@@ -506,14 +513,15 @@ def _open_ome_zarr(path: Path, level: int) -> ImageData:
     if len(axes) != level_arr.ndim:
         raise ValueError(f"{path}: NGFF names {len(axes)} axes ({axes}) for an array of {level_arr.ndim} dimensions")
     arr = _read_zarr(level_arr, path / key)
-    scale = None
+    scale = raw = None
     cts = ms["datasets"][level].get("coordinateTransformations") or []
-    for t in cts:
+    raw_cts = _ngff_multiscales(group)[0]["datasets"][level].get("coordinateTransformations") or []
+    for t, r in zip(cts, raw_cts):
         if t.get("type") == "scale":
-            scale = list(t["scale"])
+            scale, raw = list(t["scale"]), list(r["scale"])  # invalid values: 1.0 in scale, as found in raw
     px = {}
     if scale:
-        for a, sc in zip(ngff_axes, scale):
+        for a, sc in zip(ngff_axes, raw):
             if isinstance(a, dict) and a.get("type") in ("space", "time"):
                 px[a["name"].upper()] = (sc, a.get("unit"))
     cn = meta.get("channel_names") or meta.get("name") if "C" in axes else None
