@@ -239,16 +239,35 @@ def _ome_pixels(ome_xml: str, path: Path) -> list[dict]:
     return out
 
 
+def _tiff_segments(page) -> int:
+    """How many strips or tiles a TIFF page's geometry declares (what tifffile's reader iterates)."""
+    k = getattr(page, "keyframe", page)
+    try:
+        planes = int(k.samplesperpixel) if int(k.planarconfig) == 2 else 1
+        depth = max(int(getattr(k, "imagedepth", 1) or 1), 1)
+        if getattr(k, "is_tiled", False):
+            tl, tw = max(int(k.tilelength), 1), max(int(k.tilewidth), 1)
+            td = max(int(getattr(k, "tiledepth", 1) or 1), 1)
+            return planes * -(-depth // td) * -(-int(k.imagelength) // tl) * -(-int(k.imagewidth) // tw)
+        rps = max(int(k.rowsperstrip or k.imagelength or 1), 1)
+        return planes * depth * -(-int(k.imagelength) // rps)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
 def _check_tiff_declared(tf, path: Path) -> None:
     """Before tifffile builds a series (it allocates per declared plane, and walks every page): the
     chain of pages ends, every OME image's declared planes are pages of this file, and its declared
     bytes fit what the file holds."""
     size = os.path.getsize(path)
     pages = 0
-    for _ in tf.pages:  # tifffile follows an IFD chain that revisits one offset without end (fuzzing)
+    for page in tf.pages:  # tifffile follows an IFD chain that revisits one offset without end (fuzzing)
         pages += 1
         if pages > size // 6:  # an IFD takes 6 bytes at least: more pages than that is a loop
             raise ValueError(f"{path}: the TIFF's chain of image directories loops")
+        declared, held = _tiff_segments(page), len(getattr(page, "dataoffsets", ()) or ())
+        if declared > max(held, size // 8):  # tifffile visits every declared strip or tile, held or not
+            raise ValueError(f"{path}: a page declares {declared} strips or tiles but the file holds {held}")
     if not (tf.is_ome and tf.ome_metadata):
         return
     multi_file = "FileName" in tf.ome_metadata  # planes in other files of the dataset
