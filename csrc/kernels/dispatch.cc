@@ -1,10 +1,8 @@
 // Run-time ISA choice: one if/else chain over CPU features, ending in the scalar reference.
 #include <cstdlib>
 #include <stdexcept>
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
 
+#include "core/platform.h"
 #include "kernels/kernels.h"
 
 namespace unet_rt::kernels {
@@ -37,24 +35,15 @@ std::vector<float> wino_pack_raw(const float* w, int oc, const std::vector<int>&
   return r;
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-// CPUID.1:ECX.F16C (clang before 15 has no __builtin_cpu_supports("f16c")).
-static bool has_f16c() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
-}
-#endif
-
 bool isa_supported(Isa isa) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+  // CPU features: CPUID, and XGETBV for the OS's support of the AVX/AVX-512 state (platform.h)
+  const platform::CpuFeatures& f = platform::cpu_features();
   switch (isa) {
     case Isa::Avx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("fma");
+      return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.fma;
     case Isa::Avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+      return f.avx2 && f.fma && f.f16c;
     case Isa::Ref:
       return true;
   }
@@ -126,14 +115,7 @@ const Kernels& kernels_for(Isa isa) {
   }
 }
 
-static bool cpu_has_avx512bf16() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
-#endif
-}
+static bool cpu_has_avx512bf16() { return platform::cpu_features().avx512bf16; }
 
 // AMX: the CPU has it, the OS grants tile data, and one GEMM agrees with vdpbf16ps (once per process).
 // amx_note() says why not.
@@ -142,7 +124,7 @@ static std::string& amx_reason() {
   return r;
 }
 static bool amx_usable() {
-#if defined(__x86_64__)
+#if defined(__x86_64__) || defined(_M_X64)
   static const bool ok = [] {
     if (!cpu_has_avx512bf16()) {  // amxbf16.cc is compiled with AVX-512 flags: nothing in it may run here
       amx_reason() = "no AVX512-BF16 on this CPU";

@@ -321,6 +321,25 @@ class Engine:
             return out
         return _core().decide_labels(self._predict_frame(chw, tta, progress), decision)
 
+    def _region(self, pixels: np.ndarray, origin: tuple, frame: tuple, region: tuple, output: str,
+                percentiles: list | None = None) -> np.ndarray:
+        """One block of a frame too large for memory (``unet_rt.scale``): the whole frame's tiles that
+        write ``region`` = (y0, y1, x0, x1), by the core's tiler, equal to those pixels of
+        :meth:`predict` / :meth:`segment` on the whole frame bit for bit (same tile size). ``pixels``
+        (C, h, w) hold the frame (``frame`` = (H, W)) from ``origin`` = (y, x) on, at least what
+        ``_core.frame_reads`` names; ``output``: "probabilities" or "labels" (the model's decision);
+        ``percentiles``: per channel the frame's (P_lo, P_hi) for models that normalise by percentiles."""
+        if self._native is not None:
+            return self._native.run_region(pixels, origin, frame, region, output=output, percentiles=percentiles)
+        core = _core()
+        if not self.tile:
+            raise ValueError("a region of a frame needs the engine's tile size (Engine(..., tile=T))")
+        probs = core.tile_predict_region(pixels, origin, frame, region, self.normalization["mean"],
+                                         self.normalization["std"], int(self.arch["depth"]),
+                                         self.arch["padding"] == "same", self.classes, self._fn, tile=self.tile,
+                                         percentiles=percentiles)
+        return core.decide_labels(probs, self._decision_json()) if output == "labels" else probs
+
     def _warn_range(self, frames: list[np.ndarray]) -> None:
         """Warn (once per call) when the input's intensity range is far outside the training range."""
         msg = range_warning(frames, self.normalization)

@@ -315,6 +315,12 @@ def cmd_info(args) -> int:
         from unet_rt.format.model_file import expected_shapes
 
         d["parameters"] = int(sum(np.prod(s) for s in expected_shapes(a).values()))
+    try:  # the machine as the native runtime sees it: kernels chosen, tiers available, cache sizes (bytes)
+        from unet_rt import _core
+
+        d["cpu"] = _core.cpu_info()
+    except ImportError:  # pragma: no cover - a source tree without the compiled core
+        pass
     if args.json:
         print(json.dumps(d, indent=1))
     else:
