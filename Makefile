@@ -12,7 +12,7 @@ DEMO_IN := data/samples/image/25.png
 JOBS    ?= 2
 
 .PHONY: all demo test test-fast test-windows test-wheel test-aarch64 bench bench-dask kbench ablation install cpp clean help \
-        fuzz fuzz-merge fuzz-bioimageio fuzz-bioimageio-merge
+        fuzz fuzz-merge fuzz-bioimageio fuzz-bioimageio-merge fuzz-images fuzz-images-merge
 
 help:
 	@echo "make demo   - set up, then segment a shipped ISBI 2012 sample with the shipped model (out/demo/)"
@@ -25,6 +25,7 @@ help:
 	@echo "make ablation - set up, then train both recipes briefly on three synthetic data sets against Otsu (~20 min)"
 	@echo "make fuzz   - libFuzzer + ASan/UBSan campaign on the model reader and the image entry points (needs clang)"
 	@echo "make fuzz-bioimageio - atheris campaign on the bioimage.io package import (needs atheris)"
+	@echo "make fuzz-images - atheris campaign on unet_rt.io.open_image (TIFF and zarr metadata)"
 
 $(PYTHON):
 	$(PY) -m venv $(VENV)
@@ -156,6 +157,31 @@ fuzz-bioimageio-merge:
 	@rm -f tests/corpus/bioimageio/* && cp build/fuzz/merged/bioimageio/* tests/corpus/bioimageio/ \
 	  && cp -f build/fuzz/keep/bioimageio/* tests/corpus/bioimageio/
 	@echo "tests/corpus/bioimageio: $$(ls tests/corpus/bioimageio | wc -l) files, $$(du -sh tests/corpus/bioimageio | cut -f1)"
+
+# Python fuzz target (docs/fuzzing.md): open_image on TIFF and zarr files, FUZZ_IMAGES_RUNS executions
+# with atheris (installed into the venv on first use), at most 1 GB RSS and 10 s per input; new
+# inputs go to build/fuzz/corpus/open_image/, `make fuzz-images-merge` minimises them into
+# tests/corpus/open_image/ (replayed by make test: tests/test_fuzz_open_image.py).
+FUZZ_IMAGES_RUNS ?= 100000
+fuzz-images: install
+	@$(PYTHON) -c "import atheris" 2>/dev/null || $(PYTHON) -m pip install -q atheris
+	@mkdir -p build/fuzz/corpus/open_image build/fuzz/logs
+	@echo "fuzz_open_image: $(FUZZ_IMAGES_RUNS) runs, log build/fuzz/logs/open_image.log"
+	nice -n 19 $(PYTHON) tests/fuzz/fuzz_open_image.py -runs=$(FUZZ_IMAGES_RUNS) -rss_limit_mb=1024 -timeout=10 \
+	  -max_len=16384 -dict=tests/fuzz/open_image.dict -print_final_stats=1 -artifact_prefix=build/fuzz/open_image- \
+	  build/fuzz/corpus/open_image tests/corpus/open_image > build/fuzz/logs/open_image.log 2>&1 \
+	  || { grep -v "^INFO: Instrumenting" build/fuzz/logs/open_image.log | tail -40; exit 1; }
+	@grep -E "stat::number_of_executed_units|stat::peak_rss_mb" build/fuzz/logs/open_image.log
+
+fuzz-images-merge:
+	@mkdir -p build/fuzz/merged/open_image build/fuzz/keep/open_image
+	rm -f build/fuzz/merged/open_image/* build/fuzz/keep/open_image/*
+	find tests/corpus/open_image -type f ! -regex '.*/[0-9a-f]\{40\}' -exec cp {} build/fuzz/keep/open_image/ \;
+	nice $(PYTHON) tests/fuzz/fuzz_open_image.py -merge=1 -max_len=16384 build/fuzz/merged/open_image \
+	  tests/corpus/open_image build/fuzz/corpus/open_image > /dev/null 2>&1
+	rm -f tests/corpus/open_image/* && cp build/fuzz/merged/open_image/* tests/corpus/open_image/ \
+	  && cp -f build/fuzz/keep/open_image/* tests/corpus/open_image/
+	@echo "tests/corpus/open_image: $$(ls tests/corpus/open_image | wc -l) files, $$(du -sh tests/corpus/open_image | cut -f1)"
 
 clean:
 	rm -rf build out .pytest_cache

@@ -114,7 +114,7 @@ def pool_test():
     return _native_build()
 
 
-@pytest.mark.parametrize("case", ["start-failure", "worker-throws", "caller-throws", "fork", "clamp"])
+@pytest.mark.parametrize("case", ["start-failure", "worker-throws", "caller-throws", "fork", "fork-mutex", "clamp"])
 def test_thread_pool(pool_test, case):
     """Exceptions on any thread reach the caller (before: terminate on a worker; the caller
     unwound while workers still ran the job); start failure and fork: no hang."""

@@ -87,7 +87,7 @@ struct Network::Impl {
   std::vector<PackedConv> convs;   // enc.l.conv1, enc.l.conv2 (2l, 2l+1), then dec.l.conv1/2
   std::vector<PackedUp> ups;       // dec.l.up at index l
   std::vector<float> head_w, head_b;
-  mutable std::mutex mu;
+  mutable ForkSafeMutex mu;  // fork() waits for a tile in flight (core/thread_pool.h)
   mutable std::map<std::pair<int, int>, MemoryLayout> layouts;
   std::unique_ptr<float, BufferFree> arena;  // alloc_buffer's
   int64_t arena_floats = 0;
@@ -251,7 +251,7 @@ void Network::Impl::zero_border(const MemoryLayout& p, int id) const {
 }
 
 size_t Network::workspace_bytes(int h, int w) const {
-  std::lock_guard<std::mutex> lk(impl_->mu);
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
   unet_rt::output_size(h, impl_->arch.depth, impl_->arch.same_padding);
   unet_rt::output_size(w, impl_->arch.depth, impl_->arch.same_padding);
   auto it = impl_->layouts.find(std::make_pair(h, w));
@@ -259,12 +259,12 @@ size_t Network::workspace_bytes(int h, int w) const {
 }
 
 size_t Network::cached_plans() const {
-  std::lock_guard<std::mutex> lk(impl_->mu);
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
   return impl_->layouts.size();
 }
 
 size_t Network::arena_bytes() const {
-  std::lock_guard<std::mutex> lk(impl_->mu);
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
   return size_t(impl_->arena_floats) * sizeof(float);
 }
 
@@ -274,7 +274,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
   if (!in) throw std::invalid_argument("forward: null input");
   if (!out.data) throw std::invalid_argument("forward: null output");
   Impl& m = *impl_;
-  std::lock_guard<std::mutex> lk(m.mu);
+  std::lock_guard<ForkSafeMutex> lk(m.mu);
   unet_rt::output_size(h, m.arch.depth, m.arch.same_padding);  // throws with a clear message
   unet_rt::output_size(w, m.arch.depth, m.arch.same_padding);
   const MemoryLayout& p = m.layout(h, w);
@@ -476,20 +476,20 @@ Precision Network::precision() const { return impl_->precision; }
 const std::string& Network::precision_note() const { return impl_->precision_note; }
 std::string Network::kernel_name() const { return impl_->wkern->wino_gemm_name(impl_->wkern->preferred_ocg); }
 void Network::set_profile(bool on) {
-  std::lock_guard<std::mutex> lk(impl_->mu);
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
   if (on && !impl_->profile) impl_->prof_sum.clear();
   impl_->profile = on;
 }
 std::vector<Network::ProfileRow> Network::last_profile() const {
-  std::lock_guard<std::mutex> lk(impl_->mu);
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
   return impl_->prof;
 }
 std::vector<Network::ProfileRow> Network::profile_totals() const {
-  std::lock_guard<std::mutex> lk(impl_->mu);
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
   return impl_->prof_sum;
 }
 void Network::reset_profile() {
-  std::lock_guard<std::mutex> lk(impl_->mu);
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
   impl_->prof_sum.clear();
 }
 size_t Network::weight_bytes() const {

@@ -124,15 +124,20 @@ py::dict plan_dict(const TilePlan& p) {
   return d;
 }
 
-// A Python progress callable (or None) as a ProgressFn. The callable is borrowed (it must outlive
-// the run: the caller's argument does) and the GIL is taken only around the call, so the lambda
-// can be copied with the GIL released. None or True from the callable continues; False cancels.
+// A Python progress callable (or None) as a ProgressFn, called before the first tile and after
+// each one. The callable is borrowed (it must outlive the run: the caller's argument does) and the
+// GIL is taken only around the call, so the lambda can be copied with the GIL released. None or
+// True from the callable continues; False cancels. With or without a callable, pending signals are
+// checked there first (PyErr_CheckSignals: on the main thread it runs the Python handlers), so
+// Ctrl-C during a long call raises KeyboardInterrupt after the tile in flight, not after the call.
 ProgressFn progress_fn(const py::object& cb) {
-  if (cb.is_none()) return {};
-  if (!PyCallable_Check(cb.ptr())) throw std::invalid_argument("progress must be callable(done, total) or None");
-  const py::object* p = &cb;
+  if (!cb.is_none() && !PyCallable_Check(cb.ptr()))
+    throw std::invalid_argument("progress must be callable(done, total) or None");
+  const py::object* p = cb.is_none() ? nullptr : &cb;
   return [p](size_t done, size_t total) {
     py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    if (!p) return true;
     py::object r = (*p)(done, total);
     return r.ptr() != Py_False;
   };

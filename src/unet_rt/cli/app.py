@@ -301,7 +301,7 @@ def cmd_info(args) -> int:
     try:
         kind = model_file.detect_kind(args.model)
         mf = model_file.load(args.model, tensors=False)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # OSError: a directory, FIFO or device (model_file._open_regular)
         return _err(str(e))
     d = {"path": args.model, "kind": kind, "arch": mf.arch, "normalization": mf.normalization,
          "class_names": mf.class_names, "provenance": mf.provenance, "decision": mf.decision or "argmax (uncalibrated)",

@@ -89,17 +89,11 @@ def _expand(inputs) -> list[Path]:
 
 # ------------------------------------------------------------------ zarr input
 def _open_zarr_input(path: Path):
-    """-> (zarr array, NGFF multiscales dict or None, the image's root group or None)."""
-    import zarr
+    """-> (zarr array, NGFF multiscales dict or None, the image's root group or None), checked as
+    open_image checks them (unet_rt.io.images.open_zarr_input)."""
+    from unet_rt.io.images import open_zarr_input
 
-    node = zarr.open(str(path), mode="r")
-    if isinstance(node, zarr.Array):
-        return node, None, None
-    attrs = dict(node.attrs)
-    ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
-    if not ms:
-        raise ValueError(f"{path} is a zarr group without OME-Zarr multiscales metadata: give the array's path")
-    return node[ms[0]["datasets"][0]["path"]], ms[0], node
+    return open_zarr_input(path)
 
 
 def _axes_names(ms) -> list[str] | None:

@@ -285,6 +285,13 @@ def _validate_names(names, classes: int) -> list:
     return list(names) or [f"class{i}" for i in range(classes)]
 
 
+class NotARegularFileError(OSError):
+    """A model path that names a directory, FIFO or device: "PATH: not a regular file (a FIFO)"."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
 def _open_regular(path) -> int:
     """An fd for reading a regular file; a FIFO or device is refused at once (O_NONBLOCK: opening a
     FIFO does not wait for a writer), a directory too."""
@@ -293,8 +300,8 @@ def _open_regular(path) -> int:
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         what = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a file"
-        raise OSError(errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
-                      f"not a regular file ({what})", str(path))
+        raise NotARegularFileError(errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
+                                   f"not a regular file ({what})", str(path))
     os.set_blocking(fd, True)
     return fd
 
