@@ -80,42 +80,49 @@ class Engine:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if not path.exists():
             raise FileNotFoundError(f"model file not found: {path}")
-        kind = model_file.detect_kind(path)  # OSError for a directory, FIFO or device
-        trt = kind in ("tensorrt", "tensorrt-bare")
-        if backend == "auto":
-            backend = "tensorrt" if trt else "cpu"
-        if trt and backend != "tensorrt":
-            raise ValueError(f"{path} holds a TensorRT engine: only backend='tensorrt' can run it")
-        if not trt and backend == "tensorrt":
-            raise ValueError(f"{path} holds weights, not a TensorRT engine: build one with "
-                             f"`unet-rt compile {path} --target tensorrt -o model-trt.plan`")
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-        if precision != "fp32" and backend != "cpu":
-            raise ValueError(f"precision={precision!r} is a CPU backend option (backend is {backend!r})")
-        if profile and backend != "cpu":
-            raise ValueError(f"profile=True is a CPU backend option (backend is {backend!r})")
         if threads is not None and threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
         if progress is not None and not callable(progress):
             raise TypeError("progress must be callable(done, total) or None")
-        self.path, self.backend, self.tile, self.progress = path, backend, tile, progress
         core = _core()
-        if backend == "cpu":
-            self._native = core.Engine(str(path), threads or 0, tile or 0, memory_budget_mb or 0,
-                                       precision=precision)
-            self._native.set_profile(bool(profile))
-            meta = core.read_model(str(path))
-            self.arch, self.normalization = meta["arch"], meta["normalization"]
-            self.class_names = list(meta["class_names"])
-            self._fn = None
-        elif backend == "triton":
+        # The file is read and validated once: by the native engine (weights), else by model_file.load.
+        mf, self._native, self._fn = None, None, None
+        if backend in ("auto", "cpu"):
+            try:
+                self._native = core.Engine(str(path), threads or 0, tile or 0, memory_budget_mb or 0,
+                                           precision=precision)
+            except core.ModelFileError:
+                mf = model_file.load(path, tensors=False)  # a bad file raises here the reader's error again
+                if mf.kind == "weights":  # pragma: no cover - the native engine accepted no weights file
+                    raise
+            if mf is not None and backend == "cpu":  # a TensorRT engine (container or bare plan)
+                raise ValueError(f"{path} holds a TensorRT engine: only backend='tensorrt' can run it")
+            backend = "cpu" if mf is None else "tensorrt"
+        elif backend == "tensorrt":
+            mf = model_file.load(path, tensors=False)
+        else:
             mf = model_file.load(path)
+        if mf is not None and mf.kind == "weights" and backend == "tensorrt":
+            raise ValueError(f"{path} holds weights, not a TensorRT engine: build one with "
+                             f"`unet-rt compile {path} --target tensorrt -o model-trt.plan`")
+        if mf is not None and mf.kind != "weights" and backend != "tensorrt":
+            raise ValueError(f"{path} holds a TensorRT engine: only backend='tensorrt' can run it")
+        if precision != "fp32" and backend != "cpu":
+            raise ValueError(f"precision={precision!r} is a CPU backend option (backend is {backend!r})")
+        if profile and backend != "cpu":
+            raise ValueError(f"profile=True is a CPU backend option (backend is {backend!r})")
+        self.path, self.backend, self.tile, self.progress = path, backend, tile, progress
+        if backend == "cpu":
+            self._native.set_profile(bool(profile))
+            mf = model_file.from_native(self._native.info)
+            self.arch, self.normalization, self.class_names = mf.arch, mf.normalization, list(mf.class_names)
+        elif backend == "triton":
             from unet_rt.backends.triton import make_tile_fn  # imports torch + triton: only here
 
             self.arch, self.normalization, self.class_names = mf.arch, mf.normalization, mf.class_names
             self._fn = make_tile_fn(mf, device=device, dtype=dtype)
-            self._native = None
         else:
             from unet_rt.backends.tensorrt import make_tile_fn  # imports tensorrt + cuda-python: only here
 
@@ -123,17 +130,13 @@ class Engine:
             i = self._fn.info
             self.arch = {"in_channels": i.in_channels, "classes": i.classes, "depth": i.depth, "base": None,
                          "padding": i.padding}
-            self.normalization = i.normalization
+            self.normalization = mf.normalization if mf.kind == "tensorrt" else i.normalization
             self.class_names = list(i.class_names or
                                     [f"class{k}" for k in range(i.classes)])
             self.tile = self.tile or i.tile_in
-            self._native = None
         self._profiling = bool(profile)
-        # the decision and the full normalisation record (percentiles, training range) of a container
-        self.decision: dict = {}
-        if kind != "tensorrt-bare":
-            meta = model_file.load(path, tensors=False)
-            self.decision, self.normalization = meta.decision, meta.normalization
+        # the decision (threshold, instance parameters) of a container; a bare TensorRT plan has none
+        self.decision: dict = dict(mf.decision)
 
     # ------------------------------------------------------------------ info
     @property
@@ -149,7 +152,7 @@ class Engine:
         d = {"path": str(self.path), "backend": self.backend, "arch": dict(self.arch),
              "normalization": self.normalization, "class_names": self.class_names, "decision": self.decision}
         if self._native is not None:
-            d.update({k: v for k, v in self._native.info.items() if k not in d})
+            d.update({k: v for k, v in self._native.info.items() if k not in d and k != "metadata"})
             if isinstance(d.get("provenance"), str):
                 d["provenance"] = json.loads(d["provenance"] or "{}")
         return d

@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-__all__ = ["add_arguments", "run", "main"]
+__all__ = ["add_parser", "add_arguments", "run", "main"]
 
 DESCRIPTION = "Compile a trained model (unet-rt weights file) for one fixed tile size."
 EPILOG = textwrap.dedent("""\
@@ -31,6 +31,18 @@ EPILOG = textwrap.dedent("""\
     the graph (TensorRT 11 has no FP16 builder flag; strongly typed networks take their precision
     from the graph), with fp32 input and output.
     """)
+
+
+def add_parser(sub) -> None:
+    """``unet-rt compile`` as a subcommand."""
+    p = sub.add_parser("compile", help="compile a model into a TensorRT plan (or a fixed-tile ONNX file)",
+                       description="Compile a unet-rt weights file for one input tile size: --target onnx writes a "
+                                   "static-shape ONNX graph (needs only the onnx package); --target tensorrt builds a "
+                                   "TensorRT engine and stores it in a unet-rt container that unet_rt.Engine opens like "
+                                   "any model file (needs TensorRT and an NVIDIA GPU; without them it fails and writes "
+                                   "nothing).")
+    add_arguments(p)
+    p.set_defaults(func=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

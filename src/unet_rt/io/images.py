@@ -427,22 +427,12 @@ def visible_labels(labels: np.ndarray, classes: int) -> np.ndarray:
     return (np.asarray(labels, np.uint16) * step).astype(np.uint8)
 
 
-def parse_slices(spec: str) -> list[int]:
-    """'0-22,24' -> [0, 1, ..., 22, 24]."""
-    out: list[int] = []
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b or a) + 1))
-    return out
-
-
 def select_slices(paths: list[Path], spec: str) -> list[Path]:
-    """The files a slice spec ('23-24,26') names: by file number when every file is named by a
-    number (ISBI's N.png: data/samples holds 23..29), else by position in natural order."""
-    want = parse_slices(spec)
-    if paths and all(p.stem.isdigit() for p in paths):
-        return [p for p in paths if int(p.stem) in set(want)]
-    return [paths[i] for i in want if 0 <= i < len(paths)]
+    """The files (one slice each) a slice spec ('23-24,26') names, by the rule of
+    :mod:`unet_rt.io.dataset`: by file number when every file is named by a number, else by position."""
+    from unet_rt.io.dataset import slice_indices
+
+    return [paths[i] for i in slice_indices([p.stem for p in paths], spec)]
 
 
 def same_file(a, b) -> bool:
@@ -457,4 +447,4 @@ def same_file(a, b) -> bool:
 
 
 __all__ = ["ImageData", "open_image", "read_image", "write_image", "write_ome_zarr", "list_images", "overlay",
-           "visible_labels", "parse_slices", "select_slices", "missing_extra", "same_file", "is_zarr"]
+           "visible_labels", "select_slices", "missing_extra", "same_file", "is_zarr"]
