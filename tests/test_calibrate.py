@@ -45,8 +45,8 @@ def test_calibration_finds_the_grid_optimum(val, dense):
     fgs = [lb > 0 for lb in labs]
     px = {t: np.mean([np.mean((p > t) != fg) for p, fg in zip(probs, fgs)]) for t in SMALL["threshold"]}
     assert d["threshold"] == min(px, key=px.get)
-    assert d["calibration"]["pixel_error"] == pytest.approx(px[d["threshold"]], abs=1e-6)
-    assert d["calibration"]["pixel_error"] < d["calibration"]["pixel_error_argmax"]
+    assert d["calibration"]["wrong_pixel_fraction"] == pytest.approx(px[d["threshold"]], abs=1e-6)
+    assert d["calibration"]["wrong_pixel_fraction"] < d["calibration"]["wrong_pixel_fraction_argmax"]
 
     t = d["threshold"]
 
@@ -104,7 +104,7 @@ def cli(*args, ok=True):
 
 def test_cli_calibrate_segment_instances_evaluate(tmp_path, val, monkeypatch, capsys):
     from unet_rt.eval import calibrate as cal_module
-    from unet_rt.cli.app import main
+    from unet_rt.cli import main
 
     imgs, labs = val
     data = tmp_path / "data"

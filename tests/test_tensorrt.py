@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import enum
 import importlib
-import json
 import os
 import subprocess
 import sys

@@ -23,8 +23,6 @@ the workers. The progress bar follows the distributed client's futures.
 from __future__ import annotations
 
 import glob
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -257,9 +255,12 @@ def _segment_file(src: str, out: str, model: str, threads, tile: int, precision:
 
 
 def segment_files(inputs: list[Path], args, client, progress) -> int:
-    from unet_rt.cli.segment import options
+    from unet_rt.files import SegmentOptions
 
-    opt = options(args)
+    try:
+        opt = SegmentOptions.from_args(args)
+    except ValueError as e:
+        return _err(str(e))
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         return _err(f"{out} is a file: with --workers/--scheduler, -o is a directory (one output per input)")

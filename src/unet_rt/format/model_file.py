@@ -110,7 +110,7 @@ def expected_shapes(arch: dict) -> dict[str, tuple[int, ...]]:
 
 def _core():
     try:
-        from unet_rt import _core
+        import unet_rt._core as _core
     except ImportError as e:  # pragma: no cover - only when the package was not built
         raise ImportError("unet_rt._core (the compiled core) is missing: install the package with "
                           "`pip install .` (or `make install`)") from e

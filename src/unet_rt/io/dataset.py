@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["parse_slices", "slice_indices", "load_pairs"]
+__all__ = ["parse_slices", "slice_indices", "select_slices", "load_pairs"]
 
 _NUMBERED = re.compile(r"^(\d+)(\[\d+\])?$")
 
@@ -62,6 +62,11 @@ def slice_indices(names: list[str], spec: str, where: str = "the data") -> list[
     if missing:
         raise ValueError(f"slices {spec}: no slice {_ranges(missing)} in {where} (it holds {_ranges(keys) or 'none'})")
     return [i for i, k in enumerate(keys) if k in want]
+
+
+def select_slices(paths: list[Path], spec: str) -> list[Path]:
+    """The files (one slice each) a slice spec ('23-24,26') names, by the module's rule."""
+    return [paths[i] for i in slice_indices([p.stem for p in paths], spec)]
 
 
 def _pages(arr: np.ndarray) -> list[np.ndarray]:

@@ -427,14 +427,6 @@ def visible_labels(labels: np.ndarray, classes: int) -> np.ndarray:
     return (np.asarray(labels, np.uint16) * step).astype(np.uint8)
 
 
-def select_slices(paths: list[Path], spec: str) -> list[Path]:
-    """The files (one slice each) a slice spec ('23-24,26') names, by the rule of
-    :mod:`unet_rt.io.dataset`: by file number when every file is named by a number, else by position."""
-    from unet_rt.io.dataset import slice_indices
-
-    return [paths[i] for i in slice_indices([p.stem for p in paths], spec)]
-
-
 def same_file(a, b) -> bool:
     """Whether two paths name the same file or directory (existing or not)."""
     a, b = Path(a), Path(b)
@@ -447,4 +439,4 @@ def same_file(a, b) -> bool:
 
 
 __all__ = ["ImageData", "open_image", "read_image", "write_image", "write_ome_zarr", "list_images", "overlay",
-           "visible_labels", "select_slices", "missing_extra", "same_file", "is_zarr"]
+           "visible_labels", "missing_extra", "same_file", "is_zarr"]
