@@ -243,3 +243,21 @@ def test_output_equal_to_input_is_refused(model, tmp_path):
         r = cli("segment", tmp_path / "a.png", "-m", model, "-o", out, ok=False)
         assert r.returncode == 2 and "overwrite the input" in r.stderr
     assert (tmp_path / "a.png").read_bytes() == before
+
+
+def test_segment_and_evaluate_default_to_the_shipped_model(tmp_path):
+    """Without -m the shipped model is used (the move to src/unet_rt/cli/ had pointed the default at a
+    cli/models/ folder that does not exist)."""
+    from unet_rt.cli._common import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL.is_file() and DEFAULT_MODEL.parent.name == "models"
+    cli("segment", SAMPLES / "image" / "25.png", "-o", tmp_path / "25.png", "-q")
+    assert read_image(tmp_path / "25.png").shape == read_image(SAMPLES / "image" / "25.png").shape
+    assert "not installed" not in cli("segment", "--help").stdout
+
+
+def test_slices_rule_names_what_is_missing(tmp_path):
+    """One --slices rule (unet_rt.io.dataset): file numbers for N.png, and a number naming no slice is
+    an error that says what the data holds (evaluate used to drop it silently)."""
+    r = cli("evaluate", "--data", SAMPLES, "--baseline", "otsu", "--json", "--no-warping", "--slices", "28-31", ok=False)
+    assert r.returncode == 2 and "no slice 30-31" in r.stderr and "23-29" in r.stderr

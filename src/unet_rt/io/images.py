@@ -309,7 +309,8 @@ def write_image(path, arr: np.ndarray, axes: str | None = None, pixel_size: dict
             kw.update(ome=True, metadata={k: v for k, v in meta.items() if v is not None})
         elif px.get("X") and px.get("Y") and arr.dtype in (np.uint8, np.uint16, np.float32) and \
                 (axes is None or set(axes) <= set("TZCYX")):
-            meta = {"axes": axes} if axes else {}
+            # ImageJ names RGB samples S (an RGB overlay of a stack: TYXS)
+            meta = {"axes": axes.replace("C", "S") if photometric == "rgb" else axes} if axes else {}
             unit = _imagej_unit(px)
             if unit:
                 meta["unit"] = "um" if unit == "µm" else unit
