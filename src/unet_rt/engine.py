@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,18 +116,21 @@ class Engine:
             raise ValueError(f"profile=True is a CPU backend option (backend is {backend!r})")
         self.path, self.backend, self.tile, self.progress = path, backend, tile, progress
         if backend == "cpu":
+            assert self._native is not None
             self._native.set_profile(bool(profile))
             mf = model_file.from_native(self._native.info)
             self.arch, self.normalization, self.class_names = mf.arch, mf.normalization, list(mf.class_names)
         elif backend == "triton":
-            from unet_rt.backends.triton import make_tile_fn  # imports torch + triton: only here
+            from unet_rt.backends.triton import make_tile_fn as triton_tile_fn  # imports torch + triton: only here
 
+            assert mf is not None
             self.arch, self.normalization, self.class_names = mf.arch, mf.normalization, mf.class_names
-            self._fn = make_tile_fn(mf, device=device, dtype=dtype)
+            self._fn = triton_tile_fn(mf, device=device, dtype=dtype)
         else:
-            from unet_rt.backends.tensorrt import make_tile_fn  # imports tensorrt + cuda-python: only here
+            from unet_rt.backends.tensorrt import make_tile_fn as trt_tile_fn  # imports tensorrt + cuda-python: only here
 
-            self._fn = make_tile_fn(str(path))
+            assert mf is not None
+            self._fn = trt_tile_fn(str(path))
             i = self._fn.info
             self.arch = {"in_channels": i.in_channels, "classes": i.classes, "depth": i.depth, "base": None,
                          "padding": i.padding}
@@ -136,7 +140,7 @@ class Engine:
             self.tile = self.tile or i.tile_in
         self._profiling = bool(profile)
         # the decision (threshold, instance parameters) of a container; a bare TensorRT plan has none
-        self.decision: dict = dict(mf.decision)
+        self.decision: dict = dict(mf.decision) if mf is not None else {}
 
     # ------------------------------------------------------------------ info
     @property
@@ -149,7 +153,7 @@ class Engine:
 
     @property
     def info(self) -> dict:
-        d = {"path": str(self.path), "backend": self.backend, "arch": dict(self.arch),
+        d: dict[str, Any] = {"path": str(self.path), "backend": self.backend, "arch": dict(self.arch),
              "normalization": self.normalization, "class_names": self.class_names, "decision": self.decision}
         if self._native is not None:
             d.update({k: v for k, v in self._native.info.items() if k not in d and k != "metadata"})
@@ -232,10 +236,9 @@ class Engine:
     def _predict_frame(self, chw: np.ndarray, tta: bool, progress=None) -> np.ndarray:
         if not tta:
             return self._probs_chw(chw, progress=progress)
-        acc = None
+        acc = np.zeros((), np.float64)
         for k in range(8):
-            p = _dihedral_inverse(self._probs_chw(_dihedral(chw, k), progress=progress), k)
-            acc = p.astype(np.float64) if acc is None else acc + p
+            acc = acc + _dihedral_inverse(self._probs_chw(_dihedral(chw, k), progress=progress), k)
         return (acc / 8).astype(np.float32)
 
     def predict(self, img, tta: bool = False, axes: str | None = None, channel: int | None = None,
@@ -376,14 +379,16 @@ class _Progress:
     number of tiles, and is scaled to it so that ``done`` only grows and ends at ``total``."""
 
     def __init__(self, callback, passes: int):
-        self.callback, self.passes, self.i, self.per = callback, passes, 0, None
+        self.callback, self.passes, self.i = callback, passes, 0
+        self.per: int | None = None
 
     def tile_callback(self):
         def cb(done: int, total: int):
             if self.per is None:
                 self.per = max(int(total), 1)
-            d = self.i * self.per + (self.per * done // max(total, 1))
-            return self.callback(d, self.passes * self.per)
+            per = self.per
+            d = self.i * per + (per * done // max(total, 1))
+            return self.callback(d, self.passes * per)
         return cb
 
     def pass_done(self) -> None:

@@ -63,7 +63,7 @@ def run(args) -> int:
         probs.append(eng.predict(img, tta=args.tta)[1] if eng else dec.astype(np.float32))  # p(cell)
         truths.append(lab)
         decisions.append(dec)
-        if args.instances:  # the model's calibrated watershed, not the class map's components
+        if args.instances and eng is not None:  # the model's calibrated watershed, not the components
             instances.append(eng.instances(img, tta=args.tta))
     bar = tqdm(total=len(pairs), desc="score", unit="img", disable=args.json or len(pairs) < 2)
     report = evaluate_stack(probs, truths, decisions, [n for n, _, _ in pairs], warping=not args.no_warping,

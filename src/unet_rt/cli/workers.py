@@ -25,12 +25,14 @@ from __future__ import annotations
 import glob
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from unet_rt.scale import blocks as ud
 
 LABEL_NAME = "unet-rt"
+_WRITE_EMPTY: Any = {"write_empty_chunks": True}  # background-only chunks are written too: they count as done
 
 
 def add_arguments(p) -> None:
@@ -93,7 +95,7 @@ def _open_zarr_input(path: Path):
     node = zarr.open(str(path), mode="r")
     if isinstance(node, zarr.Array):
         return node, None, None
-    attrs = dict(node.attrs)
+    attrs: dict[str, Any] = dict(node.attrs)
     ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
     if not ms:
         raise ValueError(f"{path} is a zarr group without OME-Zarr multiscales metadata: give the array's path")
@@ -155,7 +157,7 @@ def _create_output(out: Path, shape, chunks, run: dict, ngff: tuple | None, dtyp
         return a
     if ngff is None:
         a = zarr.create_array(str(target), shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
-                              config={"write_empty_chunks": True})
+                              config=_WRITE_EMPTY)
         a.attrs["unet-rt"] = run
         return a
     from ome_zarr.format import format_from_version
@@ -165,7 +167,7 @@ def _create_output(out: Path, shape, chunks, run: dict, ngff: tuple | None, dtyp
     labels = zarr.open_group(str(labels_dir), mode="a", zarr_format=zarr_format)
     g = labels.create_group(name)
     a = g.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
-                       config={"write_empty_chunks": True})
+                       config=_WRITE_EMPTY)
     a.attrs["unet-rt"] = run
     # the image's axes and level-0 scale, without the channel axis
     axes = [ax for ax in ms["axes"] if (ax["name"] if isinstance(ax, dict) else ax) in names]
@@ -265,7 +267,7 @@ def segment_files(inputs: list[Path], args, client, progress) -> int:
     if out.exists() and not out.is_dir():
         return _err(f"{out} is a file: with --workers/--scheduler, -o is a directory (one output per input)")
     out.mkdir(parents=True, exist_ok=True)
-    stems = {}
+    stems: dict[str, list[Path]] = {}
     for s in inputs:
         stems.setdefault(s.stem, []).append(s)
     clash = [v for v in stems.values() if len(v) > 1]
@@ -278,8 +280,8 @@ def segment_files(inputs: list[Path], args, client, progress) -> int:
     skipped = 0
     for f, s in zip(futures, inputs):
         if f.status == "error":
-            e = f.exception()
-            print(f"unet-rt: error: {e if str(s) in str(e) else f'{s}: {e}'}", file=sys.stderr)
+            exc = f.exception()
+            print(f"unet-rt: error: {exc if str(s) in str(exc) else f'{s}: {exc}'}", file=sys.stderr)
         elif not f.result():
             skipped += 1
     if failed:
