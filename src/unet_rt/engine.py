@@ -33,13 +33,7 @@ BACKENDS = ("auto", "cpu", "triton", "tensorrt")
 _DTYPES = (np.uint8, np.uint16, np.float32)
 
 
-def _core():
-    try:
-        import unet_rt._core as _core
-    except ImportError as e:  # pragma: no cover - only when the package was not built
-        raise ImportError("unet_rt._core (the compiled core) is missing: install the package with "
-                          "`pip install .` (or `make install`)") from e
-    return _core
+_core = model_file.native  # the compiled core
 
 
 # the 8 rotations/flips of the square (the paper averaged predictions over rotated inputs)

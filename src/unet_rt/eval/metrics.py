@@ -3,35 +3,13 @@ images as objects), ``classmap`` (a decision's per-image metrics), ``rand`` (Ran
 scores, border thinning), ``warping`` (the warping error), ``challenge`` (the ISBI 2012 protocol) and
 ``report`` (what ``unet-rt evaluate`` prints).
 
-Two families, kept apart because they answer different questions:
-
-**The ISBI 2012 challenge protocol** (Arganda-Carreras et al., 2015, "Crowdsourcing the creation of
-image segmentation algorithms for connectomics", Front. Neuroanat. 9:142; the challenge's Fiji
-scripts, Trainable Weka Segmentation ``trainableSegmentation.metrics``). A submission is a
-*probability map* per slice, p(cell) in [0, 1] (cells white, membranes black, as the training
-labels); it is binarised at the thresholds 0.0, 0.1, ..., 1.0 (a pixel is cell when p > t) and each
-score is the *best* over those thresholds, one threshold for the whole stack:
-
-- ``V_rand`` (thinned): foreground-restricted Rand F-score after border thinning (``rand_scores``
-  on ``thin_boundaries``), mean over slices; the current leader board's figure.
-- ``V_info`` (thinned): the information-theoretic analogue (``info_scores``), mean over slices.
-- ``rand_error``: 1 - maximal F-score of the foreground-restricted Rand index of the 4-connected
-  components, *without* thinning, counts pooled over slices. This is the challenge's original
-  (2012-2015) "Rand error", the one of the U-Net paper's Table 1 (0.0382).
-- ``pixel_error``: 1 - maximal F-score of pixel similarity (cell = positive), counts pooled over
-  slices; the U-Net paper's "pixel error" (0.0611). Not the fraction of wrong pixels.
-- ``warping_error``: the "minimum splits and mergers warping error" (Jain et al., CVPR 2010, as the
-  challenge scored it): the ground truth is warped toward the binarised proposal by flipping simple
-  points only; the mismatches left are topological errors, and the pixels among them that split or
-  merge objects, divided by the number of pixels, is the error (minimum over thresholds 0.0-0.9;
-  the U-Net paper's 0.000353).
-
-``challenge_scores`` computes all five for a stack.
-
-**Per-image metrics of a decision** (a class map, e.g. ``Engine.segment``): ``wrong_pixel_fraction``
-(the fraction of pixels whose class differs; not the challenge's ``pixel_error``), ``iou``, ``dice`` and ``adapted_rand_error`` (as
-``skimage.metrics.adapted_rand_error`` with ground-truth label 0 ignored) between the connected
-components of the cell class; ``evaluate`` returns them for one image.
+Two families, kept apart because they answer different questions: **the ISBI 2012 challenge
+protocol** (Arganda-Carreras et al., 2015), which scores a probability map p(cell) per slice by the
+best threshold for the stack: V_rand, V_info, the Rand error, the pixel error (1 - maximal pixel
+F-score; the U-Net paper's figure) and the warping error (``challenge_scores``; definitions in
+:mod:`unet_rt.eval.challenge`); and **per-image metrics of a decision** (a class map, e.g.
+``Engine.segment``): ``wrong_pixel_fraction`` (not the challenge's ``pixel_error``), ``iou``,
+``dice`` and ``adapted_rand_error`` (``evaluate``; :mod:`unet_rt.eval.classmap`).
 """
 from __future__ import annotations
 from __future__ import annotations

@@ -68,7 +68,7 @@ FORMAT_VERSION = 1
 MAX_HEADER = 100 * 1024 * 1024              # as the native reader: a longer "header" is no safetensors file
 
 __all__ = ["ModelFile", "ModelFileError", "save", "load", "loads", "from_native", "detect_kind", "expected_shapes",
-           "atomic_write"]
+           "atomic_write", "native"]
 
 
 @dataclass
@@ -108,7 +108,8 @@ def expected_shapes(arch: dict) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _core():
+def native():
+    """The compiled core (``unet_rt._core``), or an ImportError saying how to build it."""
     try:
         import unet_rt._core as _core
     except ImportError as e:  # pragma: no cover - only when the package was not built
@@ -193,7 +194,7 @@ def save(path, model: ModelFile) -> None:
         data = st_save(tensors, metadata=meta)
     except Exception as e:  # safetensors' own error types (e.g. an unsupported dtype)
         raise ModelFileError(f"{path}: cannot write the model file: {e}") from None
-    _core().read_model_bytes(data, str(path), tensorrt=True)  # ModelFileError: nothing written
+    native().read_model_bytes(data, str(path), tensorrt=True)  # ModelFileError: nothing written
     atomic_write(path, data)
 
 
@@ -249,7 +250,7 @@ def loads(data: bytes, name: str = "<memory>", tensors: bool = True) -> ModelFil
     if _bare_tensorrt(data[:8]):
         return ModelFile("tensorrt-bare", arch={}, normalization={}, class_names=[],
                          tensors={"engine": np.frombuffer(data, dtype=np.uint8)} if tensors else {})
-    mf = from_native(_core().read_model_bytes(data, name, tensorrt=True))
+    mf = from_native(native().read_model_bytes(data, name, tensorrt=True))
     if tensors:
         from safetensors.numpy import load as st_load
 
