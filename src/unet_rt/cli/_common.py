@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-#: the shipped model (src/unet_rt/models/)
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "isbi2012-unet16.plan"
+from unet_rt.format.model_file import SHIPPED_MODEL as DEFAULT_MODEL  # the shipped model (src/unet_rt/models/)
 
 
 class CLIError(Exception):

@@ -65,10 +65,12 @@ except ImportError:  # pragma: no cover - only when the package was not built (n
 
 FORMAT = "unet-rt"
 FORMAT_VERSION = 1
+#: the shipped pretrained model (ISBI 2012, the paper's network at base 16): the default of the CLI and napari
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "isbi2012-unet16.plan"
 MAX_HEADER = 100 * 1024 * 1024              # as the native reader: a longer "header" is no safetensors file
 
 __all__ = ["ModelFile", "ModelFileError", "save", "load", "loads", "from_native", "detect_kind", "expected_shapes",
-           "atomic_write", "native"]
+           "atomic_write", "native", "SHIPPED_MODEL"]
 
 
 @dataclass
