@@ -210,7 +210,7 @@ def test_deep_nesting_python_side(tmp_path):
     text = b"{\"a\": " + b"[" * 100000 + b"]" * 100000 + b"}"
     p.write_bytes(len(text).to_bytes(8, "little") + text)
     for f in (model_file.detect_kind, model_file.load):
-        with pytest.raises(model_file.ModelFileError, match="nested deeper than 64"):
+        with pytest.raises(model_file.ModelFileError, match="nest(ed|ing) deeper than 64"):
             f(p)
     with pytest.raises(ValueError, match="nesting deeper than 64"):
         _core.read_model(str(p))
