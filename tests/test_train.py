@@ -180,7 +180,6 @@ def test_touching_instances_get_a_border():
 def test_percentile_normalisation_matches_the_runtime(tiny_data, tmp_path):
     """A model trained with --normalize percentile: the trainer's input (unet_rt.train.data.normalize)
     and the native core's per-image percentile scaling agree, so Engine equals the PyTorch net."""
-    import torch
 
     from unet_rt.train.model import load_model_file
     from unet_rt import Engine

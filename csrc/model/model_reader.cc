@@ -88,16 +88,17 @@ std::unique_ptr<ModelFile> ModelFile::open(const std::string& path) {
   return m;
 }
 
-std::unique_ptr<ModelFile> ModelFile::from_bytes(const void* data, size_t size, const std::string& name) {
+std::unique_ptr<ModelFile> ModelFile::from_bytes(const void* data, size_t size, const std::string& name,
+                                                 bool tensorrt_container) {
   std::unique_ptr<ModelFile> m(new ModelFile());
   m->owned_.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + size);
   m->bytes_ = m->owned_.data();
   m->size_ = size;
-  m->parse(name);
+  m->parse(name, tensorrt_container);
   return m;
 }
 
-void ModelFile::parse(const std::string& name) {
+void ModelFile::parse(const std::string& name, bool tensorrt_container) {
   // ---- container ---------------------------------------------------------------------------------
   if (size_ < 8) fail(name, "file too short (" + std::to_string(size_) + " bytes) to be a model file");
   uint64_t n = 0;
@@ -136,10 +137,11 @@ void ModelFile::parse(const std::string& name) {
   if (md["format"] != "unet-rt")
     fail(name, "a safetensors file, but not a unet-rt model (format='" + md["format"] + "')");
   info_.kind = md.count("kind") ? md["kind"] : "weights";
-  if (info_.kind == "tensorrt")
+  const bool trt = info_.kind == "tensorrt" && tensorrt_container;
+  if (info_.kind == "tensorrt" && !trt)
     fail(name, "this model file holds a TensorRT engine: TensorRT models are run by the Python tensorrt "
                "backend (unet_rt.Engine(path, backend='tensorrt')), not by the native CPU runtime");
-  if (info_.kind != "weights") fail(name, "unknown model kind '" + info_.kind + "'");
+  if (info_.kind != "weights" && !trt) fail(name, "unknown model kind '" + info_.kind + "'");
   {
     auto it = md.find("format_version");
     if (it == md.end()) fail(name, "no format_version metadata");
@@ -275,7 +277,9 @@ void ModelFile::parse(const std::string& name) {
     if (e.end - e.begin != nbytes)
       fail(name, "tensor '" + tn + "' holds " + std::to_string(e.end - e.begin) + " bytes but its shape " +
                      shape_str(e.shape) + " and dtype " + dt->text + " need " + std::to_string(nbytes));
-    if (dt->text != "F32") fail(name, "tensor '" + tn + "' has dtype " + dt->text + ", expected F32");
+    if (trt && (tn != "engine" || dt->text != "U8" || e.shape.size() != 1))
+      fail(name, "a tensorrt model file holds one tensor 'engine' (U8, 1-D), not '" + tn + "' (" + dt->text + ")");
+    if (!trt && dt->text != "F32") fail(name, "tensor '" + tn + "' has dtype " + dt->text + ", expected F32");
     entries.push_back(std::move(e));
   }
   {
@@ -297,6 +301,11 @@ void ModelFile::parse(const std::string& name) {
     }
     if (at != data_len)
       fail(name, "corrupt file: " + std::to_string(data_len - at) + " bytes after the last tensor");
+  }
+  info_.metadata = md;
+  if (trt) {
+    if (entries.size() != 1) fail(name, "a tensorrt model file needs an 'engine' uint8 tensor");
+    return;
   }
   const auto want = expected_weight_shapes(arch);
   for (const auto& e : entries) {

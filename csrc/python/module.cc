@@ -63,6 +63,7 @@ py::dict model_dict(const ModelFile& mf) {
   d["class_names"] = i.class_names;
   d["provenance"] = i.provenance_json;
   d["decision"] = decision_dict(i.decision);
+  d["metadata"] = i.metadata;
   py::dict shapes;
   for (const auto& kv : mf.weights()) shapes[py::str(kv.first)] = py::tuple(py::cast(kv.second.shape));
   d["tensors"] = shapes;
@@ -376,16 +377,17 @@ PYBIND11_MODULE(_core, m) {
     auto mf = ModelFile::open(path);
     return model_dict(*mf);
   }, py::arg("path"), "Read and validate a model file with the native reader; returns its metadata and tensor shapes.");
-  m.def("read_model_bytes", [](py::bytes data, const std::string& name) {
+  m.def("read_model_bytes", [](py::bytes data, const std::string& name, bool tensorrt) {
     std::string_view s = data;  // no copy until from_bytes
     std::unique_ptr<ModelFile> mf;
     {
       py::gil_scoped_release release;
-      mf = ModelFile::from_bytes(s.data(), s.size(), name);
+      mf = ModelFile::from_bytes(s.data(), s.size(), name, tensorrt);
     }
     return model_dict(*mf);
-  }, py::arg("data"), py::arg("name") = "<memory>",
-     "read_model on bytes in memory (model_file.load validates with it; the corpus tests replay through it).");
+  }, py::arg("data"), py::arg("name") = "<memory>", py::arg("tensorrt") = false,
+     "read_model on bytes in memory, the one validator of model files (model_file.load reads through it; the "
+     "corpus tests replay through it); tensorrt=True also accepts a TensorRT container (kind 'tensorrt').");
 
   m.def("reflect_index", &reflect_index, py::arg("i"), py::arg("n"));
   m.def("plan_tiles", [](int height, int width, int depth, bool same_padding, int tile, int max_tile, double overlap) {
@@ -526,6 +528,7 @@ after each one; returning False raises Cancelled. The GIL is released except aro
         d["overlap"] = e.options().overlap;
         d["blend"] = e.options().blend == Blend::Gaussian ? "gaussian" : "constant";
         d["provenance"] = i.provenance_json;
+        d["metadata"] = i.metadata;
         d["cached_plans"] = e.cached_plans();
         d["arena_bytes"] = e.arena_bytes();
         return d;

@@ -1,7 +1,7 @@
 """BioImage Model Zoo (bioimage.io) packages: export a unet-rt model, import one back.
 
     unet-rt compile model.plan --target bioimageio --tile 572 -o model.zip
-    unet-rt compile model.zip --target plan -o model.plan          # import (our own packages and
+    unet-rt compile model.zip --target unet-rt -o model.plan       # import (our own packages and
                                                                   # any ONNX U-Net named like ours)
 
 The package is an rdf.yaml (model spec 0.5, written by ``bioimageio.spec``) with:
@@ -403,7 +403,7 @@ def _model_from_onnx(box: list, cfg: dict | None, where: str, name: str | None) 
 
 
 def cli_run(args, err) -> int:
-    """``unet-rt compile --target bioimageio|plan`` (see unet_rt.cli.compile for the options)."""
+    """``unet-rt compile --target bioimageio|unet-rt`` (see unet_rt.cli.compile for the options)."""
     src, out = Path(args.model), Path(args.output)
     if not src.exists():
         return err(f"no such file: {src}")

@@ -596,7 +596,8 @@ def write_image(path, arr: np.ndarray, axes: str | None = None, pixel_size: dict
             kw.update(ome=True, metadata={k: v for k, v in meta.items() if v is not None})
         elif px.get("X") and px.get("Y") and arr.dtype in (np.uint8, np.uint16, np.float32) and \
                 (axes is None or set(axes) <= set("TZCYX")):
-            meta = {"axes": axes} if axes else {}
+            # ImageJ names RGB samples S (an RGB overlay of a stack: TYXS)
+            meta = {"axes": axes.replace("C", "S") if photometric == "rgb" else axes} if axes else {}
             unit = _imagej_unit(px)
             if unit:
                 meta["unit"] = "um" if unit == "µm" else unit
@@ -759,24 +760,6 @@ def visible_labels(labels: np.ndarray, classes: int) -> np.ndarray:
     return (np.asarray(labels, np.uint16) * step).astype(np.uint8)
 
 
-def parse_slices(spec: str) -> list[int]:
-    """'0-22,24' -> [0, 1, ..., 22, 24]."""
-    out: list[int] = []
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b or a) + 1))
-    return out
-
-
-def select_slices(paths: list[Path], spec: str) -> list[Path]:
-    """The files a slice spec ('23-24,26') names: by file number when every file is named by a
-    number (ISBI's N.png: data/samples holds 23..29), else by position in natural order."""
-    want = parse_slices(spec)
-    if paths and all(p.stem.isdigit() for p in paths):
-        return [p for p in paths if int(p.stem) in set(want)]
-    return [paths[i] for i in want if 0 <= i < len(paths)]
-
-
 def same_file(a, b) -> bool:
     """Whether two paths name the same file or directory (existing or not)."""
     a, b = Path(a), Path(b)
@@ -790,4 +773,4 @@ def same_file(a, b) -> bool:
 
 __all__ = ["ImageData", "MetadataWarning", "open_image", "open_zarr_input", "valid_pixel_size", "clean_pixel_size",
            "check_declared", "checked_zarr_array", "ngff_multiscale", "read_image", "write_image", "write_ome_zarr", "list_images", "overlay",
-           "visible_labels", "parse_slices", "select_slices", "missing_extra", "same_file", "is_zarr"]
+           "visible_labels", "missing_extra", "same_file", "is_zarr"]

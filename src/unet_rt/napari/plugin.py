@@ -75,10 +75,10 @@ def segment_with_unet_rt(image: "napari.types.ImageData", model: Path = Path("")
     tile 0: chosen per image; tta: average over the 8 rotations/flips (8x slower). 2-D images
     and stacks (frames segmented one by one); an RGB layer is converted to grey for a
     single-channel model."""
-    from unet_rt.cli.app import DEFAULT_MODEL
     from unet_rt.engine import Engine
+    from unet_rt.format.model_file import SHIPPED_MODEL
 
-    path = Path(model) if str(model) not in ("", ".") else DEFAULT_MODEL
+    path = Path(model) if str(model) not in ("", ".") else SHIPPED_MODEL
     eng = Engine(path, tile=tile or None, threads=threads or None)
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[-1] in (3, 4) and eng.in_channels == 1:

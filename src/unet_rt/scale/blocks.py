@@ -57,10 +57,11 @@ def _dask_array():
 
 # ------------------------------------------------------------------ the model, once per process
 @functools.lru_cache(maxsize=8)
-def _engine_cached(path: str, size: int, mtime_ns: int, backend: str, threads: int | None, tile: int):
+def _engine_cached(path: str, size: int, mtime_ns: int, backend: str, threads: int | None, tile: int,
+                   precision: str = "fp32"):
     from unet_rt.engine import Engine
 
-    return Engine(path, backend=backend, threads=threads, tile=tile)
+    return Engine(path, backend=backend, threads=threads, tile=tile, precision=precision)
 
 
 def _worker_threads() -> int | None:
@@ -73,11 +74,11 @@ def _worker_threads() -> int | None:
         return None
 
 
-def _engine(path: str, backend: str, threads: int | None, tile: int):
+def _engine(path: str, backend: str, threads: int | None, tile: int, precision: str = "fp32"):
     st = os.stat(path)
     if threads is None:
         threads = _worker_threads()
-    return _engine_cached(path, st.st_size, st.st_mtime_ns, backend, threads, tile)
+    return _engine_cached(path, st.st_size, st.st_mtime_ns, backend, threads, tile, precision)
 
 
 # ------------------------------------------------------------------ geometry

@@ -332,8 +332,13 @@ def main(argv=None) -> int:
 
     # ---- data
     pairs = D.load_pairs(cfg["data"])
-    val_ids = D.parse_slices(cfg["val_slices"])
-    train_ids = D.parse_slices(cfg["train_slices"]) if cfg["train_slices"] else [i for i in range(len(pairs)) if i not in val_ids]
+    names = [n for n, _, _ in pairs]  # --train-slices / --val-slices: the one rule of unet_rt.io.dataset
+    try:
+        val_ids = D.slice_indices(names, cfg["val_slices"], cfg["data"]) if cfg["val_slices"] else []
+        train_ids = D.slice_indices(names, cfg["train_slices"], cfg["data"]) if cfg["train_slices"] else \
+            [i for i in range(len(pairs)) if i not in val_ids]
+    except ValueError as e:
+        sys.exit(str(e))
     if set(train_ids) & set(val_ids):
         sys.exit("train and validation slices overlap")
     if not train_ids:
