@@ -110,6 +110,11 @@ def _add_segment(sub):
                    help="also write NAME-overlay.png (a stack: NAME-overlay.tif) with one class tinted")
     p.add_argument("--overlay-class", type=int, default=0, help="class tinted in the overlay (default 0: membrane)")
     p.add_argument("--label-name", default="unet-rt", help="name of the label image in an OME-Zarr output")
+    p.add_argument("--measure", default=None, metavar="CSV",
+                   help="with --instances: one row per object (unet_rt.measure: area, centroid, bbox, intensities, "
+                        "shape; physical units where the image has a pixel size), all inputs in one table")
+    p.add_argument("--rois", default=None, metavar="ZIP",
+                   help="with --instances: the objects as ImageJ ROIs (a .zip that Fiji's ROI Manager opens)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     from unet_rt.cli import workers as dask_cli
 
@@ -213,6 +218,8 @@ def _segment_one(eng, src: Path, args, out: Path, kind: str, bar) -> Path:
                                  progress=tiles.progress)                                   # N x H x W
             res = labels
     px = {a: v for a, v in img.pixel_size.items() if a in lab_axes}
+    if getattr(args, "_measured", None) is not None:  # --measure / --rois (unet_rt.eval.measure)
+        args._measured.add(src, labels, data, px, stack)
     if kind == "zarr":
         if args.probabilities:
             raise ValueError("an OME-Zarr output holds label images: write --probabilities to a .tif")
@@ -248,6 +255,9 @@ def cmd_segment(args) -> int:
     from unet_rt.cli import workers as dask_cli
 
     if dask_cli.wanted(args):  # --workers / --scheduler: dask.distributed (src/unet_rt/cli/workers.py)
+        if args.measure or args.rois:
+            raise CLIError("--measure/--rois are not available with --workers/--scheduler: segment, then measure "
+                           "in Python (unet_rt.measure)")
         return dask_cli.segment(args)
     from tqdm import tqdm
 
@@ -268,6 +278,13 @@ def cmd_segment(args) -> int:
                 raise CLIError(f"-o {args.output} would overwrite the input {src}: choose another output")
     if args.overlay and kind == "zarr":
         raise CLIError("--overlay writes pictures: use a .png/.tif or directory output, not .zarr")
+    if args.measure or args.rois:
+        from unet_rt.eval.measure import Collector
+
+        try:
+            args._measured = Collector(args.measure, args.rois, args.instances)
+        except (ValueError, ImportError) as e:
+            raise CLIError(str(e)) from None
     eng = _open_engine(args)
     if kind == "dir":
         try:
@@ -284,6 +301,13 @@ def cmd_segment(args) -> int:
                 failed.append(src)
                 msg = str(e) if str(src) in str(e) else f"{src}: {e}"
                 bar.write(f"unet-rt: error: {msg}", file=sys.stderr)
+    if getattr(args, "_measured", None) is not None and done:
+        try:
+            for f in args._measured.write():
+                if not args.quiet:
+                    print(f"wrote {f}")
+        except (ValueError, OSError, ImportError) as e:
+            raise CLIError(str(e)) from None
     dt = time.perf_counter() - t0
     if not args.quiet and done:
         print(f"segmented {len(done)} image(s) in {dt:.2f} s -> {out}")
