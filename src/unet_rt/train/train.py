@@ -157,12 +157,14 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--stop-at", type=int, default=None,
                    help="stop after this step with a checkpoint, as if interrupted (continue with --resume)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--progress-lines", action="store_true",
+                   help="print 'progress STEP TOTAL' after every step (for front ends such as the napari widget)")
     return p
 
 
 def resolve_recipe(args: argparse.Namespace) -> dict:
     """The run's configuration: the recipe's values where an option was not given."""
-    cfg = {k: v for k, v in vars(args).items() if k not in ("resume", "out", "no_progress", "stop_at")}
+    cfg = {k: v for k, v in vars(args).items() if k not in ("resume", "out", "no_progress", "stop_at", "progress_lines")}
     if cfg.get("recipe") is None:
         cfg["recipe"] = "finetune" if cfg.get("init") else "default"
     for k, v in {**RECIPE_DEFAULTS, **RECIPES[cfg["recipe"]]}.items():
@@ -360,9 +362,15 @@ def make_optimizer(net, cfg: dict):
     return torch.optim.SGD(net.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
 
 
-def main(argv=None) -> int:
+def main(argv=None, progress=None) -> int:
+    """Train (the command line above). ``progress(step, total)``: called after every step (e.g. by
+    the napari widget); returning False stops the run with a checkpoint (continue with --resume)
+    and status 130."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.progress_lines and progress is None:
+        def progress(step, total):
+            print(f"progress {step} {total}", flush=True)
     out = Path(args.out)
     if args.resume:
         if not (out / "checkpoint.json").exists():
@@ -505,7 +513,8 @@ def main(argv=None) -> int:
         pending.append(row)
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2g}")
         bar.update(1)
-        if state["step"] % cfg["ckpt_every"] == 0 or state["step"] == cfg["steps"]:
+        cancelled = progress is not None and progress(state["step"], cfg["steps"]) is False
+        if cancelled or state["step"] % cfg["ckpt_every"] == 0 or state["step"] == cfg["steps"]:
             state["elapsed"] += time.time() - t0
             t0 = time.time()
             snapshot = (copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict()), copy.deepcopy(state))
@@ -515,6 +524,11 @@ def main(argv=None) -> int:
                     csv.DictWriter(f, CSV_FIELDS).writerows(pending)
                 plot_metrics(csv_path, out / "metrics.png")
             pending = []
+            if cancelled:
+                bar.close()
+                dist.close()
+                print(f"stopped at step {state['step']} (cancelled); continue with --resume")
+                return 130
             if args.stop_at is not None and state["step"] >= args.stop_at:
                 bar.close()
                 dist.close()
