@@ -204,3 +204,33 @@ def test_finetune_recipe_is_the_default_with_init():
     assert cfg["recipe"] == "finetune" and cfg["steps"] == train.RECIPES["finetune"]["steps"]
     cfg = train.resolve_recipe(train.build_parser().parse_args(["--out", "x"]))
     assert cfg["recipe"] == "default" and cfg["steps"] == 3000 and cfg["warmup"] == 200
+
+
+def test_progress_callback_can_stop_a_run(sparse_data, tmp_path):
+    seen = []
+
+    def progress(step, total):
+        seen.append((step, total))
+        return step < 2                                     # stop after the second step
+
+    out = tmp_path / "run"
+    rc = train.main(["--data", str(sparse_data), "--out", str(out), "--steps", "50", "--warmup", "1", "--base", "4",
+                     "--depth", "2", "--ignore-label", "255", "--tile", "76", "--val-slices", "", "--threads", "1",
+                     "--no-progress", "--ckpt-every", "1000"], progress=progress)
+    assert rc == 130 and seen == [(1, 50), (2, 50)]
+    assert json.loads((out / "checkpoint.json").read_text())["step"] == 2 and not (out / "model.plan").exists()
+
+
+def test_partial_annotations_of_the_ablation(tmp_path):
+    from unet_rt.io.images import read_image
+    from unet_rt.train import synthetic
+    from unet_rt.train.finetune_ablation import IGNORE, write_partial
+
+    root = write_partial("nuclei", tmp_path / "d", 1, 0.3)
+    lab = read_image(root / "label" / "0.tif")
+    _, inst = synthetic.make("nuclei", (256, 256), 0)
+    kept = np.unique(lab[(lab > 0) & (lab != IGNORE)])
+    n = np.unique(inst[inst > 0]).size
+    assert kept.size == round(0.3 * n)
+    assert np.array_equal(lab == 0, inst == 0)               # background stays annotated
+    assert np.array_equal(lab == IGNORE, (inst > 0) & ~np.isin(inst, kept))
