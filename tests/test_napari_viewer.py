@@ -52,10 +52,11 @@ SAMPLE = ROOT / "data" / "samples" / "image" / "25.png"
 SHOTS = os.environ.get("UNET_RT_SCREENSHOTS")
 
 
-def _shot(viewer, widget, name):
+def _shot(viewer, widget, name, title):
     if SHOTS:
-        viewer.window.add_dock_widget(widget.container, name=name)
-        viewer.window._qt_window.resize(1200, 800)
+        viewer.window.add_dock_widget(widget.container, name=title)
+        viewer.window._qt_window.resize(1400, 800)
+        viewer.reset_view()
         viewer.screenshot(str(ROOT / "docs" / name), canvas_only=False)
 
 
@@ -115,7 +116,7 @@ def test_segment_in_a_worker_keeps_the_viewer_responsive(make_napari_viewer, qtb
     w.start()
     _wait(qtbot, w)
     np.testing.assert_array_equal(viewer.layers["cells labels"].data, unet_rt.Engine(plugin.SHIPPED_MODEL).instances(img))
-    _shot(viewer, w, "napari-segment.png")
+    _shot(viewer, w, "napari-segment.png", "Segment with unet-rt")
 
 
 def test_cancel_and_warning(make_napari_viewer, qtbot, monkeypatch):
@@ -166,7 +167,7 @@ def test_finetune_widget_from_painted_labels(make_napari_viewer, qtbot, tmp_path
     assert mf.provenance["ignore_label"] == 65535 and mf.provenance["init"] == "m.plan"
     np.testing.assert_array_equal(lay.data, unet_rt.Engine(w.model_path).segment(img))
     assert w.progress_bar.value == w.progress_bar.max == 3
-    _shot(viewer, w, "napari-finetune.png")
+    _shot(viewer, w, "napari-finetune.png", "Fine-tune with unet-rt")
 
 
 def test_labels_for_training():

@@ -214,9 +214,6 @@ class Collector:
             raise ValueError("--measure/--rois measure objects: add --instances")
         if rois_path and Path(rois_path).suffix.lower() != ".zip":
             raise ValueError(f"--rois {rois_path}: ImageJ ROI sets are .zip files")
-        for f in (measure_path, rois_path):
-            if f and not Path(f).parent.is_dir():
-                raise ValueError(f"{f}: the directory {Path(f).parent} does not exist")
         _needs("skimage.measure")
         if rois_path:
             _needs("roifile")
@@ -233,7 +230,11 @@ class Collector:
         self.items.append((Path(src).name, labels, img, pixel_size))
 
     def write(self) -> list[Path]:
+        """Write the table and the ROI set (their directories created, as ``-o`` does)."""
         written = []
+        for f in (self.measure_path, self.rois_path):
+            if f:
+                Path(f).parent.mkdir(parents=True, exist_ok=True)
         if self.measure_path:
             tables = [measure(lab, img, px) for _, lab, img, px in self.items]
             write_measurements(concat(tables, [n for n, *_ in self.items]), self.measure_path)
