@@ -80,7 +80,7 @@ def test_instances_reports_progress_like_segment(model, rng):
 
 
 def test_cli_shows_a_tile_bar_for_instances(model, tmp_path, monkeypatch):
-    from unet_rt.cli import main as cli
+    from unet_rt.cli import app as cli
     from unet_rt.io.images import write_image
 
     seen = []

@@ -26,7 +26,7 @@ def wheel_files() -> list[str]:
 def test_the_wheel_has_the_native_core_but_not_the_test_bindings():
     names = wheel_files()
     assert any(re.fullmatch(r"unet_rt/_core\..*\.so", n) for n in names)  # the runtime's module is there
-    assert any(n == "src/unet_rt/engine.py" for n in names)
+    assert any(n == "unet_rt/engine.py" for n in names)
     shipped = [n for n in names if Path(n).name.startswith("_kernels")]
     assert not shipped, shipped
 

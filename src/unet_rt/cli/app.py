@@ -14,7 +14,7 @@ import numpy as np
 
 from unet_rt import __version__
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent   # src/unet_rt (the package)
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/unet_rt
 DEFAULT_MODEL = PACKAGE_DIR / "models" / "isbi2012-unet16.plan"
 
 
