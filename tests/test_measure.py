@@ -119,3 +119,20 @@ def test_cli_segment_measure_and_rois(tmp_path):
                                "--measure", str(tmp_path / "y.csv")], capture_output=True, text=True)
     assert r.returncode == 2 and "--instances" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.tif").exists() and not (tmp_path / "y.csv").exists()
+
+
+def test_missing_measure_extra_is_named(tmp_path):
+    """Without scikit-image (or roifile) --measure/--rois stop with the extra's name, before any
+    segmentation is written; importing unet_rt does not import either."""
+    code = ("import sys\n"
+            "for m in ['skimage', 'roifile']: sys.modules[m] = None\n"
+            "import unet_rt\n"
+            "from unet_rt.cli import main\n"
+            f"sys.exit(main(['segment', {str(tmp_path / 'in.png')!r}, '-o', {str(tmp_path / 'o.tif')!r}, "
+            f"'--instances', '--rois', {str(tmp_path / 'r.zip')!r}]))\n")
+    from unet_rt.io.images import write_image
+
+    write_image(tmp_path / "in.png", np.zeros((40, 40), np.uint8))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 2 and "pip install 'unet-rt[measure]'" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
