@@ -234,3 +234,15 @@ def test_partial_annotations_of_the_ablation(tmp_path):
     assert kept.size == round(0.3 * n)
     assert np.array_equal(lab == 0, inst == 0)               # background stays annotated
     assert np.array_equal(lab == IGNORE, (inst > 0) & ~np.isin(inst, kept))
+
+
+def test_freeze_encoder_keeps_the_contracting_path(sparse_data, tmp_path, save_unet):
+    save_unet(tmp_path / "m.plan", depth=2, base=4, names=["background", "cell"])
+    out = tmp_path / "ft"
+    assert train.main(["--data", str(sparse_data), "--out", str(out), "--init", str(tmp_path / "m.plan"),
+                       "--steps", "2", "--warmup", "1", "--lr", "0.01", "--freeze", "encoder", "--ignore-label", "255",
+                       "--tile", "76", "--val-slices", "", "--threads", "1", "--no-progress"]) == 0
+    a, b = model_file.load(tmp_path / "m.plan"), model_file.load(out / "model.plan")
+    for k, v in a.tensors.items():
+        same = np.array_equal(b.tensors[k], v)
+        assert same == k.startswith("enc."), k
