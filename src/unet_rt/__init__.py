@@ -5,7 +5,7 @@
 
 Layout (docs/architecture.md): ``engine`` (the public Engine) over the compiled core ``_core``;
 ``format`` (model file, architecture geometry), ``io`` (images, axes), ``backends`` (triton,
-tensorrt), ``export`` (onnx, bioimageio), ``eval`` (metrics, calibration), ``scale`` (dask),
+tensorrt), ``export`` (onnx, bioimageio), ``eval`` (metrics, calibration, measurements), ``scale`` (dask),
 ``cli``, ``napari``, ``train`` (the PyTorch trainer, behind the ``[train]`` extra).
 """
 from importlib.metadata import PackageNotFoundError, version
@@ -17,5 +17,6 @@ except PackageNotFoundError:  # pragma: no cover - a source tree that was never 
 
 from unet_rt.engine import BACKENDS, Engine  # noqa: E402
 from unet_rt.format.model_file import ModelFileError  # noqa: E402
+from unet_rt.eval.measure import measure, write_measurements, write_rois  # noqa: E402
 
-__all__ = ["Engine", "BACKENDS", "ModelFileError", "__version__"]
+__all__ = ["Engine", "BACKENDS", "ModelFileError", "measure", "write_measurements", "write_rois", "__version__"]

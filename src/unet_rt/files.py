@@ -145,13 +145,16 @@ def _open(src: Path, level: int):
 
 def segment_file(engine, src, out, options: SegmentOptions | None = None, *, kind: str = "dir",
                  progress: Callable[[int, int], bool | None] | None = None,
-                 note: Callable[[str], None] | None = None, skip_existing: bool = False) -> list[Path]:
+                 note: Callable[[str], None] | None = None, skip_existing: bool = False,
+                 on_result: Callable[..., None] | None = None) -> list[Path]:
     """Segment the image file ``src`` with ``engine`` (a :class:`unet_rt.Engine`) and write its outputs
     into ``out`` (``kind``: 'dir', 'file' or 'zarr', see :func:`output_kind`).
 
     Returns the paths written (the main output first, then the overlay), or ``[]`` when
     ``skip_existing`` and every output of ``src`` already exists and reads back. ``progress(done, total)``
-    follows the tiles; ``note(text)`` receives what was converted (e.g. RGB to grey). Raises ValueError,
+    follows the tiles; ``note(text)`` receives what was converted (e.g. RGB to grey);
+    ``on_result(src, labels, frames, pixel_size, stack)`` sees each result before it is written (the
+    CLI's ``--measure/--rois``: labels N x H x W, frames N x C x H x W). Raises ValueError,
     TypeError, OSError or ImportError (a missing extra) for this input; nothing is half-written."""
     from unet_rt.io.axes import to_frames
     from unet_rt.io.images import overlay, visible_labels, write_image, write_ome_zarr
@@ -194,6 +197,8 @@ def segment_file(engine, src, out, options: SegmentOptions | None = None, *, kin
         labels = engine.segment(data, tta=opt.tta, threshold=opt.threshold, axes="TCYX", progress=progress)
         res = labels
     px = {a: v for a, v in img.pixel_size.items() if a in lab_axes}
+    if on_result is not None:
+        on_result(src, labels, data, px, stack)
     if kind == "zarr":
         lab = _instances_image(labels, None) if opt.instances else labels
         write_ome_zarr(out, {opt.label_name: fr.unflatten(lab)}, image=img, axes=lab_axes)

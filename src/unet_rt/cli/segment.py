@@ -63,6 +63,11 @@ def add_parser(sub) -> None:
                    help="also write NAME-overlay.png (a stack: NAME-overlay.tif) with one class tinted")
     p.add_argument("--overlay-class", type=int, default=0, help="class tinted in the overlay (default 0: membrane)")
     p.add_argument("--label-name", default="unet-rt", help="name of the label image in an OME-Zarr output")
+    p.add_argument("--measure", default=None, metavar="CSV",
+                   help="with --instances: one row per object (unet_rt.measure: area, centroid, bbox, intensities, "
+                        "shape; physical units where the image has a pixel size), all inputs in one table")
+    p.add_argument("--rois", default=None, metavar="ZIP",
+                   help="with --instances: the objects as ImageJ ROIs (a .zip that Fiji's ROI Manager opens)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     workers.add_arguments(p)
     p.set_defaults(func=run)
@@ -100,6 +105,9 @@ class _tile_bar:
 
 def run(args) -> int:
     if workers.wanted(args):  # --workers / --scheduler: dask.distributed (cli/workers.py)
+        if args.measure or args.rois:
+            raise CLIError("--measure/--rois are not available with --workers/--scheduler: segment, then measure "
+                           "in Python (unet_rt.measure)")
         return workers.segment(args)
     from tqdm import tqdm
 
@@ -125,6 +133,14 @@ def run(args) -> int:
                 raise CLIError(f"-o {args.output} would overwrite the input {src}: choose another output")
     if args.overlay and kind == "zarr":
         raise CLIError("--overlay writes pictures: use a .png/.tif or directory output, not .zarr")
+    measured = None
+    if args.measure or args.rois:
+        from unet_rt.eval.measure import Collector
+
+        try:
+            measured = Collector(args.measure, args.rois, args.instances)
+        except (ValueError, ImportError) as e:
+            raise CLIError(str(e)) from None
     eng = open_engine(args)
     if kind == "dir":
         try:
@@ -137,11 +153,19 @@ def run(args) -> int:
         for src in bar:
             try:
                 with _tile_bar(src, args.quiet) as tiles:
-                    done.append(segment_file(eng, src, out, opt, kind=kind, progress=tiles.progress, note=bar.write))
+                    done.append(segment_file(eng, src, out, opt, kind=kind, progress=tiles.progress, note=bar.write,
+                                             on_result=measured.add if measured is not None else None))
             except (ValueError, TypeError, OSError, ImportError) as e:
                 failed.append(src)
                 msg = str(e) if str(src) in str(e) else f"{src}: {e}"
                 bar.write(f"unet-rt: error: {msg}", file=sys.stderr)
+    if measured is not None and done:
+        try:
+            for f in measured.write():
+                if not args.quiet:
+                    print(f"wrote {f}")
+        except (ValueError, OSError, ImportError) as e:
+            raise CLIError(str(e)) from None
     dt = time.perf_counter() - t0
     if not args.quiet and done:
         print(f"segmented {len(done)} image(s) in {dt:.2f} s -> {out}")

@@ -58,7 +58,7 @@ def _decision(fg_class: int, threshold, inst: dict | None = None) -> dict:
 
 
 def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = False, dense: bool = False,
-              progress: bool = True, record: dict | None = None, **engine_kwargs) -> dict:
+              progress: bool = True, record: dict | None = None, known=None, **engine_kwargs) -> dict:
     """Choose a model's decision on validation images; returns the ``decision`` metadata dict.
 
     Parameters
@@ -73,6 +73,9 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
         ignores true background, so it never penalises objects that bloat into it: keep the default
         (objects within the segmentation) for sparse objects (bacteria, nuclei).
     record : extra entries for the decision's ``calibration`` record (e.g. the data and slices).
+    known : per image, the mask of its annotated pixels (sparse annotations; None: all). The
+        pixel errors count only those; the unannotated pixels must have label 0 (no true object,
+        so the adapted Rand error, which ignores true label 0, leaves them out too).
 
     The threshold minimises the mean pixel error (foreground vs the rest); the instance parameters
     minimise the mean adapted Rand error (``unet_rt.eval.classmap.adapted_rand_error``) of the watershed
@@ -92,6 +95,9 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
     if eng.classes < 2:
         raise ValueError("calibration needs a model with at least 2 classes")
     fg_class = int(eng.decision.get("foreground_class", 1))
+    known = [None] * len(images) if known is None else list(known)
+    if len(known) != len(images):
+        raise ValueError(f"need one known mask (or None) per image, got {len(known)} for {len(images)} images")
     probs, targets = [], []
     for img, lab in zip(tqdm(images, desc="calibrate: predict", unit="img", disable=not progress), labels):
         p = eng.predict(img, tta=tta)
@@ -102,11 +108,14 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
             raise ValueError(f"image {p.shape[1:]} and label {fg.shape} differ in size")
         probs.append(np.ascontiguousarray(p, np.float32))
         targets.append((fg, inst))
+    sel = [np.ones(fg.shape, bool) if k is None else np.asarray(k, bool) for k, (fg, _) in zip(known, targets)]
+    if any(np.any(fg[~k]) for k, (fg, _) in zip(sel, targets)):
+        raise ValueError("unannotated pixels (outside known) must have label 0")
 
     def wrong_pixels(t) -> float:
         dj = json.dumps(_decision(fg_class, t))
-        return float(np.mean([np.mean((_core.decide_labels(p, dj) == fg_class) != fg)
-                              for p, (fg, _) in zip(probs, targets)]))
+        return float(np.mean([np.mean(((_core.decide_labels(p, dj) == fg_class) != fg)[k])
+                              for p, (fg, _), k in zip(probs, targets, sel)]))
 
     def rand(inst: dict) -> float:
         dj = json.dumps(_decision(fg_class, best_t, inst))
@@ -126,8 +135,8 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
     if step:
         fine = [round(best_t + k * step, 4) for k in range(-4, 5) if 0 < best_t + k * step < 1]
         best_t, _ = argmin(fine, wrong_pixels, "calibrate: threshold (fine)")
-    px_err, px_argmax = wrong_pixels(best_t), float(np.mean([np.mean((p.argmax(0) == fg_class) != fg)
-                                                           for p, (fg, _) in zip(probs, targets)]))
+    px_err, px_argmax = wrong_pixels(best_t), float(np.mean([np.mean(((p.argmax(0) == fg_class) != fg)[k])
+                                                           for p, (fg, _), k in zip(probs, targets, sel)]))
 
     # ---- instance parameters, by stages. Unless dense, the objects lie within the segmentation's
     # foreground (mask None = the segmentation, or a higher mask threshold). ----

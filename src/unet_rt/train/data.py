@@ -24,8 +24,9 @@ from unet_rt.train.weightmap import dataset_class_weights, instances_from_mask, 
 class Sample:
     image: np.ndarray      # (H, W) raw values
     classes: np.ndarray    # (H, W) uint8: 0 background, 1 cell
-    weights: np.ndarray    # (H, W) float32 loss weights
+    weights: np.ndarray    # (H, W) float32 loss weights (0 on unannotated pixels)
     name: str = ""
+    known: np.ndarray | None = None   # (H, W) bool: the annotated pixels (None: all)
 
 
 def instances_of(label: np.ndarray) -> np.ndarray:
@@ -35,24 +36,56 @@ def instances_of(label: np.ndarray) -> np.ndarray:
     return inst.astype(np.int32) if is_mask(label) else separate_touching(inst)
 
 
+def split_ignore(label: np.ndarray, ignore_label: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sparse annotations: (the label image with its unannotated pixels set to 0, the mask of the
+    annotated pixels), or (label, None) when ``ignore_label`` is None or absent from the image.
+
+    Pixels whose label is ``ignore_label`` (``--ignore-label``, e.g. 255) are "not annotated here":
+    neither cells nor background. The rest keeps its convention (binary mask or instances)."""
+    label = np.asarray(label)
+    if ignore_label is None:
+        return label, None
+    ign = label == ignore_label
+    if not ign.any():
+        return label, None
+    return np.where(ign, 0, label).astype(label.dtype), ~ign
+
+
+def instances_known(label: np.ndarray, ignore_label: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(instances, annotated mask or None) of a label image that may hold ``ignore_label``."""
+    lab, known = split_ignore(label, ignore_label)
+    inst = instances_of(lab)
+    if known is not None:
+        inst = np.where(known, inst, 0)
+    return inst, known
+
+
 def make_sample(name: str, image: np.ndarray, label: np.ndarray, w0=10.0, sigma=5.0,
-                class_weight: tuple[float, float] | None = None, instances: np.ndarray | None = None) -> Sample:
-    """One training/validation sample; ``instances``: ``instances_of(label)`` if already computed."""
-    inst = instances_of(label) if instances is None else instances
+                class_weight: tuple[float, float] | None = None, instances: np.ndarray | None = None,
+                ignore_label: int | None = None, known: np.ndarray | None = None) -> Sample:
+    """One training/validation sample; ``instances``: ``instances_of(label)`` if already computed
+    (then ``known`` is its annotated mask); ``ignore_label``: see ``split_ignore``."""
+    if instances is None:
+        inst, known = instances_known(label, ignore_label)
+    else:
+        inst = instances
     return Sample(np.asarray(image), (inst > 0).astype(np.uint8),
-                  weight_map(inst, w0, sigma, instances=True, class_weight=class_weight), name)
+                  weight_map(inst, w0, sigma, instances=True, class_weight=class_weight, known=known), name, known)
 
 
 def make_samples(pairs, w0=10.0, sigma=5.0, class_weights: str = "image",
-                 max_ratio: float | None = None) -> tuple[list[Sample], tuple[float, float] | None]:
+                 max_ratio: float | None = None,
+                 ignore_label: int | None = None) -> tuple[list[Sample], tuple[float, float] | None]:
     """Samples of (name, image, label) pairs, with w_c balanced per image (``"image"``) or over the
-    whole set (``"dataset"``, the paper's choice, optionally capped at ``max_ratio``).
+    whole set (``"dataset"``, the paper's choice, optionally capped at ``max_ratio``), counted over
+    the annotated pixels (``ignore_label``: see ``split_ignore``).
     Returns (samples, (w_background, w_cell) or None)."""
     if class_weights not in ("image", "dataset"):
         raise ValueError(f"class_weights must be 'image' or 'dataset', got {class_weights!r}")
-    insts = [instances_of(lb) for _, _, lb in pairs]
-    cw = dataset_class_weights([i > 0 for i in insts], max_ratio) if class_weights == "dataset" and pairs else None
-    return [make_sample(n, im, lb, w0, sigma, cw, inst) for (n, im, lb), inst in zip(pairs, insts)], cw
+    ik = [instances_known(lb, ignore_label) for _, _, lb in pairs]
+    cw = (dataset_class_weights([i > 0 for i, _ in ik], max_ratio, [k for _, k in ik])
+          if class_weights == "dataset" and pairs else None)
+    return [make_sample(n, im, lb, w0, sigma, cw, inst, known=k) for (n, im, lb), (inst, k) in zip(pairs, ik)], cw
 
 
 TRAIN_RANGE_PERCENTILES = [1.0, 99.0]
@@ -157,6 +190,8 @@ class TileSampler:
         oc = coords[:, m:m + self.out, m:m + self.out]
         y = augment.warp(s.classes, oc, order=0)
         wt = augment.warp(s.weights, oc, order=1)
+        if s.known is not None:  # unannotated pixels keep weight 0 (not a blend with their neighbours)
+            wt = wt * augment.warp(s.known.astype(np.uint8), oc, order=0)
         if self.grey:
             x = augment.grey_value(x, rng)
         return x.astype(np.float32), y.astype(np.int64), wt.astype(np.float32)

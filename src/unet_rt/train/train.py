@@ -4,6 +4,7 @@ cross-entropy weighted by the border weight map, elastic deformation.
     python -m unet_rt.train.train --data DIR --out runs/x --steps 3000             # or: unet-rt train ...
     python -m unet_rt.train.train --data DIR --out runs/p --recipe paper           # the paper's recipe
     python -m unet_rt.train.train --out runs/x --resume                             # continue a killed run
+    unet-rt train --data DIR --out runs/ft --init model.plan --ignore-label 255     # fine-tune, sparse labels
 
 Two recipes (``--recipe``; any option given explicitly overrides the recipe's value):
 
@@ -14,6 +15,22 @@ Two recipes (``--recipe``; any option given explicitly overrides the recipe's va
   half of the windows centred on foreground (sparse objects).
 * ``paper`` - the paper's: no normalisation, SGD with momentum 0.99, the summed weighted loss,
   class weights over the training set, dropout 0.5 at the end of the contracting path.
+* ``finetune`` - the default with ``--init MODEL``: short fine-tuning of a trained model (Adam at a
+  tenth of the default's learning rate, 300 steps, 20 warm-up steps, every layer trained; see
+  docs/training.md for the small measurement behind it).
+
+Fine-tuning (``--init MODEL``): any unet-rt weights file (the shipped model included; a bioimage.io
+package is imported first). The architecture, the input normalisation and the class names come
+from the file (``--renormalize`` re-estimates the normalisation on the training images instead;
+the log says which). The file holds the paper's network with any BatchNorm already folded into
+the convolutions: fine-tuning trains those folded weights as they are, without BatchNorm (``--norm
+batch`` is refused). ``--class-names`` that are the file's in another order swap the output
+classes; other names are refused.
+
+Sparse annotations (``--ignore-label V``, default off): label pixels equal to V are "not annotated
+here". They get zero weight in the loss, count neither as cells nor as background in the border
+weight map and the class weights, and are left out of the validation scores, of the checkpoint
+choice and of the calibration.
 
 Whatever the recipe, a step whose loss or gradient is not finite rolls the run back to its last
 checkpoint with half the learning rate instead of ending it (``--max-rollbacks``).
@@ -62,7 +79,13 @@ RECIPES = {
     "paper": dict(norm="none", optimizer="sgd", lr=1.3e-8, momentum=0.99, weight_decay=0.0,
                   loss="sum", class_weights="dataset", max_class_ratio=None, clip=0.0,
                   window="inside", foreground=0.0, dropout=0.5),
+    # --init MODEL: a trained network (folded BatchNorm, so norm "none"); docs/training.md
+    "finetune": dict(norm="none", optimizer="adam", lr=1e-4, momentum=0.9, weight_decay=1e-4,
+                     loss="normalized", class_weights="dataset", max_class_ratio=10.0, clip=1.0,
+                     window="inside", foreground=0.5, dropout=0.0, steps=300, warmup=20, freeze="none"),
 }
+RECIPE_DEFAULTS = dict(steps=3000, warmup=200, freeze="none")   # where a recipe does not set them
+
 
 
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -70,18 +93,19 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="data directory with image/ and label/ (required unless --resume)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, model.plan)")
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="default",
-                   help="set of defaults for the options marked [recipe] (see above)")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                   help="set of defaults for the options marked [recipe] (see above; default: finetune "
+                        "with --init, else default)")
     p.add_argument("--train-slices", default=None, help="slices to train on, e.g. '0-22' (default: all but --val-slices)")
     p.add_argument("--val-slices", default="", help="slices for validation, checkpoint choice and calibration, e.g. '23-24'")
     p.add_argument("--base", type=int, default=16, help="width of the first level (paper: 64)")
     p.add_argument("--depth", type=int, default=4, help="number of max-pools (paper: 4)")
     p.add_argument("--padding", choices=["valid", "same"], default="valid", help="paper: valid")
     p.add_argument("--tile", type=int, default=572, help="input tile size (valid: 572, 588, ...)")
-    p.add_argument("--steps", type=int, default=3000,
-                   help="optimiser steps (one tile each); with --resume: the new total (the schedule "
-                        "decays from the current learning rate to 0 at the new total)")
     r = "[recipe] "
+    p.add_argument("--steps", type=int, default=None,
+                   help=r + "optimiser steps (one tile each; default 3000, finetune 300); with --resume: the "
+                        "new total (the schedule decays from the current learning rate to 0 at the new total)")
     p.add_argument("--norm", choices=["none", "batch"], default=None, help=r + "BatchNorm after each 3x3 conv (folded at export)")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default=None, help=r + "sgd (with --momentum) or adam (AdamW)")
     p.add_argument("--lr", type=float, default=None, help=r + "peak learning rate (warm-up, then cosine decay)")
@@ -103,7 +127,17 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
                    help="input normalisation stored in the model file: (x - mean) / std with the training "
                         "set's statistics in raw units, or per image between its 1st and 99.8th percentiles "
                         "first (robust to another camera's offset or bit depth)")
-    p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps, then cosine decay")
+    p.add_argument("--warmup", type=int, default=None, help=r + "linear warm-up steps, then cosine decay (200; finetune 20)")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="fine-tune: start from this model file (architecture, normalisation and class names "
+                        "from it; a bioimage.io package is imported first)")
+    p.add_argument("--renormalize", action="store_true",
+                   help="with --init: re-estimate the input normalisation on the training images")
+    p.add_argument("--freeze", choices=["none", "encoder"], default=None,
+                   help=r + "layers kept fixed: none, or the contracting path (encoder)")
+    p.add_argument("--ignore-label", type=int, default=None, metavar="V",
+                   help="label value of unannotated pixels (sparse annotations, e.g. 255): zero weight in "
+                        "the loss, the border weights and the validation scores (default: none)")
     p.add_argument("--w0", type=float, default=10.0, help="border weight w0")
     p.add_argument("--sigma", type=float, default=5.0, help="border weight sigma (px)")
     p.add_argument("--elastic", type=float, default=10.0, help="std of the 3x3 grid displacements (px)")
@@ -117,18 +151,23 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.*")
-    p.add_argument("--class-names", default="background,foreground",
-                   help="names of class 0 and 1 (ISBI: membrane,cell)")
+    p.add_argument("--class-names", default=None,
+                   help="names of class 0 and 1 (default: background,foreground, or the --init model's; "
+                        "ISBI: membrane,cell)")
     p.add_argument("--stop-at", type=int, default=None,
                    help="stop after this step with a checkpoint, as if interrupted (continue with --resume)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--progress-lines", action="store_true",
+                   help="print 'progress STEP TOTAL' after every step (for front ends such as the napari widget)")
     return p
 
 
 def resolve_recipe(args: argparse.Namespace) -> dict:
     """The run's configuration: the recipe's values where an option was not given."""
-    cfg = {k: v for k, v in vars(args).items() if k not in ("resume", "out", "no_progress", "stop_at")}
-    for k, v in RECIPES[args.recipe].items():
+    cfg = {k: v for k, v in vars(args).items() if k not in ("resume", "out", "no_progress", "stop_at", "progress_lines")}
+    if cfg.get("recipe") is None:
+        cfg["recipe"] = "finetune" if cfg.get("init") else "default"
+    for k, v in {**RECIPE_DEFAULTS, **RECIPES[cfg["recipe"]]}.items():
         if cfg.get(k) is None:
             cfg[k] = v
     return cfg
@@ -190,14 +229,17 @@ def predict_whole(net, image_norm: np.ndarray, depth: int, padding: str) -> np.n
 THRESHOLDS = np.linspace(0.05, 0.95, 19)
 
 
-def best_f1(prob_fg: list[np.ndarray], classes: list[np.ndarray]) -> tuple[float, float]:
+def best_f1(prob_fg: list[np.ndarray], classes: list[np.ndarray], known=None) -> tuple[float, float]:
     """(best macro F1 of the two classes over THRESHOLDS on p(foreground), its threshold), pooled
-    over the images. Threshold-free, so it ranks checkpoints by what a calibrated model will do,
-    and smoother than a Rand error on a few slices."""
+    over the images (over their annotated pixels: ``known`` masks, None = all). Threshold-free, so
+    it ranks checkpoints by what a calibrated model will do, and smoother than a Rand error on a
+    few slices."""
+    known = [None] * len(classes) if known is None else known
+    sel = [(p, y) if k is None else (p[k], y[k]) for p, y, k in zip(prob_fg, classes, known)]
     best = (-1.0, 0.5)
     for t in THRESHOLDS:
         tp = fp = fn = tn = 0
-        for p, y in zip(prob_fg, classes):
+        for p, y in sel:
             pr, tr = p > t, y > 0
             tp += np.count_nonzero(pr & tr); fp += np.count_nonzero(pr & ~tr)
             fn += np.count_nonzero(~pr & tr); tn += np.count_nonzero(~pr & ~tr)
@@ -205,6 +247,20 @@ def best_f1(prob_fg: list[np.ndarray], classes: list[np.ndarray]) -> tuple[float
         f_bg = 2 * tn / max(2 * tn + fn + fp, 1)
         best = max(best, ((f_fg + f_bg) / 2, float(t)))
     return best
+
+
+def evaluate_known(pred: np.ndarray, classes: np.ndarray, known: np.ndarray | None) -> dict:
+    """``metrics.evaluate`` over the annotated pixels only (``known``; None: all of them). The
+    objects are the connected components of the whole images; the adapted Rand error counts
+    only the annotated cells' pixels (unannotated pixels are no true cell)."""
+    if known is None:
+        return metrics.evaluate(pred, classes)
+    fg = 1
+    true_inst = metrics.connected_components(np.where(known, classes, 0) == fg)
+    pred_inst = metrics.connected_components(pred == fg)
+    p, t = pred[known], classes[known]
+    return {"pixel_error": metrics.pixel_error(p, t), "iou": metrics.iou(p, t, fg), "dice": metrics.dice(p, t, fg),
+            "adapted_rand_error": metrics.adapted_rand_error(true_inst[known], pred_inst[known])}
 
 
 def validate(net, val: list[D.Sample], norm: dict, arch: dict) -> dict:
@@ -215,13 +271,13 @@ def validate(net, val: list[D.Sample], norm: dict, arch: dict) -> dict:
         logp = torch.log_softmax(torch.from_numpy(logits), 0)
         w = torch.from_numpy(s.weights)
         ce = -logp.gather(0, torch.from_numpy(s.classes.astype(np.int64))[None])[0]
-        m = metrics.evaluate(logits.argmax(0), s.classes)
-        m["loss"] = float((ce * w).sum() / w.sum())
+        m = evaluate_known(logits.argmax(0), s.classes, s.known)
+        m["loss"] = float((ce * w).sum() / w.sum().clamp_min(1e-12))
         rows.append(m)
         probs.append(logp[1].exp().numpy())
     net.train()
     out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-    f1, t = best_f1(probs, [s.classes for s in val])
+    f1, t = best_f1(probs, [s.classes for s in val], [s.known for s in val])
     out.update(f1_error=1.0 - f1, threshold=t)
     return out
 
@@ -306,16 +362,23 @@ def make_optimizer(net, cfg: dict):
     return torch.optim.SGD(net.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
 
 
-def main(argv=None) -> int:
+def main(argv=None, progress=None) -> int:
+    """Train (the command line above). ``progress(step, total)``: called after every step (e.g. by
+    the napari widget); returning False stops the run with a checkpoint (continue with --resume)
+    and status 130."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.progress_lines and progress is None:
+        def progress(step, total):
+            print(f"progress {step} {total}", flush=True)
     out = Path(args.out)
     if args.resume:
         if not (out / "checkpoint.json").exists():
             sys.exit(f"--resume: no checkpoint in {out}")
         cfg = json.loads((out / "checkpoint.json").read_text())["config"]
         old = {**RECIPES["paper"], "loss": "mean", "class_weights": "image", "window": "anywhere",
-               "recipe": "paper", "bf16": False}
+               "recipe": "paper", "bf16": False, "steps": 3000, "warmup": 200, "freeze": "none",
+               "ignore_label": None, "init": None, "class_names": "background,foreground"}
         for k, v in old.items():  # runs written before recipes existed: what the old trainer did
             cfg.setdefault(k, v)
     else:
@@ -325,6 +388,15 @@ def main(argv=None) -> int:
             sys.exit(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
         cfg = resolve_recipe(args)
         cfg["data"] = str(Path(args.data).resolve())
+        if cfg["ignore_label"] is not None and cfg["ignore_label"] == 0:
+            sys.exit("--ignore-label 0: label 0 is the background; choose another value (e.g. 255)")
+        init = None
+        if cfg.get("init"):
+            init = load_init(cfg, argv, out)
+        elif args.renormalize:
+            sys.exit("--renormalize needs --init (a new model estimates its normalisation anyway)")
+        cfg.setdefault("class_names", None)
+        cfg["class_names"] = cfg["class_names"] or "background,foreground"
     dist = Dist()  # torchrun: DistributedDataParallel over the processes (src/unet_rt/train/distributed.py)
     check_config(cfg, dist, args.resume)
     out.mkdir(parents=True, exist_ok=True)
@@ -343,20 +415,38 @@ def main(argv=None) -> int:
         sys.exit("train and validation slices overlap")
     if not train_ids:
         sys.exit("no training slices")
+    ign = cfg.get("ignore_label")
     train, cw = D.make_samples([pairs[i] for i in train_ids], cfg["w0"], cfg["sigma"], cfg["class_weights"],
-                               cfg["max_class_ratio"])
-    val = [D.make_sample(*pairs[i], w0=cfg["w0"], sigma=cfg["sigma"], class_weight=cw) for i in val_ids]
+                               cfg["max_class_ratio"], ignore_label=ign)
+    val = [D.make_sample(*pairs[i], w0=cfg["w0"], sigma=cfg["sigma"], class_weight=cw, ignore_label=ign) for i in val_ids]
+    if not any(np.count_nonzero(s.weights) for s in train):
+        sys.exit("the training labels have no annotated pixels" + (f" (all are --ignore-label {ign})" if ign is not None else ""))
     norm = cfg.get("normalization") or D.normalization(
         train, [1.0, 99.8] if cfg.get("normalize") == "percentile" else None)
+    if not args.resume and cfg.get("init") and cfg.get("renormalize"):
+        print(f"--renormalize: input normalisation re-estimated on the training images: "
+              f"{ {k: v for k, v in norm.items() if k != 'train_range'} }")
     cfg["normalization"] = norm
     arch = dict(in_channels=1 if train[0].image.ndim == 2 else train[0].image.shape[-1], classes=2,
                 depth=cfg["depth"], base=cfg["base"], padding=cfg["padding"])
+    if cfg.get("init") and arch["in_channels"] != cfg["init_arch"]["in_channels"]:
+        sys.exit(f"--init {cfg['init']}: the model takes {cfg['init_arch']['in_channels']} channel(s), "
+                 f"the training images have {arch['in_channels']}")
+    if not is_valid_input(cfg["tile"], cfg["depth"], cfg["padding"]):
+        ok = [t for t in range(cfg["tile"] - 40, cfg["tile"] + 41) if is_valid_input(t, cfg["depth"], cfg["padding"])]
+        sys.exit(f"--tile {cfg['tile']} is not a valid input for depth {cfg['depth']}, {cfg['padding']} padding; "
+                 f"valid nearby: {', '.join(map(str, ok[:6]))}")
     sampler = D.TileSampler(train, norm, cfg["tile"], cfg["depth"], cfg["padding"], cfg["elastic"],
                             window=cfg["window"], foreground=cfg["foreground"])
 
     # ---- model, optimiser
     torch.manual_seed(cfg["seed"])
     net = UNet(**arch, dropout=cfg["dropout"], norm=cfg["norm"])
+    if cfg.get("init") and not args.resume:
+        net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in init.items()})
+    if cfg.get("freeze") == "encoder":
+        for prm in net.enc.parameters():
+            prm.requires_grad_(False)
     opt = make_optimizer(net, cfg)
     state = {"config": cfg, "step": 0, "best": None, "elapsed": 0.0, "lr_scale": 1.0, "rollbacks": 0}
     if args.resume:
@@ -428,7 +518,8 @@ def main(argv=None) -> int:
         pending.append(row)
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2g}")
         bar.update(1)
-        if state["step"] % cfg["ckpt_every"] == 0 or state["step"] == cfg["steps"]:
+        cancelled = progress is not None and progress(state["step"], cfg["steps"]) is False
+        if cancelled or state["step"] % cfg["ckpt_every"] == 0 or state["step"] == cfg["steps"]:
             state["elapsed"] += time.time() - t0
             t0 = time.time()
             snapshot = (copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict()), copy.deepcopy(state))
@@ -438,6 +529,11 @@ def main(argv=None) -> int:
                     csv.DictWriter(f, CSV_FIELDS).writerows(pending)
                 plot_metrics(csv_path, out / "metrics.png")
             pending = []
+            if cancelled:
+                bar.close()
+                dist.close()
+                print(f"stopped at step {state['step']} (cancelled); continue with --resume")
+                return 130
             if args.stop_at is not None and state["step"] >= args.stop_at:
                 bar.close()
                 dist.close()
@@ -452,19 +548,24 @@ def main(argv=None) -> int:
         model_file.save(out / "model.plan", to_model_file(net, norm, cfg["class_names"].split(","), _provenance(cfg, state)))
     else:
         model_file.atomic_write(out / "model.plan", (out / "best.plan").read_bytes())
-        _calibrate(out / "model.plan", [pairs[i] for i in val_ids])
+        _calibrate(out / "model.plan", [pairs[i] for i in val_ids], ign)
     print(f"done: {state['step']} steps in {state['elapsed'] / 60:.1f} min; model: {out / 'model.plan'}"
           + (f" (best validation F1 error {state['best']['f1_error']:.4f} at step {state['best']['step']})" if state["best"] else ""))
     return 0
 
 
-def _calibrate(model_path: Path, val_pairs) -> None:
+def _calibrate(model_path: Path, val_pairs, ignore_label: int | None = None) -> None:
     """Choose the model's decision (threshold, instance parameters) on the validation slices and
-    store it in the model file (``unet_rt.eval.calibrate``, docs/decision.md)."""
+    store it in the model file (``unet_rt.eval.calibrate``, docs/decision.md); on their annotated
+    pixels only (``ignore_label``)."""
     try:
         from unet_rt.eval.calibrate import calibrate, write_decision
-        d = calibrate(model_path, [im for _, im, _ in val_pairs], [D.instances_of(lb) for _, _, lb in val_pairs],
-                      progress=False, record={"slices": "validation", "names": [n for n, _, _ in val_pairs]})
+        ik = [D.instances_known(lb, ignore_label) for _, _, lb in val_pairs]
+        rec = {"slices": "validation", "names": [n for n, _, _ in val_pairs]}
+        if any(k is not None for _, k in ik):
+            rec["ignore_label"] = ignore_label
+        d = calibrate(model_path, [im for _, im, _ in val_pairs], [i for i, _ in ik], known=[k for _, k in ik],
+                      progress=False, record=rec)
     except ImportError as e:  # e.g. run from the source tree, where unet_rt._core is not built
         print(f"warning: {model_path} is not calibrated ({e}); calibrate it with "
               f"`unet-rt calibrate {model_path} --data DIR --slices ...`", file=sys.stderr)
@@ -475,11 +576,93 @@ def _calibrate(model_path: Path, val_pairs) -> None:
 
 
 def _provenance(cfg: dict, state: dict) -> dict:
-    return {"trainer": "unet-rt unet_rt.train.train", "recipe": cfg.get("recipe", "paper"), "norm": cfg.get("norm", "none"),
-            "optimizer": cfg.get("optimizer", "sgd"), "step": state["step"], "data": Path(cfg["data"]).name,
-            "train_slices": cfg["train_slices"], "val_slices": cfg["val_slices"], "tile": cfg["tile"],
-            "lr": cfg["lr"], "momentum": cfg["momentum"], "seed": cfg["seed"],
-            "date": time.strftime("%Y-%m-%d")}
+    p = {"trainer": "unet-rt unet_rt.train.train", "recipe": cfg.get("recipe", "paper"), "norm": cfg.get("norm", "none"),
+         "optimizer": cfg.get("optimizer", "sgd"), "step": state["step"], "data": Path(cfg["data"]).name,
+         "train_slices": cfg["train_slices"], "val_slices": cfg["val_slices"], "tile": cfg["tile"],
+         "lr": cfg["lr"], "momentum": cfg["momentum"], "seed": cfg["seed"],
+         "date": time.strftime("%Y-%m-%d")}
+    if cfg.get("init"):
+        p["init"] = Path(cfg["init"]).name
+    if cfg.get("ignore_label") is not None:
+        p["ignore_label"] = cfg["ignore_label"]
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# fine-tuning: --init MODEL
+
+
+def _given(argv, *flags) -> bool:
+    return any(a == f or a.startswith(f + "=") for a in argv for f in flags)
+
+
+def map_classes(file_names: list, wanted: list, fg_class: int = 1) -> list[int]:
+    """The file's output class for each of the trainer's classes (0 background, 1 cells).
+
+    ``wanted``: the class names asked for (None: the file's, with its foreground class made
+    class 1). The same names in another order are a permutation; other names are refused."""
+    file_names = [str(n) for n in file_names]
+    if len(file_names) != 2:
+        raise ValueError(f"the model has {len(file_names)} classes {file_names}; fine-tuning trains 2 "
+                         f"(background, cells)")
+    if wanted is None:
+        return [1 - fg_class, fg_class]
+    if sorted(wanted) != sorted(file_names) or len(set(wanted)) != len(wanted):
+        raise ValueError(f"--class-names {','.join(wanted)} differ from the model's classes "
+                         f"{','.join(file_names)}: pass the model's names (in the order of your labels: "
+                         f"background first) or train from scratch")
+    return [file_names.index(n) for n in wanted]
+
+
+def load_init(cfg: dict, argv: list, out: Path) -> dict:
+    """Read ``cfg["init"]`` into cfg (architecture, normalisation, class names, norm) and return
+    the weights to start from, their output classes mapped (``map_classes``). Exits with a
+    message on a file or option that does not fit."""
+    from unet_rt.train.model import load_model_file
+
+    path = Path(cfg["init"])
+    if not path.exists():
+        sys.exit(f"--init {path}: no such file")
+    if path.suffix.lower() == ".zip" or path.name.endswith(".yaml"):  # a bioimage.io package
+        try:
+            from unet_rt.export.bioimageio import import_package
+            out.mkdir(parents=True, exist_ok=True)
+            path = import_package(path, out / "init.plan")
+        except ImportError as e:
+            sys.exit(f"--init {cfg['init']}: importing a bioimage.io package needs the bioimageio extra ({e})")
+        except ValueError as e:
+            sys.exit(f"--init {cfg['init']}: {e}")
+    try:
+        net, mf = load_model_file(path)
+    except (ValueError, OSError) as e:
+        sys.exit(f"--init {path}: {e}")
+    a = mf.arch
+    for k in ("base", "depth", "padding"):
+        if _given(argv, f"--{k}") and cfg[k] != a[k]:
+            sys.exit(f"--{k} {cfg[k]} differs from the --init model's {a[k]}: the architecture comes from the file")
+        cfg[k] = a[k]
+    if cfg["norm"] == "batch":
+        sys.exit("--norm batch with --init: the model file holds weights with any BatchNorm folded into the "
+                 "convolutions (no statistics to continue from); fine-tuning trains them without BatchNorm")
+    cfg["norm"] = "none"
+    wanted = cfg["class_names"].split(",") if cfg.get("class_names") else None
+    try:
+        order = map_classes(mf.class_names, wanted, int(mf.decision.get("foreground_class", 1)))
+    except ValueError as e:
+        sys.exit(f"--init {path}: {e}")
+    names = [str(mf.class_names[i]) for i in order]
+    cfg["class_names"] = ",".join(names)
+    cfg["init_arch"] = dict(a)
+    if not cfg.get("renormalize"):
+        cfg["normalization"] = dict(mf.normalization)
+    tensors = dict(mf.tensors)
+    tensors["head.weight"] = tensors["head.weight"][order]
+    tensors["head.bias"] = tensors["head.bias"][order]
+    print(f"fine-tuning {path}: architecture {a} from the file; normalisation "
+          f"{'re-estimated on the training images (--renormalize)' if cfg.get('renormalize') else 'from the file'}; "
+          f"BatchNorm: the file's folded weights are trained as they are, without BatchNorm; classes "
+          f"{names}" + ("" if order == [0, 1] else f" (the file's classes {order}, reordered)"))
+    return tensors
 
 
 if __name__ == "__main__":

@@ -49,14 +49,19 @@ def separate_touching(instances: np.ndarray) -> np.ndarray:
     return np.where(kill, 0, inst)
 
 
-def class_weights(fg: np.ndarray) -> np.ndarray:
-    """w_c: each class weighted by the inverse of its frequency, so the mean weight is 1."""
+def class_weights(fg: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """w_c: each class weighted by the inverse of its frequency, so the mean weight is 1.
+
+    ``known``: the annotated pixels (sparse annotations); frequencies are counted over them only
+    and every other pixel gets weight 0."""
     fg = fg.astype(bool)
-    n = fg.size
-    out = np.empty(fg.shape, np.float32)
+    known = np.ones(fg.shape, bool) if known is None else np.asarray(known, bool)
+    n = int(np.count_nonzero(known))
+    out = np.zeros(fg.shape, np.float32)
     for cls in (False, True):
-        cnt = int(np.count_nonzero(fg == cls))
-        out[fg == cls] = n / (2.0 * cnt) if cnt else 0.0
+        sel = (fg == cls) & known
+        cnt = int(np.count_nonzero(sel))
+        out[sel] = n / (2.0 * cnt) if cnt else 0.0
     return out
 
 
@@ -81,17 +86,21 @@ def border_distances(instances: np.ndarray, radius: int = 50) -> tuple[np.ndarra
     return d1, d2
 
 
-def dataset_class_weights(foreground_masks, max_ratio: float | None = None) -> tuple[float, float]:
+def dataset_class_weights(foreground_masks, max_ratio: float | None = None,
+                          known_masks=None) -> tuple[float, float]:
     """(w_background, w_cell) balancing the class frequencies over a whole training set.
 
     ``foreground_masks``: the cell mask of every training image. Each class gets the
     inverse of its frequency over all pixels, scaled so the mean weight is 1 (as ``class_weights``
     does per image). ``max_ratio`` caps the larger weight at that many times the smaller: on sparse
     data (2% foreground) the uncapped ratio is 49, which lets a few foreground pixels dominate
-    every step.
+    every step. ``known_masks``: the annotated pixels of each image (None: all), over which the
+    frequencies are counted (sparse annotations).
     """
-    n = float(sum(m.size for m in foreground_masks))
-    fg = float(sum(np.count_nonzero(m) for m in foreground_masks)) / max(n, 1.0)
+    known_masks = [None] * len(foreground_masks) if known_masks is None else known_masks
+    n = float(sum(m.size if k is None else np.count_nonzero(k) for m, k in zip(foreground_masks, known_masks)))
+    fg = float(sum(np.count_nonzero(m if k is None else (np.asarray(m) > 0) & k)
+                   for m, k in zip(foreground_masks, known_masks))) / max(n, 1.0)
     fg = min(max(fg, 1e-6), 1 - 1e-6)
     wb, wf = 1.0 / (2.0 * (1 - fg)), 1.0 / (2.0 * fg)
     if max_ratio is not None:
@@ -105,7 +114,8 @@ def dataset_class_weights(foreground_masks, max_ratio: float | None = None) -> t
 
 
 def weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0, radius: int = 50,
-               instances: bool | None = None, class_weight: tuple[float, float] | None = None) -> np.ndarray:
+               instances: bool | None = None, class_weight: tuple[float, float] | None = None,
+               known: np.ndarray | None = None) -> np.ndarray:
     """The loss weight map for one label image.
 
     ``labels``: an instance label image (0 = background, cells 1..n; pass instances=True), or a
@@ -113,6 +123,9 @@ def weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0, radius:
     By default an image with values other than {0, max} is taken as instances.
     ``class_weight``: (w_background, w_cell) for w_c, e.g. over the training set
     (``dataset_class_weights``); default: balanced within this image (``class_weights``).
+    ``known``: the annotated pixels of a sparsely annotated image (None: all). Every other pixel
+    gets weight 0, is no cell for the distances d1, d2 (its label must be 0) and gets no border
+    term: the weight of an annotated pixel is what it would be in the annotated pixels alone.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -120,9 +133,15 @@ def weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0, radius:
     if instances is None:
         instances = len(np.unique(labels)) > 2
     inst = labels.astype(np.int32) if instances else instances_from_mask(labels)
+    if known is not None:
+        known = np.asarray(known, bool)
+        if known.shape != inst.shape:
+            raise ValueError(f"known mask {known.shape} and labels {inst.shape} differ in size")
+        if np.any(inst[~known]):
+            raise ValueError("unannotated pixels must have label 0 (they are not cells)")
     fg = inst > 0
     if class_weight is None:
-        w = class_weights(fg)
+        w = class_weights(fg, known)
     else:
         w = np.where(fg, np.float32(class_weight[1]), np.float32(class_weight[0])).astype(np.float32)
     d1, d2 = border_distances(inst, radius)
@@ -130,4 +149,6 @@ def weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0, radius:
         border = w0 * np.exp(-((d1 + d2) ** 2) / (2.0 * sigma**2))
     border[~np.isfinite(border)] = 0.0
     w += np.where(fg, 0.0, border).astype(np.float32)
+    if known is not None:
+        w[~known] = 0.0
     return w

@@ -1,0 +1,145 @@
+"""Fine-tuning vs training from scratch, with few and partly annotated images (issue 19's numbers).
+
+    python -m unet_rt.train.finetune_ablation --out runs/ft-ablation                 # the full grid (hours)
+    python -m unet_rt.train.finetune_ablation --out runs/ft-quick --kinds nuclei --images 2 \\
+        --fractions 1.0 --minutes 1 --conditions shipped,finetune                     # a 1-minute check
+    make finetune-ablation                                                            # the full grid
+
+For every synthetic kind (``unet_rt.train.synthetic``; images 8-11 are the test images), every
+number of training images (``--images``, the first N of 0-5) and every fraction of annotated
+objects (``--fractions``: a random subset of each image's objects keeps its label, the other
+objects become ``--ignore-label`` pixels, background stays annotated), each condition:
+
+* ``shipped``  - the shipped model as it is (no training; the floor fine-tuning starts from);
+* ``finetune`` - ``unet-rt train --init`` the shipped model (recipe ``finetune``) for ``--minutes``;
+* ``scratch``  - ``unet-rt train`` from random weights (recipe ``default``) for ``--scratch-minutes``.
+
+Runs stop on wall time (the trainer's progress callback), not on a step count, so conditions compare
+at equal (or the stated) time; the last weights are exported and scored through ``unet_rt.Engine``
+on the test images: foreground F1 (Dice) and the adapted Rand error of the connected components.
+One table row per run, ``OUT/finetune-ablation.json`` with every number and the minutes each took.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from unet_rt.train import synthetic
+
+TEST = range(8, 12)
+IGNORE = 65535
+
+
+def write_partial(kind: str, root: Path, n_images: int, fraction: float, seed: int = 0) -> Path:
+    """root/image, root/label: training images 0..n-1 with ``fraction`` of their objects labelled
+    (the rest IGNORE); plus the test images 8-11 fully labelled under root/test."""
+    from unet_rt.io.images import write_image
+
+    rng = np.random.default_rng([seed, int(fraction * 1000), n_images])
+    for i in range(n_images):
+        img, inst = synthetic.make(kind, (256, 256), i)
+        lab = inst.astype(np.uint16)
+        ids = np.unique(inst[inst > 0])
+        keep = rng.permutation(ids)[:max(1, int(round(fraction * ids.size)))] if ids.size else ids
+        lab[(inst > 0) & ~np.isin(inst, keep)] = IGNORE
+        write_image(root / "image" / f"{i}.tif", img)
+        write_image(root / "label" / f"{i}.tif", lab)
+    for i in TEST:
+        img, inst = synthetic.make(kind, (256, 256), i)
+        write_image(root / "test" / "image" / f"{i}.tif", img)
+        write_image(root / "test" / "label" / f"{i}.tif", inst.astype(np.uint16))
+    return root
+
+
+def score(model: Path, root: Path, threads: int) -> dict:
+    from unet_rt import Engine
+    from unet_rt.eval import metrics
+    from unet_rt.io.images import read_image
+
+    eng = Engine(model, threads=threads or None)
+    f1, rand = [], []
+    for i in TEST:
+        img, inst = read_image(root / "test" / "image" / f"{i}.tif"), read_image(root / "test" / "label" / f"{i}.tif")
+        fg = eng.segment(img) == int(eng.decision.get("foreground_class", 1))
+        f1.append(metrics.dice(fg.astype(np.uint8), (inst > 0).astype(np.uint8)))
+        rand.append(metrics.adapted_rand_error(inst, metrics.connected_components(fg)))
+    return {"f1": float(np.mean(f1)), "rand_error": float(np.mean(rand))}
+
+
+def train_for(data: Path, run: Path, minutes: float, extra: list[str], threads: int) -> tuple[Path, int]:
+    """Train until ``minutes`` of wall time have passed (or the recipe's steps are done); the last
+    weights as ``run/last.plan``; returns (model, steps)."""
+    from unet_rt.train import train
+    from unet_rt.train.export import export_run
+
+    t0 = time.time()
+    done = {"step": 0}
+
+    def progress(step, total):
+        done["step"] = step
+        return time.time() - t0 < minutes * 60
+
+    rc = train.main(["--data", str(data), "--out", str(run), "--val-slices", "", "--ignore-label", str(IGNORE),
+                     "--threads", str(threads), "--no-progress", "--ckpt-every", "1000000", *extra], progress=progress)
+    if rc not in (0, 130):
+        raise SystemExit(f"training {run} failed with status {rc}")
+    return export_run(run, run / "last.plan", last=True), done["step"]
+
+
+def main(argv=None) -> int:
+    from unet_rt.napari.plugin import SHIPPED_MODEL
+
+    p = argparse.ArgumentParser(prog="python -m unet_rt.train.finetune_ablation", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--kinds", nargs="+", choices=synthetic.KINDS, default=list(synthetic.KINDS))
+    p.add_argument("--images", nargs="+", type=int, default=[1, 2, 5])
+    p.add_argument("--fractions", nargs="+", type=float, default=[0.1, 0.3, 1.0])
+    p.add_argument("--conditions", default="shipped,finetune,scratch")
+    p.add_argument("--minutes", type=float, default=5.0, help="wall time of a fine-tuning run")
+    p.add_argument("--scratch-minutes", type=float, default=30.0, help="wall time of a run from scratch")
+    p.add_argument("--init", default=str(SHIPPED_MODEL), help="the model fine-tuning starts from")
+    p.add_argument("--tile", type=int, default=380)
+    p.add_argument("--threads", type=int, default=0)
+    a, extra = p.parse_known_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    conds = a.conditions.split(",")
+    rows = []
+    print("| kind | images | annotated | condition | extra | steps | minutes | test F1 | test adapted Rand |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind in a.kinds:
+        for n in a.images:
+            for frac in a.fractions:
+                data = write_partial(kind, out / f"data-{kind}-{n}-{frac:g}", n, frac)
+                for c in conds:
+                    t0 = time.time()
+                    steps = 0
+                    if c == "shipped":
+                        model = Path(a.init)
+                    elif c == "finetune":
+                        model, steps = train_for(data, out / f"run-{kind}-{n}-{frac:g}-finetune", a.minutes,
+                                                 ["--init", a.init, "--tile", str(a.tile), "--steps", "100000",
+                                                  *extra], a.threads)
+                    elif c == "scratch":
+                        model, steps = train_for(data, out / f"run-{kind}-{n}-{frac:g}-scratch", a.scratch_minutes,
+                                                 ["--base", "16", "--tile", str(a.tile), "--steps", "100000",
+                                                  "--warmup", "50", *extra], a.threads)
+                    else:
+                        raise SystemExit(f"unknown condition {c!r}")
+                    r = {"kind": kind, "images": n, "annotated": frac, "condition": c, "extra": " ".join(extra),
+                         "steps": steps, "minutes": round((time.time() - t0) / 60, 2), **score(model, data, a.threads)}
+                    rows.append(r)
+                    print(f"| {kind} | {n} | {frac:g} | {c} | {r['extra'] or '-'} | {steps} | {r['minutes']:.1f} | "
+                          f"{r['f1']:.3f} | {r['rand_error']:.3f} |", flush=True)
+                    (out / "finetune-ablation.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
