@@ -144,7 +144,7 @@ def test_train_with_ignore_label_end_to_end(sparse_data, tmp_path, capsys):
 
 
 def _shipped():
-    from unet_rt.cli.app import DEFAULT_MODEL
+    from unet_rt.format.model_file import SHIPPED_MODEL as DEFAULT_MODEL
 
     if not DEFAULT_MODEL.exists():
         pytest.skip("the shipped model is not installed")
