@@ -159,11 +159,11 @@ def _cases(d: Path, url: str, outside: Path) -> dict:
     add("no-normalization", pkg("nonorm", r(unet_rt=False), P.onnx_bytes(meta_over={"unet_rt.normalization": None})),
         "no unet_rt.normalization")
     add("arch-missing-key", pkg("nobase", r(unet_rt=False), P.onnx_bytes(meta_over={"unet_rt.arch": json.dumps(
-        {k: v for k, v in P.ARCH.items() if k != "base"})})), "base must be an integer")
+        {k: v for k, v in P.ARCH.items() if k != "base"})})), "'arch' metadata has no 'base'")
     add("arch-list", pkg("archlist", r(unet_rt=False), P.onnx_bytes(meta_over={"unet_rt.arch": "[1, 2, 3]"})),
         "not an object")
     add("config-missing-normalization", pkg("cfgnonorm", r(config={"unet_rt": {"arch": P.ARCH}})),
-        "no normalization")
+        "normalization needs 1 finite means")
     undef = P.onnx_model()
     undef.graph.initializer[0].data_type = 0
     add("undefined-initializer", pkg("undef", weights=undef.SerializeToString()), "data type UNDEFINED")

@@ -42,7 +42,7 @@ def test_block_grid_is_the_whole_image_tiling(model):
     # a block reads the image rows its tiles read: the halo before it and, after it, up to the end of
     # its last tile's input; at the image's edges the mirror image of rows inside it
     assert p.y_in[0][0] == 0 and p.y_in[-1][1] == 157
-    for (a, b), (i0, i1) in zip(p.y[1:-1], p.y_in[1:-1]):
+    for (a, _b), (i0, i1) in zip(p.y[1:-1], p.y_in[1:-1]):
         assert i0 == a - p.halo and (i1 - i0 - TILE) % p.stride == 0
 
 

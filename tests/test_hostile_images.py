@@ -7,11 +7,9 @@ zarr, ome-zarr) and with strict JSON (Python's json without NaN/Infinity)."""
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +51,7 @@ def assert_valid_scales(path: Path):
     for f in zarr_meta_files(path):
         d = strict_json(f.read_text())
 
-        def walk(o):
+        def walk(o, f=f):
             if isinstance(o, dict):
                 if o.get("type") == "scale":
                     assert all(math.isfinite(x) and x > 0 for x in o["scale"]), (f, o)

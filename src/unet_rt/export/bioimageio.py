@@ -318,6 +318,28 @@ def _check_onnx_wire(data: bytes, desc, where: str) -> None:
     walk(desc, 0, len(buf), 0)
 
 
+
+def _checked_metadata(arch: str, norm: str, names: str, where: str) -> tuple[dict, dict, list]:
+    """``arch``, ``normalization`` and ``class_names`` (JSON texts) checked by the native model reader:
+    a file holding only the metadata, which the reader checks before the tensors (so a complaint about
+    the tensors alone means the metadata passed). Returns them parsed."""
+    import struct
+
+    from unet_rt.export.bioimageio_package import PackageError
+
+    head = {"__metadata__": {"format": "unet-rt", "format_version": "1", "kind": "weights", "arch": arch,
+                             "normalization": norm, "class_names": names, "provenance": "{}"}}
+    try:
+        h = json.dumps(head).encode("utf-8")
+    except UnicodeEncodeError:
+        raise PackageError(f"{where}: a class name holds an unpaired surrogate") from None
+    try:
+        model_file.native().read_model_bytes(struct.pack("<Q", len(h)) + h, where)
+    except model_file.ModelFileError as e:
+        if "weights do not match the architecture" not in str(e):
+            raise PackageError(str(e)) from None
+    return json.loads(arch), json.loads(norm), list(json.loads(names))
+
 def _model_from_onnx(box: list, cfg: dict | None, where: str, name: str | None) -> model_file.ModelFile:
     """The model file of the ONNX bytes in ``box`` (emptied, so that they are freed once parsed)."""
     from unet_rt.export.bioimageio_package import PackageError
@@ -339,30 +361,21 @@ def _model_from_onnx(box: list, cfg: dict | None, where: str, name: str | None) 
     meta = {p.key: p.value for p in graph.metadata_props}
     if cfg is not None:
         what = "config.unet_rt of rdf.yaml"
-        arch, norm, names = cfg.get("arch"), cfg.get("normalization"), cfg.get("class_names", [])
+        try:
+            texts = [json.dumps(v, allow_nan=False) for v in
+                     (cfg.get("arch"), cfg.get("normalization"), cfg.get("class_names", []))]
+        except (TypeError, ValueError, RecursionError) as e:
+            raise PackageError(f"{where}: {what}: not JSON data ({e})") from None
     elif "unet_rt.arch" in meta:
         what = "the ONNX metadata"
-        arch = model_file._loads(meta["unet_rt.arch"], f"{where}: unet_rt.arch")
         if "unet_rt.normalization" not in meta:
             raise PackageError(f"{where}: the ONNX metadata has unet_rt.arch but no unet_rt.normalization")
-        norm = model_file._loads(meta["unet_rt.normalization"], f"{where}: unet_rt.normalization")
-        names = model_file._loads(meta.get("unet_rt.class_names", "[]"), f"{where}: unet_rt.class_names")
+        texts = [meta["unet_rt.arch"], meta["unet_rt.normalization"], meta.get("unet_rt.class_names", "[]")]
     else:
         raise PackageError(f"{where}: not a unet-rt U-Net (no unet_rt architecture in the package config or the "
                            f"ONNX metadata): its architecture is not one unet-rt can run")
-    # validated as a model file's metadata before any shape is computed from them
-    try:
-        arch = model_file._validate_arch(arch)
-        if norm is None:
-            raise model_file.ModelFileError("no normalization")
-        norm = model_file._validate_norm(norm, arch["in_channels"])
-        names = model_file._validate_names(names, arch["classes"])
-        for n in names:
-            n.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PackageError(f"{where}: {what}: a class name holds an unpaired surrogate") from None
-    except (model_file.ModelFileError, TypeError, OverflowError) as e:   # OverflowError: a 400-digit mean
-        raise PackageError(f"{where}: {what}: {e}") from None
+    # validated by the native reader (the one validator of model files) before any shape is computed
+    arch, norm, names = _checked_metadata(*texts, where=f"{where}: {what}")
     expected = model_file.expected_shapes(arch)
     inits = {}
     for t in graph.graph.initializer:

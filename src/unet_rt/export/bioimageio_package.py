@@ -21,7 +21,6 @@ Every size is checked before it is read (``PackageError``, a ``ValueError``, oth
 from __future__ import annotations
 
 import errno
-import io
 import os
 import stat
 import struct

@@ -315,8 +315,9 @@ def _open_tiff(path: Path) -> ImageData:
             unit = unit_name(meta.get("unit"))
             for ax, tag in (("X", "XResolution"), ("Y", "YResolution")):
                 t = page.tags.get(tag)
-                if t is not None and _rational(t.value):
-                    px[ax] = (1 / _rational(t.value), unit)
+                r = _rational(t.value) if t is not None else None
+                if r:
+                    px[ax] = (1 / r, unit)
             if "spacing" in meta:
                 px["Z"] = (meta["spacing"], unit)
             if "finterval" in meta:
@@ -328,8 +329,9 @@ def _open_tiff(path: Path) -> ImageData:
             if unit is not None and unit.value == tifffile.RESUNIT.CENTIMETER:
                 for ax, tag in (("X", "XResolution"), ("Y", "YResolution")):
                     t = page.tags.get(tag)
-                    if t is not None and _rational(t.value):
-                        px[ax] = (1e4 / _rational(t.value), "micrometer")
+                    r = _rational(t.value) if t is not None else None
+                    if r:
+                        px[ax] = (1e4 / r, "micrometer")
     return ImageData(arr, axes, clean_pixel_size(px, path), names, rgb, kind, path)
 
 
@@ -534,12 +536,13 @@ def _open_ome_zarr(path: Path, level: int) -> ImageData:
     arr = _read_zarr(level_arr, path / key)
     scale = raw = None
     cts = ms["datasets"][level].get("coordinateTransformations") or []
-    raw_cts = _ngff_multiscales(group)[0]["datasets"][level].get("coordinateTransformations") or []
+    raw_ms = _ngff_multiscales(group) or [ms]  # the metadata as stored (ms was found from it)
+    raw_cts = raw_ms[0]["datasets"][level].get("coordinateTransformations") or []
     for t, r in zip(cts, raw_cts):
         if t.get("type") == "scale":
             scale, raw = list(t["scale"]), list(r["scale"])  # invalid values: 1.0 in scale, as found in raw
     px = {}
-    if scale:
+    if scale and raw is not None:
         for a, sc in zip(ngff_axes, raw):
             if isinstance(a, dict) and a.get("type") in ("space", "time"):
                 px[a["name"].upper()] = (sc, a.get("unit"))
