@@ -78,34 +78,28 @@ void unet_rt_bind_decision(py::module_& m) {
         }, py::arg("probabilities"), py::arg("decision") = py::none(),
         "Labels [H, W] from probabilities [K, H, W] by a decision (JSON text; None: argmax), exactly as "
         "the native Engine.segment applies it.");
-  m.def("instances", [](const Probs& probs, const py::object& decision) {
-          check_probs(probs);
-          const int K = int(probs.shape(0)), H = int(probs.shape(1)), W = int(probs.shape(2));
-          Decision d = decision_or_default(decision, K);
-          py::array_t<int32_t> out({H, W});
-          int32_t* lab = out.mutable_data();
-          const float* p = probs.data();
-          {
-            py::gil_scoped_release release;
-            instances_from_probabilities(p, K, H, W, d, lab);
-          }
-          return out;
-        }, py::arg("probabilities"), py::arg("decision") = py::none(),
+  // int32 [H, W] from probabilities [K, H, W] by one of the decision's per-pixel steps, GIL released
+  using Int32Step = int64_t (*)(const float*, int, int, int, const Decision&, int32_t*);  // returns the count
+  auto int32_step = [](Int32Step step) {
+    return [step](const Probs& probs, const py::object& decision) {
+      check_probs(probs);
+      const int K = int(probs.shape(0)), H = int(probs.shape(1)), W = int(probs.shape(2));
+      Decision d = decision_or_default(decision, K);
+      py::array_t<int32_t> out({H, W});
+      int32_t* lab = out.mutable_data();
+      const float* p = probs.data();
+      {
+        py::gil_scoped_release release;
+        step(p, K, H, W, d, lab);
+      }
+      return out;
+    };
+  };
+  m.def("instances", int32_step(&instances_from_probabilities), py::arg("probabilities"),
+        py::arg("decision") = py::none(),
         "Instance labels [H, W] int32 (0 = background) from probabilities [K, H, W] by the marker-controlled "
         "watershed of the decision (JSON text; None: connected components of the argmax foreground).");
-  m.def("instance_markers", [](const Probs& probs, const py::object& decision) {
-          check_probs(probs);
-          const int K = int(probs.shape(0)), H = int(probs.shape(1)), W = int(probs.shape(2));
-          Decision d = decision_or_default(decision, K);
-          py::array_t<int32_t> out({H, W});
-          int32_t* lab = out.mutable_data();
-          const float* p = probs.data();
-          {
-            py::gil_scoped_release release;
-            instance_markers(p, K, H, W, d, lab);
-          }
-          return out;
-        }, py::arg("probabilities"), py::arg("decision") = py::none(),
+  m.def("instance_markers", int32_step(&instance_markers), py::arg("probabilities"), py::arg("decision") = py::none(),
         "The markers instances() floods from: int32 [H, W], 1..m in raster order of their first pixel, 0 "
         "elsewhere (the decision's mask and marker thresholds, markers below min_marker_size dropped).");
 }
