@@ -60,8 +60,8 @@ def build(bdir: Path, jobs: int) -> None:
 
 def models(d: Path) -> dict:
     """The model files the C API programs take: a small valid-padding 1-channel, 2-class model (random
-    weights), a truncated copy, a TensorRT-kind file and a missing path (as tests/test_cpp_example.py)."""
-    sys.path.insert(0, str(ROOT / "src"))
+    weights), a truncated copy, a TensorRT-kind file and a missing path (as tests/test_cpp_example.py).
+    Written with the installed package (make install): model_file.save checks through the native reader."""
     import numpy as np
 
     from unet_rt.format import model_file
