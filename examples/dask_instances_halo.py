@@ -16,7 +16,7 @@ from skimage.metrics import adapted_rand_error
 
 import unet_rt
 from unet_rt.scale import blocks as ud
-from unet_rt.cli.app import DEFAULT_MODEL
+from unet_rt.format.model_file import SHIPPED_MODEL as DEFAULT_MODEL
 from unet_rt.io.images import read_image
 
 

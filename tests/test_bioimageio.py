@@ -1,6 +1,7 @@
 """bioimage.io packages: our export passes bioimageio.core's own model test (which runs the ONNX
 weights with onnxruntime against test tensors made by our native engine), carries the
 normalisation, softmax, citation and cover, and imports back to the same model."""
+import os
 import subprocess
 import sys
 import zipfile
@@ -18,10 +19,25 @@ import unet_rt  # noqa: E402
 def package(tmp_path_factory, save_unet):
     d = tmp_path_factory.mktemp("bmz")
     save_unet(d / "m.plan", depth=2, base=4, mean=120.0, std=40.0, names=["membrane", "cell"])
+    (d / "tmp").mkdir()
     r = subprocess.run([sys.executable, "-m", "unet_rt", "compile", str(d / "m.plan"), "--target", "bioimageio",
-                        "--tile", "60", "-o", str(d / "m.zip")], capture_output=True, text=True)
+                        "--tile", "60", "-o", str(d / "m.zip")], capture_output=True, text=True,
+                       env=dict(os.environ, TMPDIR=str(d / "tmp")))
     assert r.returncode == 0, r.stderr
     return d
+
+
+def test_export_leaves_no_temporary_files(package, tmp_path):
+    """Issue 20 row 17: the export staged its files in $TMPDIR/unet-rt-bioimageio-* and left them
+    there; now nothing stays, after a successful export (the fixture's) or a failed one."""
+    assert list((package / "tmp").iterdir()) == []
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "file").write_text("a file where the output's folder should be")
+    r = subprocess.run([sys.executable, "-m", "unet_rt", "compile", str(package / "m.plan"), "--target", "bioimageio",
+                        "--tile", "60", "-o", str(tmp_path / "file" / "m.zip")], capture_output=True, text=True,
+                       env=dict(os.environ, TMPDIR=str(tmp_path / "tmp")))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_package_passes_bioimageio_core_model_test(package):
@@ -48,7 +64,7 @@ def test_package_contents(package):
 
 
 def test_import_round_trips(package, tmp_path, rng):
-    r = subprocess.run([sys.executable, "-m", "unet_rt", "compile", str(package / "m.zip"), "--target", "plan",
+    r = subprocess.run([sys.executable, "-m", "unet_rt", "compile", str(package / "m.zip"), "--target", "unet-rt",
                         "-o", str(tmp_path / "back.plan")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     a, b = unet_rt.Engine(package / "m.plan"), unet_rt.Engine(tmp_path / "back.plan")
@@ -57,6 +73,7 @@ def test_import_round_trips(package, tmp_path, rng):
     assert b.class_names == ["membrane", "cell"] and b.normalization == a.normalization
     (tmp_path / "junk.zip").write_bytes(b"PK\x03\x04 not really")
     r = subprocess.run([sys.executable, "-m", "unet_rt", "compile", str(tmp_path / "junk.zip"), "--target", "plan",
-                        "-o", str(tmp_path / "j.plan")], capture_output=True, text=True)
+                        "-o", str(tmp_path / "j.plan")], capture_output=True, text=True)  # the deprecated name
     assert r.returncode == 2 and "not a bioimage.io model package" in r.stderr and "Traceback" not in r.stderr
+    assert "--target plan is deprecated" in r.stderr
     assert not (tmp_path / "j.plan").exists()

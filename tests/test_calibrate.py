@@ -45,8 +45,8 @@ def test_calibration_finds_the_grid_optimum(val, dense):
     fgs = [lb > 0 for lb in labs]
     px = {t: np.mean([np.mean((p > t) != fg) for p, fg in zip(probs, fgs)]) for t in SMALL["threshold"]}
     assert d["threshold"] == min(px, key=px.get)
-    assert d["calibration"]["pixel_error"] == pytest.approx(px[d["threshold"]], abs=1e-6)
-    assert d["calibration"]["pixel_error"] < d["calibration"]["pixel_error_argmax"]
+    assert d["calibration"]["wrong_pixel_fraction"] == pytest.approx(px[d["threshold"]], abs=1e-6)
+    assert d["calibration"]["wrong_pixel_fraction"] < d["calibration"]["wrong_pixel_fraction_argmax"]
 
     t = d["threshold"]
 
@@ -104,7 +104,7 @@ def cli(*args, ok=True):
 
 def test_cli_calibrate_segment_instances_evaluate(tmp_path, val, monkeypatch, capsys):
     from unet_rt.eval import calibrate as cal_module
-    from unet_rt.cli.app import main
+    from unet_rt.cli import main
 
     imgs, labs = val
     data = tmp_path / "data"
@@ -127,7 +127,7 @@ def test_cli_calibrate_segment_instances_evaluate(tmp_path, val, monkeypatch, ca
     capsys.readouterr()
     assert model_file.load(out).decision == d
     assert main(["calibrate", str(model), "--data", str(data), "--slices", "20-21"]) == 2
-    assert "no images selected" in capsys.readouterr().err
+    assert "no slice 20-21" in capsys.readouterr().err
     info = cli("info", out).stdout
     assert "decision" in info and f"'threshold': {d['threshold']}" in info
     # segment --instances writes the Engine's instances (uint16 PNG)
@@ -139,7 +139,7 @@ def test_cli_calibrate_segment_instances_evaluate(tmp_path, val, monkeypatch, ca
     np.testing.assert_array_equal(read_image(tmp_path / "t.png"), unet_rt.Engine(out).segment(imgs[0], threshold=0.6))
     ev = json.loads(cli("evaluate", "--data", data, "--slices", "9", "-m", out, "--instances", "--json",
                         "--no-warping").stdout)
-    assert ev["names"] == ["9.png"] and ev["instances"]
+    assert ev["names"] == ["9"] and ev["instances"]
     true = metrics.connected_components(labs[0][::-1] > 0)
     want = metrics.adapted_rand_error(true, unet_rt.Engine(out).instances(imgs[0][::-1]))
     assert ev["decision"]["images"][0]["adapted_rand_error"] == pytest.approx(want)
@@ -150,3 +150,26 @@ def test_calibrate_file_records_the_data(tmp_path):
     model.write_bytes(SHIPPED.read_bytes())
     with pytest.raises(FileNotFoundError, match="image/ and label/"):
         calibrate_file(model, tmp_path)
+
+
+def test_one_slices_rule_for_evaluate_calibrate_and_train(tmp_path):
+    """unet_rt.io.dataset: numbered files by number; otherwise positions, a stack's pages one slice each."""
+    from unet_rt.io.dataset import load_pairs, slice_indices
+
+    rng = np.random.default_rng(0)
+    im = rng.integers(0, 255, (3, 20, 24), dtype=np.uint8)
+    lb = (im > 128).astype(np.uint8) * 255
+    write_image(tmp_path / "a" / "image" / "vol.tif", im, axes="ZYX")
+    write_image(tmp_path / "a" / "label" / "vol.tif", lb, axes="ZYX")
+    write_image(tmp_path / "a" / "image" / "x.png", im[0])
+    write_image(tmp_path / "a" / "label" / "x.png", lb[0])
+    names = [n for n, _, _ in load_pairs(tmp_path / "a")]
+    assert names == ["vol[0]", "vol[1]", "vol[2]", "x"]  # natural order, a stack's pages one slice each
+    got = load_pairs(tmp_path / "a", "1-2")
+    assert [n for n, _, _ in got] == ["vol[1]", "vol[2]"] and np.array_equal(got[0][1], im[1])
+    with pytest.raises(ValueError, match="no slice 4"):
+        load_pairs(tmp_path / "a", "3-4")
+    assert slice_indices(["23", "24", "25"], "24-25") == [1, 2]
+    assert slice_indices(["23", "24[0]", "24[1]"], "24") == [1, 2]
+    with pytest.raises(ValueError, match="not a number"):
+        slice_indices(["0"], "a-b")

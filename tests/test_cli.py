@@ -75,20 +75,20 @@ def test_info(model):
 
 def test_evaluate_model_and_otsu_baseline(model):
     out = cli("evaluate", "--data", SAMPLES, "-m", model, "--per-image", "--slices", "28-29").stdout
-    for name in ("V_rand", "V_info", "Rand error", "pixel error", "warping error", "adapted Rand error", "29.png"):
+    for name in ("V_rand", "V_info", "Rand error", "pixel error", "warping error", "adapted Rand error", "wrong pixels", "  29 "):
         assert name in out
     out = cli("evaluate", "--data", SAMPLES, "--baseline", "otsu", "--json", "--no-warping", "--slices", "25-29").stdout
     import json
 
     d = json.loads(out)
-    assert d["names"] == [f"{n}.png" for n in range(25, 30)] and len(d["challenge"]["images"]) == 5  # the test slices
-    assert 0 < d["decision"]["mean"]["pixel_error"] < 1 and 0 < d["challenge"]["v_rand"] < 1
+    assert d["names"] == [str(n) for n in range(25, 30)] and len(d["challenge"]["images"]) == 5  # the test slices
+    assert 0 < d["decision"]["mean"]["wrong_pixel_fraction"] < 1 and 0 < d["challenge"]["v_rand"] < 1
     assert "warping_error" not in d["challenge"]
 
 
 def test_otsu_threshold_against_skimage(rng):
     filters = pytest.importorskip("skimage.filters")
-    from unet_rt.cli.app import otsu_threshold
+    from unet_rt.eval.baseline import otsu_threshold
 
     img = read_image(SAMPLES / "image" / "25.png")
     ours, ref = otsu_threshold(img), filters.threshold_otsu(img)
@@ -243,3 +243,21 @@ def test_output_equal_to_input_is_refused(model, tmp_path):
         r = cli("segment", tmp_path / "a.png", "-m", model, "-o", out, ok=False)
         assert r.returncode == 2 and "overwrite the input" in r.stderr
     assert (tmp_path / "a.png").read_bytes() == before
+
+
+def test_segment_and_evaluate_default_to_the_shipped_model(tmp_path):
+    """Without -m the shipped model is used (the move to src/unet_rt/cli/ had pointed the default at a
+    cli/models/ folder that does not exist)."""
+    from unet_rt.cli._common import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL.is_file() and DEFAULT_MODEL.parent.name == "models"
+    cli("segment", SAMPLES / "image" / "25.png", "-o", tmp_path / "25.png", "-q")
+    assert read_image(tmp_path / "25.png").shape == read_image(SAMPLES / "image" / "25.png").shape
+    assert "not installed" not in cli("segment", "--help").stdout
+
+
+def test_slices_rule_names_what_is_missing(tmp_path):
+    """One --slices rule (unet_rt.io.dataset): file numbers for N.png, and a number naming no slice is
+    an error that says what the data holds (evaluate used to drop it silently)."""
+    r = cli("evaluate", "--data", SAMPLES, "--baseline", "otsu", "--json", "--no-warping", "--slices", "28-31", ok=False)
+    assert r.returncode == 2 and "no slice 30-31" in r.stderr and "23-29" in r.stderr

@@ -82,6 +82,11 @@ def test_c_api_for_acquisition(installed, models):
     queue (bounded, cancel), version, logging hook, info (ISA) and plan: tests/c/c_api_acquisition.c."""
     r = run([BUILD / "c_api_acquisition", models["good"]], timeout=300)
     assert "ALL OK" in r.stdout
+    # the ISA and the cache sizes the C API reports are the ones the Python binding reports (platform layer)
+    lines = dict(line.split(" ", 1) for line in r.stdout.splitlines() if line.startswith(("isa ", "caches ")))
+    cpu = _core.cpu_info()
+    assert lines["isa"] == cpu["isa"]
+    assert [int(v) for v in lines["caches"].split()] == [cpu["caches"][k] for k in ("l1d", "l2", "l3")]
 
 
 def test_example_against_installed_package(installed, models, tmp_path):
@@ -115,6 +120,18 @@ def test_example_against_installed_package(installed, models, tmp_path):
     for f, labels in zip(rec[:, :4].copy().view("<i4")[:, 0], rec[:, 4:].reshape(done, h, w)):
         frame = (((7 * x + 13 * y + 101 * int(f)) ^ (x * y)) % 4096).astype(np.uint16)
         np.testing.assert_array_equal(labels, engine.segment(frame[None]))
+    # recorded frames instead of the synthetic pattern (FRAMES_IN): frame f is the file's frame f mod 2
+    rng = np.random.default_rng(3)
+    recorded = rng.integers(0, 4096, (2, h, w), dtype=np.uint16)
+    raw = tmp_path / "frames.u16"
+    recorded.astype("<u2").tofile(raw)
+    r = run([ex / "acquisition", models["good"], 3, h, w, out, 2, 0, 2, raw], timeout=300)
+    rec = np.fromfile(out, np.uint8).reshape(3, 4 + h * w)
+    for f, labels in zip(rec[:, :4].copy().view("<i4")[:, 0], rec[:, 4:].reshape(3, h, w)):
+        np.testing.assert_array_equal(labels, engine.segment(recorded[int(f) % 2][None]))
+    short = subprocess.run([str(ex / "acquisition"), str(models["good"]), "1", "8", "8", str(out), "1", "0", "1",
+                            str(tmp_path / "missing.u16")], capture_output=True, text=True, timeout=60)
+    assert short.returncode == 2 and "cannot read one 8x8 uint16 frame" in short.stderr
     # a bad model path is reported, not crashed on
     bad = subprocess.run([str(ex / "acquisition"), str(models["corrupt"]), "1", "8", "8"], capture_output=True,
                          text=True, timeout=60)

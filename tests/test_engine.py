@@ -145,7 +145,7 @@ def test_info_and_repr(gray):
     eng = unet_rt.Engine(gray[0])
     info = eng.info
     assert info["backend"] == "cpu" and info["arch"]["depth"] == 2 and info["class_names"] == ["c0", "c1"]
-    assert isinstance(info["provenance"], dict) and info["isa"] in ("ref", "avx2", "avx512")
+    assert isinstance(info["provenance"], dict) and info["isa"] in ("ref", "avx2", "avx512", "neon")
     assert "depth 2" in repr(eng)
 
 

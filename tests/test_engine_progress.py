@@ -80,13 +80,13 @@ def test_instances_reports_progress_like_segment(model, rng):
 
 
 def test_cli_shows_a_tile_bar_for_instances(model, tmp_path, monkeypatch):
-    from unet_rt.cli import app as cli
+    from unet_rt.cli import main, segment
     from unet_rt.io.images import write_image
 
     seen = []
-    monkeypatch.setattr(cli._tile_bar, "progress", lambda self, d, t: seen.append((d, t)))
+    monkeypatch.setattr(segment._tile_bar, "progress", lambda self, d, t: seen.append((d, t)))
     write_image(tmp_path / "a.png", np.random.default_rng(0).integers(0, 255, (100, 100)).astype(np.uint8))
-    assert cli.main(["segment", str(tmp_path / "a.png"), "-m", str(model), "-o", str(tmp_path / "o.tif"),
+    assert main(["segment", str(tmp_path / "a.png"), "-m", str(model), "-o", str(tmp_path / "o.tif"),
                      "--instances", "--tile", "60", "--threads", "1", "--quiet"]) == 0
     tiles = unet_rt.Engine(model, tile=60)._native.plan(100, 100)["tiles"]
     assert seen == [(d, tiles) for d in range(tiles + 1)]  # the bar is fed every tile

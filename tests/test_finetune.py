@@ -81,11 +81,11 @@ def test_validation_scores_use_only_annotated_pixels():
     garbage = pred.copy()
     garbage[:, K:] = rng.integers(0, 2, garbage[:, K:].shape)   # anything where not annotated
     a, b = train.evaluate_known(pred, s.classes, s.known), train.evaluate_known(garbage, s.classes, s.known)
-    assert a["pixel_error"] == b["pixel_error"] and a["dice"] == b["dice"] and a["iou"] == b["iou"]
+    assert a["wrong_pixel_fraction"] == b["wrong_pixel_fraction"] and a["dice"] == b["dice"] and a["iou"] == b["iou"]
     from unet_rt.eval import metrics
 
     ref = metrics.evaluate(pred[:, :K], truth[:, :K])
-    for k in ("pixel_error", "iou", "dice"):
+    for k in ("wrong_pixel_fraction", "iou", "dice"):
         assert a[k] == pytest.approx(ref[k])
     p = np.where(pred > 0, 0.9, 0.1)
     pg = np.where(garbage > 0, 0.9, 0.1)
@@ -107,7 +107,7 @@ def test_calibration_counts_only_annotated_pixels(tmp_path, save_unet):
     t = d["threshold"]
     seg = Engine(tmp_path / "m.plan").segment(img, threshold=t)
     expect = np.mean(((seg == 1) != (inst > 0))[known])
-    assert d["calibration"]["pixel_error"] == pytest.approx(expect, abs=1e-6)
+    assert d["calibration"]["wrong_pixel_fraction"] == pytest.approx(expect, abs=1e-6)
     with pytest.raises(ValueError, match="label 0"):
         calibrate(tmp_path / "m.plan", [img], [D.instances_of(mask)], known=[known], progress=False)
 
@@ -144,7 +144,7 @@ def test_train_with_ignore_label_end_to_end(sparse_data, tmp_path, capsys):
 
 
 def _shipped():
-    from unet_rt.cli.app import DEFAULT_MODEL
+    from unet_rt.format.model_file import SHIPPED_MODEL as DEFAULT_MODEL
 
     if not DEFAULT_MODEL.exists():
         pytest.skip("the shipped model is not installed")

@@ -1,4 +1,4 @@
-"""Tile geometry: the Python formulas (unet_rt.format.geometry) and the C++ ones (csrc/src/geometry.h) agree."""
+"""Tile geometry: the Python formulas (unet_rt.format.geometry) and the C++ ones (csrc/core/geometry.h) agree."""
 import pytest
 
 from unet_rt.format import geometry

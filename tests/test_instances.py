@@ -185,3 +185,27 @@ def test_engine_instances_stack_and_tta(tmp_path):
     assert tta.shape == one.shape and tta.max() > 0
     other = eng.instances(img, decision=decision(mask=0.1, marker=0.95))
     assert not np.array_equal(other, one)
+
+
+def test_instance_markers_are_the_watersheds_seeds():
+    # the markers the core floods from (what unet_rt.scale numbers objects by): 4-connected components
+    # of (mask and p > marker threshold), small ones dropped, numbered in raster order (scipy's label)
+    from scipy import ndimage
+
+    from unet_rt import _core
+
+    rng = np.random.default_rng(3)
+    p1 = ndimage.gaussian_filter(rng.random((90, 110)), 3).astype(np.float32)
+    p1 = (p1 - p1.min()) / (p1.max() - p1.min())
+    probs = np.ascontiguousarray(np.stack([1 - p1, p1]), np.float32)
+    d = {"foreground_class": 1, "instances": {"mask_threshold": 0.3, "marker_threshold": 0.6, "min_marker_size": 20}}
+    got = _core.instance_markers(probs, json.dumps(d))
+    comp, _ = ndimage.label((probs[1] > np.float32(0.3)) & (probs[1] > np.float32(0.6)))
+    keep = np.bincount(comp.ravel()) >= 20
+    keep[0] = False
+    ref = np.where(keep[comp], np.cumsum(keep)[comp], 0)
+    assert ref.max() >= 3 and (np.bincount(comp.ravel())[1:] < 20).any()  # several markers, some dropped
+    np.testing.assert_array_equal(got, ref)
+    # the watershed keeps each marker's label on its pixels
+    inst = _core.instances(probs, json.dumps(d))
+    np.testing.assert_array_equal(inst[got > 0], got[got > 0])

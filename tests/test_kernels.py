@@ -2,7 +2,8 @@
 `ref` kernel (XNNPACK style: sizes below, equal to, above and multiples of each ISA's register tile).
 
 Register tiles (csrc/kernels/simd_impl.h): AVX-512 NX = 12 pixels x 32 channels (ocg 32) or 24 x 16;
-AVX2 NX = 6 x 16 or 3 x 32. Widths 1..NX+1, 2NX, 2NX+1 hit the full tile, every remainder tile and
+AVX2 NX = 6 x 16 or 3 x 32; NEON (aarch64; tests/c/kernel_test.cc runs these checks there under qemu)
+5 x 16 or 3 x 32. Widths 1..NX+1, 2NX, 2NX+1 hit the full tile, every remainder tile and
 the one-pixel case. Channel counts cover < 16, 16, not a multiple of 16 and several groups.
 
 Error bound (rigorous, per output element): a sum of n fp32 products computed in any order, with
@@ -178,7 +179,11 @@ def test_dispatch():
     assert ISAS[0] == "ref"
     assert K.best_isa() == ISAS[-1]
     with pytest.raises(ValueError, match="unknown ISA"):
-        K.pool2x2(_rand(16, 2, 2), isa="neon")
+        K.pool2x2(_rand(16, 2, 2), isa="sse9")
+    # a known tier of another architecture: refused with the reason (x86 tiers on aarch64, neon on x86)
+    other = "avx2" if "neon" in ISAS else "neon"
+    with pytest.raises(ValueError, match=f"does not support {other}"):
+        K.pool2x2(_rand(16, 2, 2), isa=other)
 
 
 def test_peak_probe_is_plausible():

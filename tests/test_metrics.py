@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from unet_rt.train.data import synthetic_cells
-from unet_rt.eval import metrics
+from unet_rt.eval import metrics, warping
 
 EIGHT = np.ones((3, 3), int)
 
@@ -63,16 +63,18 @@ def test_adapted_rand_error_matches_skimage(seed):
     assert metrics.adapted_rand_error(true, true) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_pixel_error_iou_dice():
+def test_wrong_pixel_fraction_iou_dice():
     a = np.array([[0, 1], [1, 1]])
     b = np.array([[0, 1], [0, 1]])
-    assert metrics.pixel_error(a, b) == 0.25
+    assert metrics.wrong_pixel_fraction(a, b) == 0.25
+    with pytest.warns(DeprecationWarning, match="wrong_pixel_fraction"):
+        assert metrics.pixel_error(a, b) == 0.25  # the old name, deprecated
     assert metrics.iou(a, b) == pytest.approx(2 / 3)
     assert metrics.dice(a, b) == pytest.approx(0.8)
     with pytest.raises(ValueError):
-        metrics.pixel_error(a, b[:1])
+        metrics.wrong_pixel_fraction(a, b[:1])
     m = metrics.evaluate(a, b)
-    assert set(m) == {"pixel_error", "iou", "dice", "adapted_rand_error"}
+    assert set(m) == {"wrong_pixel_fraction", "iou", "dice", "adapted_rand_error"}
 
 
 # ------------------------------------------------------------------------------ Rand and information scores
@@ -230,10 +232,10 @@ def ring_counts_scipy(patch):
 def test_simple_point_table_against_scipy():
     for code in range(256):
         patch = np.zeros((3, 3), bool)
-        for k, (dy, dx) in enumerate(metrics._RING):
+        for k, (dy, dx) in enumerate(warping._RING):
             patch[1 + dy, 1 + dx] = bool(code >> k & 1)
         t4, t8 = ring_counts_scipy(patch)
-        assert (metrics._T4[code], metrics._T8[code]) == (t4, t8), code
+        assert (warping._T4[code], warping._T8[code]) == (t4, t8), code
         for centre in (False, True):
             patch[1, 1] = centre
             assert metrics.is_simple(patch) == (t4 == 1 and t8 == 1)

@@ -72,7 +72,7 @@ def test_threads_clamped_with_a_message(model, capfd):
     e = _core.Engine(str(model), threads=100000)
     limit = 4 * (os.cpu_count() or 1)
     assert e.info["threads"] == limit
-    assert f"threads=100000 is more than 4 x the" in capfd.readouterr().err
+    assert "threads=100000 is more than 4 x the" in capfd.readouterr().err
     t = time.perf_counter()
     e.segment(np.zeros((1, 64, 64), np.uint8))
     assert time.perf_counter() - t < 5  # was 31 s with 10 000 threads
@@ -114,7 +114,7 @@ def pool_test():
     return _native_build()
 
 
-@pytest.mark.parametrize("case", ["start-failure", "worker-throws", "caller-throws", "fork", "clamp"])
+@pytest.mark.parametrize("case", ["start-failure", "worker-throws", "caller-throws", "fork", "fork-mutex", "clamp"])
 def test_thread_pool(pool_test, case):
     """Exceptions on any thread reach the caller (before: terminate on a worker; the caller
     unwound while workers still ran the job); start failure and fork: no hang."""
@@ -210,7 +210,7 @@ def test_deep_nesting_python_side(tmp_path):
     text = b"{\"a\": " + b"[" * 100000 + b"]" * 100000 + b"}"
     p.write_bytes(len(text).to_bytes(8, "little") + text)
     for f in (model_file.detect_kind, model_file.load):
-        with pytest.raises(model_file.ModelFileError, match="nested deeper than 64"):
+        with pytest.raises(model_file.ModelFileError, match="nest(ed|ing) deeper than 64"):
             f(p)
     with pytest.raises(ValueError, match="nesting deeper than 64"):
         _core.read_model(str(p))

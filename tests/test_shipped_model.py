@@ -7,7 +7,8 @@ import pytest
 
 import unet_rt
 from unet_rt.eval import metrics
-from unet_rt.cli.app import DEFAULT_MODEL, otsu_segment
+from unet_rt.cli._common import DEFAULT_MODEL
+from unet_rt.eval.baseline import otsu_segment
 from unet_rt.io.images import read_image
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
@@ -45,7 +46,7 @@ def test_beats_the_otsu_baseline_on_the_test_slices():
         true = (read_image(SAMPLES / "label" / p.name) > 0).astype(np.uint8)
         ours.append(metrics.evaluate(eng.segment(img), true))
         otsu.append(metrics.evaluate(otsu_segment(img), true))
-    for key in ("pixel_error", "adapted_rand_error"):
+    for key in ("wrong_pixel_fraction", "adapted_rand_error"):
         a, b = np.mean([m[key] for m in ours]), np.mean([m[key] for m in otsu])
         assert a < 0.8 * b, f"{key}: model {a:.4f} vs Otsu {b:.4f}"
 
@@ -60,6 +61,6 @@ def test_calibrated_decision_meets_the_quality_targets():
     for k in range(25, 30):
         img = read_image(SAMPLES / "image" / f"{k}.png")
         lab = read_image(SAMPLES / "label" / f"{k}.png")
-        pix.append(metrics.pixel_error(eng.segment(img), (lab > 0).astype(np.uint8)))
+        pix.append(metrics.wrong_pixel_fraction(eng.segment(img), (lab > 0).astype(np.uint8)))
         rand.append(metrics.adapted_rand_error(metrics.connected_components(lab > 0), eng.instances(img)))
     assert np.mean(pix) <= 0.08 and np.mean(rand) <= 0.12, (np.mean(pix), np.mean(rand))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import enum
 import importlib
-import json
 import os
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from unet_rt.format import model_file
 from unet_rt.format.model_file import ModelFile, ModelFileError, expected_shapes  # noqa: E402
 from unet_rt.export.onnx import ALLOWED_OPS, IR_VERSION, OPSET, export_onnx  # noqa: E402
 from unet_rt.cli import compile as trt_cli  # noqa: E402
-from unet_rt.backends.tensorrt.plan import (PlanMismatchError, check_compat, geometry_from_io_shapes,  # noqa: E402
+from unet_rt.backends.tensorrt.container import (PlanMismatchError, check_compat, geometry_from_io_shapes,  # noqa: E402
                                    make_container, plan_info)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -323,7 +322,7 @@ def test_cpu_path_imports_neither_tensorrt_nor_torch():
         "        if '_core' not in str(e):\n"   # the native module may not be built in this checkout
         "            raise\n"
         "        skipped.append(m.name)\n"
-        "import unet_rt.cli.compile, unet_rt.backends.tensorrt.plan\n"
+        "import unet_rt.cli.compile, unet_rt.backends.tensorrt.container\n"
         "bad = sorted(k for k in ('torch', 'tensorrt', 'cuda') if k in sys.modules)\n"
         "assert not bad, bad\n"
         "print('ok', skipped)\n"

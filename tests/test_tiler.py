@@ -1,4 +1,4 @@
-"""The overlap-tile tiler (csrc/src/tiler.cc) through _core.tile_predict / _core.plan_tiles.
+"""The overlap-tile tiler (csrc/runtime/tiler.cc) through _core.tile_predict / _core.plan_tiles.
 
 References: numpy's np.pad(mode="reflect") for mirror extrapolation, a PyTorch U-Net (training/)
 run once on the whole mirror-padded image for valid networks, MONAI's sliding_window_inference for
@@ -157,7 +157,7 @@ def test_stride_by_output_size_would_not_equal_whole_pass():
 
     depth, t = 4, 236
     net = _torch_unet(depth, 1, 1, 1, seed=5)
-    o, h = output_size(t, depth), halo(depth)
+    o = output_size(t, depth)
     assert o == 52 and o % 16 == 4
     x = np.random.default_rng(4).standard_normal((1, 300, 188))
     with torch.no_grad():

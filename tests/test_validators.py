@@ -1,7 +1,7 @@
-"""One set of rules for model files: the Python side (unet_rt.format.model_file) and the native reader
-(_core.read_model) accept and reject the same files. Run on the issue's cases and on the fuzz corpus
-(tests/corpus/model_reader/, kept by `make fuzz`): a replay of the corpus through the native reader
-that must give a model or a clean error, never a crash."""
+"""One validator for model files: the native reader (_core.read_model_bytes). unet_rt.format.model_file
+reads and writes through it, so the two cannot disagree: run on the issue's cases and on the fuzz corpus
+(tests/corpus/model_reader/, kept by `make fuzz`), load gives the native reader's records or its very
+error; the corpus replays through the native reader as a model or a clean error, never a crash."""
 from __future__ import annotations
 
 import json
@@ -68,21 +68,28 @@ def _python(path):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_python_and_native_readers_agree(name, tmp_path):
+def test_load_is_the_native_reader(name, tmp_path):
     data = CASES[name]
     p = tmp_path / "m.plan"
     p.write_bytes(data)
-    native, python = _native(data), _python(p)
-    if isinstance(python, model_file.ModelFile) and python.kind != "weights":
-        # TensorRT engines (containers or bare plans) are the Python tensorrt backend's: the native
-        # CPU reader refuses them, by name
-        assert isinstance(native, ValueError) and "TensorRT" in str(native), (name, native)
+    python = _python(p)
+    if isinstance(python, model_file.ModelFile) and python.kind == "tensorrt-bare":
         return
+    native = _native_named(data, str(p))
     assert isinstance(native, dict) == isinstance(python, model_file.ModelFile), (name, native, python)
     if isinstance(native, dict):
         assert native["arch"] == python.arch and native["class_names"] == python.class_names
-        assert native["normalization"]["mean"] == pytest.approx(python.normalization["mean"])
-        assert set(native["tensors"]) == set(python.tensors)
+        assert native["normalization"]["mean"] == python.normalization["mean"]
+        assert set(native["tensors"]) <= set(python.tensors)
+    else:  # the same exception type and message: there is no second validator to word it differently
+        assert type(python) is type(native) is _core.ModelFileError and str(python) == str(native), name
+
+
+def _native_named(data: bytes, name: str):
+    try:
+        return _core.read_model_bytes(data, name, tensorrt=True)
+    except ValueError as e:
+        return e
 
 
 def test_issue_cases_are_rejected():
@@ -92,7 +99,14 @@ def test_issue_cases_are_rejected():
     assert isinstance(_native(CASES["valid"]), dict) and isinstance(_native(CASES["no_names"]), dict)
 
 
-def test_save_refuses_what_the_reader_would_refuse(tmp_path):
+def test_one_exception_type():
+    assert model_file.ModelFileError is _core.ModelFileError
+    import unet_rt
+
+    assert unet_rt.ModelFileError is _core.ModelFileError
+
+
+def test_save_refuses_what_the_reader_refuses(tmp_path):
     a = tiny_arch()
     mf = model_file.ModelFile("weights", dict(a, classes="2"), {"mean": [1.0], "std": [2.0]}, ["a", "b"],
                               random_tensors(a))
@@ -101,6 +115,30 @@ def test_save_refuses_what_the_reader_would_refuse(tmp_path):
     mf = model_file.ModelFile("weights", a, {"mean": [1.0], "std": [1e-50]}, ["a", "b"], random_tensors(a))
     with pytest.raises(model_file.ModelFileError, match="positive finite stds"):
         model_file.save(tmp_path / "x.plan", mf)
+    mf = model_file.ModelFile("weights", a, {"mean": [1.0], "std": [2.0]}, ["a", "b"], random_tensors(a),
+                              decision={"foreground_class": 1, "threshold": 1.5})
+    with pytest.raises(model_file.ModelFileError, match="threshold"):
+        model_file.save(tmp_path / "x.plan", mf)
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary left
+
+
+def test_tensorrt_containers_are_validated_natively(tmp_path):
+    a = tiny_arch()
+    engine = np.frombuffer(b"ftrt" + bytes(64), np.uint8)
+    ok = model_file.ModelFile("tensorrt", a, {"mean": [1.0], "std": [2.0]}, ["a", "b"], {"engine": engine})
+    model_file.save(tmp_path / "t.plan", ok)
+    assert model_file.load(tmp_path / "t.plan").kind == "tensorrt"
+    # the CPU reader refuses a container by name; in container mode it checks its metadata and tensor
+    with pytest.raises(_core.ModelFileError, match="TensorRT"):
+        _core.read_model_bytes((tmp_path / "t.plan").read_bytes())
+    bad_norm = model_file.ModelFile("tensorrt", a, {"mean": [1.0], "std": [-2.0]}, ["a", "b"], {"engine": engine})
+    with pytest.raises(model_file.ModelFileError, match="positive finite stds"):
+        model_file.save(tmp_path / "b.plan", bad_norm)
+    f32 = model_file.ModelFile("tensorrt", a, {"mean": [1.0], "std": [2.0]}, ["a", "b"],
+                               {"engine": np.zeros(4, np.float32)})
+    with pytest.raises(model_file.ModelFileError, match="engine"):
+        model_file.save(tmp_path / "c.plan", f32)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.plan"]
 
 
 def test_corpus_is_small_and_present():

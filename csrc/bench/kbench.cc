@@ -24,9 +24,13 @@
 #include "executor/winograd.h"
 
 namespace unet_rt::kernels {
+#if defined(__aarch64__)
+double fma_probe_neon(int64_t iters, float* sink);
+#else
 double fma_probe_avx512(int64_t iters, float* sink);
 double fma_probe_avx2(int64_t iters, float* sink);
 double bf16_probe_avx512bf16(int64_t iters, float* sink);
+#endif
 }  // namespace unet_rt::kernels
 namespace k = unet_rt::kernels;
 using unet_rt::InDesc;
@@ -81,8 +85,12 @@ int main(int argc, char** argv) {
     return best;
   };
   const k::Isa top = k::best_isa();
+#if defined(__aarch64__)
+  const double peak32 = probe(k::fma_probe_neon), peak16 = 0.0;
+#else
   const double peak32 = probe(top == k::Isa::Avx512 ? k::fma_probe_avx512 : k::fma_probe_avx2);
   const double peak16 = (top == k::Isa::Avx512 && k::bf16_kernels_for(top)) ? probe(k::bf16_probe_avx512bf16) : 0.0;
+#endif
   std::printf("kbench: 1 thread, CPU time; measured peak fp32 FMA %.1f GFLOP/s, bf16 vdpbf16ps %s\n", peak32,
               peak16 > 0 ? (std::to_string((int)peak16) + " GFLOP/s").c_str() : "n/a (no AVX512-BF16)");
   std::printf("%-10s %-42s %-8s %8s %8s %8s %8s %8s %7s %9s\n", "layer", "kernel", "schedule", "wall ms", "cpu ms",

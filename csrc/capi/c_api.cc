@@ -14,6 +14,7 @@
 
 #include "capi/c_api_internal.h"
 #include "core/log.h"
+#include "core/platform.h"
 
 namespace unet_rt {
 const char* version();  // version.cc
@@ -73,12 +74,12 @@ size_t esize_of(DType d) { return d == DType::U8 ? 1 : d == DType::U16 ? 2 : 4; 
 // a * b, or invalid_argument if it does not fit in 2^62 (every size and pitch stays far from overflow)
 size_t mul(size_t a, size_t b, const char* what) {
   size_t r;
-  if (__builtin_mul_overflow(a, b, &r) || r > (size_t(1) << 62)) throw std::invalid_argument(std::string(what) + " is too large");
+  if (unet_rt::platform::mul_overflow(a, b, &r) || r > (size_t(1) << 62)) throw std::invalid_argument(std::string(what) + " is too large");
   return r;
 }
 size_t add(size_t a, size_t b, const char* what) {
   size_t r;
-  if (__builtin_add_overflow(a, b, &r) || r > (size_t(1) << 62)) throw std::invalid_argument(std::string(what) + " is too large");
+  if (unet_rt::platform::add_overflow(a, b, &r) || r > (size_t(1) << 62)) throw std::invalid_argument(std::string(what) + " is too large");
   return r;
 }
 
@@ -365,6 +366,12 @@ unet_rt_status unet_rt_engine_info(const unet_rt_engine* e, unet_rt_info* info) 
       info->precision = eng.precision() == unet_rt::Precision::BF16 ? UNET_RT_PRECISION_BF16 : UNET_RT_PRECISION_FP32;
     if (UNET_RT_HAS_FIELD(info, unet_rt_info, memory_budget_mb))
       info->memory_budget_mb = int(eng.memory_budget_bytes() >> 20);
+    if (UNET_RT_HAS_FIELD(info, unet_rt_info, cache_l3)) {
+      const unet_rt::platform::CacheSizes& c = unet_rt::platform::cache_sizes();
+      info->cache_l1d = size_t(c.l1d);
+      info->cache_l2 = size_t(c.l2);
+      info->cache_l3 = size_t(c.l3);
+    }
     if (UNET_RT_HAS_FIELD(info, unet_rt_info, isa)) {
       std::string isa = unet_rt::cpu_isa();
       std::memset(info->isa, 0, sizeof info->isa);

@@ -1,23 +1,22 @@
-// See memory.h.
+// See memory.h. The OS calls are platform.h's.
 #include "core/memory.h"
 
 #include <new>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
+
+#include "core/platform.h"
 
 namespace unet_rt {
 
 void* alloc_buffer(size_t bytes) {
   constexpr size_t kHuge = size_t(2) << 20;
   const bool huge = bytes >= kHuge;
-  const size_t align = huge ? kHuge : 64, size = (bytes + align - 1) / align * align;
-  void* p = nullptr;
-  if (posix_memalign(&p, align, size ? size : align) != 0) throw std::bad_alloc();
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (huge) madvise(p, size, MADV_HUGEPAGE);  // advice only: ignored where THP is off
-#endif
+  const size_t align = huge ? kHuge : 64;
+  void* p = platform::alloc_aligned(bytes, align);
+  if (!p) throw std::bad_alloc();
+  if (huge) platform::advise_huge_pages(p, (bytes + align - 1) / align * align);
   return p;
 }
+
+void free_buffer(void* p) { platform::free_aligned(p); }
 
 }  // namespace unet_rt

@@ -3,14 +3,17 @@
 // pages costs a TLB miss per access (docs/speed.md).
 #pragma once
 #include <cstddef>
-#include <cstdlib>
 #include <memory>
 
 namespace unet_rt {
 
-// 64-byte aligned; from 2 MB up, 2 MB aligned and advised as huge pages. Free with std::free.
-// Throws std::bad_alloc.
+// 64-byte aligned; from 2 MB up, 2 MB aligned and advised as huge pages (platform.h). Free with
+// free_buffer (BufferFree as a unique_ptr deleter). Throws std::bad_alloc.
 void* alloc_buffer(size_t bytes);
+void free_buffer(void* p);
+struct BufferFree {
+  void operator()(void* p) const { free_buffer(p); }
+};
 
 // A growable per-thread (or per-object) scratch buffer of T, reallocated only to grow.
 template <class T>
@@ -25,10 +28,7 @@ class Scratch {
   }
 
  private:
-  struct Free {
-    void operator()(T* p) const { std::free(p); }
-  };
-  std::unique_ptr<T, Free> p_;
+  std::unique_ptr<T, BufferFree> p_;
   size_t n_ = 0;
 };
 

@@ -1,13 +1,17 @@
 // See thread_pool.h.
 #include "core/thread_pool.h"
 
-#include <unistd.h>
+#if !defined(_WIN32)
+#include <pthread.h>  // pthread_atfork (no fork() on Windows: ForkSafeMutex is a plain mutex there)
+#endif
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 
 #include "core/log.h"
+#include "core/platform.h"
 
 namespace unet_rt {
 
@@ -46,7 +50,7 @@ int ThreadPool::max_threads() {
   return kMaxThreadsPerCpu * int(hw ? hw : 1);
 }
 
-ThreadPool::ThreadPool(int threads) : pid_(long(getpid())), s_(new Shared) {
+ThreadPool::ThreadPool(int threads) : pid_(platform::process_id()), s_(new Shared) {
   unsigned hw = std::thread::hardware_concurrency();
   if (threads <= 0) threads = int(hw ? hw : 1);
   if (threads > max_threads()) {
@@ -83,7 +87,7 @@ ThreadPool::ThreadPool(int threads) : pid_(long(getpid())), s_(new Shared) {
   }
 }
 
-bool ThreadPool::forked() const { return long(getpid()) != pid_; }
+bool ThreadPool::forked() const { return platform::process_id() != pid_; }
 
 void ThreadPool::stop_workers() {
   {
@@ -132,6 +136,52 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t)>& fn)
     s.error = nullptr;
   }
   if (err) std::rethrow_exception(err);
+}
+
+// ---- ForkSafeMutex: the at-fork handlers ------------------------------------------------------------
+
+// Every live ForkSafeMutex, under `m` (which the handlers hold from prepare to parent/child, so no
+// mutex is created or destroyed across the fork). Leaked on purpose: a ForkSafeMutex destroyed
+// during static destruction still finds it.
+struct ForkRegistry {
+  std::mutex m;
+  std::vector<ForkSafeMutex*> live;
+
+  static ForkRegistry& get() {
+    static ForkRegistry* r = [] {
+      auto* reg = new ForkRegistry;
+#if !defined(_WIN32)
+      pthread_atfork(&ForkRegistry::prepare, &ForkRegistry::after, &ForkRegistry::after);
+#endif
+      return reg;
+    }();
+    return *r;
+  }
+  // Locks in registration order. The mutexes are leaves of the lock order (a holder takes no other
+  // ForkSafeMutex), so waiting for each in turn cannot deadlock with their holders.
+  static void prepare() {
+    ForkRegistry& r = get();
+    r.m.lock();
+    for (ForkSafeMutex* x : r.live) x->m_.lock();
+  }
+  // Parent and child alike: the forking thread took every lock in prepare, so it may release them.
+  static void after() {
+    ForkRegistry& r = get();
+    for (auto it = r.live.rbegin(); it != r.live.rend(); ++it) (*it)->m_.unlock();
+    r.m.unlock();
+  }
+};
+
+ForkSafeMutex::ForkSafeMutex() {
+  ForkRegistry& r = ForkRegistry::get();
+  std::lock_guard<std::mutex> lk(r.m);
+  r.live.push_back(this);
+}
+
+ForkSafeMutex::~ForkSafeMutex() {
+  ForkRegistry& r = ForkRegistry::get();
+  std::lock_guard<std::mutex> lk(r.m);
+  r.live.erase(std::remove(r.live.begin(), r.live.end(), this), r.live.end());
 }
 
 }  // namespace unet_rt

@@ -11,6 +11,10 @@
 //   first one; later ones are dropped);
 // - after fork() the child has none of the workers: parallel_for then runs every item on the
 //   calling thread, and the destructor leaves the parent's synchronisation state alone.
+//
+// ForkSafeMutex (below) is the mutex for state that a forked child must be able to use: the
+// executor's per-network lock (csrc/executor/network.cc) is one, so that a child forked while
+// another thread of the parent runs a tile does not inherit it locked (and block forever).
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -51,6 +55,27 @@ class ThreadPool {
   int size_ = 1;
   long pid_ = 0;
   std::unique_ptr<Shared> s_;
+};
+
+// A mutex that fork() leaves unlocked in both processes. pthread_atfork handlers (installed once,
+// by the first ForkSafeMutex) lock every live ForkSafeMutex before fork() returns — so fork() waits
+// until no thread holds one, e.g. for a tile in flight on another thread to finish — and unlock
+// them afterwards in the parent and in the child. Rules for users: never hold one while waiting
+// for something a forking thread may hold (the GIL, another ForkSafeMutex), and never fork() while
+// holding one (the handlers would deadlock on it). BasicLockable: use with std::lock_guard.
+class ForkSafeMutex {
+ public:
+  ForkSafeMutex();
+  ~ForkSafeMutex();
+  ForkSafeMutex(const ForkSafeMutex&) = delete;
+  ForkSafeMutex& operator=(const ForkSafeMutex&) = delete;
+  void lock() { m_.lock(); }
+  void unlock() { m_.unlock(); }
+  bool try_lock() { return m_.try_lock(); }
+
+ private:
+  friend struct ForkRegistry;
+  std::mutex m_;
 };
 
 }  // namespace unet_rt

@@ -12,7 +12,7 @@
 // "same" padding: every tensor gets a one-pixel zero border in memory and each 3x3 conv reads a
 // view shifted by (-1, -1); the border ring is re-zeroed after each op (memory is reused).
 //
-// Environment knobs: UNET_RT_ISA=ref|avx2|avx512 (default: the best this CPU has), UNET_RT_WINOGRAD=0
+// Environment knobs: UNET_RT_ISA=ref|avx2|avx512|neon (default: the best this CPU has), UNET_RT_WINOGRAD=0
 // (direct convolution everywhere), UNET_RT_WINOGRAD_MAX_CHANNELS=N (Winograd only for convs with <= N
 // output channels: its transformed weights take 4x the memory, 463 MB instead of 124 MB for the
 // paper network). workspace_bytes() covers the activations and the shared Winograd scratch, not the
@@ -38,11 +38,12 @@
 #include <thread>
 #include <utility>
 
+#include "core/env.h"
 #include "kernels/kernels.h"
-#include "runtime/geometry.h"
+#include "core/geometry.h"
 #include "core/memory.h"
 #include "executor/pack.h"
-#include "executor/plan.h"
+#include "executor/memory_layout.h"
 #include "core/thread_pool.h"
 #include "executor/winograd.h"
 
@@ -69,10 +70,6 @@ namespace {
 
 int blocks16(int c) { return (c + 15) / 16; }
 
-struct FreeDeleter {
-  void operator()(float* p) const { std::free(p); }
-};
-
 }  // namespace
 
 struct Network::Impl {
@@ -90,9 +87,9 @@ struct Network::Impl {
   std::vector<PackedConv> convs;   // enc.l.conv1, enc.l.conv2 (2l, 2l+1), then dec.l.conv1/2
   std::vector<PackedUp> ups;       // dec.l.up at index l
   std::vector<float> head_w, head_b;
-  mutable std::mutex mu;
-  mutable std::map<std::pair<int, int>, Plan> plans;
-  std::unique_ptr<float, FreeDeleter> arena;
+  mutable ForkSafeMutex mu;  // fork() waits for a tile in flight (core/thread_pool.h)
+  mutable std::map<std::pair<int, int>, MemoryLayout> layouts;
+  std::unique_ptr<float, BufferFree> arena;  // alloc_buffer's
   int64_t arena_floats = 0;
   mutable bool arena_to_release = false;  // set when the plan cache was cleared
 
@@ -110,11 +107,11 @@ struct Network::Impl {
   }
 
 
-  const Plan& plan(int h, int w) const;  // cached (forward)
-  PlanSpec spec;                          // what the planner needs (set after packing)
-  k::View view(const Plan& p, int id, int dy, int dx) const;
-  k::OutView out_view(const Plan& p, int id) const;
-  void zero_border(const Plan& p, int id) const;
+  const MemoryLayout& layout(int h, int w) const;  // cached per tile shape (forward)
+  LayoutSpec spec;                          // what the planner needs (set after packing)
+  k::View view(const MemoryLayout& p, int id, int dy, int dx) const;
+  k::OutView out_view(const MemoryLayout& p, int id) const;
+  void zero_border(const MemoryLayout& p, int id) const;
 };
 
 // ---- construction: validation and packing -------------------------------------------------------
@@ -130,11 +127,8 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
     throw std::invalid_argument("bad architecture: base * 2^depth too large");
   m.arch = arch;
   check_weights(arch, weights);
-  std::string isa = g_network_isa_override;
-  if (isa.empty()) {
-    const char* env = std::getenv("UNET_RT_ISA");
-    if (env) isa = env;
-  }
+  const EnvOptions env = read_env();  // the tuning variables (core/env.h)
+  const std::string isa = g_network_isa_override.empty() ? env.isa : g_network_isa_override;
   m.kern = &k::kernels_for(k::isa_from_name(isa));
   m.wkern = m.kern;
   if (precision == Precision::BF16) {
@@ -143,20 +137,15 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
       m.precision = Precision::BF16;
     }
   }
-  if (const char* env = std::getenv("UNET_RT_PROFILE")) m.profile = m.profile_print = std::string(env) == "1";
+  if (env.profile) m.profile = m.profile_print = *env.profile;
   m.pad = arch.same_padding ? 1 : 0;
-  if (g_network_winograd_override >= 0) {
-    m.winograd = g_network_winograd_override == 1;
-  } else {
-    const char* env = std::getenv("UNET_RT_WINOGRAD");
-    m.winograd = !(env && std::string(env) == "0");
-  }
-  if (const char* env = std::getenv("UNET_RT_WINOGRAD_MAX_CHANNELS")) m.wino_max_channels = std::atoll(env);
+  m.winograd = g_network_winograd_override >= 0 ? g_network_winograd_override == 1 : env.winograd;
+  if (env.wino_max_channels) m.wino_max_channels = *env.wino_max_channels;
   // bf16 U is already half of fp32's, and its GEMMs are fast enough that the transforms would cost
   // ~5% at 512x512 (docs/speed.md): taps for fp32 only, unless asked.
   if (m.wkern->bf16) m.wino_raw_bytes = 1e300;
-  if (const char* env = std::getenv("UNET_RT_WINOGRAD_RAW_MB")) m.wino_raw_bytes = std::atof(env) * (1 << 20);
-  if (const char* env = std::getenv("UNET_RT_WINOGRAD_PRIVATE_KB")) m.wino_private_bytes = std::atof(env) * 1024;
+  if (env.wino_raw_mb) m.wino_raw_bytes = *env.wino_raw_mb * (1 << 20);
+  if (env.wino_private_kb) m.wino_private_bytes = *env.wino_private_kb * 1024;
   m.in_cb = arch.in_channels < 16 ? arch.in_channels : 16;
 
   const int D = arch.depth;
@@ -200,7 +189,7 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
   m.spec.in_cb = m.in_cb;
   m.spec.widths = m.widths;
   for (const PackedConv& c : m.convs)
-    m.spec.convs.push_back(PlanConv{c.wino, c.raw_taps, c.u_bytes, c.wino ? c.groups() * c.ocg / 16 : 0});
+    m.spec.convs.push_back(LayoutConv{c.wino, c.raw_taps, c.u_bytes, c.wino ? c.groups() * c.ocg / 16 : 0});
   m.spec.bf16 = m.wkern->bf16;
   m.spec.private_bytes = m.wino_private_bytes;
   m.spec.private_max_u = Impl::kPrivateMaxU;
@@ -216,20 +205,20 @@ int Network::output_size(int size) const { return unet_rt::output_size(size, imp
 
 // ---- planning: ops, tensor lifetimes, memory offsets --------------------------------------------
 
-const Plan& Network::Impl::plan(int h, int w) const {
+const MemoryLayout& Network::Impl::layout(int h, int w) const {
   auto key = std::make_pair(h, w);
-  auto it = plans.find(key);
-  if (it != plans.end()) return it->second;
-  if (plans.size() >= Network::kMaxPlans) {
+  auto it = layouts.find(key);
+  if (it != layouts.end()) return it->second;
+  if (layouts.size() >= Network::kMaxPlans) {
     // Bounded memory for callers that feed ever new tile shapes: start over (the arena, sized for
-    // the dropped plans, goes too; forward() allocates what the next plan needs).
-    plans.clear();
+    // the dropped layouts, goes too; forward() allocates what the next plan needs).
+    layouts.clear();
     arena_to_release = true;
   }
-  return plans.emplace(key, build_plan(spec, h, w)).first->second;
+  return layouts.emplace(key, build_memory_layout(spec, h, w)).first->second;
 }
 
-k::View Network::Impl::view(const Plan& p, int id, int dy, int dx) const {
+k::View Network::Impl::view(const MemoryLayout& p, int id, int dy, int dx) const {
   const Tensor& t = p.t[id];
   k::View v;
   v.cb = t.cb;
@@ -240,12 +229,12 @@ k::View Network::Impl::view(const Plan& p, int id, int dy, int dx) const {
   return v;
 }
 
-k::OutView Network::Impl::out_view(const Plan& p, int id) const {
+k::OutView Network::Impl::out_view(const MemoryLayout& p, int id) const {
   k::View v = view(p, id, 0, 0);
   return k::OutView{const_cast<float*>(v.p), v.rs, v.bs};
 }
 
-void Network::Impl::zero_border(const Plan& p, int id) const {
+void Network::Impl::zero_border(const MemoryLayout& p, int id) const {
   if (!pad) return;
   const Tensor& t = p.t[id];
   const int64_t rs = (int64_t)(t.w + 2) * t.cb, bs = (int64_t)(t.h + 2) * rs;
@@ -262,20 +251,20 @@ void Network::Impl::zero_border(const Plan& p, int id) const {
 }
 
 size_t Network::workspace_bytes(int h, int w) const {
-  std::lock_guard<std::mutex> lk(impl_->mu);
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
   unet_rt::output_size(h, impl_->arch.depth, impl_->arch.same_padding);
   unet_rt::output_size(w, impl_->arch.depth, impl_->arch.same_padding);
-  auto it = impl_->plans.find(std::make_pair(h, w));
-  return size_t(it != impl_->plans.end() ? it->second.floats : build_plan(impl_->spec, h, w).floats) * sizeof(float);
+  auto it = impl_->layouts.find(std::make_pair(h, w));
+  return size_t(it != impl_->layouts.end() ? it->second.floats : build_memory_layout(impl_->spec, h, w).floats) * sizeof(float);
 }
 
 size_t Network::cached_plans() const {
-  std::lock_guard<std::mutex> lk(impl_->mu);
-  return impl_->plans.size();
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
+  return impl_->layouts.size();
 }
 
 size_t Network::arena_bytes() const {
-  std::lock_guard<std::mutex> lk(impl_->mu);
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
   return size_t(impl_->arena_floats) * sizeof(float);
 }
 
@@ -285,10 +274,10 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
   if (!in) throw std::invalid_argument("forward: null input");
   if (!out.data) throw std::invalid_argument("forward: null output");
   Impl& m = *impl_;
-  std::lock_guard<std::mutex> lk(m.mu);
+  std::lock_guard<ForkSafeMutex> lk(m.mu);
   unet_rt::output_size(h, m.arch.depth, m.arch.same_padding);  // throws with a clear message
   unet_rt::output_size(w, m.arch.depth, m.arch.same_padding);
-  const Plan& p = m.plan(h, w);
+  const MemoryLayout& p = m.layout(h, w);
   if (m.arena_to_release) {
     m.arena.reset();
     m.arena_floats = 0;
@@ -487,20 +476,20 @@ Precision Network::precision() const { return impl_->precision; }
 const std::string& Network::precision_note() const { return impl_->precision_note; }
 std::string Network::kernel_name() const { return impl_->wkern->wino_gemm_name(impl_->wkern->preferred_ocg); }
 void Network::set_profile(bool on) {
-  std::lock_guard<std::mutex> lk(impl_->mu);
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
   if (on && !impl_->profile) impl_->prof_sum.clear();
   impl_->profile = on;
 }
 std::vector<Network::ProfileRow> Network::last_profile() const {
-  std::lock_guard<std::mutex> lk(impl_->mu);
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
   return impl_->prof;
 }
 std::vector<Network::ProfileRow> Network::profile_totals() const {
-  std::lock_guard<std::mutex> lk(impl_->mu);
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
   return impl_->prof_sum;
 }
 void Network::reset_profile() {
-  std::lock_guard<std::mutex> lk(impl_->mu);
+  std::lock_guard<ForkSafeMutex> lk(impl_->mu);
   impl_->prof_sum.clear();
 }
 size_t Network::weight_bytes() const {

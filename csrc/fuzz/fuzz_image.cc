@@ -27,7 +27,7 @@
 #include <tuple>
 #include <vector>
 
-#include "runtime/geometry.h"
+#include "core/geometry.h"
 #include "core/types.h"
 #include "unet_rt/unet_rt.h"
 

@@ -15,7 +15,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "runtime/geometry.h"
+#include "core/geometry.h"
 #include "runtime/tiler.h"
 
 namespace {

@@ -1,10 +1,11 @@
-// Run-time ISA choice: one if/else chain over CPU features, ending in the scalar reference.
+// Run-time ISA choice: one if/else chain over CPU features, ending in the scalar reference. On x86-64
+// the chain reads CPUID (avx512, avx2); on AArch64 Advanced SIMD is part of the base architecture
+// (ARMv8-A), so the neon tier is always there. Each architecture's tables reference only the kernels
+// CMake compiles for it (x86 ISA files on x86, neon.cc on AArch64).
 #include <cstdlib>
 #include <stdexcept>
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
 
+#include "core/platform.h"
 #include "kernels/kernels.h"
 
 namespace unet_rt::kernels {
@@ -37,34 +38,29 @@ std::vector<float> wino_pack_raw(const float* w, int oc, const std::vector<int>&
   return r;
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-// CPUID.1:ECX.F16C (clang before 15 has no __builtin_cpu_supports("f16c")).
-static bool has_f16c() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
-}
-#endif
-
 bool isa_supported(Isa isa) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+  // CPU features: CPUID, and XGETBV for the OS's support of the AVX/AVX-512 state (platform.h)
+  const platform::CpuFeatures& f = platform::cpu_features();
   switch (isa) {
     case Isa::Avx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("fma");
+      return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.fma;
     case Isa::Avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+      return f.avx2 && f.fma && f.f16c;
     case Isa::Ref:
       return true;
+    default:
+      return false;
   }
-  return false;
+#elif defined(__aarch64__)
+  return isa == Isa::Ref || isa == Isa::Neon;
 #else
   return isa == Isa::Ref;
 #endif
 }
 
 Isa best_isa() {
+  if (isa_supported(Isa::Neon)) return Isa::Neon;
   if (isa_supported(Isa::Avx512)) return Isa::Avx512;
   if (isa_supported(Isa::Avx2)) return Isa::Avx2;
   return Isa::Ref;
@@ -74,6 +70,7 @@ const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::Avx512: return "avx512";
     case Isa::Avx2: return "avx2";
+    case Isa::Neon: return "neon";
     default: return "ref";
   }
 }
@@ -83,12 +80,13 @@ Isa isa_from_name(const std::string& name) {
   if (name == "ref") return Isa::Ref;
   if (name == "avx2") return Isa::Avx2;
   if (name == "avx512") return Isa::Avx512;
-  throw std::invalid_argument("unknown ISA '" + name + "' (expected ref, avx2, avx512 or auto)");
+  if (name == "neon") return Isa::Neon;
+  throw std::invalid_argument("unknown ISA '" + name + "' (expected ref, avx2, avx512, neon or auto)");
 }
 
 std::vector<std::string> available_isas() {
   std::vector<std::string> out;
-  for (Isa i : {Isa::Ref, Isa::Avx2, Isa::Avx512})
+  for (Isa i : {Isa::Ref, Isa::Avx2, Isa::Avx512, Isa::Neon})
     if (isa_supported(i)) out.push_back(isa_name(i));
   return out;
 }
@@ -100,6 +98,7 @@ static const Kernels kRef{Isa::Ref, "ref", conv3x3_ref, upconv2x2_ref, pool2x2_r
 static const Kernels kRefBf16{Isa::Ref, "ref_bf16", conv3x3_ref, upconv2x2_bf16_ref, pool2x2_ref, head1x1_ref,
                               conv3x3_wino_in_bf16_ref, conv3x3_wino_gemm_bf16_ref, conv3x3_wino_out_f32_ref, conv3x3_wino_wt_bf16_ref, 16, true,
                               1, 1, "ref"};
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
 static const Kernels kAvx2{Isa::Avx2, "avx2", conv3x3_avx2, upconv2x2_avx2, pool2x2_avx2, head1x1_avx2,
                            conv3x3_wino_in_f32_avx2, conv3x3_wino_gemm_f32_avx2, conv3x3_wino_out_f32_avx2, conv3x3_wino_wt_f32_avx2, 16, false,
                            6, 3, "avx2"};
@@ -115,25 +114,31 @@ static const Kernels kAvx512Bf16{Isa::Avx512, "avx512_bf16", conv3x3_avx512, upc
 static const Kernels kAmxBf16{Isa::Avx512, "amx_bf16", conv3x3_avx512, upconv2x2_bf16_avx512bf16, pool2x2_avx512,
                               head1x1_avx512, conv3x3_wino_in_bf16_avx512bf16, conv3x3_wino_gemm_bf16_amx,
                               conv3x3_wino_out_f32_avx512, conv3x3_wino_wt_bf16_avx512bf16, 32, true, 16, 16, "amx"};
+#endif
+#if defined(__aarch64__)
+// NEON (csrc/kernels/conv3x3/neon.cc: register tiles 5 x 16 and 3 x 32 for 32 128-bit registers; ocg 16
+// preferred). fp32 only: bf16 falls back to fp32 (bf16_kernels_for).
+static const Kernels kNeon{Isa::Neon, "neon", conv3x3_neon, upconv2x2_neon, pool2x2_neon, head1x1_neon,
+                           conv3x3_wino_in_f32_neon, conv3x3_wino_gemm_f32_neon, conv3x3_wino_out_f32_neon, conv3x3_wino_wt_f32_neon, 16, false,
+                           5, 3, "neon"};
+#endif
 
 const Kernels& kernels_for(Isa isa) {
   if (!isa_supported(isa))
     throw std::invalid_argument(std::string("this CPU does not support ") + isa_name(isa));
   switch (isa) {
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
     case Isa::Avx512: return kAvx512;
     case Isa::Avx2: return kAvx2;
+#endif
+#if defined(__aarch64__)
+    case Isa::Neon: return kNeon;
+#endif
     default: return kRef;
   }
 }
 
-static bool cpu_has_avx512bf16() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
-#endif
-}
+[[maybe_unused]] static bool cpu_has_avx512bf16() { return platform::cpu_features().avx512bf16; }
 
 // AMX: the CPU has it, the OS grants tile data, and one GEMM agrees with vdpbf16ps (once per process).
 // amx_note() says why not.
@@ -142,7 +147,7 @@ static std::string& amx_reason() {
   return r;
 }
 static bool amx_usable() {
-#if defined(__x86_64__)
+#if defined(__x86_64__) || defined(_M_X64)
   static const bool ok = [] {
     if (!cpu_has_avx512bf16()) {  // amxbf16.cc is compiled with AVX-512 flags: nothing in it may run here
       amx_reason() = "no AVX512-BF16 on this CPU";
@@ -166,13 +171,16 @@ const Kernels* bf16_kernels_for(Isa isa, std::string* why) {
   kernels_for(isa);  // throws if the CPU lacks the tier
   // The if/else chain of the bf16 tiers.
   if (isa == Isa::Ref) return &kRefBf16;
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
   if (isa == Isa::Avx512 && cpu_has_avx512bf16()) {
     const char* env = std::getenv("UNET_RT_AMX");
     if (!(env && std::string(env) == "0") && amx_usable()) return &kAmxBf16;
     return &kAvx512Bf16;
   }
+#endif
   if (why)
     *why = isa == Isa::Avx512 ? "bf16 needs AVX512-BF16 (vdpbf16ps), which this CPU lacks: running fp32"
+           : isa == Isa::Neon ? "bf16 kernels exist for x86-64 (AVX512-BF16) only; the kernels are neon: running fp32"
                               : std::string("bf16 needs the avx512 tier with AVX512-BF16; the kernels are ") +
                                     isa_name(isa) + ": running fp32";
   return nullptr;

@@ -14,7 +14,8 @@
 //
 // Each family computes one unit of work (one output row of one output-channel group); the network
 // spreads units over its thread pool. Every family has a scalar reference (ref.cc) and SIMD
-// versions (avx2.cc, avx512.cc, compiled with their ISA flags by CMake); dispatch.cc picks one.
+// versions: on x86-64 avx2.cc, avx512.cc (compiled with their ISA flags by CMake), on AArch64
+// neon.cc (Advanced SIMD, part of the base architecture); dispatch.cc picks one.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -24,7 +25,7 @@
 
 namespace unet_rt::kernels {
 
-enum class Isa { Ref = 0, Avx2 = 1, Avx512 = 2 };
+enum class Isa { Ref = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };  // Avx2/Avx512 on x86-64, Neon on AArch64
 
 struct View {
   const float* p = nullptr;
@@ -198,11 +199,11 @@ struct Kernels {
 const Kernels& kernels_for(Isa isa);    // std::invalid_argument if this CPU lacks the ISA
 // The bf16 table of a tier: ref (scalar, any CPU); for avx512 with AVX512-BF16, AMX (tdpbf16ps) where
 // the CPU and OS allow it and its self-check passes (UNET_RT_AMX=0: never), else vdpbf16ps; nullptr
-// where this CPU and tier have no bf16 GEMM (avx2, avx512 without AVX512-BF16). *why says so.
+// where this CPU and tier have no bf16 GEMM (avx2, avx512 without AVX512-BF16, neon). *why says so.
 const Kernels* bf16_kernels_for(Isa isa, std::string* why = nullptr);
 Isa best_isa();                          // if/else chain over CPU features, ending in Ref
 bool isa_supported(Isa isa);
-Isa isa_from_name(const std::string& name);  // "ref" | "avx2" | "avx512" | "auto"
+Isa isa_from_name(const std::string& name);  // "ref" | "avx2" | "avx512" | "neon" | "auto"
 const char* isa_name(Isa isa);
 std::vector<std::string> available_isas();
 
@@ -210,6 +211,7 @@ std::vector<std::string> available_isas();
 void conv3x3_ref(const ConvArgs&, int, int);
 void conv3x3_avx2(const ConvArgs&, int, int);
 void conv3x3_avx512(const ConvArgs&, int, int);
+void conv3x3_neon(const ConvArgs&, int, int);
 // Winograd phases: conv3x3_wino_{in,gemm,out}_<dtype>_<isa> (the GEMM's register tile is in
 // Kernels::wino_gemm_name).
 #define UNET_RT_WINO_DECL(dt, isa)                                                                       \
@@ -219,6 +221,7 @@ void conv3x3_avx512(const ConvArgs&, int, int);
 UNET_RT_WINO_DECL(f32, ref)
 UNET_RT_WINO_DECL(f32, avx2)
 UNET_RT_WINO_DECL(f32, avx512)
+UNET_RT_WINO_DECL(f32, neon)
 UNET_RT_WINO_DECL(bf16, ref)
 UNET_RT_WINO_DECL(bf16, avx512bf16)
 #undef UNET_RT_WINO_DECL
@@ -232,17 +235,21 @@ const std::string& amx_note();
 void conv3x3_wino_out_f32_ref(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int);
 void conv3x3_wino_out_f32_avx2(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int);
 void conv3x3_wino_out_f32_avx512(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int);
+void conv3x3_wino_out_f32_neon(const WinoArgs&, const float*, int64_t, int64_t, int, int64_t, int);
 void upconv2x2_ref(const UpArgs&, int, int);
 void upconv2x2_avx2(const UpArgs&, int, int);
 void upconv2x2_avx512(const UpArgs&, int, int);
+void upconv2x2_neon(const UpArgs&, int, int);
 void upconv2x2_bf16_ref(const UpArgs&, int, int);
 void upconv2x2_bf16_avx512bf16(const UpArgs&, int, int);
 void pool2x2_ref(const PoolArgs&, int, int);
 void pool2x2_avx2(const PoolArgs&, int, int);
 void pool2x2_avx512(const PoolArgs&, int, int);
+void pool2x2_neon(const PoolArgs&, int, int);
 void head1x1_ref(const HeadArgs&, int);
 void head1x1_avx2(const HeadArgs&, int);
 void head1x1_avx512(const HeadArgs&, int);
+void head1x1_neon(const HeadArgs&, int);
 
 // Softmax over v[0], v[stride], ..., v[(k-1)*stride] in place (max-subtracted; shared by every
 // ISA's head, compiled without ISA flags).

@@ -1,7 +1,7 @@
-// SIMD kernel bodies shared by the AVX2 and AVX-512 versions of each family, written once against a
+// SIMD kernel bodies shared by the AVX2, AVX-512 and NEON versions of each family, written once against a
 // small vector-traits type V (V::reg, V::L lanes, load/store/bcast/fma/max/zero). Include ONLY from
-// a file compiled with the matching ISA flags (csrc/kernels/<family>/{avx2,avx512}.cc): the traits
-// live in simd_avx2.h / simd_avx512.h.
+// a file compiled with the matching ISA flags (csrc/kernels/<family>/{avx2,avx512,neon}.cc): the traits
+// live in simd_avx2.h / simd_avx512.h / simd_neon.h.
 //
 // The core is an implicit-GEMM register tile: NX output pixels x NV vectors of output channels
 // (NV*L = ocg) live in NX*NV accumulator registers; for each input channel and tap, the NV weight
@@ -10,11 +10,22 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "kernels/kernels.h"
 
 namespace unet_rt::kernels::simd {
+
+// Traits with `lane_fma` (NEON) multiply by one lane of a register (V::fma_lane<K>): for blocks of a
+// fixed channel count CB (a multiple of L) the tile then loads L channels of each pixel with one
+// vector load and uses its lanes in turn; the sums are the same, in the same order, as with a
+// broadcast per channel. Other traits (x86: a broadcast load is as cheap as a plain one) keep the
+// broadcast.
+template <class V, class = void>
+struct has_lane_fma : std::false_type {};
+template <class V>
+struct has_lane_fma<V, std::void_t<decltype(V::lane_fma)>> : std::bool_constant<V::lane_fma> {};
 
 // One register tile. in[i] points at input pixel (row, x0) of the tile's first tap; w at the
 // group's packed weights for these inputs; y at output pixel 0 of the tile (pixel stride opx),
@@ -38,6 +49,27 @@ inline void tile(const View* in, int nin, int kh, int kw, int64_t row, int64_t x
       for (int ky = 0; ky < kh; ++ky)
         for (int kx = 0; kx < kw; ++kx) {
           const float* ip = base + ky * rs + kx * cb;
+          if constexpr (has_lane_fma<V>::value && CB > 0 && CB % L == 0) {
+            // acc[j][v] += w[c + K][v] * x[j][c + K], K < 4: NX*NV accumulators + NX input vectors +
+            // the weight vector in use (loaded one at a time, each used NX times)
+            static_assert(L == 4, "lane_fma: 4-lane traits");
+#pragma GCC unroll 16
+            for (int c = 0; c < CB; c += L, w += L * OCG) {
+              typename V::reg xv[NX];
+              for (int j = 0; j < NX; ++j) xv[j] = V::load(ip + j * CB + c);
+#define UNET_RT_LANE_STEP(K)                                                                      \
+  for (int v = 0; v < NV; ++v) {                                                                  \
+    const typename V::reg wv = V::load(w + (K) * OCG + v * L);                                    \
+    for (int j = 0; j < NX; ++j) acc[j][v] = V::template fma_lane<K>(acc[j][v], wv, xv[j]);        \
+  }
+              UNET_RT_LANE_STEP(0)
+              UNET_RT_LANE_STEP(1)
+              UNET_RT_LANE_STEP(2)
+              UNET_RT_LANE_STEP(3)
+#undef UNET_RT_LANE_STEP
+            }
+            continue;
+          }
           for (int c = 0; c < cb; ++c, w += OCG) {
             typename V::reg wv[NV];
             for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * L);

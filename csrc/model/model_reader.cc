@@ -1,10 +1,6 @@
 // Model file reader: see model_reader.h. Validation mirrors src/unet_rt/format/model_file.py.
 #include "model/model_reader.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -13,9 +9,11 @@
 #include <string_view>
 
 #include "core/json.h"
+#include "core/platform.h"
 #include "runtime/normalize.h"
 
-#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+// Little-endian hosts only (x86, aarch64, and every target MSVC has, which defines no __BYTE_ORDER__).
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the model file reader assumes a little-endian host"
 #endif
 
@@ -66,63 +64,41 @@ int get_int(const std::string& name, const json::Value& obj, const char* key, in
 ModelFile::~ModelFile() = default;
 
 // Read into memory this object owns, not mmap: a file rewritten in place while it is read then
-// gives a parse error (or a stale but valid model), never SIGBUS. O_NONBLOCK: opening a FIFO does
-// not wait for a writer (it is refused as not a regular file right after).
+// gives a parse error (or a stale but valid model), never SIGBUS. The OS calls are platform.h's
+// (a FIFO is refused without waiting for a writer).
 std::unique_ptr<ModelFile> ModelFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    int err = errno;
-    throw IoError((err == ENOENT ? "model file not found: " : "cannot open model file: ") + path + " (" +
-                      std::strerror(err) + ")",
-                  err);
-  }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int err = errno;
-    throw IoError("cannot stat model file " + path + " (" + std::strerror(err) + ")", err);
-  }
-  if (!S_ISREG(st.st_mode))
-    throw IoError("not a regular file: " + path + (S_ISDIR(st.st_mode) ? " (a directory)" : S_ISFIFO(st.st_mode) ? " (a FIFO)" : ""),
-                  S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
   std::unique_ptr<ModelFile> m(new ModelFile());
-  const size_t size = size_t(st.st_size);
-  try {
-    m->owned_.resize(size);
-  } catch (const std::bad_alloc&) {
-    throw IoError("cannot read model file " + path + ": out of memory for " + std::to_string(size) + " bytes", ENOMEM);
+  using platform::ReadStatus;
+  const platform::ReadResult r = platform::read_file(path, m->owned_);
+  const std::string why = r.err ? std::string(" (") + std::strerror(r.err) + ")" : std::string();
+  switch (r.status) {
+    case ReadStatus::Ok: break;
+    case ReadStatus::NotFound: throw IoError("model file not found: " + path + why, r.err);
+    case ReadStatus::CannotOpen: throw IoError("cannot open model file: " + path + why, r.err);
+    case ReadStatus::CannotStat: throw IoError("cannot stat model file " + path + why, r.err);
+    case ReadStatus::Directory: throw IoError("not a regular file: " + path + " (a directory)", r.err);
+    case ReadStatus::Fifo: throw IoError("not a regular file: " + path + " (a FIFO)", r.err);
+    case ReadStatus::NotRegular: throw IoError("not a regular file: " + path, r.err);
+    case ReadStatus::OutOfMemory: throw IoError("cannot read model file " + path + ": out of memory", r.err);
+    case ReadStatus::CannotRead: throw IoError("cannot read model file " + path + why, r.err);
   }
-  size_t got = 0;
-  while (got < size) {
-    ssize_t r = ::pread(fd, m->owned_.data() + got, size - got, off_t(got));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      int err = errno;
-      throw IoError("cannot read model file " + path + " (" + std::strerror(err) + ")", err);
-    }
-    if (r == 0) break;  // shrank while being read: parse what is there (a clear "truncated" error)
-    got += size_t(r);
-  }
-  m->owned_.resize(got);
   m->bytes_ = m->owned_.data();
-  m->size_ = got;
+  m->size_ = m->owned_.size();
   m->parse(path);
   return m;
 }
 
-std::unique_ptr<ModelFile> ModelFile::from_bytes(const void* data, size_t size, const std::string& name) {
+std::unique_ptr<ModelFile> ModelFile::from_bytes(const void* data, size_t size, const std::string& name,
+                                                 bool tensorrt_container) {
   std::unique_ptr<ModelFile> m(new ModelFile());
   m->owned_.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + size);
   m->bytes_ = m->owned_.data();
   m->size_ = size;
-  m->parse(name);
+  m->parse(name, tensorrt_container);
   return m;
 }
 
-void ModelFile::parse(const std::string& name) {
+void ModelFile::parse(const std::string& name, bool tensorrt_container) {
   // ---- container ---------------------------------------------------------------------------------
   if (size_ < 8) fail(name, "file too short (" + std::to_string(size_) + " bytes) to be a model file");
   uint64_t n = 0;
@@ -161,10 +137,11 @@ void ModelFile::parse(const std::string& name) {
   if (md["format"] != "unet-rt")
     fail(name, "a safetensors file, but not a unet-rt model (format='" + md["format"] + "')");
   info_.kind = md.count("kind") ? md["kind"] : "weights";
-  if (info_.kind == "tensorrt")
+  const bool trt = info_.kind == "tensorrt" && tensorrt_container;
+  if (info_.kind == "tensorrt" && !trt)
     fail(name, "this model file holds a TensorRT engine: TensorRT models are run by the Python tensorrt "
                "backend (unet_rt.Engine(path, backend='tensorrt')), not by the native CPU runtime");
-  if (info_.kind != "weights") fail(name, "unknown model kind '" + info_.kind + "'");
+  if (info_.kind != "weights" && !trt) fail(name, "unknown model kind '" + info_.kind + "'");
   {
     auto it = md.find("format_version");
     if (it == md.end()) fail(name, "no format_version metadata");
@@ -292,7 +269,7 @@ void ModelFile::parse(const std::string& name) {
       fail(name, "corrupt header: tensor '" + tn + "': " + err.what());
     }
     uint64_t nbytes = 0;
-    if (overflow || __builtin_mul_overflow(numel, uint64_t(esize), &nbytes))
+    if (overflow || platform::mul_overflow(numel, uint64_t(esize), &nbytes))
       fail(name, "tensor '" + tn + "' has an absurd shape " + shape_str(e.shape));
     if (e.end > data_len)
       fail(name, "tensor '" + tn + "' data [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
@@ -300,7 +277,9 @@ void ModelFile::parse(const std::string& name) {
     if (e.end - e.begin != nbytes)
       fail(name, "tensor '" + tn + "' holds " + std::to_string(e.end - e.begin) + " bytes but its shape " +
                      shape_str(e.shape) + " and dtype " + dt->text + " need " + std::to_string(nbytes));
-    if (dt->text != "F32") fail(name, "tensor '" + tn + "' has dtype " + dt->text + ", expected F32");
+    if (trt && (tn != "engine" || dt->text != "U8" || e.shape.size() != 1))
+      fail(name, "a tensorrt model file holds one tensor 'engine' (U8, 1-D), not '" + tn + "' (" + dt->text + ")");
+    if (!trt && dt->text != "F32") fail(name, "tensor '" + tn + "' has dtype " + dt->text + ", expected F32");
     entries.push_back(std::move(e));
   }
   {
@@ -322,6 +301,11 @@ void ModelFile::parse(const std::string& name) {
     }
     if (at != data_len)
       fail(name, "corrupt file: " + std::to_string(data_len - at) + " bytes after the last tensor");
+  }
+  info_.metadata = md;
+  if (trt) {
+    if (entries.size() != 1) fail(name, "a tensorrt model file needs an 'engine' uint8 tensor");
+    return;
   }
   const auto want = expected_weight_shapes(arch);
   for (const auto& e : entries) {

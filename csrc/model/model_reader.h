@@ -8,6 +8,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -38,21 +39,26 @@ struct Normalization {
 };
 
 struct ModelInfo {
-  std::string kind;               // "weights" (the only kind this reader accepts)
+  std::string kind;               // "weights", or "tensorrt" when the reader is asked for a TensorRT container
   int format_version = 0;
   Arch arch;
   Normalization normalization;
   std::vector<std::string> class_names;
   std::string provenance_json;    // the raw JSON text of the provenance metadata ("{}" if absent)
   Decision decision;              // the "decision" metadata (decision.h); absent: default_decision
+  std::map<std::string, std::string> metadata;  // every __metadata__ entry as stored (validated above)
 };
 
 class ModelFile {
  public:
   // Opens and validates a model file: a regular file, read whole into memory this object owns.
   static std::unique_ptr<ModelFile> open(const std::string& path);
-  // The same from bytes in memory (copied); `name` is used in error messages.
-  static std::unique_ptr<ModelFile> from_bytes(const void* data, size_t size, const std::string& name = "<memory>");
+  // The same from bytes in memory (copied); `name` is used in error messages. With
+  // `tensorrt_container`, a "tensorrt" container (metadata as a weights file's, one U8 tensor "engine":
+  // a serialized TensorRT engine, which this reader does not look into) is accepted too: the Python
+  // tensorrt backend runs it, and this is its validator.
+  static std::unique_ptr<ModelFile> from_bytes(const void* data, size_t size, const std::string& name = "<memory>",
+                                               bool tensorrt_container = false);
   ~ModelFile();
   ModelFile(const ModelFile&) = delete;
   ModelFile& operator=(const ModelFile&) = delete;
@@ -64,7 +70,7 @@ class ModelFile {
 
  private:
   ModelFile() = default;
-  void parse(const std::string& name);
+  void parse(const std::string& name, bool tensorrt_container = false);
 
   const uint8_t* bytes_ = nullptr;
   size_t size_ = 0;

@@ -75,12 +75,16 @@ Decision parse_decision(const json::Value& v, int classes) {
   return d;
 }
 
-void decide_labels(const float* scores, bool probs, int K, int H, int W, const Decision& d, void* labels, bool u16) {
-  const int64_t n = int64_t(H) * W;
-  for (int64_t i = 0; i < n; ++i) {
-    int c = decide_pixel(scores + i, n, K, probs, d);
-    if (u16) static_cast<uint16_t*>(labels)[i] = uint16_t(c);
-    else static_cast<uint8_t*>(labels)[i] = uint8_t(c);
+void decide_labels(const float* scores, int64_t cstride, int64_t rstride, int h, int w, bool probs, int K,
+                   const Decision& d, void* labels, bool u16, int W, int y0, int x0) {
+  for (int y = 0; y < h; ++y) {
+    const float* row = scores + int64_t(y) * rstride;
+    const size_t at = size_t(y0 + y) * size_t(W) + size_t(x0);
+    for (int x = 0; x < w; ++x) {
+      const int c = decide_pixel(row + x, cstride, K, probs, d);
+      if (u16) static_cast<uint16_t*>(labels)[at + size_t(x)] = uint16_t(c);
+      else static_cast<uint8_t*>(labels)[at + size_t(x)] = uint8_t(c);
+    }
   }
 }
 

@@ -78,8 +78,16 @@ inline int decide_pixel(const float* s, int64_t cstride, int K, bool probs, cons
   return best < 0 ? f : best;
 }
 
-// Labels [H, W] (U8 or U16 per `u16`) from class scores [K, H, W] (planes of H * W).
-void decide_labels(const float* scores, bool probs, int K, int H, int W, const Decision& d, void* labels, bool u16);
+// Labels (U8 or U16 per `u16`) of an h x w block of class scores, scores[k * cstride + y * rstride + x]
+// (probabilities if `probs`, else logits), by decide_pixel, into labels[(y0 + y) * W + x0 + x]: the one
+// place scores become labels (the tiler writes each tile's labels with it).
+void decide_labels(const float* scores, int64_t cstride, int64_t rstride, int h, int w, bool probs, int K,
+                   const Decision& d, void* labels, bool u16, int W, int y0, int x0);
+// Labels [H, W] from class scores [K, H, W] (planes of H * W).
+inline void decide_labels(const float* scores, bool probs, int K, int H, int W, const Decision& d, void* labels,
+                          bool u16) {
+  decide_labels(scores, int64_t(H) * W, W, H, W, probs, K, d, labels, u16, W, 0, 0);
+}
 
 // Instances [H, W] int32 (0 = background, 1..n in raster order of each marker's first pixel) from
 // class probabilities [K, H, W] by a marker-controlled watershed on p = probs[foreground_class]:
@@ -87,5 +95,10 @@ void decide_labels(const float* scores, bool probs, int K, int H, int W, const D
 // the 4-connected foreground mask, as skimage.segmentation.watershed(-p, markers, mask=mask) does.
 // Returns the number of instances.
 int64_t instances_from_probabilities(const float* probs, int K, int H, int W, const Decision& d, int32_t* labels);
+
+// The markers that watershed floods from (labels [H, W] int32: 1..m in raster order of their first
+// pixel, 0 elsewhere), as instances_from_probabilities makes them; returns m. (unet_rt.scale numbers
+// objects joined across blocks by their markers' first pixels, as the Engine does.)
+int64_t instance_markers(const float* probs, int K, int H, int W, const Decision& d, int32_t* labels);
 
 }  // namespace unet_rt

@@ -81,7 +81,10 @@ struct Later {
 
 }  // namespace
 
-int64_t instances_from_probabilities(const float* probs, int K, int H, int W, const Decision& d, int32_t* labels) {
+namespace {
+
+// Checks the inputs of instance_markers / instances_from_probabilities.
+void check_instances_input(const float* probs, int K, int H, int W, const Decision& d, const int32_t* labels) {
   if (!probs || !labels) throw std::invalid_argument("null buffer");
   if (K < 1 || H < 1 || W < 1) throw std::invalid_argument("empty probability map");
   if (d.foreground_class < 0 || d.foreground_class >= K)
@@ -95,18 +98,42 @@ int64_t instances_from_probabilities(const float* probs, int K, int H, int W, co
   for (int64_t i = 0; i < n; ++i)
     if (!(p[i] >= 0.0f && p[i] <= 1.0f))
       throw std::invalid_argument("foreground probabilities must lie in [0, 1] (pixel " + std::to_string(i) + ")");
+}
 
-  // ---- foreground mask and markers ----
-  std::vector<uint8_t> mask(static_cast<size_t>(n)), seed(static_cast<size_t>(n));
+// The foreground mask (into `mask`) and the kept markers (into `labels`); returns the marker count.
+int64_t markers_and_mask(const float* probs, int K, int H, int W, const Decision& d, int32_t* labels,
+                         std::vector<uint8_t>& mask) {
+  const InstanceParams& ip = d.instances;
+  const int64_t n = int64_t(H) * W;
+  const float* p = probs + int64_t(d.foreground_class) * n;
+  std::vector<uint8_t> seed(static_cast<size_t>(n));
+  mask.assign(static_cast<size_t>(n), 0);
   for (int64_t i = 0; i < n; ++i) {
     bool m = std::isnan(ip.mask_threshold) ? decide_pixel(probs + i, n, K, true, d) == d.foreground_class
                                            : p[i] > ip.mask_threshold;
     mask[size_t(i)] = m;
     seed[size_t(i)] = m && (std::isnan(ip.marker_threshold) || p[i] > ip.marker_threshold);
   }
-  int64_t nm = drop_small(labels, n, components(seed, H, W, labels), ip.min_marker_size);
-  seed.clear();
-  seed.shrink_to_fit();
+  return drop_small(labels, n, components(seed, H, W, labels), ip.min_marker_size);
+}
+
+}  // namespace
+
+int64_t instance_markers(const float* probs, int K, int H, int W, const Decision& d, int32_t* labels) {
+  check_instances_input(probs, K, H, W, d, labels);
+  std::vector<uint8_t> mask;
+  return markers_and_mask(probs, K, H, W, d, labels, mask);
+}
+
+int64_t instances_from_probabilities(const float* probs, int K, int H, int W, const Decision& d, int32_t* labels) {
+  check_instances_input(probs, K, H, W, d, labels);
+  const InstanceParams& ip = d.instances;
+  const int64_t n = int64_t(H) * W;
+  const float* p = probs + int64_t(d.foreground_class) * n;
+
+  // ---- foreground mask and markers ----
+  std::vector<uint8_t> mask;
+  int64_t nm = markers_and_mask(probs, K, H, W, d, labels, mask);
 
   // ---- flood: a pixel takes its label when pushed, from the neighbour that pushed it ----
   std::priority_queue<Item, std::vector<Item>, Later> q;

@@ -93,4 +93,19 @@ void unet_rt_bind_decision(py::module_& m) {
         }, py::arg("probabilities"), py::arg("decision") = py::none(),
         "Instance labels [H, W] int32 (0 = background) from probabilities [K, H, W] by the marker-controlled "
         "watershed of the decision (JSON text; None: connected components of the argmax foreground).");
+  m.def("instance_markers", [](const Probs& probs, const py::object& decision) {
+          check_probs(probs);
+          const int K = int(probs.shape(0)), H = int(probs.shape(1)), W = int(probs.shape(2));
+          Decision d = decision_or_default(decision, K);
+          py::array_t<int32_t> out({H, W});
+          int32_t* lab = out.mutable_data();
+          const float* p = probs.data();
+          {
+            py::gil_scoped_release release;
+            instance_markers(p, K, H, W, d, lab);
+          }
+          return out;
+        }, py::arg("probabilities"), py::arg("decision") = py::none(),
+        "The markers instances() floods from: int32 [H, W], 1..m in raster order of their first pixel, 0 "
+        "elsewhere (the decision's mask and marker thresholds, markers below min_marker_size dropped).");
 }

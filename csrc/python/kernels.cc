@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/platform.h"
 #include "kernels/kernels.h"
 #include "executor/network.h"
 #include "executor/pack.h"
@@ -356,6 +357,10 @@ PYBIND11_MODULE(_kernels, km) {
     if (!b) return py::none();
     return py::str(b->name);
   }, py::arg("isa") = "auto", "Name of the bf16 table of this ISA tier on this CPU, or None.");
+  km.def("cache_sizes_from_cpuid", [] {  // the CPUID reading alone, to compare with the OS's (tests)
+    const unet_rt::platform::CacheSizes c = unet_rt::platform::cache_sizes_from_cpuid();
+    return py::make_tuple(c.l1d, c.l2, c.l3);
+  });
   km.def("best_isa", [] { return std::string(k::isa_name(k::best_isa())); });
   km.def("peak_gflops", [](int threads, double seconds, bool bf16) {
     py::gil_scoped_release nogil;

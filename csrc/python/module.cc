@@ -4,12 +4,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 
+#include "core/platform.h"
 #include "kernels/kernels.h"
 #include "runtime/engine.h"
-#include "runtime/geometry.h"
+#include "core/geometry.h"
 #include "model/model_reader.h"
 #include "runtime/normalize.h"
 #include "runtime/tiler.h"
@@ -25,6 +27,17 @@ const char* version();  // version.cc
 }
 
 namespace {
+
+// platform::cache_sizes() (bytes; 0 = unknown) and where they were read
+py::dict cache_dict() {
+  const platform::CacheSizes& c = platform::cache_sizes();
+  py::dict d;
+  d["l1d"] = c.l1d;
+  d["l2"] = c.l2;
+  d["l3"] = c.l3;
+  d["source"] = c.source;
+  return d;
+}
 
 py::dict arch_dict(const Arch& a) {
   py::dict d;
@@ -50,6 +63,7 @@ py::dict model_dict(const ModelFile& mf) {
   d["class_names"] = i.class_names;
   d["provenance"] = i.provenance_json;
   d["decision"] = decision_dict(i.decision);
+  d["metadata"] = i.metadata;
   py::dict shapes;
   for (const auto& kv : mf.weights()) shapes[py::str(kv.first)] = py::tuple(py::cast(kv.second.shape));
   d["tensors"] = shapes;
@@ -111,17 +125,46 @@ py::dict plan_dict(const TilePlan& p) {
   return d;
 }
 
-// A Python progress callable (or None) as a ProgressFn. The callable is borrowed (it must outlive
-// the run: the caller's argument does) and the GIL is taken only around the call, so the lambda
-// can be copied with the GIL released. None or True from the callable continues; False cancels.
+// A Python progress callable (or None) as a ProgressFn, called before the first tile and after
+// each one. The callable is borrowed (it must outlive the run: the caller's argument does) and the
+// GIL is taken only around the call, so the lambda can be copied with the GIL released. None or
+// True from the callable continues; False cancels. With or without a callable, pending signals are
+// checked there first (PyErr_CheckSignals: on the main thread it runs the Python handlers), so
+// Ctrl-C during a long call raises KeyboardInterrupt after the tile in flight, not after the call.
 ProgressFn progress_fn(const py::object& cb) {
-  if (cb.is_none()) return {};
-  if (!PyCallable_Check(cb.ptr())) throw std::invalid_argument("progress must be callable(done, total) or None");
-  const py::object* p = &cb;
+  if (!cb.is_none() && !PyCallable_Check(cb.ptr()))
+    throw std::invalid_argument("progress must be callable(done, total) or None");
+  const py::object* p = cb.is_none() ? nullptr : &cb;
   return [p](size_t done, size_t total) {
     py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    if (!p) return true;
     py::object r = (*p)(done, total);
     return r.ptr() != Py_False;
+  };
+}
+
+// A Python tile function fn(float32 [C, h, w]) -> float32 [classes, oh, ow] as a TileFn (the GIL is
+// taken around the call). `fn` is borrowed: it must outlive the run.
+TileFn python_tile_fn(const py::function& fn, int channels, int classes, int depth, bool same_padding) {
+  const py::function* f = &fn;
+  return [f, channels, classes, depth, same_padding](const float* in, int h, int w, const OutputView& o) {
+    py::gil_scoped_acquire gil;
+    py::array_t<float> x({py::ssize_t(channels), py::ssize_t(h), py::ssize_t(w)});
+    std::memcpy(x.mutable_data(), in, size_t(channels) * size_t(h) * size_t(w) * sizeof(float));
+    py::object r = (*f)(x);
+    auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(r);
+    if (!y) throw std::invalid_argument("the tile function must return a float32 array");
+    const int oh = same_padding ? h : output_size(h, depth, false), ow = same_padding ? w : output_size(w, depth, false);
+    if (y.ndim() != 3 || y.shape(0) != classes || y.shape(1) != oh || y.shape(2) != ow)
+      throw std::invalid_argument("the tile function returned shape " + std::string(py::str(py::getattr(r, "shape", py::str("?")))) +
+                                  ", expected (" + std::to_string(classes) + ", " + std::to_string(oh) + ", " +
+                                  std::to_string(ow) + ")");
+    const float* src = y.data();
+    for (int k = 0; k < classes; ++k)
+      for (int yy = 0; yy < oh; ++yy)
+        std::memcpy(o.data + k * o.channel_stride + yy * o.row_stride, src + (size_t(k) * oh + yy) * ow,
+                    size_t(ow) * sizeof(float));
   };
 }
 
@@ -147,24 +190,7 @@ py::array_t<float> tile_predict_py(const py::array& image, std::vector<float> me
   else throw std::invalid_argument("output must be 'probabilities' or 'logits', got '" + output + "'");
   py::array_t<float> result({py::ssize_t(classes), py::ssize_t(v.height), py::ssize_t(v.width)});
   out.scores = result.mutable_data();
-  TileFn tf = [&](const float* in, int h, int w, const OutputView& o) {
-    py::gil_scoped_acquire gil;
-    py::array_t<float> x({py::ssize_t(v.channels), py::ssize_t(h), py::ssize_t(w)});
-    std::memcpy(x.mutable_data(), in, size_t(v.channels) * size_t(h) * size_t(w) * sizeof(float));
-    py::object r = fn(x);
-    auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(r);
-    if (!y) throw std::invalid_argument("the tile function must return a float32 array");
-    const int oh = same_padding ? h : output_size(h, depth, false), ow = same_padding ? w : output_size(w, depth, false);
-    if (y.ndim() != 3 || y.shape(0) != classes || y.shape(1) != oh || y.shape(2) != ow)
-      throw std::invalid_argument("the tile function returned shape " + std::string(py::str(py::getattr(r, "shape", py::str("?")))) +
-                                  ", expected (" + std::to_string(classes) + ", " + std::to_string(oh) + ", " +
-                                  std::to_string(ow) + ")");
-    const float* src = y.data();
-    for (int k = 0; k < classes; ++k)
-      for (int yy = 0; yy < oh; ++yy)
-        std::memcpy(o.data + k * o.channel_stride + yy * o.row_stride, src + (size_t(k) * oh + yy) * ow,
-                    size_t(ow) * sizeof(float));
-  };
+  TileFn tf = python_tile_fn(fn, v.channels, classes, depth, same_padding);
   {
     py::gil_scoped_release release;
     std::vector<float> m, s;
@@ -172,6 +198,144 @@ py::array_t<float> tile_predict_py(const py::array& image, std::vector<float> me
     tile_predict(v, m, s, g, tf, opt, out);
   }
   return result;
+}
+
+
+// ---- regions of a frame (unet_rt.scale): the whole frame's tiles over a region, from a buffer that
+// holds only the frame pixels they read (tiler.h: TileOptions::frame_plan, frame_reads).
+
+using Pair = std::array<int, 2>;
+using Box = std::array<int, 4>;  // y0, y1, x0, x1
+
+// `pixels` [C, h, w] holds the frame's rows [origin[0], + h) and columns [origin[1], + w); the view is
+// `region` (frame coordinates, inside the buffer) of a frame of frame[0] x frame[1] pixels.
+ImageView region_view(const py::array& pixels, const Pair& origin, const Pair& frame, const Box& region) {
+  ImageView v = image_view(pixels);
+  const int y0 = region[0], y1 = region[1], x0 = region[2], x1 = region[3];
+  if (frame[0] < 1 || frame[1] < 1) throw std::invalid_argument("the frame is empty");
+  if (!(0 <= y0 && y0 < y1 && y1 <= frame[0] && 0 <= x0 && x0 < x1 && x1 <= frame[1]))
+    throw std::invalid_argument("region must be (y0, y1, x0, x1) with 0 <= y0 < y1 <= frame height and "
+                                "0 <= x0 < x1 <= frame width");
+  if (!(origin[0] <= y0 && y1 <= int64_t(origin[0]) + v.height && origin[1] <= x0 && x1 <= int64_t(origin[1]) + v.width))
+    throw std::invalid_argument("the region is not inside the pixels given (origin and shape)");
+  const int64_t item = int64_t(pixels.itemsize());
+  v.data = static_cast<const char*>(pixels.data()) +
+           (int64_t(y0 - origin[0]) * v.row_stride + int64_t(x0 - origin[1]) * v.col_stride) * item;
+  v.held_y = origin[0], v.held_x = origin[1], v.held_height = v.height, v.held_width = v.width;
+  v.height = y1 - y0, v.width = x1 - x0;
+  v.frame_y = y0, v.frame_x = x0, v.frame_height = frame[0], v.frame_width = frame[1];
+  return v;
+}
+
+// Per channel (P_lo, P_hi) of the frame, or None.
+FrameRegion frame_region(const py::object& percentiles, int channels) {
+  FrameRegion r;
+  if (percentiles.is_none()) return r;
+  for (const auto& p : percentiles.cast<std::vector<std::array<double, 2>>>()) {
+    r.lo.push_back(p[0]);
+    r.hi.push_back(p[1]);
+  }
+  if (r.lo.size() != size_t(channels))
+    throw std::invalid_argument("percentiles need one (low, high) pair per input channel (" + std::to_string(channels) +
+                                ")");
+  return r;
+}
+
+py::array run_region_py(const Engine& e, const py::array& pixels, const Pair& origin, const Pair& frame,
+                        const Box& region, const std::string& output, const py::object& percentiles,
+                        const py::object& progress) {
+  const ImageView v = region_view(pixels, origin, frame, region);
+  const Arch& a = e.info().arch;
+  if (v.channels != a.in_channels)
+    throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
+                                std::to_string(a.in_channels));
+  const FrameRegion fr = frame_region(percentiles, a.in_channels);
+  ProgressFn pf = progress_fn(progress);
+  if (output == "labels") {
+    const bool small = a.classes <= 256;
+    py::array out = small ? py::array(py::array_t<uint8_t>({py::ssize_t(v.height), py::ssize_t(v.width)}))
+                          : py::array(py::array_t<uint16_t>({py::ssize_t(v.height), py::ssize_t(v.width)}));
+    void* p = out.mutable_data();
+    {
+      py::gil_scoped_release release;
+      e.segment(v, p, small ? DType::U8 : DType::U16, nullptr, pf, &fr);
+    }
+    return out;
+  }
+  if (output != "probabilities" && output != "logits")
+    throw std::invalid_argument("output must be 'probabilities', 'logits' or 'labels', got '" + output + "'");
+  py::array_t<float> out({py::ssize_t(a.classes), py::ssize_t(v.height), py::ssize_t(v.width)});
+  float* p = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    e.predict(v, p, output == "logits", pf, &fr);
+  }
+  return std::move(out);
+}
+
+py::array_t<float> tile_predict_region_py(const py::array& pixels, const Pair& origin, const Pair& frame,
+                                          const Box& region, std::vector<float> mean, std::vector<float> std_,
+                                          int depth, bool same_padding, int classes, py::function fn, int tile,
+                                          double overlap, const std::string& output, const std::string& blend,
+                                          double sigma_scale, const py::object& percentiles) {
+  const ImageView v = region_view(pixels, origin, frame, region);
+  if (mean.size() != size_t(v.channels) || std_.size() != size_t(v.channels))
+    throw std::invalid_argument("mean and std need one value per image channel (" + std::to_string(v.channels) + ")");
+  if (classes < 1 || classes > 65536) throw std::invalid_argument("classes must be in [1, 65536]");
+  if (tile < 1) throw std::invalid_argument("a region of a frame needs the whole frame's tile size (tile >= 1)");
+  TileOptions opt;
+  opt.tile = tile;
+  opt.overlap = overlap;
+  opt.blend = parse_blend(blend);
+  opt.sigma_scale = sigma_scale;
+  opt.frame_plan = true;
+  TileOutput out;
+  if (output == "probabilities") out.kind = OutputKind::Probabilities;
+  else if (output == "logits") out.kind = OutputKind::Logits;
+  else throw std::invalid_argument("output must be 'probabilities' or 'logits', got '" + output + "'");
+  const FrameRegion fr = frame_region(percentiles, v.channels);
+  py::array_t<float> result({py::ssize_t(classes), py::ssize_t(v.height), py::ssize_t(v.width)});
+  out.scores = result.mutable_data();
+  const TileGeometry g{v.channels, classes, depth, same_padding};
+  TileFn tf = python_tile_fn(fn, v.channels, classes, depth, same_padding);
+  {
+    py::gil_scoped_release release;
+    std::vector<float> m = mean, s = std_;
+    if (!fr.lo.empty()) normalization_from_percentiles(v, mean, std_, fr.lo, fr.hi, m, s);
+    tile_predict(v, m, s, g, tf, opt, out);
+  }
+  return result;
+}
+
+void bind_regions(py::module_& m) {
+  m.def("frame_reads", [](const Pair& frame, const Box& region, int depth, bool same_padding, int tile,
+                          double overlap) {
+    ImageView v;
+    v.height = region[1] - region[0], v.width = region[3] - region[2];
+    v.frame_y = region[0], v.frame_x = region[2], v.frame_height = frame[0], v.frame_width = frame[1];
+    TileOptions opt;
+    opt.tile = tile;
+    opt.overlap = overlap;
+    opt.frame_plan = true;
+    const FrameReads r = frame_reads(v, TileGeometry{1, 2, depth, same_padding}, opt);
+    return Box{r.y0, r.y1, r.x0, r.x1};
+  }, py::arg("frame"), py::arg("region"), py::arg("depth"), py::arg("same_padding"), py::arg("tile"),
+     py::arg("overlap") = 0.25,
+     "(y0, y1, x0, x1): the frame rows and columns that the whole frame's tiles (input tile `tile`) over "
+     "`region` = (y0, y1, x0, x1) read, mirror extrapolation included: what run_region's pixels must hold.");
+  m.def("percentile_ranks", [](int64_t n, double q) {
+    const PercentileRanks r = percentile_ranks(n, q);
+    return py::make_tuple(r.k, r.k1);
+  }, py::arg("n"), py::arg("q"), "The two ranks (0-based, sorted order) numpy's linear percentile q of n values reads.");
+  m.def("percentile_from_ranks", &percentile_from_ranks, py::arg("n"), py::arg("q"), py::arg("a"), py::arg("b"),
+        "numpy's linear percentile q of n values from the values a, b at percentile_ranks(n, q).");
+  m.def("tile_predict_region", &tile_predict_region_py, py::arg("pixels"), py::arg("origin"), py::arg("frame"),
+        py::arg("region"), py::arg("mean"), py::arg("std"), py::arg("depth"), py::arg("same_padding"),
+        py::arg("classes"), py::arg("fn"), py::arg("tile"), py::arg("overlap") = 0.25,
+        py::arg("output") = "probabilities", py::arg("blend") = "constant", py::arg("sigma_scale") = 0.125,
+        py::arg("percentiles") = py::none(),
+        "tile_predict over a region of a frame with the whole frame's tiles (equal to those pixels of "
+        "tile_predict(frame) bit for bit): as Engine.run_region, through a Python tile function.");
 }
 
 }  // namespace
@@ -201,20 +365,29 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
+  m.def("cpu_info", [] {
+    py::dict d;
+    d["isa"] = cpu_isa();
+    d["available_isas"] = unet_rt::kernels::available_isas();
+    d["caches"] = cache_dict();
+    return d;
+  }, "This machine as the runtime sees it: the kernels it chooses ('isa'), the tiers it could run, and "
+     "the cache sizes of one core in bytes as the OS reports them ('caches': l1d, l2, l3, source; 0 = unknown).");
   m.def("read_model", [](const std::string& path) {
     auto mf = ModelFile::open(path);
     return model_dict(*mf);
   }, py::arg("path"), "Read and validate a model file with the native reader; returns its metadata and tensor shapes.");
-  m.def("read_model_bytes", [](py::bytes data, const std::string& name) {
+  m.def("read_model_bytes", [](py::bytes data, const std::string& name, bool tensorrt) {
     std::string_view s = data;  // no copy until from_bytes
     std::unique_ptr<ModelFile> mf;
     {
       py::gil_scoped_release release;
-      mf = ModelFile::from_bytes(s.data(), s.size(), name);
+      mf = ModelFile::from_bytes(s.data(), s.size(), name, tensorrt);
     }
     return model_dict(*mf);
-  }, py::arg("data"), py::arg("name") = "<memory>",
-     "read_model on bytes in memory (model_file.load validates with it; the corpus tests replay through it).");
+  }, py::arg("data"), py::arg("name") = "<memory>", py::arg("tensorrt") = false,
+     "read_model on bytes in memory, the one validator of model files (model_file.load reads through it; the "
+     "corpus tests replay through it); tensorrt=True also accepts a TensorRT container (kind 'tensorrt').");
 
   m.def("reflect_index", &reflect_index, py::arg("i"), py::arg("n"));
   m.def("plan_tiles", [](int height, int width, int depth, bool same_padding, int tile, int max_tile, double overlap) {
@@ -342,6 +515,7 @@ after each one; returning False raises Cancelled. The GIL is released except aro
         d["tile"] = e.tile();
         d["threads"] = e.threads();
         d["isa"] = cpu_isa();
+        d["caches"] = cache_dict();
         d["precision"] = e.precision() == Precision::BF16 ? "bf16" : "fp32";
         d["kernel"] = e.network().kernel_name();
         d["weight_mb"] = e.network().weight_bytes() / 1e6;
@@ -354,6 +528,7 @@ after each one; returning False raises Cancelled. The GIL is released except aro
         d["overlap"] = e.options().overlap;
         d["blend"] = e.options().blend == Blend::Gaussian ? "gaussian" : "constant";
         d["provenance"] = i.provenance_json;
+        d["metadata"] = i.metadata;
         d["cached_plans"] = e.cached_plans();
         d["arena_bytes"] = e.arena_bytes();
         return d;
@@ -382,7 +557,15 @@ after each one; returning False raises Cancelled. The GIL is released except aro
              }
              return out;
            }, py::arg("tile"), py::arg("probabilities") = false,
-           "One tile, no padding: float32 [C, h, w], normalised -> [classes, oh, ow] logits (or probabilities).");
+           "One tile, no padding: float32 [C, h, w], normalised -> [classes, oh, ow] logits (or probabilities).")
+      .def("run_region", &run_region_py, py::arg("pixels"), py::arg("origin"), py::arg("frame"), py::arg("region"),
+           py::arg("output") = "probabilities", py::arg("percentiles") = py::none(), py::arg("progress") = py::none(),
+           "The whole frame's tiles over region = (y0, y1, x0, x1) of a frame of frame = (height, width) "
+           "pixels: equal to those pixels of predict / segment on the whole frame, bit for bit. pixels "
+           "[C, h, w] hold the frame's rows and columns from origin = (y, x) on, at least frame_reads(...). "
+           "output: 'probabilities', 'logits' or 'labels' (the model's decision). percentiles: per channel "
+           "the frame's (P_lo, P_hi) for models with per-image percentile normalisation.");
 
   unet_rt_bind_decision(m);
+  bind_regions(m);
 }

@@ -2,11 +2,11 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <stdexcept>
 
+#include "core/env.h"
 #include "kernels/kernels.h"
-#include "runtime/geometry.h"
+#include "core/geometry.h"
 #include "runtime/normalize.h"
 
 namespace unet_rt {
@@ -64,25 +64,37 @@ TileOptions Engine::tile_options() const {
 
 TilePlan Engine::plan(int height, int width) const { return plan_tiles(height, width, geometry(), tile_options()); }
 
-void Engine::run(const ImageView& img, const TileOutput& out, const ProgressFn& progress) const {
+void Engine::run(const ImageView& img, const TileOutput& out, const ProgressFn& progress,
+                 const FrameRegion* region) const {
   Network* net = net_.get();
   const HeadOutput head = out.fn_writes_probabilities ? HeadOutput::Probabilities : HeadOutput::Logits;
   TileFn fn = [net, head](const float* in, int h, int w, const OutputView& o) { net->forward(in, h, w, o, head); };
   std::vector<float> mean, sd;  // the model's mean/std, or per-image percentile normalisation (normalize.h)
-  effective_normalization(img, info_.normalization.mean, info_.normalization.std, info_.normalization.percentiles,
-                          mean, sd);
+  const Normalization& n = info_.normalization;
   TileOptions topt = tile_options();
   topt.progress = progress;
+  if (region) {
+    topt.frame_plan = true;
+    if (n.percentiles.empty() != region->lo.empty())
+      throw std::invalid_argument(n.percentiles.empty()
+                                      ? "this model has no percentile normalisation: give no percentiles"
+                                      : "this model normalises each image by its percentiles: give the frame's");
+    if (n.percentiles.empty()) mean = n.mean, sd = n.std;
+    else normalization_from_percentiles(img, n.mean, n.std, region->lo, region->hi, mean, sd);
+  } else {
+    effective_normalization(img, n.mean, n.std, n.percentiles, mean, sd);
+  }
   tile_predict(img, mean, sd, geometry(), fn, topt, out);
 }
 
-void Engine::predict(const ImageView& img, float* out, bool logits, const ProgressFn& progress) const {
+void Engine::predict(const ImageView& img, float* out, bool logits, const ProgressFn& progress,
+                     const FrameRegion* region) const {
   TileOutput o;
   o.kind = logits ? OutputKind::Logits : OutputKind::Probabilities;
   o.scores = out;
   // Valid nets: the executor's head applies the softmax (fused); same nets blend logits first.
   o.fn_writes_probabilities = !logits && !info_.arch.same_padding;
-  run(img, o, progress);
+  run(img, o, progress, region);
 }
 
 void Engine::infer(const ImageView& img, float* scores, bool logits, void* labels, DType labels_dtype,
@@ -108,14 +120,14 @@ void Engine::check_decision(const Decision& d) const {
 }
 
 void Engine::segment(const ImageView& img, void* labels, DType labels_dtype, const Decision* decision,
-                     const ProgressFn& progress) const {
+                     const ProgressFn& progress, const FrameRegion* region) const {
   if (decision) check_decision(*decision);
   TileOutput o;
   o.kind = OutputKind::Labels;
   o.labels = labels;
   o.labels_dtype = labels_dtype;
   o.decision = decision ? decision : &info_.decision;
-  run(img, o, progress);
+  run(img, o, progress, region);
 }
 
 int64_t Engine::instances(const ImageView& img, int32_t* labels, const Decision* decision,
@@ -136,10 +148,10 @@ void Engine::forward_tile(const float* in, int h, int w, const OutputView& out, 
 
 std::string cpu_isa() {
   using kernels::Isa;
-  const char* env = std::getenv("UNET_RT_ISA");  // the executor's own choice (network.cc, kernels/dispatch.cc)
-  switch (kernels::isa_from_name(env ? env : "auto")) {
+  switch (kernels::isa_from_name(read_env().isa)) {  // the executor's own choice (network.cc)
     case Isa::Avx512: return "avx512";
     case Isa::Avx2: return "avx2";
+    case Isa::Neon: return "neon";
     case Isa::Ref: return "ref";
   }
   return "ref";

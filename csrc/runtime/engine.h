@@ -21,6 +21,15 @@ struct EngineOptions {
   Precision precision = Precision::F32;  // Winograd GEMMs in bf16 where the CPU can (network.h)
 };
 
+// A run over a region of a frame (ImageView::frame_*; the buffer may hold only the part of the frame
+// the tiles read, ImageView::held_*): the whole frame's tiles that write the region run
+// (TileOptions::frame_plan), so that the result equals those pixels of the whole frame's bit for bit.
+// For models with per-image percentile normalisation, lo[c] and hi[c] are the frame's percentiles
+// (normalize.h: normalization_from_percentiles); empty otherwise.
+struct FrameRegion {
+  std::vector<double> lo, hi;
+};
+
 // The default per-tile budget leaves room for the executor's weights under ~1 GB for the whole
 // process: kDefaultTotalMb - weights (MiB), clamped to [kDefaultBudgetMb, kMaxDefaultBudgetMb]. Paper
 // network: weights 237 MB fp32 (its three largest layers keep their 3x3 taps, network.cc) / 232 MB
@@ -61,12 +70,14 @@ class Engine {
   // Writes [classes, H, W] float32 probabilities (or logits) into `out` (contiguous).
   // Safe to call from several threads (the executor serialises the tiles). `progress` (may be
   // empty) is called per tile on the calling thread; returning false throws Cancelled (tiler.h).
-  void predict(const ImageView& img, float* out, bool logits = false, const ProgressFn& progress = {}) const;
+  // `region`: `img` is a region of a frame (FrameRegion).
+  void predict(const ImageView& img, float* out, bool logits = false, const ProgressFn& progress = {},
+               const FrameRegion* region = nullptr) const;
   // Writes the labels [H, W] (U8 if classes <= 256, else U16 as `dtype` says) by the model's
   // decision (decision.h: a threshold on p(foreground) if the model file has one, else argmax),
   // or by `decision` when given. `progress`: as predict.
   void segment(const ImageView& img, void* labels, DType labels_dtype, const Decision* decision = nullptr,
-               const ProgressFn& progress = {}) const;
+               const ProgressFn& progress = {}, const FrameRegion* region = nullptr) const;
   // Both from one pass: scores [classes, H, W] (probabilities, or logits) and/or labels [H, W] by the
   // model's decision (either may be null, not both).
   void infer(const ImageView& img, float* scores, bool logits, void* labels, DType labels_dtype,
@@ -87,7 +98,8 @@ class Engine {
   void init(std::unique_ptr<ModelFile> mf);
   TileOptions tile_options() const;
   TileGeometry geometry() const;
-  void run(const ImageView& img, const TileOutput& out, const ProgressFn& progress) const;
+  void run(const ImageView& img, const TileOutput& out, const ProgressFn& progress,
+           const FrameRegion* region = nullptr) const;
 
   ModelInfo info_;
   EngineOptions opt_;
@@ -95,7 +107,7 @@ class Engine {
   std::unique_ptr<Network> net_;
 };
 
-// "avx512", "avx2" or "ref": the kernels the executor's dispatch picks on this CPU.
+// "avx512", "avx2", "neon" or "ref": the kernels the executor's dispatch picks on this CPU.
 std::string cpu_isa();
 
 }  // namespace unet_rt

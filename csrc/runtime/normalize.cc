@@ -95,13 +95,25 @@ void parse_normalization_extras(const json::Value& v, int channels, Normalizatio
   }
 }
 
-double percentile(const ImageView& img, int c, double q) {
-  const int64_t n = int64_t(img.height) * img.width;
+PercentileRanks percentile_ranks(int64_t n, double q) {
   if (n < 1) throw std::invalid_argument("percentile of an empty image");
   const double idx = q / 100.0 * double(n - 1);
-  const int64_t k = std::min<int64_t>(std::max<int64_t>(int64_t(std::floor(idx)), 0), n - 1);
-  const int64_t k1 = std::min<int64_t>(k + 1, n - 1);
-  const double t = idx - double(k);
+  PercentileRanks r;
+  r.k = std::min<int64_t>(std::max<int64_t>(int64_t(std::floor(idx)), 0), n - 1);
+  r.k1 = std::min<int64_t>(r.k + 1, n - 1);
+  return r;
+}
+
+double percentile_from_ranks(int64_t n, double q, double a, double b) {
+  const double t = q / 100.0 * double(n - 1) - double(percentile_ranks(n, q).k);
+  const double d = b - a;  // numpy's _lerp
+  return t >= 0.5 ? b - d * (1.0 - t) : a + d * t;
+}
+
+double percentile(const ImageView& img, int c, double q) {
+  const int64_t n = int64_t(img.height) * img.width;
+  const PercentileRanks r = percentile_ranks(n, q);
+  const int64_t k = r.k, k1 = r.k1;
   double a, b;
   if (img.dtype == DType::F32) {
     std::vector<float> v;
@@ -124,9 +136,33 @@ double percentile(const ImageView& img, int c, double q) {
     a = rank(k);
     b = rank(k1);
   }
-  const double d = b - a;  // numpy's _lerp
-  return t >= 0.5 ? b - d * (1.0 - t) : a + d * t;
+  return percentile_from_ranks(n, q, a, b);
 }
+
+namespace {
+
+// mean' = P_lo + mean * s, std' = std * s (s = P_hi - P_lo, 1 if 0); the values of `img` stay finite
+// once normalised ((float(x) - mean') / std' in float32, as the tiler computes it).
+void fold(const ImageView& img, int c, double lo, double hi, float mean, float sd, float& m, float& d) {
+  const double s = hi > lo ? hi - lo : 1.0;
+  m = float(lo + double(mean) * s);
+  d = float(double(sd) * s);
+  // integer images cannot overflow: their percentile range is 0 -> 1, or at least 1
+  float vmin = 0.0f, vmax = 0.0f;
+  if (img.dtype == DType::F32) minmax(img, c, vmin, vmax);
+  if (!std::isfinite(m) || !(d > 0.0f) || !std::isfinite(d) || !std::isfinite((vmin - m) / d) ||
+      !std::isfinite((vmax - m) / d))
+    throw std::invalid_argument("percentile normalisation: channel " + std::to_string(c) +
+                                " has a range float32 cannot scale (" + std::to_string(lo) + " .. " +
+                                std::to_string(hi) + ")");
+}
+
+void check_channels(const ImageView& img, const std::vector<float>& mean, const std::vector<float>& sd) {
+  if (mean.size() != size_t(img.channels) || sd.size() != size_t(img.channels))
+    throw std::invalid_argument("normalization needs one mean and one std per input channel");
+}
+
+}  // namespace
 
 void effective_normalization(const ImageView& img, const std::vector<float>& mean, const std::vector<float>& sd,
                              const std::vector<float>& percentiles, std::vector<float>& mean_out,
@@ -135,23 +171,35 @@ void effective_normalization(const ImageView& img, const std::vector<float>& mea
   sd_out = sd;
   if (percentiles.empty()) return;
   if (percentiles.size() != 2) throw std::invalid_argument("percentiles must be [low, high]");
-  if (mean.size() != size_t(img.channels) || sd.size() != size_t(img.channels))
-    throw std::invalid_argument("normalization needs one mean and one std per input channel");
+  check_channels(img, mean, sd);
+  for (int c = 0; c < img.channels; ++c)
+    fold(img, c, percentile(img, c, percentiles[0]), percentile(img, c, percentiles[1]), mean[size_t(c)],
+         sd[size_t(c)], mean_out[size_t(c)], sd_out[size_t(c)]);
+}
+
+void normalization_from_percentiles(const ImageView& img, const std::vector<float>& mean,
+                                    const std::vector<float>& sd, const std::vector<double>& lo,
+                                    const std::vector<double>& hi, std::vector<float>& mean_out,
+                                    std::vector<float>& sd_out) {
+  check_channels(img, mean, sd);
+  if (lo.size() != size_t(img.channels) || hi.size() != size_t(img.channels))
+    throw std::invalid_argument("percentiles need one low and one high value per input channel");
+  ImageView held = img;  // the pixels the buffer holds
+  if (img.held_height || img.held_width) {
+    const int fy = img.frame_height ? img.frame_y : 0, fx = img.frame_height ? img.frame_x : 0;
+    held.data = static_cast<const char*>(img.data) +
+                (int64_t(img.held_y - fy) * img.row_stride + int64_t(img.held_x - fx) * img.col_stride) *
+                    int64_t(img.dtype == DType::U8 ? 1 : img.dtype == DType::U16 ? 2 : 4);
+    held.height = img.held_height;
+    held.width = img.held_width;
+  }
+  mean_out = mean;
+  sd_out = sd;
   for (int c = 0; c < img.channels; ++c) {
-    const double lo = percentile(img, c, percentiles[0]), hi = percentile(img, c, percentiles[1]);
-    const double s = hi > lo ? hi - lo : 1.0;
-    mean_out[size_t(c)] = float(lo + double(mean[size_t(c)]) * s);
-    sd_out[size_t(c)] = float(double(sd[size_t(c)]) * s);
-    // the tiler computes (float(x) - mean) / std in float32: the image's extremes must stay finite
-    // (integer images cannot overflow: their percentile range is 0 -> 1, or at least 1)
-    const float m = mean_out[size_t(c)], d = sd_out[size_t(c)];
-    float vmin = 0.0f, vmax = 0.0f;
-    if (img.dtype == DType::F32) minmax(img, c, vmin, vmax);
-    if (!std::isfinite(m) || !(d > 0.0f) || !std::isfinite(d) || !std::isfinite((vmin - m) / d) ||
-        !std::isfinite((vmax - m) / d))
-      throw std::invalid_argument("percentile normalisation: channel " + std::to_string(c) +
-                                  " has a range float32 cannot scale (" + std::to_string(lo) + " .. " +
-                                  std::to_string(hi) + ")");
+    if (!std::isfinite(lo[size_t(c)]) || !std::isfinite(hi[size_t(c)]))
+      throw std::invalid_argument("percentiles must be finite");
+    fold(held, c, lo[size_t(c)], hi[size_t(c)], mean[size_t(c)], sd[size_t(c)], mean_out[size_t(c)],
+         sd_out[size_t(c)]);
   }
 }
 

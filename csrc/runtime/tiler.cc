@@ -12,7 +12,7 @@
 #include <tuple>
 
 #include "kernels/kernels.h"
-#include "runtime/geometry.h"
+#include "core/geometry.h"
 
 namespace unet_rt {
 
@@ -247,18 +247,19 @@ void gather(const ImageView& img, const std::vector<float>& mean, const std::vec
   }
 }
 
-// Every pixel that the tiles read (view rows [y_lo, y_hi) and columns [x_lo, x_hi) before mirroring:
-// a contiguous range of the frame) is finite.
-void check_finite(const ImageView& img, int y_lo, int y_hi, int x_lo, int x_hi) {
+// The contiguous range of view rows (or columns) that view coordinates [lo, hi) read after mirroring at
+// the frame's edges: [first, second).
+template <typename At>
+std::pair<int, int> read_span(int lo, int hi, At&& at) {
+  int a = at(lo), b = a;
+  for (int i = lo + 1; i < hi; ++i) a = std::min(a, at(i)), b = std::max(b, at(i));
+  return std::make_pair(a, b + 1);
+}
+
+// Every pixel of view rows `ry` and columns `rx` (ranges after mirroring) is finite.
+void check_finite(const ImageView& img, std::pair<int, int> ry, std::pair<int, int> rx) {
   if (img.dtype != DType::F32) return;
   const Frame f(img);
-  auto span = [](int lo, int hi, auto&& at) {  // the contiguous range that [lo, hi) reads after mirroring
-    int a = at(lo), b = a;
-    for (int i = lo + 1; i < hi; ++i) a = std::min(a, at(i)), b = std::max(b, at(i));
-    return std::make_pair(a, b + 1);
-  };
-  const auto ry = span(y_lo, y_hi, [&](int i) { return f.row(i); });
-  const auto rx = span(x_lo, x_hi, [&](int i) { return f.col(i); });
   const float* p = static_cast<const float*>(img.data);
   for (int c = 0; c < img.channels; ++c)
     for (int y = ry.first; y < ry.second; ++y) {
@@ -268,6 +269,81 @@ void check_finite(const ImageView& img, int y_lo, int y_hi, int x_lo, int x_hi) 
           throw std::invalid_argument("image holds NaN or Inf (channel " + std::to_string(c) + ", row " +
                                       std::to_string(y + f.y0) + ", column " + std::to_string(x + f.x0) + ")");
     }
+}
+
+// Where a run's tiles sit: the plan, the offsets from plan coordinates to view coordinates, the
+// tiles that write the view's pixels (in run order) and the view pixels they read.
+struct Layout {
+  TilePlan plan;
+  int out_y = 0, out_x = 0;  // a tile's output [out_start, + out_size) is view [out_start - out_*, ...)
+  int in_y = 0, in_x = 0;    // its input [0, in_size) starts at view out_start - in_*
+  std::vector<std::pair<int, int>> tiles;  // (iy, ix), in order of their shape (the executor plans each shape once)
+  std::pair<int, int> rows, cols;          // view rows / columns read (after mirroring): [first, second)
+};
+
+void check_frame(const ImageView& img) {
+  if (img.frame_height || img.frame_width) {
+    if (img.frame_height < 1 || img.frame_width < 1 || img.frame_y < 0 || img.frame_x < 0 ||
+        int64_t(img.frame_y) + img.height > img.frame_height || int64_t(img.frame_x) + img.width > img.frame_width)
+      throw std::invalid_argument("the view is not inside its frame");
+  }
+}
+
+Layout layout(const ImageView& img, const TileGeometry& g, const TileOptions& opt) {
+  check_frame(img);
+  const Frame f(img);
+  const int H = img.height, W = img.width;
+  // plan coordinates of the view's pixel (0, 0) and the size of the planned image
+  int sy = 0, sx = 0, ph = H, pw = W;
+  if (opt.frame_plan) {  // the whole frame's plan
+    sy = f.y0, sx = f.x0, ph = f.h, pw = f.w;
+  } else if (!g.same_padding) {
+    // valid networks: a view inside a frame is tiled from the frame's pooling grid (shift before the
+    // view), so that its tiles are those of a whole-frame pass
+    const int grid = 1 << std::clamp(g.depth, 1, 8);
+    sy = f.y0 % grid, sx = f.x0 % grid, ph = H + sy, pw = W + sx;
+  }
+  Layout L;
+  L.plan = plan_tiles(ph, pw, g, opt);
+  const TilePlan& p = L.plan;
+  L.out_y = sy + (g.same_padding ? p.pad_y : 0);
+  L.out_x = sx + (g.same_padding ? p.pad_x : 0);
+  L.in_y = sy + (g.same_padding ? p.pad_y : p.halo);
+  L.in_x = sx + (g.same_padding ? p.pad_x : p.halo);
+  auto writes = [](const AxisPlan& a, int i, int off, int n) {
+    const int o = a.out_start[size_t(i)] - off;
+    return o < n && o + a.out_size[size_t(i)] > 0;
+  };
+  int y_lo = 0, y_hi = 0, x_lo = 0, x_hi = 0;
+  for (int iy = 0; iy < int(p.y.in_size.size()); ++iy) {
+    if (!writes(p.y, iy, L.out_y, H)) continue;
+    for (int ix = 0; ix < int(p.x.in_size.size()); ++ix) {
+      if (!writes(p.x, ix, L.out_x, W)) continue;
+      const int ty = p.y.out_start[size_t(iy)] - L.in_y, tx = p.x.out_start[size_t(ix)] - L.in_x;
+      if (L.tiles.empty()) y_lo = ty, y_hi = ty, x_lo = tx, x_hi = tx;
+      y_lo = std::min(y_lo, ty), y_hi = std::max(y_hi, ty + p.y.in_size[size_t(iy)]);
+      x_lo = std::min(x_lo, tx), x_hi = std::max(x_hi, tx + p.x.in_size[size_t(ix)]);
+      L.tiles.emplace_back(iy, ix);
+    }
+  }
+  std::stable_sort(L.tiles.begin(), L.tiles.end(), [&](const std::pair<int, int>& a, const std::pair<int, int>& b) {
+    return std::make_pair(p.y.in_size[size_t(a.first)], p.x.in_size[size_t(a.second)]) <
+           std::make_pair(p.y.in_size[size_t(b.first)], p.x.in_size[size_t(b.second)]);
+  });
+  L.rows = read_span(y_lo, y_hi, [&](int i) { return f.row(i); });
+  L.cols = read_span(x_lo, x_hi, [&](int i) { return f.col(i); });
+  if (img.held_height || img.held_width) {  // the buffer holds only part of the frame
+    const int hy0 = img.held_y - f.y0, hx0 = img.held_x - f.x0;  // in view coordinates
+    if (L.rows.first < hy0 || L.rows.second > hy0 + img.held_height || L.cols.first < hx0 ||
+        L.cols.second > hx0 + img.held_width)
+      throw std::invalid_argument(
+          "the tiles read frame rows " + std::to_string(L.rows.first + f.y0) + ".." +
+          std::to_string(L.rows.second + f.y0) + " and columns " + std::to_string(L.cols.first + f.x0) + ".." +
+          std::to_string(L.cols.second + f.x0) + ", outside the part of the frame the buffer holds (rows " +
+          std::to_string(img.held_y) + ".." + std::to_string(img.held_y + img.held_height) + ", columns " +
+          std::to_string(img.held_x) + ".." + std::to_string(img.held_x + img.held_width) + ")");
+  }
+  return L;
 }
 
 // Every value of the [K, h, w] block at p (strides cs, rs) is finite; else NumericError.
@@ -289,19 +365,13 @@ void softmax_planes(float* scores, int K, size_t npix) {
   for (size_t i = 0; i < npix; ++i) kernels::softmax_inplace(scores + i, K, int64_t(npix));
 }
 
-// Labels (argmax over classes, or `d`'s decision) of src[k * cstride + y * rstride + x] into
-// labels[(y0 + y) * W + x0 + x]; `probs`: src holds probabilities, else logits.
-void argmax_into(const float* src, int K, int64_t cstride, int64_t rstride, int h, int w, void* labels, DType dt,
-                 int W, int y0, int x0, const Decision* d, bool probs) {
+// Labels by `out`'s decision (argmax without one: decision.h's default) of the h x w block of scores at
+// src (strides cs, rs) into view pixels [y0, y0 + h) x [x0, x0 + w); `probs`: src holds probabilities.
+void labels_into(const TileOutput& out, const float* src, int K, int64_t cs, int64_t rs, int h, int w, int W, int y0,
+                 int x0, bool probs) {
   const Decision argmax = default_decision(K);
-  const Decision& dec = d ? *d : argmax;
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x) {
-      const int best = decide_pixel(src + int64_t(y) * rstride + x, cstride, K, probs, dec);
-      size_t idx = size_t(y0 + y) * size_t(W) + size_t(x0 + x);
-      if (dt == DType::U8) static_cast<uint8_t*>(labels)[idx] = uint8_t(best);
-      else static_cast<uint16_t*>(labels)[idx] = uint16_t(best);
-    }
+  decide_labels(src, cs, rs, h, w, probs, K, out.decision ? *out.decision : argmax, out.labels,
+                out.labels_dtype == DType::U16, W, y0, x0);
 }
 
 std::vector<float> blend_weights(int n, Blend b, double sigma_scale) {
@@ -355,42 +425,13 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
   if (out.kind != OutputKind::Labels && !out.scores) throw std::invalid_argument("output buffer is null");
   if (out.fn_writes_probabilities && (g.same_padding || out.kind == OutputKind::Logits))
     throw std::invalid_argument("a tile function that applies the softmax cannot give logits or be blended");
-  const Frame frame(img);
-  if (img.frame_height || img.frame_width) {
-    if (img.frame_height < 1 || img.frame_width < 1 || img.frame_y < 0 || img.frame_x < 0 ||
-        int64_t(img.frame_y) + H > img.frame_height || int64_t(img.frame_x) + W > img.frame_width)
-      throw std::invalid_argument("the view is not inside its frame");
-  }
-  // Valid networks: a view inside a frame is tiled from the frame's pooling grid (shift dy, dx
-  // before the view), so that its tiles are those of a whole-frame pass.
-  const int grid = 1 << std::clamp(g.depth, 1, 8);
-  const int dy = g.same_padding ? 0 : frame.y0 % grid, dx = g.same_padding ? 0 : frame.x0 % grid;
-
-  const TilePlan plan = plan_tiles(H + dy, W + dx, g, opt);
-  {  // the pixels the tiles read must be finite
-    const int oy = g.same_padding ? plan.pad_y : plan.halo + dy, ox = g.same_padding ? plan.pad_x : plan.halo + dx;
-    auto reach = [](const AxisPlan& a) {
-      int hi = 0;
-      for (size_t i = 0; i < a.in_size.size(); ++i) hi = std::max(hi, a.out_start[i] + a.in_size[i]);
-      return hi;
-    };
-    check_finite(img, -oy, reach(plan.y) - oy, -ox, reach(plan.x) - ox);
-  }
+  const Layout L = layout(img, g, opt);
+  const TilePlan& plan = L.plan;
+  check_finite(img, L.rows, L.cols);  // the pixels the tiles read must be finite
   const size_t npix = size_t(H) * size_t(W);
   std::vector<int> cols;
   std::vector<float> tile_in, scratch;
-
-  // Tiles in order of their shape, so that the executor plans each shape once.
-  struct T {
-    int iy, ix;
-  };
-  std::vector<T> order;
-  for (int iy = 0; iy < int(plan.y.in_size.size()); ++iy)
-    for (int ix = 0; ix < int(plan.x.in_size.size()); ++ix) order.push_back({iy, ix});
-  std::stable_sort(order.begin(), order.end(), [&](const T& a, const T& b) {
-    return std::make_pair(plan.y.in_size[size_t(a.iy)], plan.x.in_size[size_t(a.ix)]) <
-           std::make_pair(plan.y.in_size[size_t(b.iy)], plan.x.in_size[size_t(b.ix)]);
-  });
+  const auto& order = L.tiles;
   size_t done = 0;
   auto report = [&] {  // before the first tile and after each one
     if (opt.progress && !opt.progress(done, order.size())) throw Cancelled(done, order.size());
@@ -400,12 +441,13 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
 
   if (!g.same_padding) {
     // ---- valid networks: every output pixel written once (overlap strips: identical values) ----
-    for (const T& t : order) {
-      const int ih = plan.y.in_size[size_t(t.iy)], iw = plan.x.in_size[size_t(t.ix)];
-      const int oh = plan.y.out_size[size_t(t.iy)], ow = plan.x.out_size[size_t(t.ix)];
-      const int sy = plan.y.out_start[size_t(t.iy)], sx = plan.x.out_start[size_t(t.ix)];
+    const int dy = L.out_y, dx = L.out_x;
+    for (const auto& [ty, tx] : order) {
+      const int ih = plan.y.in_size[size_t(ty)], iw = plan.x.in_size[size_t(tx)];
+      const int oh = plan.y.out_size[size_t(ty)], ow = plan.x.out_size[size_t(tx)];
+      const int sy = plan.y.out_start[size_t(ty)], sx = plan.x.out_start[size_t(tx)];
       tile_in.resize(size_t(g.in_channels) * size_t(ih) * size_t(iw));
-      gather(img, mean, sd, sy - dy - plan.halo, sx - dx - plan.halo, ih, iw, tile_in.data(), cols);
+      gather(img, mean, sd, sy - L.in_y, sx - L.in_x, ih, iw, tile_in.data(), cols);
       // tile output (y, x) is view pixel (sy - dy + y, sx - dx + x); [y0, y1) x [x0, x1) is inside the view
       const int y0 = std::max(0, dy - sy), y1 = std::min(oh, H + dy - sy);
       const int x0 = std::max(0, dx - sx), x1 = std::min(ow, W + dx - sx);
@@ -422,8 +464,7 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
       check_tile_finite(scratch.data(), K, int64_t(oh) * ow, ow, oh, ow, vy, vx);
       const float* part = scratch.data() + size_t(y0) * size_t(ow) + size_t(x0);
       if (out.kind == OutputKind::Labels) {
-        argmax_into(part, K, int64_t(oh) * ow, ow, y1 - y0, x1 - x0, out.labels, out.labels_dtype, W, vy, vx,
-                    out.decision, out.fn_writes_probabilities);
+        labels_into(out, part, K, int64_t(oh) * ow, ow, y1 - y0, x1 - x0, W, vy, vx, out.fn_writes_probabilities);
       } else {
         for (int k = 0; k < K; ++k)
           for (int y = 0; y < y1 - y0; ++y)
@@ -434,8 +475,7 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
     }
     if (out.kind == OutputKind::Probabilities && !out.fn_writes_probabilities) softmax_planes(out.scores, K, npix);
     if (out.kind != OutputKind::Labels && out.labels)
-      argmax_into(out.scores, K, int64_t(npix), W, H, W, out.labels, out.labels_dtype, W, 0, 0, out.decision,
-                  out.kind == OutputKind::Probabilities);
+      labels_into(out, out.scores, K, int64_t(npix), W, H, W, W, 0, 0, out.kind == OutputKind::Probabilities);
     return;
   }
 
@@ -462,22 +502,23 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
   const float floor_w = std::max(wmin, 1e-3f);
   for (float& v : wmap) v = std::max(v, floor_w);
 
-  for (const T& t : order) {
-    const int sy = plan.y.out_start[size_t(t.iy)], sx = plan.x.out_start[size_t(t.ix)];
+  const int oy = L.out_y, ox = L.out_x;  // = L.in_y, L.in_x: a window's output is its input's pixels
+  for (const auto& [ty, tx] : order) {
+    const int sy = plan.y.out_start[size_t(ty)], sx = plan.x.out_start[size_t(tx)];
     tile_in.resize(size_t(g.in_channels) * size_t(ry) * size_t(rx));
-    gather(img, mean, sd, sy - plan.pad_y, sx - plan.pad_x, ry, rx, tile_in.data(), cols);
+    gather(img, mean, sd, sy - oy, sx - ox, ry, rx, tile_in.data(), cols);
     scratch.assign(size_t(K) * size_t(ry) * size_t(rx), 0.0f);
     fn(tile_in.data(), ry, rx, OutputView{scratch.data(), int64_t(ry) * rx, rx});
     check_tile_finite(scratch.data(), K, int64_t(ry) * rx, rx, ry, rx, sy, sx);
-    // window pixel (y, x) -> image pixel (sy - pad_y + y, sx - pad_x + x)
-    const int y0 = std::max(0, plan.pad_y - sy), y1 = std::min(ry, H + plan.pad_y - sy);
-    const int x0 = std::max(0, plan.pad_x - sx), x1 = std::min(rx, W + plan.pad_x - sx);
+    // window pixel (y, x) -> view pixel (sy - oy + y, sx - ox + x)
+    const int y0 = std::max(0, oy - sy), y1 = std::min(ry, H + oy - sy);
+    const int x0 = std::max(0, ox - sx), x1 = std::min(rx, W + ox - sx);
     const int n = x1 - x0;
     for (int y = y0; y < y1; ++y) {
-      // image pixel (sy - pad_y + y, sx - pad_x + x0): both coordinates >= 0 (the window may start
+      // view pixel (sy - oy + y, sx - ox + x0): both coordinates >= 0 (the window may start
       // in the padding: offsets are taken from x0, never from a negative column; fuzz_image found
       // the unsigned wrap-around the old form relied on)
-      const size_t at = size_t(sy - plan.pad_y + y) * size_t(W) + size_t(sx - plan.pad_x + x0);
+      const size_t at = size_t(sy - oy + y) * size_t(W) + size_t(sx - ox + x0);
       const float* wr = wmap.data() + size_t(y) * size_t(rx) + size_t(x0);
       for (int x = 0; x < n; ++x) count[at + size_t(x)] += wr[x];
       for (int k = 0; k < K; ++k) {
@@ -492,8 +533,16 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
     for (size_t i = 0; i < npix; ++i) acc[size_t(k) * npix + i] /= count[i];
   if (out.kind == OutputKind::Probabilities) softmax_planes(acc, K, npix);
   if (out.labels)
-    argmax_into(acc, K, int64_t(npix), W, H, W, out.labels, out.labels_dtype, W, 0, 0, out.decision,
-                out.kind == OutputKind::Probabilities);
+    labels_into(out, acc, K, int64_t(npix), W, H, W, W, 0, 0, out.kind == OutputKind::Probabilities);
+}
+
+FrameReads frame_reads(const ImageView& view, const TileGeometry& g, const TileOptions& opt) {
+  if (view.height < 1 || view.width < 1) throw std::invalid_argument("the region is empty");
+  ImageView v = view;
+  v.held_height = v.held_width = 0;
+  const Layout L = layout(v, g, opt);
+  const Frame f(v);
+  return FrameReads{L.rows.first + f.y0, L.rows.second + f.y0, L.cols.first + f.x0, L.cols.second + f.x0};
 }
 
 }  // namespace unet_rt

@@ -22,30 +22,12 @@
 #include <string>
 #include <vector>
 
-#include "postprocess/decision.h"
+#include "core/error.h"
+#include "core/image.h"
 #include "core/types.h"
+#include "postprocess/decision.h"
 
 namespace unet_rt {
-
-enum class DType { U8, U16, F32 };
-
-// An image [C, H, W] in memory; strides in elements (any layout: CHW, HWC, ...).
-struct ImageView {
-  const void* data = nullptr;
-  DType dtype = DType::F32;
-  int channels = 0, height = 0, width = 0;
-  int64_t channel_stride = 0, row_stride = 0, col_stride = 1;
-  // A region of interest of a larger frame (the C API's ROI): the view's pixel (0, 0) is the frame's
-  // (frame_y, frame_x), the frame has frame_height x frame_width pixels with the same strides, and
-  // its pixels around the view are the tiles' real context: mirror extrapolation happens only at the
-  // frame's edges. frame_height = frame_width = 0 (the default): the view is the whole frame.
-  int frame_y = 0, frame_x = 0, frame_height = 0, frame_width = 0;
-};
-
-// Contiguous CHW view.
-inline ImageView chw_view(const void* data, DType dt, int c, int h, int w) {
-  return ImageView{data, dt, c, h, w, int64_t(h) * w, w, 1};
-}
 
 enum class Blend { Constant, Gaussian };
 
@@ -55,29 +37,9 @@ enum class Blend { Constant, Gaussian };
 // tile_predict's caller unchanged.
 using ProgressFn = std::function<bool(size_t done, size_t total)>;
 
-// Thrown when a tile function's output holds NaN or Inf (e.g. weights that overflow float32): an
-// error, never silent garbage in the probabilities or labels.
-class NumericError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
 // The largest image side the tiler accepts: keeps every size, offset and plan computation far
 // from INT_MAX (and planning fast). 1M pixels a side; memory runs out long before.
 constexpr int kMaxImageSide = 1 << 20;
-
-// Thrown when a ProgressFn asks to stop.
-class Cancelled : public std::runtime_error {
- public:
-  Cancelled(size_t done, size_t total)
-      : std::runtime_error("cancelled after " + std::to_string(done) + " of " + std::to_string(total) + " tiles"),
-        done_(done), total_(total) {}
-  size_t done() const { return done_; }
-  size_t total() const { return total_; }
-
- private:
-  size_t done_, total_;
-};
 
 struct TileGeometry {
   int in_channels = 1;
@@ -97,6 +59,11 @@ struct TileOptions {
   // Bytes of working memory for an h x w input tile (e.g. Network::workspace_bytes); may be empty.
   std::function<size_t(int h, int w)> workspace_bytes;
   ProgressFn progress;       // may be empty
+  // A view inside a frame (ImageView::frame_*) runs the tiles of the whole frame's plan that write
+  // its pixels, so that its result equals those pixels of the whole frame's result bit for bit (the
+  // blocks of unet_rt.scale). false: the view's own plan, started on the frame's pooling grid (the
+  // C API's ROI: equal to fp32 rounding).
+  bool frame_plan = false;
 };
 
 // One axis of a tiling. Valid nets: tile i reads input [out_start[i] - halo, + in_size[i]) and
@@ -146,6 +113,14 @@ struct TileOutput {
 // when `fn` produces NaN/Inf, Cancelled when opt.progress says stop.
 void tile_predict(const ImageView& img, const std::vector<float>& mean, const std::vector<float>& std,
                   const TileGeometry& g, const TileFn& fn, const TileOptions& opt, const TileOutput& out);
+
+// The frame rows [y0, y1) and columns [x0, x1) that tile_predict reads for `view` (after mirror
+// extrapolation at the frame's edges): what a buffer must hold (ImageView::held_*). `view` needs only its
+// geometry (frame_*, height, width), not its data.
+struct FrameReads {
+  int y0 = 0, y1 = 0, x0 = 0, x1 = 0;
+};
+FrameReads frame_reads(const ImageView& view, const TileGeometry& g, const TileOptions& opt);
 
 // numpy 'reflect' extended periodically: the index in [0, n) that mirror extrapolation reads.
 inline int reflect_index(long long i, int n) {

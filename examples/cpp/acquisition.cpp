@@ -4,12 +4,14 @@
 // the labels. When segmentation falls behind, the camera drops the frame instead of blocking
 // (bounded queue). At the end: frames segmented, dropped, and the latency from capture to labels.
 //
-//   acquisition MODEL FRAMES HEIGHT WIDTH [LABELS_OUT] [THREADS] [FPS] [IN_FLIGHT]
+//   acquisition MODEL FRAMES HEIGHT WIDTH [LABELS_OUT] [THREADS] [FPS] [IN_FLIGHT] [FRAMES_IN]
 //
 // FPS 0 (default): the camera waits for a free buffer (no drops; measures throughput). IN_FLIGHT
 // (default 2): frames the queue holds at most. Frame f's pixel (y, x) is
-// ((7x + 13y + 101f) ^ (x*y)) % 4096, so that a test can regenerate it. With LABELS_OUT, each
-// segmented frame is appended there as its int32 index and then HEIGHT x WIDTH uint8 labels.
+// ((7x + 13y + 101f) ^ (x*y)) % 4096, so that a test can regenerate it; with FRAMES_IN (a raw file
+// of HEIGHT x WIDTH uint16 little-endian frames, e.g. recorded images) frame f is instead that
+// file's frame f modulo its frame count. With LABELS_OUT, each segmented frame is appended there
+// as its int32 index and then HEIGHT x WIDTH uint8 labels.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -29,9 +31,13 @@
 
 using Clock = std::chrono::steady_clock;
 
-static void synthetic_frame(int f, int h, int w, size_t pitch_px, uint16_t* frame) {
+// Frame f into the camera's buffer: from `recorded` (whole frames, h x w each) if it has any, else synthetic.
+static void camera_frame(int f, int h, int w, size_t pitch_px, const std::vector<uint16_t>& recorded, uint16_t* frame) {
+  const size_t n = size_t(h) * size_t(w), count = recorded.size() / n;
   for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x) frame[size_t(y) * pitch_px + x] = uint16_t(((7 * x + 13 * y + 101 * f) ^ (x * y)) % 4096);
+    for (int x = 0; x < w; ++x)
+      frame[size_t(y) * pitch_px + x] = count ? recorded[size_t(f) % count * n + size_t(y) * size_t(w) + size_t(x)]
+                                              : uint16_t(((7 * x + 13 * y + 101 * f) ^ (x * y)) % 4096);
 }
 
 struct Slot {                  // one camera buffer and the labels of the frame in it
@@ -47,7 +53,8 @@ struct Submitted {
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: %s MODEL FRAMES HEIGHT WIDTH [LABELS_OUT] [THREADS] [FPS] [IN_FLIGHT]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL FRAMES HEIGHT WIDTH [LABELS_OUT] [THREADS] [FPS] [IN_FLIGHT] [FRAMES_IN]\n",
+                 argv[0]);
     return 2;
   }
   const std::string model = argv[1];
@@ -60,6 +67,21 @@ int main(int argc, char** argv) {
   if (frames < 0 || h < 1 || w < 1 || in_flight < 1) {
     std::fprintf(stderr, "bad arguments\n");
     return 2;
+  }
+  std::vector<uint16_t> recorded;  // FRAMES_IN: whole little-endian uint16 frames
+  if (argc > 9) {
+    std::ifstream in(argv[9], std::ios::binary | std::ios::ate);
+    const std::streamoff bytes = in ? std::streamoff(in.tellg()) : std::streamoff(-1);
+    const std::streamoff frame_bytes = std::streamoff(h) * w * 2;
+    if (bytes < frame_bytes) {
+      std::fprintf(stderr, "%s: cannot read one %dx%d uint16 frame from it\n", argv[9], h, w);
+      return 2;
+    }
+    recorded.resize(size_t(bytes / frame_bytes) * size_t(h) * size_t(w));
+    in.seekg(0);
+    std::vector<unsigned char> raw(recorded.size() * 2);
+    in.read(reinterpret_cast<char*>(raw.data()), std::streamsize(raw.size()));
+    for (size_t i = 0; i < recorded.size(); ++i) recorded[i] = uint16_t(raw[2 * i] | (raw[2 * i + 1] << 8));
   }
   try {
     const auto t0 = Clock::now();
@@ -117,7 +139,7 @@ int main(int argc, char** argv) {
           free_slots.pop_back();
         }
         Slot& s = slots[size_t(slot)];
-        synthetic_frame(f, h, w, pitch_px, s.pixels.data());  // the camera writes its buffer
+        camera_frame(f, h, w, pitch_px, recorded, s.pixels.data());  // the camera writes its buffer
         const auto captured = Clock::now();
         auto img = unet_rt::Image<uint16_t>(s.pixels.data(), h, w).pitch(pitch_px * sizeof(uint16_t));
         auto out = unet_rt::Output().labels(s.labels.data(), s.labels.size());

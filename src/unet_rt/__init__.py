@@ -8,7 +8,12 @@ Layout (docs/architecture.md): ``engine`` (the public Engine) over the compiled 
 tensorrt), ``export`` (onnx, bioimageio), ``eval`` (metrics, calibration, measurements), ``scale`` (dask),
 ``cli``, ``napari``, ``train`` (the PyTorch trainer, behind the ``[train]`` extra).
 """
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("unet-rt")  # the one version source: pyproject.toml's [project] version
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"
 
 from unet_rt.engine import BACKENDS, Engine  # noqa: E402
 from unet_rt.format.model_file import ModelFileError  # noqa: E402

@@ -1,5 +1,5 @@
 import sys
 
-from unet_rt.cli.app import main
+from unet_rt.cli import main
 
 sys.exit(main())

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,13 +33,7 @@ BACKENDS = ("auto", "cpu", "triton", "tensorrt")
 _DTYPES = (np.uint8, np.uint16, np.float32)
 
 
-def _core():
-    try:
-        from unet_rt import _core
-    except ImportError as e:  # pragma: no cover - only when the package was not built
-        raise ImportError("unet_rt._core (the compiled core) is missing: install the package with "
-                          "`pip install .` (or `make install`)") from e
-    return _core
+_core = model_file.native  # the compiled core
 
 
 # the 8 rotations/flips of the square (the paper averaged predictions over rotated inputs)
@@ -80,60 +75,66 @@ class Engine:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if not path.exists():
             raise FileNotFoundError(f"model file not found: {path}")
-        kind = model_file.detect_kind(path)  # OSError for a directory, FIFO or device
-        trt = kind in ("tensorrt", "tensorrt-bare")
-        if backend == "auto":
-            backend = "tensorrt" if trt else "cpu"
-        if trt and backend != "tensorrt":
-            raise ValueError(f"{path} holds a TensorRT engine: only backend='tensorrt' can run it")
-        if not trt and backend == "tensorrt":
-            raise ValueError(f"{path} holds weights, not a TensorRT engine: build one with "
-                             f"`unet-rt compile {path} --target tensorrt -o model-trt.plan`")
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-        if precision != "fp32" and backend != "cpu":
-            raise ValueError(f"precision={precision!r} is a CPU backend option (backend is {backend!r})")
-        if profile and backend != "cpu":
-            raise ValueError(f"profile=True is a CPU backend option (backend is {backend!r})")
         if threads is not None and threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
         if progress is not None and not callable(progress):
             raise TypeError("progress must be callable(done, total) or None")
-        self.path, self.backend, self.tile, self.progress = path, backend, tile, progress
         core = _core()
-        if backend == "cpu":
-            self._native = core.Engine(str(path), threads or 0, tile or 0, memory_budget_mb or 0,
-                                       precision=precision)
-            self._native.set_profile(bool(profile))
-            meta = core.read_model(str(path))
-            self.arch, self.normalization = meta["arch"], meta["normalization"]
-            self.class_names = list(meta["class_names"])
-            self._fn = None
-        elif backend == "triton":
-            mf = model_file.load(path)
-            from unet_rt.backends.triton import make_tile_fn  # imports torch + triton: only here
-
-            self.arch, self.normalization, self.class_names = mf.arch, mf.normalization, mf.class_names
-            self._fn = make_tile_fn(mf, device=device, dtype=dtype)
-            self._native = None
+        # The file is read and validated once: by the native engine (weights), else by model_file.load.
+        mf, self._native, self._fn = None, None, None
+        if backend in ("auto", "cpu"):
+            try:
+                self._native = core.Engine(str(path), threads or 0, tile or 0, memory_budget_mb or 0,
+                                           precision=precision)
+            except core.ModelFileError:
+                mf = model_file.load(path, tensors=False)  # a bad file raises here the reader's error again
+                if mf.kind == "weights":  # pragma: no cover - the native engine accepted no weights file
+                    raise
+            if mf is not None and backend == "cpu":  # a TensorRT engine (container or bare plan)
+                raise ValueError(f"{path} holds a TensorRT engine: only backend='tensorrt' can run it")
+            backend = "cpu" if mf is None else "tensorrt"
+        elif backend == "tensorrt":
+            mf = model_file.load(path, tensors=False)
         else:
-            from unet_rt.backends.tensorrt import make_tile_fn  # imports tensorrt + cuda-python: only here
+            mf = model_file.load(path)
+        if mf is not None and mf.kind == "weights" and backend == "tensorrt":
+            raise ValueError(f"{path} holds weights, not a TensorRT engine: build one with "
+                             f"`unet-rt compile {path} --target tensorrt -o model-trt.plan`")
+        if mf is not None and mf.kind != "weights" and backend != "tensorrt":
+            raise ValueError(f"{path} holds a TensorRT engine: only backend='tensorrt' can run it")
+        if precision != "fp32" and backend != "cpu":
+            raise ValueError(f"precision={precision!r} is a CPU backend option (backend is {backend!r})")
+        if profile and backend != "cpu":
+            raise ValueError(f"profile=True is a CPU backend option (backend is {backend!r})")
+        self.path, self.backend, self.tile, self.progress = path, backend, tile, progress
+        if backend == "cpu":
+            assert self._native is not None
+            self._native.set_profile(bool(profile))
+            mf = model_file.from_native(self._native.info)
+            self.arch, self.normalization, self.class_names = mf.arch, mf.normalization, list(mf.class_names)
+        elif backend == "triton":
+            from unet_rt.backends.triton import make_tile_fn as triton_tile_fn  # imports torch + triton: only here
 
-            self._fn = make_tile_fn(str(path))
+            assert mf is not None
+            self.arch, self.normalization, self.class_names = mf.arch, mf.normalization, mf.class_names
+            self._fn = triton_tile_fn(mf, device=device, dtype=dtype)
+        else:
+            from unet_rt.backends.tensorrt import make_tile_fn as trt_tile_fn  # imports tensorrt + cuda-python: only here
+
+            assert mf is not None
+            self._fn = trt_tile_fn(str(path))
             i = self._fn.info
             self.arch = {"in_channels": i.in_channels, "classes": i.classes, "depth": i.depth, "base": None,
                          "padding": i.padding}
-            self.normalization = i.normalization
+            self.normalization = mf.normalization if mf.kind == "tensorrt" else i.normalization
             self.class_names = list(i.class_names or
                                     [f"class{k}" for k in range(i.classes)])
             self.tile = self.tile or i.tile_in
-            self._native = None
         self._profiling = bool(profile)
-        # the decision and the full normalisation record (percentiles, training range) of a container
-        self.decision: dict = {}
-        if kind != "tensorrt-bare":
-            meta = model_file.load(path, tensors=False)
-            self.decision, self.normalization = meta.decision, meta.normalization
+        # the decision (threshold, instance parameters) of a container; a bare TensorRT plan has none
+        self.decision: dict = dict(mf.decision) if mf is not None else {}
 
     # ------------------------------------------------------------------ info
     @property
@@ -146,10 +147,10 @@ class Engine:
 
     @property
     def info(self) -> dict:
-        d = {"path": str(self.path), "backend": self.backend, "arch": dict(self.arch),
+        d: dict[str, Any] = {"path": str(self.path), "backend": self.backend, "arch": dict(self.arch),
              "normalization": self.normalization, "class_names": self.class_names, "decision": self.decision}
         if self._native is not None:
-            d.update({k: v for k, v in self._native.info.items() if k not in d})
+            d.update({k: v for k, v in self._native.info.items() if k not in d and k != "metadata"})
             if isinstance(d.get("provenance"), str):
                 d["provenance"] = json.loads(d["provenance"] or "{}")
         return d
@@ -229,10 +230,9 @@ class Engine:
     def _predict_frame(self, chw: np.ndarray, tta: bool, progress=None) -> np.ndarray:
         if not tta:
             return self._probs_chw(chw, progress=progress)
-        acc = None
+        acc = np.zeros((), np.float64)
         for k in range(8):
-            p = _dihedral_inverse(self._probs_chw(_dihedral(chw, k), progress=progress), k)
-            acc = p.astype(np.float64) if acc is None else acc + p
+            acc = acc + _dihedral_inverse(self._probs_chw(_dihedral(chw, k), progress=progress), k)
         return (acc / 8).astype(np.float32)
 
     def predict(self, img, tta: bool = False, axes: str | None = None, channel: int | None = None,
@@ -321,6 +321,25 @@ class Engine:
             return out
         return _core().decide_labels(self._predict_frame(chw, tta, progress), decision)
 
+    def _region(self, pixels: np.ndarray, origin: tuple, frame: tuple, region: tuple, output: str,
+                percentiles: list | None = None) -> np.ndarray:
+        """One block of a frame too large for memory (``unet_rt.scale``): the whole frame's tiles that
+        write ``region`` = (y0, y1, x0, x1), by the core's tiler, equal to those pixels of
+        :meth:`predict` / :meth:`segment` on the whole frame bit for bit (same tile size). ``pixels``
+        (C, h, w) hold the frame (``frame`` = (H, W)) from ``origin`` = (y, x) on, at least what
+        ``_core.frame_reads`` names; ``output``: "probabilities" or "labels" (the model's decision);
+        ``percentiles``: per channel the frame's (P_lo, P_hi) for models that normalise by percentiles."""
+        if self._native is not None:
+            return self._native.run_region(pixels, origin, frame, region, output=output, percentiles=percentiles)
+        core = _core()
+        if not self.tile:
+            raise ValueError("a region of a frame needs the engine's tile size (Engine(..., tile=T))")
+        probs = core.tile_predict_region(pixels, origin, frame, region, self.normalization["mean"],
+                                         self.normalization["std"], int(self.arch["depth"]),
+                                         self.arch["padding"] == "same", self.classes, self._fn, tile=self.tile,
+                                         percentiles=percentiles)
+        return core.decide_labels(probs, self._decision_json()) if output == "labels" else probs
+
     def _warn_range(self, frames: list[np.ndarray]) -> None:
         """Warn (once per call) when the input's intensity range is far outside the training range."""
         msg = range_warning(frames, self.normalization)
@@ -373,14 +392,16 @@ class _Progress:
     number of tiles, and is scaled to it so that ``done`` only grows and ends at ``total``."""
 
     def __init__(self, callback, passes: int):
-        self.callback, self.passes, self.i, self.per = callback, passes, 0, None
+        self.callback, self.passes, self.i = callback, passes, 0
+        self.per: int | None = None
 
     def tile_callback(self):
         def cb(done: int, total: int):
             if self.per is None:
                 self.per = max(int(total), 1)
-            d = self.i * self.per + (self.per * done // max(total, 1))
-            return self.callback(d, self.passes * self.per)
+            per = self.per
+            d = self.i * per + (per * done // max(total, 1))
+            return self.callback(d, self.passes * per)
         return cb
 
     def pass_done(self) -> None:

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,8 +77,25 @@ int main(int argc, char** argv) {
   memset(&info, 0, sizeof info);
   info.struct_size = sizeof info;
   EXPECT(unet_rt_engine_info(e, &info), UNET_RT_OK, NULL, "info");
-  CHECK(!strcmp(info.isa, "avx512") || !strcmp(info.isa, "avx2") || !strcmp(info.isa, "ref"), "info.isa");
+  CHECK(!strcmp(info.isa, "avx512") || !strcmp(info.isa, "avx2") || !strcmp(info.isa, "neon") || !strcmp(info.isa, "ref"),
+        "info.isa");
+#if defined(__aarch64__)
+  CHECK(!strcmp(info.isa, "neon"), "info.isa is neon on aarch64"); /* Advanced SIMD is part of ARMv8-A */
+#endif
   CHECK(info.threads == 2 && info.memory_budget_mb > 0, "info threads, budget");
+  /* cache sizes as the OS reports them (0 = unknown), printed for the caller to compare with its own reading */
+  printf("isa %s\ncaches %.0f %.0f %.0f\n", info.isa, (double)info.cache_l1d, (double)info.cache_l2, (double)info.cache_l3);
+  CHECK(info.cache_l1d == 0 || (info.cache_l1d >= 4096 && info.cache_l1d <= ((size_t)1 << 22)), "info.cache_l1d plausible");
+  CHECK(info.cache_l2 == 0 || (info.cache_l2 >= info.cache_l1d && info.cache_l2 <= ((size_t)1 << 30)), "info.cache_l2 plausible");
+  {
+    /* a caller compiled against the header before the cache fields: they are left alone */
+    unet_rt_info old_info;
+    memset(&old_info, 0x5a, sizeof old_info);
+    old_info.struct_size = offsetof(unet_rt_info, cache_l1d);
+    EXPECT(unet_rt_engine_info(e, &old_info), UNET_RT_OK, NULL, "info with the older struct_size");
+    CHECK(old_info.threads == 2 && ((const unsigned char*)&old_info.cache_l1d)[0] == 0x5a &&
+              ((const unsigned char*)&old_info.cache_l3)[0] == 0x5a, "older struct_size: the cache fields are not written");
+  }
   unet_rt_plan plan;
   plan.struct_size = sizeof plan;
   EXPECT(unet_rt_engine_plan(e, 2000, 300, &plan), UNET_RT_OK, NULL, "plan");

@@ -1,5 +1,5 @@
 // The thread pool's failure behaviour (csrc/core/thread_pool.h), run by tests/test_robust.py:
-//   thread_pool_test start-failure | worker-throws | caller-throws | fork | clamp
+//   thread_pool_test start-failure | worker-throws | caller-throws | fork | fork-mutex | clamp
 // Prints "OK <case>" and exits 0 on success; a hang is caught by the caller's timeout (and alarm()).
 #include <pthread.h>
 #include <sys/wait.h>
@@ -10,6 +10,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "core/log.h"
 #include "core/thread_pool.h"
@@ -97,6 +98,30 @@ int main(int argc, char** argv) {
     }
     waitpid(pid, &st, 0);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return fail("child 3");
+  } else if (c == "fork-mutex") {
+    // A ForkSafeMutex held by another thread when fork() is called: fork waits for its release, and
+    // the child can take it (a plain std::mutex stays locked in the child forever).
+    unet_rt::ForkSafeMutex m;
+    std::atomic<bool> held{false};
+    std::thread t([&] {
+      std::lock_guard<unet_rt::ForkSafeMutex> lk(m);
+      held = true;
+      usleep(300 * 1000);
+    });
+    while (!held) usleep(1000);
+    pid_t pid = fork();
+    if (pid == 0) {
+      alarm(10);  // a hang ends the child with SIGALRM
+      m.lock();
+      m.unlock();
+      _exit(0);
+    }
+    t.join();
+    m.lock();  // the parent's copy is usable too
+    m.unlock();
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return fail("child could not take the mutex");
   } else if (c == "clamp") {
     unet_rt::set_log_hook(capture, nullptr);
     ThreadPool pool(100000);

@@ -86,7 +86,7 @@ def compute() -> dict:
             "cli/25-instances.png": ["segment", str(src), "-o", str(d / "e.png"), "--instances"],
             "cli/25.ome.zarr": ["segment", str(src), "-o", str(d / "f.ome.zarr")],
         }
-        for key, argv in runs.items():
+        for _key, argv in runs.items():
             subprocess.run([str(exe), *argv, "-m", str(model), "--threads", str(THREADS), "-q"], check=True,
                            env=dict(os.environ))
         out["cli/25.png"] = digest_tree(d / "a.png")

@@ -1,7 +1,6 @@
 """unet_rt.Engine(backend="triton"): the Triton kernels driven through the shared native tiler
 (_core.tile_predict), against the CPU backend on the same model (interpreter on CPU here)."""
 import numpy as np
-import pytest
 import torch
 
 import unet_rt

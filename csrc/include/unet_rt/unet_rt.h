@@ -34,9 +34,10 @@
 /* MAJOR * 10000 + MINOR * 100 + PATCH: compare with unet_rt_version_number() at run time. */
 #define UNET_RT_VERSION_NUMBER (UNET_RT_VERSION_MAJOR * 10000 + UNET_RT_VERSION_MINOR * 100 + UNET_RT_VERSION_PATCH)
 
-/* Symbol visibility: the shared library exports exactly the unet_rt_* functions. Windows: define
- * UNET_RT_BUILDING while building the DLL (CMake does), nothing when using it; UNET_RT_STATIC for a
- * static build. */
+/* Symbol visibility: the shared library exports exactly the unet_rt_* functions. Windows (MinGW-w64
+ * and MSVC): define UNET_RT_BUILDING while building the DLL (CMake does), nothing when using it;
+ * UNET_RT_STATIC for a static build. GCC/Clang elsewhere: default visibility (the library is built
+ * with hidden visibility and, on ELF, a version script). */
 #if defined(UNET_RT_STATIC)
 #define UNET_RT_API
 #elif defined(_WIN32)
@@ -45,8 +46,10 @@
 #else
 #define UNET_RT_API __declspec(dllimport)
 #endif
-#else
+#elif defined(__GNUC__) || defined(__clang__)
 #define UNET_RT_API __attribute__((visibility("default")))
+#else
+#define UNET_RT_API
 #endif
 
 #ifdef __cplusplus
@@ -104,8 +107,12 @@ typedef struct unet_rt_info {
   int tile;           /* the tile option (0: automatic) */
   int threads;        /* threads in use (after clamping) */
   int memory_budget_mb;
-  char isa[16];       /* kernels chosen for this CPU: "avx512", "avx2" or "ref" */
+  char isa[16];       /* kernels chosen for this CPU: "avx512", "avx2", "neon" or "ref" */
   int precision;      /* UNET_RT_PRECISION_* that runs */
+  /* Cache sizes of one core in bytes, as the OS reports them (Linux sysfs, Windows
+   * GetLogicalProcessorInformation, macOS sysctl; CPUID where the OS says nothing); 0: unknown.
+   * cache_l3 is the whole shared cache the core sits behind. */
+  size_t cache_l1d, cache_l2, cache_l3;
 } unet_rt_info;
 
 /* The tiling of one image size (unet_rt_engine_plan). */

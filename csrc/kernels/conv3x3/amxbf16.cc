@@ -9,26 +9,26 @@
 // tdpbf16ps, C accumulating over the blocks in the tile register, ocg/16 C tiles per call.
 //
 // Compiled with -mamx-tile -mamx-bf16 (CMake, by file name). AMX needs the kernel's permission
-// (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA) before the first tile instruction: amx_bf16_enable()
-// asks for it once per process. Never run on the machines this project was developed on (AMD Zen 4,
+// (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA, Linux only) before the first tile instruction:
+// amx_bf16_enable() asks for it (platform::request_amx_permission) once per process. Never run on the machines this project was developed on (AMD Zen 4,
 // no AMX): dispatch.cc runs amx_bf16_self_check() against the AVX512-BF16 GEMM before choosing this
 // tier and falls back (with a precision note) if it disagrees.
-#include <cpuid.h>
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
 
+#include "core/platform.h"
 #include "kernels/kernels.h"
 
 namespace unet_rt::kernels {
 
+#if defined(__linux__)
 namespace {
 
 struct alignas(64) TileConfig {
@@ -86,18 +86,19 @@ void conv3x3_wino_gemm_bf16_amx(const WinoArgs& a, const void* vin, int64_t nban
   _tile_release();
 }
 
+#else  // AMX is asked for on Linux only (platform::request_amx_permission): amx_bf16_enable() below
+       // is false elsewhere and this GEMM is never chosen. Not compiled there: GCC's tile-load
+       // intrinsics cast the stride to long, which is 32 bits on Windows (MinGW-w64 cannot assemble it).
+void conv3x3_wino_gemm_bf16_amx(const WinoArgs&, const void*, int64_t, int, int, int64_t, int, float*) { std::abort(); }
+#endif
+
 bool amx_bf16_enable(std::string* why) {
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) || !(edx & (1u << 24)) || !(edx & (1u << 22))) {
-    if (why) *why = "no AMX-TILE/AMX-BF16 on this CPU";
+  const platform::CpuFeatures& f = platform::cpu_features();
+  if (!f.amx_tile || !f.amx_bf16) {
+    if (why) *why = "no AMX-TILE/AMX-BF16 on this CPU (or the OS does not enable the tile state)";
     return false;
   }
-  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) {
-    if (why) *why = "the OS refused AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM)";
-    return false;
-  }
-  return true;
+  return platform::request_amx_permission(why);
 }
 
 bool amx_bf16_self_check(WinoGemmFn reference, std::string* why) {

@@ -1,5 +1,5 @@
 // Peak fp32 FMA throughput of this machine on `threads` threads, with the widest ISA the CPU has
-// (the probe loops live in peak/{avx2,avx512}.cc). Used to report the kernels' efficiency.
+// (the probe loops live in peak/{avx2,avx512,neon}.cc). Used to report the kernels' efficiency.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -10,9 +10,14 @@
 
 namespace unet_rt::kernels {
 
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
 double fma_probe_avx2(int64_t iters, float* sink);
 double fma_probe_avx512(int64_t iters, float* sink);
 double bf16_probe_avx512bf16(int64_t iters, float* sink);
+#endif
+#if defined(__aarch64__)
+double fma_probe_neon(int64_t iters, float* sink);
+#endif
 
 static double fma_probe_ref(int64_t iters, float* sink) {
   float acc[12];
@@ -28,11 +33,19 @@ static double fma_probe_ref(int64_t iters, float* sink) {
 double peak_gflops(int threads, double seconds, bool bf16) {
   if (threads <= 0) threads = (int)std::max(1u, std::thread::hardware_concurrency());
   const Isa isa = best_isa();
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
   auto probe = isa == Isa::Avx512 ? fma_probe_avx512 : isa == Isa::Avx2 ? fma_probe_avx2 : fma_probe_ref;
   if (bf16) {
     if (!bf16_kernels_for(isa) || isa == Isa::Ref) return 0.0;
     probe = bf16_probe_avx512bf16;
   }
+#elif defined(__aarch64__)
+  auto probe = isa == Isa::Neon ? fma_probe_neon : fma_probe_ref;
+  if (bf16) return 0.0;  // no bf16 tier on AArch64
+#else
+  auto probe = fma_probe_ref;
+  if (bf16) return 0.0;
+#endif
   // Calibrate the iteration count on one thread, then run `threads` copies at once.
   float sink = 0;
   int64_t iters = 1 << 16;

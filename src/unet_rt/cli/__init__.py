@@ -1,5 +1,5 @@
-"""The ``unet-rt`` command line (``app``: the parser and the segment / info / evaluate / calibrate /
-train / export commands; ``compile``: the compile command; ``workers``: ``segment --workers``)."""
-from unet_rt.cli.app import main
+"""The ``unet-rt`` command line (``main``: the parser; one module per command: ``segment`` (with
+``workers`` for ``--workers/--scheduler``), ``info``, ``evaluate``, ``calibrate``, ``compile``, ``train``)."""
+from unet_rt.cli.main import main
 
 __all__ = ["main"]

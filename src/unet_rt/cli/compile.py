@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-__all__ = ["add_arguments", "run", "main"]
+__all__ = ["add_parser", "add_arguments", "run", "main"]
 
 DESCRIPTION = "Compile a trained model (unet-rt weights file) for one fixed tile size."
 EPILOG = textwrap.dedent("""\
@@ -33,21 +33,34 @@ EPILOG = textwrap.dedent("""\
     """)
 
 
+def add_parser(sub) -> None:
+    """``unet-rt compile`` as a subcommand."""
+    p = sub.add_parser("compile", help="compile a model into a TensorRT plan (or a fixed-tile ONNX file)",
+                       description="Compile a unet-rt weights file for one input tile size: --target onnx writes a "
+                                   "static-shape ONNX graph (needs only the onnx package); --target tensorrt builds a "
+                                   "TensorRT engine and stores it in a unet-rt container that unet_rt.Engine opens like "
+                                   "any model file (needs TensorRT and an NVIDIA GPU; without them it fails and writes "
+                                   "nothing).")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.description = parser.description or DESCRIPTION
     if parser.epilog is None:
         parser.epilog = EPILOG
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("model", metavar="MODEL", help="unet-rt weights file (from training/ or 'unet-rt export')")
-    parser.add_argument("--target", choices=("tensorrt", "onnx", "bioimageio", "plan"), required=True,
-                        help="onnx: a static-shape ONNX graph; tensorrt: a TensorRT plan in the unet-rt container "
+    parser.add_argument("--target", choices=("tensorrt", "onnx", "bioimageio", "unet-rt", "plan"), required=True,
+                        help="onnx: a static-shape ONNX graph; tensorrt: a TensorRT engine in the unet-rt container "
                              "(opens with unet_rt.Engine like any model file); bioimageio: a BioImage Model Zoo "
-                             "package (.zip: rdf.yaml, ONNX weights, test tensors); plan: import a bioimage.io "
-                             "package (MODEL = the .zip) back into a unet-rt model file")
+                             "package (.zip: rdf.yaml, ONNX weights, test tensors); unet-rt: import a bioimage.io "
+                             "package (MODEL = the .zip) back into a unet-rt model file (plan: its old name, "
+                             "deprecated)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write (atomically)")
     parser.add_argument("--tile", type=int, default=None, metavar="N",
                         help="input tile size in pixels (e.g. 572 or 700 for the paper's network; required "
-                             "except for --target plan)")
+                             "except for --target unet-rt)")
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                         help="fp32 (default) or fp16 weights and activations (I/O stays fp32)")
     parser.add_argument("--batch", type=int, default=1, metavar="B", help="tiles per inference (default 1)")
@@ -74,7 +87,11 @@ def run(args: argparse.Namespace) -> int:
     from unet_rt.format.model_file import ModelFileError, load
 
     src, out = Path(args.model), Path(args.output)
-    if args.target in ("bioimageio", "plan"):
+    if args.target == "plan":  # the old name of the import target: "plan" is the model file's extension
+        print("unet-rt compile: --target plan is deprecated: it is --target unet-rt (import into a unet-rt model "
+              "file)", file=sys.stderr)
+        args.target = "unet-rt"
+    if args.target in ("bioimageio", "unet-rt"):
         from unet_rt.export.bioimageio import cli_run
 
         return cli_run(args, _err)

@@ -5,17 +5,17 @@ Two modes, chosen by the inputs:
 * **one zarr array** (plain zarr, or the full-resolution level of an OME-Zarr image): the labels are
   computed block by block (``unet_rt.scale.segment``) and written into a zarr array at ``-o`` whose
   chunks are exactly the blocks, one task per chunk. zarr writes each chunk to a temporary file and
-  renames it, so a chunk that exists is complete: a rerun skips the chunks that exist, and a killed
-  run leaves no half-written chunk behind that looks complete. For an OME-Zarr input, ``-o`` is the
+  renames it; a rerun skips the chunks that exist and decode (one that does not, e.g. truncated by a
+  full disk or a copy cut short, is computed again). For an OME-Zarr input, ``-o`` is the
   image itself (or ``IMAGE.zarr/labels/NAME``) and the labels become the NGFF label image
   ``labels/NAME`` beside it, with the image's axes and scale (written with ``ome-zarr``).
   ``--instances`` writes int32 object labels instead (``unet_rt.scale.instances``: objects joined across
   blocks; a rerun recomputes every block's local instances, which the join needs, but writes only
   the missing chunks).
 * **many files** (directories, globs, lists): one task per file, one output per input in the ``-o``
-  directory (``NAME.png``, or ``.tif`` for stacks and probabilities), written as the single-process
-  CLI writes them (visible class maps unless ``--raw``; ``--instances``: uint16, or int32 TIFF);
-  outputs that exist are skipped.
+  directory, each written by ``unet_rt.files.segment_file`` on a worker, the function the
+  single-process CLI runs, with the same options (so the files are the same, metadata included);
+  an input whose outputs exist and read back is skipped.
 
 Each worker opens the model once (``unet_rt.scale._engine``); the model path must be readable on
 the workers. The progress bar follows the distributed client's futures.
@@ -23,16 +23,16 @@ the workers. The progress bar follows the distributed client's futures.
 from __future__ import annotations
 
 import glob
-import json
-import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from unet_rt.scale import blocks as ud
 
 LABEL_NAME = "unet-rt"
+_WRITE_EMPTY: Any = {"write_empty_chunks": True}  # background-only chunks are written too: they count as done
 
 
 def add_arguments(p) -> None:
@@ -89,17 +89,11 @@ def _expand(inputs) -> list[Path]:
 
 # ------------------------------------------------------------------ zarr input
 def _open_zarr_input(path: Path):
-    """-> (zarr array, NGFF multiscales dict or None, the image's root group or None)."""
-    import zarr
+    """-> (zarr array, NGFF multiscales dict or None, the image's root group or None), checked as
+    open_image checks them (unet_rt.io.images.open_zarr_input)."""
+    from unet_rt.io.images import open_zarr_input
 
-    node = zarr.open(str(path), mode="r")
-    if isinstance(node, zarr.Array):
-        return node, None, None
-    attrs = dict(node.attrs)
-    ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
-    if not ms:
-        raise ValueError(f"{path} is a zarr group without OME-Zarr multiscales metadata: give the array's path")
-    return node[ms[0]["datasets"][0]["path"]], ms[0], node
+    return open_zarr_input(path)
 
 
 def _axes_names(ms) -> list[str] | None:
@@ -157,7 +151,7 @@ def _create_output(out: Path, shape, chunks, run: dict, ngff: tuple | None, dtyp
         return a
     if ngff is None:
         a = zarr.create_array(str(target), shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
-                              config={"write_empty_chunks": True})
+                              config=_WRITE_EMPTY)
         a.attrs["unet-rt"] = run
         return a
     from ome_zarr.format import format_from_version
@@ -167,7 +161,7 @@ def _create_output(out: Path, shape, chunks, run: dict, ngff: tuple | None, dtyp
     labels = zarr.open_group(str(labels_dir), mode="a", zarr_format=zarr_format)
     g = labels.create_group(name)
     a = g.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
-                       config={"write_empty_chunks": True})
+                       config=_WRITE_EMPTY)
     a.attrs["unet-rt"] = run
     # the image's axes and level-0 scale, without the channel axis
     axes = [ax for ax in ms["axes"] if (ax["name"] if isinstance(ax, dict) else ax) in names]
@@ -187,8 +181,15 @@ def _write_block(block: np.ndarray, path: str, region: tuple) -> int:
 
 
 def _done(a, path: Path, idx: tuple) -> bool:
-    """Whether chunk idx exists (zarr writes it atomically, so existing means complete)."""
-    return (path / a.metadata.encode_chunk_key(idx)).is_file()
+    """Whether chunk idx is written: its file exists and decodes (a truncated or corrupt chunk, e.g. from
+    a full disk or a copy cut short, is computed again)."""
+    if not (path / a.metadata.encode_chunk_key(idx)).is_file():
+        return False
+    try:
+        a.blocks[idx]
+    except Exception:  # the codecs' own error types: whatever does not decode is not done
+        return False
+    return True
 
 
 def segment_zarr(src: Path, args, client, progress) -> int:
@@ -240,57 +241,48 @@ def segment_zarr(src: Path, args, client, progress) -> int:
 
 
 # ------------------------------------------------------------------ many files
-def _segment_file(src: str, dst: str, model: str, tile: int, threads, probabilities: bool, spread: bool,
-                  instances: bool = False) -> str:
-    from unet_rt.cli.app import _instances_image
-    from unet_rt.io.images import read_image, visible_labels, write_image
+def _segment_file(src: str, out: str, model: str, threads, tile: int, precision: str, options) -> list[str]:
+    """One task: ``unet_rt.files.segment_file`` on a worker, with the worker's cached engine; an input whose
+    outputs exist and read back is skipped (returns [])."""
+    from unet_rt.files import segment_file
 
-    eng = ud._engine(model, "cpu", threads, tile)
-    img = read_image(src)
-    if probabilities:
-        res = eng.predict(img)
-    elif instances:  # as the single-process CLI: uint16 when they fit (PNG), else int32 (TIFF only)
-        res = _instances_image(eng.instances(img), Path(dst))
-    else:
-        res = eng.segment(img)
-        if spread:  # visible grey levels, as the single-process CLI without --raw
-            res = visible_labels(res, eng.classes)
-    write_image(dst, res)
-    return dst
+    eng = ud._engine(model, "cpu", threads, tile, precision=precision)
+    return [str(p) for p in segment_file(eng, src, out, options, kind="dir", skip_existing=True)]
 
 
 def segment_files(inputs: list[Path], args, client, progress) -> int:
+    from unet_rt.files import SegmentOptions
+
+    try:
+        opt = SegmentOptions.from_args(args)
+    except ValueError as e:
+        return _err(str(e))
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         return _err(f"{out} is a file: with --workers/--scheduler, -o is a directory (one output per input)")
     out.mkdir(parents=True, exist_ok=True)
-    stems = {}
+    stems: dict[str, list[Path]] = {}
     for s in inputs:
         stems.setdefault(s.stem, []).append(s)
     clash = [v for v in stems.values() if len(v) > 1]
     if clash:
         return _err(f"inputs share a name, their outputs would collide: {', '.join(map(str, clash[0]))}")
-    jobs = []
-    for s in inputs:
-        ext = ".tif" if args.probabilities or s.suffix.lower() in (".tif", ".tiff") else ".png"
-        d = out / (s.stem + ext)
-        if not d.exists():
-            jobs.append((str(s), str(d)))
-    if not args.quiet:
-        print(f"{len(inputs)} input(s), {len(inputs) - len(jobs)} already segmented", file=sys.stderr)
     model = str(Path(args.model).resolve())
-    futures = client.map(_segment_file, [j[0] for j in jobs], [j[1] for j in jobs], model=model,
-                         tile=args.tile or 0, threads=args.threads, probabilities=args.probabilities,
-                         spread=not args.raw, instances=args.instances, pure=False)
+    futures = client.map(_segment_file, [str(s) for s in inputs], out=str(out), model=model, threads=args.threads,
+                         tile=args.tile or 0, precision=args.precision, options=opt, pure=False)
     failed = progress(futures, "segment", "img")
-    for f, (s, _) in zip(futures, jobs):
+    skipped = 0
+    for f, s in zip(futures, inputs):
         if f.status == "error":
-            print(f"unet-rt: error: {s}: {f.exception()}", file=sys.stderr)
+            exc = f.exception()
+            print(f"unet-rt: error: {exc if str(s) in str(exc) else f'{s}: {exc}'}", file=sys.stderr)
+        elif not f.result():
+            skipped += 1
     if failed:
-        print(f"unet-rt: {failed} of {len(jobs)} input(s) failed", file=sys.stderr)
+        print(f"unet-rt: {failed} of {len(inputs)} input(s) failed", file=sys.stderr)
         return 1
     if not args.quiet:
-        print(f"segmented {len(jobs)} image(s) -> {out}")
+        print(f"segmented {len(inputs) - skipped} image(s) ({skipped} already done) -> {out}")
     return 0
 
 
@@ -308,8 +300,6 @@ def segment(args) -> int:
         return _err("no model given (-m) and no shipped default model installed")
     if args.workers is not None and args.workers < 1:
         return _err("--workers must be >= 1")
-    if getattr(args, "tta", False) or getattr(args, "overlay", False) or args.threshold is not None:
-        return _err("--tta, --overlay and --threshold are not available with --workers/--scheduler")
     if args.instances and args.probabilities:
         return _err("--instances and --probabilities exclude each other")
     if args.halo < 0:
@@ -335,14 +325,22 @@ def segment(args) -> int:
         return failed
 
     zarr_in = len(inputs) == 1 and (inputs[0].suffix.lower() == ".zarr" or inputs[0].is_dir())
+    if zarr_in:
+        unsupported = [flag for flag, on in (("--probabilities", args.probabilities), ("--tta", args.tta),
+                                              ("--overlay", args.overlay), ("--threshold", args.threshold is not None),
+                                              ("--axes", args.axes), ("--channel", args.channel is not None),
+                                              ("--level", args.level),
+                                              ("--precision bf16", args.precision != "fp32")) if on]
+        if unsupported:
+            return _err(f"a zarr input with --workers/--scheduler writes its labels chunk by chunk: "
+                        f"{', '.join(unsupported)} {'is' if len(unsupported) == 1 else 'are'} not available there "
+                        f"(segment it without --workers, or give files)")
     try:
         client, cluster = _client(args)
     except (OSError, ImportError, ValueError) as e:
         return _err(f"cannot reach the dask scheduler: {e}")
     try:
         if zarr_in:
-            if args.probabilities:
-                return _err("zarr output holds labels: --probabilities is for file outputs")
             return segment_zarr(inputs[0], args, client, progress)
         return segment_files(inputs, args, client, progress)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:

@@ -2,7 +2,7 @@
 
 A loss weighted toward the boundary class shifts the probability at which argmax flips, so the
 decision is a property of the trained model (docs/decision.md): the foreground threshold that
-minimises the pixel error, and the instance parameters (foreground mask and marker thresholds,
+minimises the fraction of wrong pixels, and the instance parameters (foreground mask and marker thresholds,
 minimum marker and object sizes) that minimise the adapted Rand error of ``Engine.instances``
 (objects within the segmentation's foreground),
 chosen by a small grid search on validation images only (one cached probability map per image),
@@ -21,14 +21,14 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
-from pathlib import Path
 
 import numpy as np
 
-from unet_rt.eval import metrics
+from unet_rt.eval.classmap import adapted_rand_error
+from unet_rt.eval.labels import instances_of
 from unet_rt.format import model_file
 
-__all__ = ["calibrate", "write_decision", "calibrate_file", "DEFAULT_GRID", "load_pairs"]
+__all__ = ["calibrate", "write_decision", "calibrate_file", "DEFAULT_GRID"]
 
 # The search space. Thresholds are on p(foreground). "marker_threshold": None means no marker
 # threshold (markers = the mask: instances are its connected components).
@@ -46,12 +46,8 @@ _START_SIZES = {"min_marker_size": 10, "min_size": 0}
 
 def _targets(label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(foreground mask, instances) of a binary mask or an instance label image."""
-    lab = np.asarray(label)
-    if lab.ndim != 2:
-        raise ValueError(f"labels must be 2-D images, got shape {lab.shape}")
-    fg = lab > 0
-    inst = metrics.connected_components(fg) if len(np.unique(lab)) <= 2 else lab.astype(np.int64)
-    return fg, inst
+    inst = instances_of(label)
+    return np.asarray(label) > 0, inst
 
 
 def _decision(fg_class: int, threshold, inst: dict | None = None) -> dict:
@@ -82,7 +78,7 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
         so the adapted Rand error, which ignores true label 0, leaves them out too).
 
     The threshold minimises the mean pixel error (foreground vs the rest); the instance parameters
-    minimise the mean adapted Rand error (``unet_rt.eval.metrics.adapted_rand_error``) of the watershed
+    minimise the mean adapted Rand error (``unet_rt.eval.classmap.adapted_rand_error``) of the watershed
     instances, searched by stages: mask x marker thresholds at moderate sizes, then the sizes, then
     the thresholds again +- ``refine``. Ties keep the earlier candidate.
     """
@@ -116,14 +112,14 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
     if any(np.any(fg[~k]) for k, (fg, _) in zip(sel, targets)):
         raise ValueError("unannotated pixels (outside known) must have label 0")
 
-    def pixel_error(t) -> float:
+    def wrong_pixels(t) -> float:
         dj = json.dumps(_decision(fg_class, t))
         return float(np.mean([np.mean(((_core.decide_labels(p, dj) == fg_class) != fg)[k])
                               for p, (fg, _), k in zip(probs, targets, sel)]))
 
     def rand(inst: dict) -> float:
         dj = json.dumps(_decision(fg_class, best_t, inst))
-        return float(np.mean([metrics.adapted_rand_error(ti, _core.instances(p, dj)) for p, (_, ti) in zip(probs, targets)]))
+        return float(np.mean([adapted_rand_error(ti, _core.instances(p, dj)) for p, (_, ti) in zip(probs, targets)]))
 
     def argmin(cands, f, desc):
         best, best_v = None, np.inf
@@ -134,12 +130,12 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
         return best, best_v
 
     # ---- foreground threshold: coarse grid, then a fine one around the best ----
-    best_t, _ = argmin(g["threshold"], pixel_error, "calibrate: threshold")
+    best_t, _ = argmin(g["threshold"], wrong_pixels, "calibrate: threshold")
     step = g["threshold_refine"]
     if step:
         fine = [round(best_t + k * step, 4) for k in range(-4, 5) if 0 < best_t + k * step < 1]
-        best_t, _ = argmin(fine, pixel_error, "calibrate: threshold (fine)")
-    px_err, px_argmax = pixel_error(best_t), float(np.mean([np.mean(((p.argmax(0) == fg_class) != fg)[k])
+        best_t, _ = argmin(fine, wrong_pixels, "calibrate: threshold (fine)")
+    px_err, px_argmax = wrong_pixels(best_t), float(np.mean([np.mean(((p.argmax(0) == fg_class) != fg)[k])
                                                            for p, (fg, _), k in zip(probs, targets, sel)]))
 
     # ---- instance parameters, by stages. Unless dense, the objects lie within the segmentation's
@@ -163,7 +159,7 @@ def calibrate(model, images, labels, *, grid: dict | None = None, tta: bool = Fa
         inst, _ = argmin(cands, rand, "calibrate: refine")
     rand_best = rand(inst)
     rand_cc = rand({})  # connected components of the segmentation at the calibrated threshold
-    rec = {"pixel_error": round(px_err, 6), "pixel_error_argmax": round(px_argmax, 6),
+    rec = {"wrong_pixel_fraction": round(px_err, 6), "wrong_pixel_fraction_argmax": round(px_argmax, 6),
            "rand_error": round(rand_best, 6), "rand_error_connected_components": round(rand_cc, 6),
            "images": len(probs), "tta": bool(tta), "dense": bool(dense), "date": datetime.date.today().isoformat(),
            "method": "grid search on validation images (unet_rt.eval.calibrate)"}
@@ -182,28 +178,11 @@ def write_decision(model_path, decision: dict, output=None) -> None:
     model_file.save(output or model_path, mf)  # validates the decision
 
 
-def load_pairs(root, slices: str | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, image, label) of ``root/image/*`` and ``root/label/*`` (matched by name), picked by
-    ``slices`` as ``unet_rt.io.select_slices`` does (ISBI's N.png: by file number)."""
-    from unet_rt.io.images import list_images, read_image, select_slices
-
-    root = Path(root)
-    if not (root / "image").is_dir() or not (root / "label").is_dir():
-        raise FileNotFoundError(f"{root} must hold image/ and label/ directories")
-    imgs = list_images(root / "image")
-    if slices:
-        imgs = select_slices(imgs, slices)
-    if not imgs:
-        raise FileNotFoundError(f"no images selected in {root / 'image'}")
-    labs = {p.stem: p for p in list_images(root / "label")}
-    missing = [p.name for p in imgs if p.stem not in labs]
-    if missing:
-        raise FileNotFoundError(f"no label in {root / 'label'} for {', '.join(missing[:5])}")
-    return [(p.stem, read_image(p), read_image(labs[p.stem])) for p in imgs]
-
-
 def calibrate_file(model_path, data, slices: str | None = None, output=None, write: bool = True, **kw) -> dict:
-    """``calibrate`` on ``data``/image + label (``slices``), then ``write_decision`` (unless not ``write``)."""
+    """``calibrate`` on ``data``/image + label (``slices``: :mod:`unet_rt.io.dataset`'s rule), then
+    ``write_decision`` (unless not ``write``)."""
+    from unet_rt.io.dataset import load_pairs
+
     pairs = load_pairs(data, slices)
     rec = {"data": str(data), "slices": slices or "all", "names": [n for n, _, _ in pairs]}
     d = calibrate(model_path, [im for _, im, _ in pairs], [lb for _, _, lb in pairs], record=rec, **kw)

@@ -218,7 +218,7 @@ class Collector:
         if rois_path:
             _needs("roifile")
         self.measure_path, self.rois_path = measure_path, rois_path
-        self.items = []
+        self.items: list[tuple] = []
 
     def add(self, src, labels, data, pixel_size: dict, stack: bool) -> None:
         """One input: ``labels`` (N, H, W) instances, ``data`` (N, C, H, W) the segmented frames."""

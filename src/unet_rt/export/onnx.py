@@ -92,7 +92,6 @@ def export_onnx(model_file: ModelFile, tile: int, path=None, dtype: str = "float
             raise ValueError(f"tensor {name} has values beyond the fp16 range (|w| > {FP16_MAX}): export it as float32")
 
     np_dtype = np.float16 if dtype == "float16" else np.float32
-    elem = TensorProto.FLOAT16 if dtype == "float16" else TensorProto.FLOAT
     pad = 1 if padding == "same" else 0
     nodes, inits = [], []
     counter = {"n": 0}

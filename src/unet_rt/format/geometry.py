@@ -4,7 +4,7 @@ A "valid" network (the paper's: unpadded 3x3 convs) shrinks its input: for depth
 ``I`` pixels gives ``I - 184`` output pixels (a halo of 92 on each side), and ``I`` is valid only if
 every 2x2 max-pool sees an even size. A "same" network keeps the size; its input must be divisible
 by ``2**depth``. These functions are the single Python source of that arithmetic; the C++ core has
-the same formulas (``csrc/src/geometry.h``) and a test checks that the two agree.
+the same formulas (``csrc/core/geometry.h``) and a test checks that the two agree.
 """
 from __future__ import annotations
 

@@ -39,11 +39,10 @@ Weight tensor names (depth D, level l = 0..D, width base*2**l)::
 
 A bare TensorRT plan (from ``trtexec``) is recognised by its bytes (it is not safetensors).
 
-Validation (docs/architecture.md, "File format"): a weights file is validated by ONE reader, the
-native one (``_core.read_model_bytes``, csrc/src/model_reader.cc) on the same bytes that are then
-loaded here; the Python checks below (``_loads``, ``_validate_arch``, ``_validate_norm``) apply the
-same rules to what Python writes (``save``) and to TensorRT containers, and
-tests/test_validators.py runs both on one corpus.
+Validation (docs/architecture.md, "File format"): ONE validator, the native reader
+(``_core.read_model_bytes``, csrc/model/model_reader.cc). :func:`load` reads the file once and hands
+the bytes to it; :func:`save` builds the bytes and has them checked by it before anything is written.
+Every problem is a :class:`ModelFileError` (the native module's exception type).
 """
 from __future__ import annotations
 
@@ -58,17 +57,20 @@ from pathlib import Path
 
 import numpy as np
 
+try:  # the one exception type of model files: the native reader's
+    from unet_rt._core import ModelFileError
+except ImportError:  # pragma: no cover - only when the package was not built (nothing can be read then)
+    class ModelFileError(ValueError):  # type: ignore[no-redef]
+        """The file is not a valid unet-rt model file."""
+
 FORMAT = "unet-rt"
 FORMAT_VERSION = 1
-MAX_HEADER = 100 * 1024 * 1024
-MAX_JSON_DEPTH = 64                         # as the native parser (csrc/src/json.h)
-MAX_DIM = 1 << 20                           # as the native reader's limits on arch sizes
+#: the shipped pretrained model (ISBI 2012, the paper's network at base 16): the default of the CLI and napari
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "isbi2012-unet16.plan"
+MAX_HEADER = 100 * 1024 * 1024              # as the native reader: a longer "header" is no safetensors file
 
-__all__ = ["ModelFile", "ModelFileError", "save", "load", "detect_kind", "expected_shapes", "atomic_write"]
-
-
-class ModelFileError(ValueError):
-    """The file is not a valid unet-rt model file."""
+__all__ = ["ModelFile", "ModelFileError", "save", "load", "loads", "from_native", "detect_kind", "expected_shapes",
+           "atomic_write", "native", "SHIPPED_MODEL"]
 
 
 @dataclass
@@ -88,201 +90,41 @@ def expected_shapes(arch: dict) -> dict[str, tuple[int, ...]]:
     cin, k, depth, base = (int(arch[n]) for n in ("in_channels", "classes", "depth", "base"))
     shapes: dict[str, tuple[int, ...]] = {}
     prev = cin
-    for l in range(depth + 1):
-        c = base * 2**l
-        shapes[f"enc.{l}.conv1.weight"] = (c, prev, 3, 3)
-        shapes[f"enc.{l}.conv1.bias"] = (c,)
-        shapes[f"enc.{l}.conv2.weight"] = (c, c, 3, 3)
-        shapes[f"enc.{l}.conv2.bias"] = (c,)
+    for lv in range(depth + 1):
+        c = base * 2**lv
+        shapes[f"enc.{lv}.conv1.weight"] = (c, prev, 3, 3)
+        shapes[f"enc.{lv}.conv1.bias"] = (c,)
+        shapes[f"enc.{lv}.conv2.weight"] = (c, c, 3, 3)
+        shapes[f"enc.{lv}.conv2.bias"] = (c,)
         prev = c
-    for l in range(depth):
-        c = base * 2**l
-        shapes[f"dec.{l}.up.weight"] = (2 * c, c, 2, 2)
-        shapes[f"dec.{l}.up.bias"] = (c,)
-        shapes[f"dec.{l}.conv1.weight"] = (c, 2 * c, 3, 3)
-        shapes[f"dec.{l}.conv1.bias"] = (c,)
-        shapes[f"dec.{l}.conv2.weight"] = (c, c, 3, 3)
-        shapes[f"dec.{l}.conv2.bias"] = (c,)
+    for lv in range(depth):
+        c = base * 2**lv
+        shapes[f"dec.{lv}.up.weight"] = (2 * c, c, 2, 2)
+        shapes[f"dec.{lv}.up.bias"] = (c,)
+        shapes[f"dec.{lv}.conv1.weight"] = (c, 2 * c, 3, 3)
+        shapes[f"dec.{lv}.conv1.bias"] = (c,)
+        shapes[f"dec.{lv}.conv2.weight"] = (c, c, 3, 3)
+        shapes[f"dec.{lv}.conv2.bias"] = (c,)
     shapes["head.weight"] = (k, base, 1, 1)
     shapes["head.bias"] = (k,)
     return shapes
 
 
-def _loads(text, what: str):
-    """JSON exactly as the native parser accepts it: no duplicate keys, no NaN/Infinity, nesting
-    at most MAX_JSON_DEPTH, no unpaired surrogates. Errors are ModelFileError, never RecursionError."""
-    def pairs(kv):
-        d = dict(kv)
-        if len(d) != len(kv):
-            seen = set()
-            dup = next(k for k, _ in kv if k in seen or seen.add(k))
-            raise ModelFileError(f"{what}: duplicate key {dup!r}")
-        return d
-
-    def constant(name):
-        raise ModelFileError(f"{what}: {name} is not valid JSON")
-
+def native():
+    """The compiled core (``unet_rt._core``), or an ImportError saying how to build it."""
     try:
-        value = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
-    except RecursionError:
-        raise ModelFileError(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH}") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digit limit
-        if isinstance(e, ModelFileError):
-            raise
-        raise ModelFileError(f"{what}: invalid JSON: {e}") from None
-    stack = [(value, 0)]  # depth and strings, iteratively
-    while stack:
-        v, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise ModelFileError(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH}")
-        if isinstance(v, str):
-            try:
-                v.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ModelFileError(f"{what}: unpaired surrogate in a string") from None
-        elif isinstance(v, dict):
-            stack.extend((x, depth + 1) for kv in v.items() for x in kv)
-        elif isinstance(v, list):
-            stack.extend((x, depth + 1) for x in v)
-    return value
+        import unet_rt._core as _core
+    except ImportError as e:  # pragma: no cover - only when the package was not built
+        raise ImportError("unet_rt._core (the compiled core) is missing: install the package with "
+                          "`pip install .` (or `make install`)") from e
+    return _core
 
 
-def _int(arch: dict, name: str, lo: int, hi: int) -> int:
-    v = arch.get(name) if isinstance(arch, dict) else None
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
-        # not "2", 2.0 or True: the native reader takes JSON integers only
-        raise ModelFileError(f"bad 'arch' metadata: {name} must be an integer, got {v!r}")
-    v = int(v)
-    if not lo <= v <= hi:
-        raise ModelFileError(f"bad 'arch' metadata: {name} = {v} is outside [{lo}, {hi}]")
-    return v
+class NotARegularFileError(OSError):
+    """A model path that names a directory, FIFO or device: "PATH: not a regular file (a FIFO)"."""
 
-
-def _validate_arch(arch: dict) -> dict:
-    if not isinstance(arch, dict):
-        raise ModelFileError(f"bad 'arch' metadata: not an object: {arch!r}")
-    out = {"in_channels": _int(arch, "in_channels", 1, MAX_DIM), "classes": _int(arch, "classes", 1, MAX_DIM)}
-    out["depth"] = _int(arch, "depth", 1, 8)
-    out["base"] = _int(arch, "base", 1, MAX_DIM >> out["depth"])
-    out["padding"] = arch.get("padding", "valid")
-    if out["padding"] not in ("valid", "same"):
-        raise ModelFileError(f"arch padding must be 'valid' or 'same', got {out['padding']!r}")
-    return out
-
-
-def _validate_norm(norm: dict, cin: int) -> dict:
-    def numbers(key):
-        v = norm.get(key) if isinstance(norm, dict) else None
-        if not isinstance(v, (list, tuple)) or len(v) != cin or \
-                not all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) for x in v):
-            return None
-        return [float(np.float32(x)) for x in v]  # float32, as the runtime holds them
-
-    mean, std = numbers("mean"), numbers("std")
-    if mean is None or std is None or not all(np.isfinite(mean)) or not all(s > 0 and np.isfinite(s) for s in std):
-        raise ModelFileError(f"normalization needs {cin} finite means and positive finite stds "
-                             f"(one per input channel), got {norm!r}")
-    out = {"mean": mean, "std": std}
-    bad = lambda msg: ModelFileError(f"bad 'normalization' metadata: {msg}")  # noqa: E731
-    for k, v in norm.items():
-        if k not in ("mean", "std", "percentiles", "train_range"):
-            raise bad(f"unknown key '{k}'")
-        if k in ("mean", "std") or v is None:
-            continue
-        if k == "percentiles":
-            out[k] = _percentile_pair(v, k, bad)
-        elif k == "train_range":
-            if not isinstance(v, dict):
-                raise bad("train_range must be an object")
-            unknown = set(v) - {"percentiles", "low", "high"}
-            if unknown:
-                raise bad(f"unknown train_range key '{sorted(unknown)[0]}'")
-            if "percentiles" not in v:
-                raise bad("train_range needs percentiles")
-            tr = {"percentiles": _percentile_pair(v["percentiles"], "train_range percentiles", bad)}
-            for side in ("low", "high"):
-                x = v.get(side)
-                if not isinstance(x, list) or len(x) != cin:
-                    raise bad(f"train_range {side} needs {cin} numbers")
-                if not all(_is_number(e) and np.isfinite(e) for e in x):
-                    raise bad(f"train_range {side} must be finite numbers")
-                tr[side] = [float(e) for e in x]
-            if any(lo > hi for lo, hi in zip(tr["low"], tr["high"])):
-                raise bad("train_range low must be <= high")
-            out[k] = tr
-    return out
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _percentile_pair(v, key, bad) -> list:
-    if not isinstance(v, list) or len(v) != 2 or not all(_is_number(e) for e in v):
-        raise bad(f"{key} must be [low, high]")
-    if not 0 <= v[0] < v[1] <= 100:
-        raise bad(f"{key} must satisfy 0 <= low < high <= 100")
-    return [float(v[0]), float(v[1])]
-
-
-def _validate_decision(d, classes: int) -> dict:
-    """The canonical "decision" metadata (see the module doc); the C++ reader (decision.cc) agrees."""
-    def bad(msg):
-        return ModelFileError(f"bad 'decision' metadata: {msg}")
-
-    def prob(v, key):
-        if not _is_number(v) or not 0 < v < 1:
-            raise bad(f"{key} must be a number in (0, 1)")
-        return float(v)
-
-    def count(v, key, lo):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise bad(f"{key} must be an integer")
-        if not lo <= v <= 1 << 40:
-            raise bad(f"{key} must be an integer >= {lo}")
-        return v
-
-    if not isinstance(d, dict):
-        raise bad("not an object")
-    if "foreground_class" not in d:
-        raise bad("no foreground_class")
-    f = count(d["foreground_class"], "foreground_class", 0)
-    if f >= classes:
-        raise bad(f"foreground_class {f} of a {classes}-class model")
-    out: dict = {"foreground_class": f}
-    for k, v in d.items():
-        if k not in ("foreground_class", "threshold", "instances", "calibration"):
-            raise bad(f"unknown key '{k}'")
-        if k == "foreground_class" or v is None:
-            continue
-        if k == "calibration":
-            out[k] = v
-        elif k == "threshold":
-            out[k] = prob(v, k)
-        elif k == "instances":
-            if not isinstance(v, dict):
-                raise bad("instances must be an object")
-            inst = {}
-            for ik, iv in v.items():
-                if ik in ("mask_threshold", "marker_threshold"):
-                    if iv is not None:
-                        inst[ik] = prob(iv, ik)
-                elif ik in ("min_marker_size", "min_size"):
-                    inst[ik] = count(iv, ik, 1 if ik == "min_marker_size" else 0)
-                else:
-                    raise bad(f"unknown instances key '{ik}'")
-            out[k] = inst
-    if classes < 2 and "threshold" in out:
-        raise bad("a threshold needs a model with at least 2 classes")
-    return out
-
-
-def _validate_names(names, classes: int) -> list:
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ModelFileError(f"bad 'class_names' metadata: a list of strings expected, got {names!r}")
-    if names and len(names) != classes:
-        raise ModelFileError(f"{len(names)} class names for {classes} classes")
-    return list(names) or [f"class{i}" for i in range(classes)]
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
 
 
 def _open_regular(path) -> int:
@@ -293,8 +135,8 @@ def _open_regular(path) -> int:
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         what = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a file"
-        raise OSError(errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
-                      f"not a regular file ({what})", str(path))
+        raise NotARegularFileError(errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
+                                   f"not a regular file ({what})", str(path))
     os.set_blocking(fd, True)
     return fd
 
@@ -324,144 +166,121 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def _jsonable(v):
+    """numpy scalars and arrays in metadata -> JSON values."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(f"{type(v).__name__} is not JSON serializable")
+
+
+def _dumps(key: str, value) -> str:
+    try:
+        return json.dumps(value, default=_jsonable, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"bad {key!r} metadata: {e}") from None
+
+
 def save(path, model: ModelFile) -> None:
-    """Write a model file atomically. Weight files are checked against the architecture."""
+    """Write a model file atomically, after the native reader has accepted its bytes (nothing is
+    written otherwise)."""
     from safetensors.numpy import save as st_save
 
-    arch = _validate_arch(model.arch)
-    meta = {
-        "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
-        "kind": model.kind,
-        "arch": json.dumps(arch),
-        "normalization": json.dumps(_validate_norm(model.normalization, arch["in_channels"])),
-        "class_names": json.dumps([str(c) for c in model.class_names]),
-        "provenance": json.dumps(model.provenance),
-    }
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "kind": str(model.kind),
+            "arch": _dumps("arch", model.arch), "normalization": _dumps("normalization", model.normalization),
+            "class_names": _dumps("class_names", [str(c) for c in model.class_names]),
+            "provenance": _dumps("provenance", model.provenance)}
     if model.decision:
-        meta["decision"] = json.dumps(_validate_decision(model.decision, arch["classes"]), allow_nan=False)
+        meta["decision"] = _dumps("decision", model.decision)
     for k, v in model.extra.items():
-        meta[k] = v if isinstance(v, str) else json.dumps(v)
-    if len(model.class_names) != arch["classes"]:
-        raise ModelFileError(f"{len(model.class_names)} class names for {arch['classes']} classes")
-    tensors = {k: np.ascontiguousarray(v) for k, v in model.tensors.items()}
-    if model.kind == "weights":
-        _check_weights(tensors, arch)
-        tensors = {k: v.astype("<f4", copy=False) for k, v in tensors.items()}
-    elif model.kind == "tensorrt":
-        if "engine" not in tensors or tensors["engine"].dtype != np.uint8:
-            raise ModelFileError("a tensorrt model file needs an 'engine' uint8 tensor")
-    else:
-        raise ModelFileError(f"cannot save kind {model.kind!r}")
-    atomic_write(path, st_save(tensors, metadata=meta))
+        meta[k] = v if isinstance(v, str) else _dumps(k, v)
+    tensors = {}
+    for k, v in model.tensors.items():
+        a = np.ascontiguousarray(v)
+        tensors[k] = a.astype("<f4") if a.dtype.kind == "f" and model.kind == "weights" else a
+    try:
+        data = st_save(tensors, metadata=meta)
+    except Exception as e:  # safetensors' own error types (e.g. an unsupported dtype)
+        raise ModelFileError(f"{path}: cannot write the model file: {e}") from None
+    native().read_model_bytes(data, str(path), tensorrt=True)  # ModelFileError: nothing written
+    atomic_write(path, data)
 
 
-def _check_weights(tensors: dict, arch: dict) -> None:
-    want = expected_shapes(arch)
-    missing = sorted(set(want) - set(tensors))
-    extra = sorted(set(tensors) - set(want))
-    if missing or extra:
-        raise ModelFileError(f"weights do not match the architecture: missing {missing[:5]}, unexpected {extra[:5]}")
-    for name, shape in want.items():
-        t = tensors[name]
-        if tuple(t.shape) != shape:
-            raise ModelFileError(f"tensor {name} has shape {tuple(t.shape)}, expected {shape}")
-        if t.dtype.kind != "f":
-            raise ModelFileError(f"tensor {name} has dtype {t.dtype}, expected floating point")
-        if t.dtype != np.float32 and not np.all(np.isfinite(t.astype(np.float32))):
-            raise ModelFileError(f"tensor {name} overflows float32")
-        if not np.all(np.isfinite(t)):
-            raise ModelFileError(f"tensor {name} holds NaN or Inf")
-
-
-def _header(path, head: bytes, read) -> tuple[str, dict, int]:
-    """-> (kind, header dict or {}, header length) from the first 8 bytes and read(n)."""
+def _bare_tensorrt(head: bytes) -> bool:
+    """A raw TensorRT plan (from ``trtexec``): no safetensors length, the tag "ptrt"/"ftrt" up front."""
     if len(head) < 8:
-        raise ModelFileError(f"{path}: file too short ({len(head)} bytes) to be a model file")
+        return False
     (n,) = struct.unpack("<Q", head[:8])
-    if n > MAX_HEADER:
-        # Not safetensors. TensorRT plans carry the tag "ptrt" in their first bytes.
-        if b"ptrt" in head[:8] or b"ftrt" in head[:8]:
-            return "tensorrt-bare", {}, 0
-        raise ModelFileError(f"{path}: not a unet-rt model file (bad header length {n})")
-    hdr = read(n)
-    if len(hdr) != n:
-        raise ModelFileError(f"{path}: truncated header ({len(hdr)} of {n} bytes)")
-    header = _loads(hdr, f"{path}: corrupt header")
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: a safetensors file, but not a unet-rt model (no format='{FORMAT}' metadata)")
-    kind = meta.get("kind", "weights")
-    if kind not in ("weights", "tensorrt"):
-        raise ModelFileError(f"{path}: unknown model kind {kind!r}")
-    return kind, header, n
+    return n > MAX_HEADER and (b"ptrt" in head[:8] or b"ftrt" in head[:8])
 
 
-def detect_kind(path) -> str:
-    """'weights' or 'tensorrt' for a unet-rt container, 'tensorrt-bare' for a raw TensorRT plan."""
-    with os.fdopen(_open_regular(path), "rb") as f:
-        return _header(path, f.read(8), f.read)[0]
+def _floats(v) -> list:
+    return [float(x) for x in v]
 
 
-def _native_check(path, data: bytes) -> None:
-    """The one validator of weights files: the native reader, on these bytes."""
-    try:
-        from unet_rt import _core
-    except ImportError as e:  # pragma: no cover - only when the package was not built
-        raise ImportError("unet_rt._core (the compiled core) is missing: install the package with "
-                          "`pip install .` (or `make install`)") from e
-    try:
-        _core.read_model_bytes(data, str(path))
-    except ValueError as e:  # _core.ModelFileError: the message names the file and the problem
-        raise ModelFileError(str(e)) from None
+def from_native(info: dict) -> ModelFile:
+    """The records of a file the native reader accepted (its dict: ``_core.read_model_bytes`` or
+    ``_core.Engine.info``), without tensors: arch, normalisation and class names as the runtime holds
+    them, the rest from the stored metadata."""
+    md = info["metadata"]
+    stored = json.loads(md["normalization"])
+    norm: dict = {"mean": _floats(info["normalization"]["mean"]), "std": _floats(info["normalization"]["std"])}
+    if stored.get("percentiles") is not None:
+        norm["percentiles"] = _floats(stored["percentiles"])
+    tr = stored.get("train_range")
+    if tr is not None:
+        norm["train_range"] = {k: _floats(tr[k]) for k in ("percentiles", "low", "high") if k in tr}
+    decision: dict = {}
+    if "decision" in md:
+        d = json.loads(md["decision"])
+        decision = {"foreground_class": int(d["foreground_class"])}
+        if d.get("threshold") is not None:
+            decision["threshold"] = float(d["threshold"])
+        if d.get("instances") is not None:
+            decision["instances"] = {k: (float(v) if k.endswith("threshold") else int(v))
+                                     for k, v in d["instances"].items() if v is not None}
+        if d.get("calibration") is not None:
+            decision["calibration"] = d["calibration"]
+    known = {"format", "format_version", "kind", "arch", "normalization", "class_names", "provenance", "decision"}
+    extra = {}
+    for k, v in md.items():
+        if k not in known:
+            try:
+                extra[k] = json.loads(v)
+            except ValueError:
+                extra[k] = v
+    return ModelFile(md.get("kind", "weights"), dict(info["arch"]), norm, list(info["class_names"]), {},
+                     json.loads(md.get("provenance", "{}")), extra, decision)
 
 
-def load(path, tensors: bool = True) -> ModelFile:
-    """Read and validate a unet-rt model file (numpy only, no torch, no pickle). The file is read
-    once; a weights file is validated by the native reader (see the module doc)."""
+def loads(data: bytes, name: str = "<memory>", tensors: bool = True) -> ModelFile:
+    """A model file from its bytes, validated by the native reader (numpy only, no torch, no pickle)."""
+    if _bare_tensorrt(data[:8]):
+        return ModelFile("tensorrt-bare", arch={}, normalization={}, class_names=[],
+                         tensors={"engine": np.frombuffer(data, dtype=np.uint8)} if tensors else {})
+    mf = from_native(native().read_model_bytes(data, name, tensorrt=True))
+    if tensors:
+        from safetensors.numpy import load as st_load
+
+        mf.tensors = st_load(data)  # the native reader accepted these bytes: safetensors reads them
+    return mf
+
+
+def _read(path) -> bytes:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model file not found: {path}")
     with os.fdopen(_open_regular(path), "rb") as f:
-        data = f.read()
-    kind, header, n = _header(path, data[:8], lambda k: data[8:8 + k])
-    if kind == "tensorrt-bare":
-        return ModelFile("tensorrt-bare", arch={}, normalization={}, class_names=[],
-                         tensors={"engine": np.frombuffer(data, dtype=np.uint8)})
-    if kind == "weights":
-        _native_check(path, data)
-    meta = header["__metadata__"]
-    if not all(isinstance(v, str) for v in meta.values()):
-        raise ModelFileError(f"{path}: corrupt header: metadata values must be strings")
-    try:
-        if meta.get("format_version") != str(FORMAT_VERSION):
-            raise ModelFileError(f"format version {meta.get('format_version')}, this unet-rt reads version "
-                                 f"{FORMAT_VERSION}")
-        for key in ("arch", "normalization"):
-            if key not in meta:
-                raise ModelFileError(f"no {key!r} metadata")
-        arch = _validate_arch(_loads(meta["arch"], "'arch' metadata"))
-        norm = _validate_norm(_loads(meta["normalization"], "'normalization' metadata"), arch["in_channels"])
-        names = _validate_names(_loads(meta.get("class_names", "[]"), "'class_names' metadata"), arch["classes"])
-        prov = _loads(meta.get("provenance", "{}"), "'provenance' metadata")
-        decision = _validate_decision(_loads(meta["decision"], "'decision' metadata"), arch["classes"]) \
-            if "decision" in meta else {}
-    except ModelFileError as e:
-        raise ModelFileError(f"{path}: {e}") from None
-    known = {"format", "format_version", "kind", "arch", "normalization", "class_names", "provenance", "decision"}
-    extra = {}
-    for k, v in meta.items():
-        if k not in known:
-            try:
-                extra[k] = _loads(v, k)
-            except ModelFileError:
-                extra[k] = v
-    ts = {}
-    if tensors:
-        from safetensors.numpy import load as st_load
+        return f.read()
 
-        try:
-            ts = st_load(data)
-        except Exception as e:  # safetensors raises its own error types for corrupt data
-            raise ModelFileError(f"{path}: corrupt model file: {e}") from None
-    return ModelFile(kind, arch, norm, names, ts, prov, extra, decision)
+
+def load(path, tensors: bool = True) -> ModelFile:
+    """Read a model file (once) and validate it with the native reader; ``tensors=False`` keeps only
+    the metadata records."""
+    return loads(_read(path), str(path), tensors)
+
+
+def detect_kind(path) -> str:
+    """'weights' or 'tensorrt' for a unet-rt container, 'tensorrt-bare' for a raw TensorRT plan."""
+    return load(path, tensors=False).kind

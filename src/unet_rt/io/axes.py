@@ -109,7 +109,7 @@ def to_frames(arr, axes: str, in_channels: int, channel: int | None = None, rgb:
         a = a.reshape((-1, 1, h, w))
     else:
         a = a.reshape((-1, a.shape[len(stack_axes)], h, w))
-    nc = a.shape[1]
+    nc = int(np.shape(a)[1])
     if channel is not None:
         if not 0 <= channel < nc:
             raise ValueError(f"channel {channel} out of range: the image has {nc} channel(s)")

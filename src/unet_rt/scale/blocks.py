@@ -10,37 +10,38 @@
 
 Needs the ``dask`` extra (``pip install unet-rt[dask]``; ``dask.distributed`` for clusters).
 
-How a block is computed (docs/architecture.md: tiling; docs/dask.md). The whole-image pass with a fixed input tile ``T``
-cuts tiles at output stride ``S`` (``T - 2*halo`` rounded down to the ``2**depth`` pooling grid);
-every output pixel belongs to tile ``floor(p / S)`` (neighbours' 4-pixel overlap strips are
-written by the later tile). Blocks here are runs of whole tiles along each axis: a block's output
-``[a*S, b*S)`` reads the input ``[a*S - halo, (b-1)*S + T - halo)`` (mirror-extrapolated past the
-image, as the native tiler does) and runs exactly the tiles the whole-image pass runs there, each
-through the same native network call. The result is therefore **bit-identical** to
-``Engine(model, tile=T).predict(whole_image)`` / ``.segment(...)`` — same tiles, same inputs,
-same arithmetic. ``Engine`` with its default automatic tile picks other tile shapes, whose
-Winograd kernels round differently: there the agreement is to ~1e-5 in the probabilities (labels
-differ only where two classes tie to that precision).
+How a block is computed (docs/architecture.md: tiling; docs/dask.md). Every block runs through the
+native core's tiler (``_core.Engine.run_region``): the whole-image pass with a fixed input tile ``T``
+is planned for the whole frame, and the block runs exactly the tiles of that plan that write its pixels,
+reading the frame's pixels around it as context (mirror-extrapolated at the frame's edges only). The
+block's task loads just the frame pixels those tiles read (``_core.frame_reads``). The result is
+therefore **bit-identical** to ``Engine(model, tile=T).predict(whole_image)`` / ``.segment(...)`` —
+same tiles, same inputs, same arithmetic, for valid and same-padded networks alike. ``Engine`` with
+its default automatic tile picks other tile shapes, whose Winograd kernels round differently: there
+the agreement is to ~1e-5 in the probabilities (labels differ only where two classes tie to that
+precision). Blocks of valid networks are runs of whole tiles of the whole-image pass (output stride
+``S``: ``T - 2*halo`` rounded down to the ``2**depth`` pooling grid), so that no tile runs twice.
 
 The model is opened once per process (``_engine``: a cache keyed by path, file size and mtime,
 backend, threads and tile) — the task graph carries the model's *path*, never its weights, so the
 file must be readable at that path on every worker (a shared file system, or the same install).
 Stacks and volumes (T|Z, Y, X) run plane by plane with the 2-D model, chunked along T/Z.
-Same-padded networks run, per block, the whole-image plan's windows that cover it (``_same_block``).
 Models that normalise each image by its own percentiles get exact whole-plane percentiles from a
-lazy histogram reduction first (``_percentile_normalize``); ``instances`` is described at its code.
+lazy histogram reduction first (``_percentile_stats``), which the core's normaliser then applies to
+every block; ``instances`` is described at its code.
 """
 from __future__ import annotations
 
 import functools
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["segment", "predict", "instances", "block_plan", "BlockPlan"]
+__all__ = ["segment", "predict", "instances", "block_grid", "BlockGrid"]
 
 _MISSING = ("unet_rt.scale needs dask: pip install 'unet-rt[dask]' "
             "(dask[array], plus dask.distributed for clusters)")
@@ -56,10 +57,11 @@ def _dask_array():
 
 # ------------------------------------------------------------------ the model, once per process
 @functools.lru_cache(maxsize=8)
-def _engine_cached(path: str, size: int, mtime_ns: int, backend: str, threads: int | None, tile: int):
+def _engine_cached(path: str, size: int, mtime_ns: int, backend: str, threads: int | None, tile: int,
+                   precision: str = "fp32"):
     from unet_rt.engine import Engine
 
-    return Engine(path, backend=backend, threads=threads, tile=tile)
+    return Engine(path, backend=backend, threads=threads, tile=tile, precision=precision)
 
 
 def _worker_threads() -> int | None:
@@ -72,209 +74,112 @@ def _worker_threads() -> int | None:
         return None
 
 
-def _engine(path: str, backend: str, threads: int | None, tile: int):
+def _engine(path: str, backend: str, threads: int | None, tile: int, precision: str = "fp32"):
     st = os.stat(path)
     if threads is None:
         threads = _worker_threads()
-    return _engine_cached(path, st.st_size, st.st_mtime_ns, backend, threads, tile)
+    return _engine_cached(path, st.st_size, st.st_mtime_ns, backend, threads, tile, precision)
 
 
 # ------------------------------------------------------------------ geometry
 @dataclass(frozen=True)
-class BlockPlan:
-    """How an image axis pair (H, W) is cut: blocks of whole tiles of the whole-image pass."""
-    tile: int                        # input tile T
-    stride: int                      # output stride S of the whole-image pass
+class BlockGrid:
+    """How an image axis pair (H, W) is cut into blocks: valid networks, runs of whole tiles of the
+    whole-image pass; same-padded networks, ``block``-sized blocks."""
+    tile: int                        # input tile T of the whole-image pass
+    stride: int                      # its output stride S (0 for same-padded networks)
     halo: int
     y: tuple[tuple[int, int], ...]   # per block row: output [start, stop)
     x: tuple[tuple[int, int], ...]
-    y_in: tuple[tuple[int, int], ...]  # per block row: input [start, stop) (may leave the image)
-    x_in: tuple[tuple[int, int], ...]
-    # same-padded nets: per block row/column, the image coordinates of the windows it runs; window size
-    y_win: tuple = ()
-    x_win: tuple = ()
-    window: tuple = ()
+    y_in: tuple[tuple[int, int], ...]  # per block row: the image rows [start, stop) its tiles read
+    x_in: tuple[tuple[int, int], ...]  # (mirror extrapolation at the image's edges included)
 
 
-def _axis_blocks(n: int, plan_axis: dict, per_block: int, halo: int):
-    starts = list(plan_axis["out_start"])
-    sizes = list(plan_axis["in_size"])
-    out, inp = [], []
-    for i in range(0, len(starts), per_block):
-        j = min(i + per_block, len(starts))
-        a = starts[i]
-        b = starts[j] if j < len(starts) else n
-        out.append((a, b))
-        inp.append((a - halo, starts[j - 1] - halo + sizes[j - 1]))
-    return tuple(out), tuple(inp)
-
-
-def block_plan(height: int, width: int, depth: int, tile: int, block: int | tuple[int, int] = 2048) -> BlockPlan:
-    """Blocks of about ``block`` output pixels per side, made of whole tiles of input size ``tile``."""
+def _reads(height: int, width: int, depth: int, tile: int, same: bool, y: tuple, x: tuple) -> tuple:
+    """Per block row and column: the image rows / columns the whole-image pass's tiles over it read
+    (the core's answer; rows depend only on the block's rows, columns only on its columns)."""
     from unet_rt import _core
 
-    p = _core.plan_tiles(height, width, depth, False, tile=tile)
+    y_in = tuple(tuple(_core.frame_reads((height, width), (a, b, 0, 1), depth, same, tile)[:2]) for a, b in y)
+    x_in = tuple(tuple(_core.frame_reads((height, width), (0, 1, a, b), depth, same, tile)[2:]) for a, b in x)
+    return y_in, x_in
+
+
+def _valid_axis(n: int, out_start: list, per_block: int) -> tuple:
+    starts = list(out_start)
+    return tuple((starts[i], starts[i + per_block] if i + per_block < len(starts) else n)
+                 for i in range(0, len(starts), per_block))
+
+
+def block_grid(height: int, width: int, depth: int, tile: int, block: int | tuple[int, int] = 2048,
+               same: bool = False) -> BlockGrid:
+    """Blocks of about ``block`` output pixels per side: for valid networks made of whole tiles of
+    input size ``tile`` of the whole-image pass; for same-padded networks (``same``) ``block`` pixels."""
+    from unet_rt import _core
+
+    by, bx = (block, block) if isinstance(block, int) else block
+    p = _core.plan_tiles(height, width, depth, same, tile=tile)
+    if same:
+        y = tuple((a, min(a + by, height)) for a in range(0, height, max(1, by)))
+        x = tuple((a, min(a + bx, width)) for a in range(0, width, max(1, bx)))
+        return BlockGrid(tile, 0, 0, y, x, *_reads(height, width, depth, tile, True, y, x))
     halo = int(p["halo"])
     sy = p["y"]["out_start"]
     stride = int(sy[1] - sy[0]) if len(sy) > 1 else int(p["y"]["out_size"][0])
     sx = p["x"]["out_start"]
     if len(sx) > 1:
         stride = int(sx[1] - sx[0])
-    by, bx = (block, block) if isinstance(block, int) else block
     per_y = max(1, round(by / stride)) if stride else 1
     per_x = max(1, round(bx / stride)) if stride else 1
-    y, y_in = _axis_blocks(height, p["y"], per_y, halo)
-    x, x_in = _axis_blocks(width, p["x"], per_x, halo)
-    return BlockPlan(tile=tile, stride=stride, halo=halo, y=y, x=x, y_in=y_in, x_in=x_in)
+    y = _valid_axis(height, p["y"]["out_start"], per_y)
+    x = _valid_axis(width, p["x"]["out_start"], per_x)
+    return BlockGrid(tile, stride, halo, y, x, *_reads(height, width, depth, tile, False, y, x))
 
 
-def _same_axis(n: int, starts: list, size: int, block: int):
-    """Same-padded nets: blocks of about ``block`` output pixels, each reading the windows (of the
-    whole-image plan, image coordinates ``starts``) that overlap it."""
-    out, inp, win = [], [], []
-    for a in range(0, n, max(1, block)):
-        b = min(a + block, n)
-        hit = tuple(s for s in starts if s < b and s + size > a)
-        out.append((a, b))
-        inp.append((hit[0], hit[-1] + size))
-        win.append(hit)
-    return tuple(out), tuple(inp), tuple(win)
+def block_plan(height: int, width: int, depth: int, tile: int, block: int | tuple[int, int] = 2048) -> BlockGrid:
+    """Deprecated name of :func:`block_grid` (valid networks)."""
+    warnings.warn("unet_rt.scale.block_plan is deprecated: use block_grid", DeprecationWarning, stacklevel=2)
+    return block_grid(height, width, depth, tile, block)
 
 
-def _plan(height: int, width: int, depth: int, tile: int, block: int, same: bool) -> BlockPlan:
-    """The blocks of an image: whole tiles (valid nets, ``block_plan``), or for same-padded nets
-    plain ``block``-sized blocks with the windows of the whole-image plan that overlap them."""
-    if not same:
-        return block_plan(height, width, depth, tile, block)
-    from unet_rt import _core
-
-    p = _core.plan_tiles(height, width, depth, True, tile=tile)
-    pad_y, pad_x = p["pad"]
-    ry, rx = int(p["y"]["in_size"][0]), int(p["x"]["in_size"][0])
-    y, y_in, y_win = _same_axis(height, [int(s) - pad_y for s in p["y"]["out_start"]], ry, block)
-    x, x_in, x_win = _same_axis(width, [int(s) - pad_x for s in p["x"]["out_start"]], rx, block)
-    return BlockPlan(tile=tile, stride=0, halo=0, y=y, x=x, y_in=y_in, x_in=x_in, y_win=y_win, x_win=x_win,
-                     window=(ry, rx))
-
-
-def _reflect(i: np.ndarray, n: int) -> np.ndarray:
-    """numpy 'reflect' extended periodically (the native tiler's reflect_index)."""
-    if n == 1:
-        return np.zeros_like(i)
-    p = 2 * (n - 1)
-    i = np.mod(i, p)
-    return np.where(i < n, i, p - i)
+def __getattr__(name: str):
+    if name == "BlockPlan":
+        warnings.warn("unet_rt.scale.BlockPlan is deprecated: use BlockGrid", DeprecationWarning, stacklevel=2)
+        return BlockGrid
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------ the block function (runs on workers)
-def _run_block(region: np.ndarray, *, path: str, backend: str, threads: int | None, tile: int, stride: int,
-               out_h: int, out_w: int, kind: str, channels_last: bool, normalized: bool = False,
-               same: tuple | None = None) -> np.ndarray:
-    """region: (..., Hin, Win) or (..., Hin, Win, C) -> (..., out_h, out_w) labels or (..., K, out_h, out_w).
-
-    normalized: the region is already the network's input (per-image percentile normalisation,
-    applied lazily by ``_percentile_normalize``), else raw values normalised here."""
+def _run_block(region: np.ndarray, stats: np.ndarray | None = None, *, path: str, backend: str,
+               threads: int | None, tile: int, origin: tuple, frame: tuple, box: tuple, kind: str,
+               channels_last: bool) -> np.ndarray:
+    """region: (..., h, w) or (..., h, w, C), the frame's pixels from ``origin`` on that the block's
+    tiles read -> the block ``box`` = (y0, y1, x0, x1) of the frame: (..., out_h, out_w) labels or
+    (..., K, out_h, out_w) probabilities, by the core (``Engine._region``). stats: (..., C, 2) each
+    plane's whole-frame percentiles (models with per-image percentile normalisation), else None."""
     eng = _engine(path, backend, threads, tile)
-    tile_fn = eng._native.forward_tile if eng._native is not None else None
-    C = region.shape[-1] if channels_last else 1
-    mean = np.zeros(C, np.float32) if normalized else np.asarray(eng.normalization["mean"], np.float32)
-    std = np.ones(C, np.float32) if normalized else np.asarray(eng.normalization["std"], np.float32)
-    K = eng.classes
-    # the model's decision: a threshold on p(foreground) is applied by the core's decide_labels on
-    # each tile's probabilities; without one, labels are the argmax of the logits (as Engine.segment)
-    decision = eng._decision_json() if kind == "labels" else None
-    if decision is not None and json.loads(decision).get("threshold") is None:
-        decision = None
     lead = region.shape[:-3] if channels_last else region.shape[:-2]
     planes = region.reshape((-1,) + region.shape[len(lead):])
-    out_t = np.uint8 if K <= 256 else np.uint16
-    out = (np.empty((len(planes), out_h, out_w), out_t) if kind == "labels"
-           else np.empty((len(planes), K, out_h, out_w), np.float32))
+    pct = None if stats is None else np.asarray(stats, np.float64).reshape((len(planes),) + stats.shape[-2:])
+    out = []
     for t, plane in enumerate(planes):
         chw = np.moveaxis(plane, -1, 0) if channels_last else plane[None]
         if not chw.dtype.isnative:
             chw = chw.astype(chw.dtype.type)
-        # the tiler's normalisation, (float(x) - mean) / std in float32 (x - 0 and x / 1 are exact)
-        x = (chw.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
-        if not np.isfinite(x).all():
-            raise ValueError("percentile normalisation overflows float32: the image's percentile range is too "
-                             "small to scale its values" if normalized else "image holds NaN or Inf")
-        if same is not None:
-            out[t] = _same_block(x, eng, tile_fn, same, out_h, out_w, kind, decision)
-            continue
-        hin, win = x.shape[1:]
-        # tiles at stride S in the region, in the native tiler's order (row-major: later tiles
-        # overwrite the earlier ones' overlap strips)
-        ys = range(0, max(1, hin - tile + stride), stride) if hin > tile else [0]
-        xs = range(0, max(1, win - tile + stride), stride) if win > tile else [0]
-        for ty in ys:
-            for tx in xs:
-                sub = np.ascontiguousarray(x[:, ty:ty + tile, tx:tx + tile])
-                probs = kind == "probabilities" or decision is not None
-                if tile_fn is not None:
-                    r = tile_fn(sub, probabilities=probs)
-                else:  # triton / tensorrt: logits from the backend's tile function
-                    r = np.asarray(eng._fn(sub), np.float32)
-                    if probs:
-                        e = np.exp(r - r.max(0, keepdims=True))
-                        r = e / e.sum(0, keepdims=True)
-                oh, ow = min(r.shape[1], out_h - ty), min(r.shape[2], out_w - tx)
-                if oh <= 0 or ow <= 0:
-                    continue
-                if decision is not None:
-                    from unet_rt import _core
-
-                    out[t, ty:ty + oh, tx:tx + ow] = _core.decide_labels(np.ascontiguousarray(r[:, :oh, :ow]), decision)
-                elif kind == "labels":
-                    out[t, ty:ty + oh, tx:tx + ow] = r[:, :oh, :ow].argmax(0)
-                else:
-                    out[t, :, ty:ty + oh, tx:tx + ow] = r[:, :oh, :ow]
-    return out.reshape(lead + out.shape[1:])
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(0, keepdims=True))
-    return e / e.sum(0, keepdims=True)
-
-
-def _same_block(x: np.ndarray, eng, tile_fn, same: tuple, out_h: int, out_w: int, kind: str, decision):
-    """Same-padded nets: the block's pixels from the whole-image plan's windows that cover it, their
-    logits summed in the tiler's order (row-major) and divided by the count, as the tiler's constant
-    blend does in float32 (so the logits are the Engine's bit for bit); then the softmax (numpy's,
-    not the core's vectorised one: probabilities agree to float32 rounding) or the labels."""
-    oy, ox, (ry, rx), wys, wxs = same
-    K = eng.classes
-    acc = np.zeros((K, out_h, out_w), np.float32)
-    count = np.zeros((out_h, out_w), np.float32)
-    for wy in wys:
-        for wx in wxs:
-            sub = np.ascontiguousarray(x[:, wy:wy + ry, wx:wx + rx])
-            r = tile_fn(sub, probabilities=False) if tile_fn is not None else np.asarray(eng._fn(sub), np.float32)
-            # the window's rows/columns inside the block
-            a0, a1 = max(wy, oy), min(wy + ry, oy + out_h)
-            b0, b1 = max(wx, ox), min(wx + rx, ox + out_w)
-            acc[:, a0 - oy:a1 - oy, b0 - ox:b1 - ox] += r[:, a0 - wy:a1 - wy, b0 - wx:b1 - wx]
-            count[a0 - oy:a1 - oy, b0 - ox:b1 - ox] += np.float32(1)
-    acc /= count
-    if kind == "labels" and decision is None:
-        return acc.argmax(0)
-    p = _softmax(acc)
-    if kind == "labels":
-        from unet_rt import _core
-
-        return _core.decide_labels(np.ascontiguousarray(p), decision)
-    return p
+        out.append(eng._region(chw, origin, frame, box, kind,
+                               None if pct is None else [(float(lo), float(hi)) for lo, hi in pct[t]]))
+    return np.stack(out).reshape(lead + out[0].shape)
 
 
 # ------------------------------------------------------------------ per-image percentile normalisation
 # The runtime normalises each image (each plane of a stack), per channel, by its own percentiles
-# (csrc/src/normalize.cc): x' = (x - P_lo) / (P_hi - P_lo), folded into an effective mean and std
-# (mean' = P_lo + mean * s, std' = std * s in double, then float32). Here the percentiles of the whole
-# plane come from histograms summed over all blocks (a dask reduction, lazy): 8/16-bit values by
-# value; float32 values exactly too, by a two-pass radix select on their order-preserving 32-bit keys
-# (pass 1: counts of the high 16 bits; pass 2: counts of the low 16 bits inside the bins that hold
-# the wanted ranks). The values at the wanted ranks, numpy's linear interpolation and the fold are
-# the runtime's arithmetic, so the normalised input, and the result, are the Engine's bit for bit.
+# (csrc/runtime/normalize.cc). Here the percentiles of the whole plane come from histograms summed over
+# all blocks (a dask reduction, lazy): 8/16-bit values by value; float32 values exactly too, by a
+# two-pass radix select on their order-preserving 32-bit keys (pass 1: counts of the high 16 bits; pass
+# 2: counts of the low 16 bits inside the bins that hold the wanted ranks). Which ranks, and the
+# percentile from the values there, are the core's (``_core.percentile_ranks`` / ``percentile_from_ranks``);
+# the blocks then hand the percentiles to the core's normaliser, so the normalised input, and the
+# result, are the Engine's bit for bit.
 def _float_keys(v: np.ndarray) -> np.ndarray:
     """float32 -> uint32 keys in the order of the values (finite values)."""
     u = np.ascontiguousarray(v, np.float32).view(np.uint32)
@@ -327,75 +232,50 @@ def _rank_of(counts: np.ndarray, r: int) -> tuple[int, int]:
     return b, r - (int(cum[b - 1]) if b else 0)
 
 
-def _ranks(n: int, q: float) -> tuple[int, int, float]:
-    """numpy's linear percentile q of n values: ranks k, k + 1 and the weight (normalize.cc's arithmetic)."""
-    idx = q / 100.0 * float(n - 1)
-    k = min(max(int(np.floor(idx)), 0), n - 1)
-    return k, min(k + 1, n - 1), idx - float(k)
-
-
-def _lerp(a: float, b: float, t: float) -> float:
-    d = b - a
-    return b - d * (1.0 - t) if t >= 0.5 else a + d * t
-
-
-def _fold(lo: float, hi: float, mean: float, sd: float) -> tuple:
-    s = hi - lo if hi > lo else 1.0
-    m, d = np.float32(lo + float(mean) * s), np.float32(float(sd) * s)
-    if not (np.isfinite(m) and np.isfinite(d) and d > 0):
-        raise ValueError(f"percentile normalisation: a range float32 cannot scale ({lo} .. {hi})")
-    return m, d
-
-
 def _targets_block(counts: np.ndarray, *, qs: tuple) -> np.ndarray:
     """High-bin counts (lead..., C, 65536) -> (lead..., C, 4, 3): per wanted rank (k and k + 1 of each
-    percentile), (its high bin, its rank inside that bin, the plane's pixel count)."""
+    percentile, the core's), (its high bin, its rank inside that bin, the plane's pixel count)."""
+    from unet_rt import _core
+
     out = np.zeros(counts.shape[:-1] + (4, 3), np.int64)
     for idx in np.ndindex(*counts.shape[:-1]):
         n = int(counts[idx].sum())
-        ranks = [r for q in qs for r in _ranks(n, q)[:2]]
+        ranks = [r for q in qs for r in _core.percentile_ranks(n, q)]
         out[idx] = [(*_rank_of(counts[idx], r), n) for r in ranks]
     return out
 
 
-def _stats_block(counts: np.ndarray, targets=None, *, qs: tuple, mean: tuple, std: tuple) -> np.ndarray:
+def _stats_block(counts: np.ndarray, targets=None, *, qs: tuple) -> np.ndarray:
     """Counts by value (lead..., C, nbins), or float low-bit counts (lead..., C, 4, 65536) with their
-    targets -> (lead..., C, 2) float32: each plane's and channel's effective (mean, std)."""
+    targets -> (lead..., C, 2) float64: each plane's and channel's percentiles (P_lo, P_hi)."""
+    from unet_rt import _core
+
     lead = counts.shape[:counts.ndim - (2 if targets is None else 3)]
     C = counts.shape[len(lead)]
-    out = np.zeros(lead + (C, 2), np.float32)
+    out = np.zeros(lead + (C, 2), np.float64)
     for idx in np.ndindex(*lead):
         for c in range(C):
             h = counts[idx + (c,)]
-            pct = []
             if targets is None:  # 8/16-bit: counts by value
                 n = int(h.sum())
-                for q in qs:
-                    k, k1, w = _ranks(n, q)
-                    pct.append(_lerp(float(_rank_of(h, k)[0]), float(_rank_of(h, k1)[0]), w))
+                vals = [float(_rank_of(h, r)[0]) for q in qs for r in _core.percentile_ranks(n, q)]
             else:  # float32: the value of each wanted rank from its high bin and its low 16 bits
                 t = targets[idx + (c,)]
+                n = int(t[0, 2])
                 keys = np.array([(int(t[j, 0]) << 16) | _rank_of(h[j], int(t[j, 1]))[0] for j in range(4)])
                 vals = [float(v) for v in _key_values(keys)]
-                for j, q in enumerate(qs):
-                    pct.append(_lerp(vals[2 * j], vals[2 * j + 1], _ranks(int(t[0, 2]), q)[2]))
-            out[idx + (c,)] = _fold(pct[0], pct[1], mean[c], std[c])
+            out[idx + (c,)] = [_core.percentile_from_ranks(n, q, vals[2 * j], vals[2 * j + 1])
+                               for j, q in enumerate(qs)]
     return out
 
 
-def _percentile_normalize(x, norm: dict, channels_last: bool):
-    """Lazy float32 network input: each plane normalised by its own percentiles, as the runtime does."""
+def _percentile_stats(x, percentiles, channels_last: bool):
+    """Lazy (lead..., C, 2) float64: each plane's and channel's whole-plane percentiles (P_lo, P_hi)."""
     da = _dask_array()
-    if channels_last:
-        x = x.rechunk({x.ndim - 1: -1})
-    if not x.dtype.isnative:
-        x = x.astype(x.dtype.newbyteorder("="))
     lead = x.ndim - (3 if channels_last else 2)
     L = "t"[:lead]
     xi = L + ("yxc" if channels_last else "yx")
-    qs = tuple(float(np.float32(q)) for q in norm["percentiles"])  # the core reads them as float
-    mean = tuple(float(np.float32(m)) for m in norm["mean"])
-    std = tuple(float(np.float32(v)) for v in norm["std"])
+    qs = tuple(float(np.float32(q)) for q in percentiles)  # the core reads them as float
     kw = dict(channels_last=channels_last, lead=lead)
     nbins = 256 if x.dtype == np.uint8 else 65536  # uint8 by value; uint16 by value, float32 by 16-bit halves
     c_new = {} if channels_last else {"c": 1}
@@ -407,17 +287,10 @@ def _percentile_normalize(x, norm: dict, channels_last: bool):
         low = da.blockwise(_hist_block, L + "yxcqb", x, xi, targets, L + "cqr", new_axes={"b": nbins, **c_new},
                            adjust_chunks={"y": 1, "x": 1}, concatenate=True, dtype=np.int64, nbins=nbins,
                            **kw).sum(axis=(lead, lead + 1))
-        stats = da.blockwise(_stats_block, L + "ce", low, L + "cqb", targets, L + "cqr", new_axes={"e": 2},
-                             concatenate=True, dtype=np.float32, qs=qs, mean=mean, std=std)
-    else:
-        stats = da.blockwise(_stats_block, L + "ce", counts, L + "cb", new_axes={"e": 2},
-                             concatenate=True, dtype=np.float32, qs=qs, mean=mean, std=std)
-    m, d = stats[..., 0], stats[..., 1]  # (lead..., C)
-    if channels_last:
-        m, d = m[..., None, None, :], d[..., None, None, :]
-    else:
-        m, d = m[..., 0, None, None], d[..., 0, None, None]
-    return (x.astype(np.float32) - m) / d
+        return da.blockwise(_stats_block, L + "ce", low, L + "cqb", targets, L + "cqr", new_axes={"e": 2},
+                            concatenate=True, dtype=np.float64, qs=qs)
+    return da.blockwise(_stats_block, L + "ce", counts, L + "cb", new_axes={"e": 2},
+                        concatenate=True, dtype=np.float64, qs=qs)
 
 
 # ------------------------------------------------------------------ the public API
@@ -482,52 +355,40 @@ def _lazy(array, model, kind: str, *, tile: int | None, block: int, backend: str
     H, W = int(x.shape[ya]), int(x.shape[xa])
     percentiles = meta["normalization"].get("percentiles")
     if percentiles:
-        x = _percentile_normalize(x, meta["normalization"], channels_last)
+        if channels_last:
+            x = x.rechunk({x.ndim - 1: -1})
+        if not x.dtype.isnative:
+            x = x.astype(x.dtype.newbyteorder("="))
+    stats = _percentile_stats(x, percentiles, channels_last) if percentiles else None
     tile = _resolve_tile(tile, depth, block, same)
-    plan = _plan(H, W, depth, tile, block, same)
+    grid = block_grid(H, W, depth, tile, block, same)
 
-    # mirror-extrapolate the image as far as the tiles read (same indices as the native tiler)
-    lo_y, lo_x = max(-plan.y_in[0][0], 0), max(-plan.x_in[0][0], 0)
-    hi_y, hi_x = plan.y_in[-1][1] - H, plan.x_in[-1][1] - W
-    def pad(a, axis, n, lo, hi):
-        parts = []
-        if lo > 0:
-            parts.append(da.take(a, _reflect(np.arange(-lo, 0), n), axis=axis))
-        parts.append(a)
-        if hi > 0:
-            parts.append(da.take(a, _reflect(np.arange(n, n + hi), n), axis=axis))
-        return da.concatenate(parts, axis=axis) if len(parts) > 1 else a
-    xp = pad(pad(x, ya, H, lo_y, max(hi_y, 0)), xa, W, lo_x, max(hi_x, 0))
-
+    lead = x.ndim - (3 if channels_last else 2)
+    L = "t"[:lead]
+    xi = L + ("yxc" if channels_last else "yx")
     one = {ya: -1, xa: -1}
     if channels_last:
         one[x.ndim - 1] = -1
     out_t = np.uint8 if K <= 256 else np.uint16
     rows = []
-    for bi, ((y0, y1), (iy0, iy1)) in enumerate(zip(plan.y, plan.y_in)):
+    for (y0, y1), (iy0, iy1) in zip(grid.y, grid.y_in):
         row = []
-        for bj, ((x0, x1), (ix0, ix1)) in enumerate(zip(plan.x, plan.x_in)):
+        for (x0, x1), (ix0, ix1) in zip(grid.x, grid.x_in):
+            # the frame pixels this block's tiles read, one chunk per plane
             sl = [slice(None)] * x.ndim
-            sl[ya] = slice(iy0 + lo_y, iy1 + lo_y)
-            sl[xa] = slice(ix0 + lo_x, ix1 + lo_x)
-            region = xp[tuple(sl)].rechunk(one)
-            kw = dict(path=path, backend=backend, threads=threads, tile=tile, stride=plan.stride,
-                      out_h=y1 - y0, out_w=x1 - x0, kind=kind, channels_last=channels_last,
-                      normalized=bool(percentiles))
-            if same:  # the whole-image plan's windows over this block, and where the block starts
-                kw.update(same=(y0 - iy0, x0 - ix0, plan.window, tuple(w - iy0 for w in plan.y_win[bi]),
-                                tuple(w - ix0 for w in plan.x_win[bj])))
-            lead_chunks = region.chunks[:ya]
+            sl[ya] = slice(iy0, iy1)
+            sl[xa] = slice(ix0, ix1)
+            region = x[tuple(sl)].rechunk(one)
+            kw = dict(path=path, backend=backend, threads=threads, tile=tile, origin=(iy0, ix0), frame=(H, W),
+                      box=(y0, y1, x0, x1), kind=kind, channels_last=channels_last)
+            args = (region, xi) if stats is None else (region, xi, stats, L + "ce")
             if kind == "labels":
-                chunks = lead_chunks + ((y1 - y0,), (x1 - x0,))
-                b = region.map_blocks(_run_block, dtype=out_t, chunks=chunks,
-                                      drop_axis=[x.ndim - 1] if channels_last else [], **kw)
+                b = da.blockwise(_run_block, L + "yx", *args, adjust_chunks={"y": y1 - y0, "x": x1 - x0},
+                                 concatenate=True, dtype=out_t, **kw)
             else:
-                chunks = lead_chunks + ((K,), (y1 - y0,), (x1 - x0,))
-                if channels_last:  # (.., H, W, C) -> (.., K, H, W): same rank
-                    b = region.map_blocks(_run_block, dtype=np.float32, chunks=chunks, **kw)
-                else:
-                    b = region.map_blocks(_run_block, dtype=np.float32, chunks=chunks, new_axis=[ya], **kw)
+                b = da.blockwise(_run_block, L + "kyx", *args, new_axes={"k": K},
+                                 adjust_chunks={"y": y1 - y0, "x": x1 - x0}, concatenate=True, dtype=np.float32,
+                                 **kw)
             row.append(b)
         rows.append(row)
     # assemble: blocks along (Y, X), which are the last two axes of every block
@@ -597,24 +458,11 @@ def _first_index(core: np.ndarray, n: int, y0: int, x0: int, W: int) -> np.ndarr
 
 
 def _marker_pixels(probs: np.ndarray, lab: np.ndarray, canon: dict) -> np.ndarray:
-    """The pixels of the markers the core kept (for numbering objects as the Engine does): the
-    4-connected components of (mask and p > marker threshold) of at least ``min_marker_size`` pixels;
-    each keeps its own label in the core's flood."""
-    from scipy import ndimage
-
+    """The pixels of the markers the core kept (for numbering objects as the Engine does): the core's
+    own markers (``_core.instance_markers``, the first step of its watershed), where ``lab`` is set."""
     from unet_rt import _core
 
-    ip, fg = canon["instances"], canon["foreground_class"]
-    p = probs[fg]
-    if ip["mask_threshold"] is None:
-        mask = _core.decide_labels(np.ascontiguousarray(probs), json.dumps(canon)) == fg
-    else:
-        mask = p > np.float32(ip["mask_threshold"])
-    seed = mask & (p > np.float32(ip["marker_threshold"]))
-    comp, _ = ndimage.label(seed)  # 4-connected, as the core's markers
-    big = np.bincount(comp.ravel()) >= ip["min_marker_size"]
-    big[0] = False
-    return big[comp] & (lab > 0)
+    return (_core.instance_markers(probs, json.dumps(canon)) > 0) & (lab > 0)
 
 
 def _block_instances(pieces: list, *, decision: str, core: tuple, origin: tuple, W: int,
@@ -697,7 +545,7 @@ def _relabel(own: np.ndarray, luts: list, b: int) -> np.ndarray:
     return luts[b][own]
 
 
-def _plane_instances(chunks: np.ndarray, lead: int, plan: BlockPlan, H: int, W: int, decision: str, halo: int,
+def _plane_instances(chunks: np.ndarray, lead: int, plan: BlockGrid, H: int, W: int, decision: str, halo: int,
                      strip: int, every: bool, min_keep: int, markers: dict | None):
     """chunks: (ny, nx) delayed (1,) * lead + (K, h, w) probability blocks of one plane -> lazy (H, W) int32."""
     import operator
@@ -781,8 +629,7 @@ def instances(array, model, *, tile: int | None = None, block: int = 2048, halo:
     if halo < 0:
         raise ValueError(f"halo must be >= 0, got {halo}")
     try:
-        import scipy.ndimage  # noqa: F401  (markers and the join, on the workers)
-        import scipy.sparse.csgraph  # noqa: F401
+        import scipy.sparse.csgraph  # noqa: F401  (the join, on the workers)
     except ImportError as e:
         raise ImportError("unet_rt.scale.instances needs scipy: pip install 'unet-rt[dask]'") from e
     probs = _lazy(array, model, "probabilities", tile=tile, block=block, backend=backend, threads=threads)
@@ -801,7 +648,7 @@ def instances(array, model, *, tile: int | None = None, block: int = 2048, halo:
     lead = probs.shape[:-3]
     H, W = probs.shape[-2:]
     depth, same = int(meta["arch"]["depth"]), meta["arch"]["padding"] == "same"
-    plan = _plan(H, W, depth, _resolve_tile(tile, depth, block, same), block, same)
+    plan = block_grid(H, W, depth, _resolve_tile(tile, depth, block, same), block, same)
     # one delayed object per block (K axis whole, one plane per chunk), from one optimised graph
     blocks = probs.rechunk({i: 1 for i in range(len(lead))}).to_delayed()
     planes = [_plane_instances(blocks[t][0], len(lead), plan, H, W, json.dumps(local), h, strip, not markers, min_keep,

@@ -32,7 +32,7 @@ SPLIT = dict(train="0-5", val="6-7", test=range(8, 12))
 
 def otsu_masks(img: np.ndarray) -> list[np.ndarray]:
     """Both polarities of the Otsu threshold of ``unet-rt evaluate --baseline otsu``."""
-    from unet_rt.cli.app import otsu_threshold
+    from unet_rt.eval.baseline import otsu_threshold
 
     t = otsu_threshold(img)
     return [img > t, img <= t]

@@ -9,12 +9,12 @@ membrane, 1 = cell. Images keep their bit depth (8- or 16-bit, float); normalisa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from unet_rt.format.geometry import output_size
-from unet_rt.io.images import list_images, parse_slices, read_image  # noqa: F401  (parse_slices re-exported)
+from unet_rt.eval.labels import instances_of as _instances, is_mask
+from unet_rt.io.dataset import load_pairs, parse_slices, slice_indices  # noqa: F401  (the one loader, re-exported)
 
 from unet_rt.train import augment
 from unet_rt.train.weightmap import dataset_class_weights, instances_from_mask, separate_touching, weight_map
@@ -29,44 +29,11 @@ class Sample:
     known: np.ndarray | None = None   # (H, W) bool: the annotated pixels (None: all)
 
 
-def _split_stack(arr: np.ndarray) -> list[np.ndarray]:
-    return list(arr) if arr.ndim == 3 and arr.shape[-1] not in (3, 4) else [arr]
-
-
-def load_pairs(root, slices: list[int] | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, image, label) pairs from ``root/image`` and ``root/label`` (files or stacks).
-
-    Files are matched by name; a multi-page TIFF counts as one slice per page. ``slices`` picks
-    slices by index in natural order (for ISBI: the file number).
-    """
-    root = Path(root)
-    imgs, labs = list_images(root / "image"), list_images(root / "label")
-    if not imgs:
-        raise FileNotFoundError(f"no images in {root / 'image'}")
-    by_name = {p.stem: p for p in labs}
-    pairs = []
-    for p in imgs:
-        if p.stem not in by_name:
-            raise FileNotFoundError(f"no label for {p.name} in {root / 'label'}")
-        im, lb = _split_stack(read_image(p)), _split_stack(read_image(by_name[p.stem]))
-        if len(im) != len(lb):
-            raise ValueError(f"{p.name}: {len(im)} image slices but {len(lb)} label slices")
-        for k, (a, b) in enumerate(zip(im, lb)):
-            if a.shape[:2] != b.shape:
-                raise ValueError(f"{p.name}[{k}]: image {a.shape} and label {b.shape} differ in size")
-            pairs.append((p.stem if len(im) == 1 else f"{p.stem}[{k}]", a, b))
-    if slices is not None:
-        pairs = [pairs[i] for i in slices]
-    return pairs
-
-
 def instances_of(label: np.ndarray) -> np.ndarray:
-    """Instances (0 = background, 1..n) of a label image: the connected components of a binary
-    mask, or an instance image whose touching objects get a separating background border."""
-    label = np.asarray(label)
-    if len(np.unique(label)) <= 2:
-        return instances_from_mask(label)
-    return separate_touching(label)
+    """Instances (0 = background, 1..n) of a label image by the one rule (``unet_rt.eval.labels``); an
+    instance image's touching objects then get a separating background border (the weight map's gaps)."""
+    inst = _instances(label)
+    return inst.astype(np.int32) if is_mask(label) else separate_touching(inst)
 
 
 def split_ignore(label: np.ndarray, ignore_label: int | None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -259,7 +259,7 @@ def evaluate_known(pred: np.ndarray, classes: np.ndarray, known: np.ndarray | No
     true_inst = metrics.connected_components(np.where(known, classes, 0) == fg)
     pred_inst = metrics.connected_components(pred == fg)
     p, t = pred[known], classes[known]
-    return {"pixel_error": metrics.pixel_error(p, t), "iou": metrics.iou(p, t, fg), "dice": metrics.dice(p, t, fg),
+    return {"wrong_pixel_fraction": metrics.wrong_pixel_fraction(p, t), "iou": metrics.iou(p, t, fg), "dice": metrics.dice(p, t, fg),
             "adapted_rand_error": metrics.adapted_rand_error(true_inst[known], pred_inst[known])}
 
 
@@ -404,8 +404,13 @@ def main(argv=None, progress=None) -> int:
 
     # ---- data
     pairs = D.load_pairs(cfg["data"])
-    val_ids = D.parse_slices(cfg["val_slices"])
-    train_ids = D.parse_slices(cfg["train_slices"]) if cfg["train_slices"] else [i for i in range(len(pairs)) if i not in val_ids]
+    names = [n for n, _, _ in pairs]  # --train-slices / --val-slices: the one rule of unet_rt.io.dataset
+    try:
+        val_ids = D.slice_indices(names, cfg["val_slices"], cfg["data"]) if cfg["val_slices"] else []
+        train_ids = D.slice_indices(names, cfg["train_slices"], cfg["data"]) if cfg["train_slices"] else \
+            [i for i in range(len(pairs)) if i not in val_ids]
+    except ValueError as e:
+        sys.exit(str(e))
     if set(train_ids) & set(val_ids):
         sys.exit("train and validation slices overlap")
     if not train_ids:
@@ -499,7 +504,7 @@ def main(argv=None, progress=None) -> int:
                "seconds": f"{state['elapsed'] + time.time() - t0:.1f}"}
         if val and dist.main and (state["step"] % cfg["val_every"] == 0 or state["step"] == cfg["steps"]):
             v = validate(net, val, norm, arch)
-            row.update(val_loss=f"{v['loss']:.5f}", val_pixel_error=f"{v['pixel_error']:.5f}",
+            row.update(val_loss=f"{v['loss']:.5f}", val_pixel_error=f"{v['wrong_pixel_fraction']:.5f}",
                        val_rand_error=f"{v['adapted_rand_error']:.5f}", val_iou=f"{v['iou']:.5f}",
                        val_f1_error=f"{v['f1_error']:.5f}", val_threshold=f"{v['threshold']:.2f}")
             if state["best"] is None or v["f1_error"] < state["best"]["f1_error"]:
@@ -509,7 +514,7 @@ def main(argv=None, progress=None) -> int:
                                                                    _provenance(cfg, state)))
                 net.train()
             bar.write(f"step {state['step']}: val loss {v['loss']:.4f}, F1 error {v['f1_error']:.4f} "
-                      f"(threshold {v['threshold']:.2f}), argmax pixel error {v['pixel_error']:.4f}")
+                      f"(threshold {v['threshold']:.2f}), argmax wrong-pixel fraction {v['wrong_pixel_fraction']:.4f}")
         pending.append(row)
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2g}")
         bar.update(1)

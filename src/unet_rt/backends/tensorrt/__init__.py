@@ -13,7 +13,7 @@ whose ``__init__`` raised could not hold the CLI module: Python imports the pack
 from __future__ import annotations
 
 from unet_rt.backends.tensorrt._deps import INSTALL_HINT, import_tensorrt, tensorrt_available
-from unet_rt.backends.tensorrt.plan import PlanInfo, PlanMismatchError, check_compat, geometry_from_io_shapes
+from unet_rt.backends.tensorrt.container import PlanInfo, PlanMismatchError, check_compat, geometry_from_io_shapes
 
 __all__ = ["available", "require", "INSTALL_HINT", "PlanInfo", "PlanMismatchError", "check_compat",
            "geometry_from_io_shapes", "TensorRTRunner", "make_tile_fn", "compile_model", "build_engine"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from unet_rt.format.model_file import ModelFile, atomic_write, save
 from unet_rt.backends.tensorrt._deps import cuda_call, import_cudart, import_tensorrt
-from unet_rt.backends.tensorrt.plan import PRECISIONS, make_container
+from unet_rt.backends.tensorrt.container import PRECISIONS, make_container
 
 __all__ = ["build_engine", "compile_model", "device_info"]
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from unet_rt.format import model_file as _mf
 from unet_rt.backends.tensorrt._deps import cuda_call, import_cudart, import_tensorrt
-from unet_rt.backends.tensorrt.plan import PlanInfo, check_compat, plan_info
+from unet_rt.backends.tensorrt.container import PlanInfo, check_compat, plan_info
 
 __all__ = ["TensorRTRunner", "make_tile_fn"]
 

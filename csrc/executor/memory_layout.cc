@@ -1,11 +1,11 @@
-// The memory planner: see plan.h.
-#include "executor/plan.h"
+// The memory planner: see memory_layout.h.
+#include "executor/memory_layout.h"
 
 #include <algorithm>
 #include <stdexcept>
 #include <utility>
 
-#include "runtime/geometry.h"
+#include "core/geometry.h"
 #include "executor/winograd.h"
 
 namespace unet_rt {
@@ -15,11 +15,11 @@ constexpr int64_t kAlign = 16;  // floats (64 bytes)
 int blocks16(int c) { return (c + 15) / 16; }
 }  // namespace
 
-Plan build_plan(const PlanSpec& s, int h, int w) {
+MemoryLayout build_memory_layout(const LayoutSpec& s, int h, int w) {
   const Arch& arch = s.arch;
   const std::vector<int>& widths = s.widths;
   const int D = arch.depth, P = s.pad, shrink = arch.same_padding ? 0 : 2;
-  Plan p;
+  MemoryLayout p;
   p.oh = unet_rt::output_size(h, D, arch.same_padding);
   p.ow = unet_rt::output_size(w, D, arch.same_padding);
   auto add = [&](int nblk, int cb, int th, int tw) {
@@ -151,7 +151,7 @@ Plan build_plan(const PlanSpec& s, int h, int w) {
   p.act_floats = p.floats;
   for (auto& op : p.ops) {
     if (op.kind != OpKind::Conv || !s.convs[op.weights].wino) continue;
-    const PlanConv& cw = s.convs[op.weights];
+    const LayoutConv& cw = s.convs[op.weights];
     int icb = 0;
     for (int i = 0; i < op.nin; ++i) icb += p.t[op.in[i]].nblk;
     const int64_t tiles = (int64_t)((op.oh + 3) / 4) * ((op.ow + 3) / 4);

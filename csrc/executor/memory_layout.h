@@ -1,4 +1,4 @@
-// The executor's memory planner (network.cc runs what it plans): the op list of one forward pass on
+// The executor's memory layout (MemoryLayout; network.cc runs it): the op list of one forward pass on
 // an h x w tile, every tensor's lifetime and offset in one arena, and the Winograd schedule of each
 // conv (shared bands and their V/M buffers in the arena, or private per-thread bands). Planned once
 // per tile shape and cached by the Network.
@@ -32,7 +32,7 @@ struct Tensor {
   int first = 0, last = 0;
 };
 
-struct Plan {
+struct MemoryLayout {
   std::vector<Tensor> t;
   std::vector<Op> ops;
   int64_t floats = 0;          // activations + Winograd scratch (the arena)
@@ -43,17 +43,17 @@ struct Plan {
 
 
 // What the planner needs to know of a network's packed weights.
-struct PlanConv {
+struct LayoutConv {
   bool wino = false, raw_taps = false;  // Winograd; its weights kept as taps (PackedConv)
   int64_t u_bytes = 0;                  // Winograd: bytes of the transformed weights
   int ocb = 0;                          // Winograd: 16-channel blocks of M (OC padded to ocg)
 };
-struct PlanSpec {
+struct LayoutSpec {
   Arch arch;
   int pad = 0;                  // 1 for same padding (zero border in memory)
   int in_cb = 1;                // channel block of the reordered input
   std::vector<int> widths;      // channels per level
-  std::vector<PlanConv> convs;  // indexed like the packed convs (enc_conv, dec_conv)
+  std::vector<LayoutConv> convs;  // indexed like the packed convs (enc_conv, dec_conv)
   bool bf16 = false;            // Winograd V in bf16
   double private_bytes = 0;     // V + M of a private band (0: none)
   double private_max_u = 0;     // private bands for Winograd convs with U up to this many bytes
@@ -64,6 +64,6 @@ inline int enc_conv(int l, int j) { return 2 * l + j; }
 inline int dec_conv(const Arch& a, int l, int j) { return 2 * (a.depth + 1) + 2 * l + j; }
 
 // Plans one forward pass on an h x w input tile (sizes already validated).
-Plan build_plan(const PlanSpec& spec, int h, int w);
+MemoryLayout build_memory_layout(const LayoutSpec& spec, int h, int w);
 
 }  // namespace unet_rt
