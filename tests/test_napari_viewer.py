@@ -8,6 +8,7 @@ UNET_RT_SCREENSHOTS=1 writes docs/napari-segment.png and docs/napari-finetune.pn
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +17,33 @@ import pytest
 
 pytest.importorskip("napari", reason="napari is in the dev extra: pip install -e '.[dev]'")
 pytest.importorskip("pytestqt")
+
+
+_GL_PROBE = ("import sys\n"
+             "from qtpy.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext\n"
+             "app = QGuiApplication(sys.argv)\n"
+             "ctx, surf = QOpenGLContext(), QOffscreenSurface()\n"
+             "surf.create()\n"
+             "sys.exit(0 if ctx.create() and ctx.makeCurrent(surf) else 1)\n")
+
+
+def _start_xvfb(xvfb: str):
+    """(Xvfb process, display) or None; the display is checked by making an OpenGL context current
+    in a separate process (a server that answers before GLX works would fail the tests)."""
+    r, w = os.pipe()
+    proc = subprocess.Popen([xvfb, "-displayfd", str(w), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        num = f.readline().strip()
+    display = ":" + num.decode() if num else None
+    if display:
+        env = dict(os.environ, DISPLAY=display)
+        if subprocess.run([sys.executable, "-c", _GL_PROBE], env=env, capture_output=True, timeout=120).returncode == 0:
+            return proc, display
+    proc.kill()
+    proc.wait()
+    return None
 
 
 def _display():
@@ -27,17 +55,15 @@ def _display():
     xvfb = shutil.which("Xvfb")
     if xvfb is None:
         pytest.skip("napari's canvas needs OpenGL through an X server: apt-get install xvfb", allow_module_level=True)
-    r, w = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(w), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        num = f.readline().strip()
-    if not num:
-        proc.kill()
-        pytest.skip("Xvfb did not start", allow_module_level=True)
-    os.environ["DISPLAY"] = ":" + num.decode()
-
+    started = None
+    for _ in range(3):
+        started = _start_xvfb(xvfb)
+        if started:
+            break
+        time.sleep(1)
+    if not started:
+        pytest.skip("Xvfb started but gave no OpenGL context (3 tries)", allow_module_level=True)
+    proc, os.environ["DISPLAY"] = started
     subprocess.Popen(["sh", "-c", f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; kill {proc.pid}"],
                      start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
