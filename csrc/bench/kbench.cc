@@ -95,13 +95,17 @@ int main(int argc, char** argv) {
               peak16 > 0 ? (std::to_string((int)peak16) + " GFLOP/s").c_str() : "n/a (no AVX512-BF16)");
   std::printf("%-10s %-42s %-8s %8s %8s %8s %8s %8s %7s %9s\n", "layer", "kernel", "schedule", "wall ms", "cpu ms",
               "in ms", "gemm ms", "out ms", "GFLOP/s", "% peak");
-  const Layer layers[] = {{"enc.0", 64, 64, 200}, {"enc.2", 256, 256, 96}, {"enc.3", 512, 512, 64},
-                          {"enc.4", 1024, 1024, 36}, {"dec.3c1", 1024, 512, 64}};
+  const Layer layers[] = {{"enc.0", 64, 64, 200},
+                          {"enc.2", 256, 256, 96},
+                          {"enc.3", 512, 512, 64},
+                          {"enc.4", 1024, 1024, 36},
+                          {"dec.3c1", 1024, 512, 64}};
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
   for (const Layer& L : layers) {
     const int ih = L.out + 2;
-    std::vector<float> x((size_t)(L.ic / 16) * ih * ih * 16), w((size_t)L.oc * L.ic * 9), b(L.oc), y((size_t)L.oc * L.out * L.out);
+    std::vector<float> x((size_t)(L.ic / 16) * ih * ih * 16), w((size_t)L.oc * L.ic * 9), b(L.oc),
+        y((size_t)L.oc * L.out * L.out);
     for (auto& v : x) v = nd(rng);
     for (auto& v : w) v = nd(rng) * 0.05f;
     const TensorView tw{{L.oc, L.ic, 3, 3}, w.data()}, tb{{L.oc}, b.data()};
@@ -135,16 +139,19 @@ int main(int argc, char** argv) {
         s.raw = pc.raw();
         if (std::string(sched) == "private")
           s.private_band = unet_rt::wino_private_band(a.icb, a.ocb, tiles, 768.0 * 1024, kn->bf16);
-        std::vector<float> v(unet_rt::wino_v_bytes(a.icb, s.band, kn->bf16) / 4 + 16), m(k::wino_m_floats(a.ocb, s.band));
+        std::vector<float> v(unet_rt::wino_v_bytes(a.icb, s.band, kn->bf16) / 4 + 16),
+            m(k::wino_m_floats(a.ocb, s.band));
         const unet_rt::ParallelFor serial = [](int64_t n, const std::function<void(int64_t)>& fn) {
           for (int64_t i = 0; i < n; ++i) fn(i);
         };
-        const Result r = best_of(reps, [&](double* ph) { unet_rt::run_winograd(*kn, a, s, v.data(), m.data(), serial, ph); });
+        const Result r =
+            best_of(reps, [&](double* ph) { unet_rt::run_winograd(*kn, a, s, v.data(), m.data(), serial, ph); });
         const double flops = 2.0 * k::kWinoT * tiles * L.ic * (double)(a.ocb * 16);
         const double peak = kn->bf16 ? peak16 : peak32;
-        std::printf("%-10s %-42s %-8s %8.1f %8.1f %8.1f %8.1f %8.1f %7.1f %8.0f%%\n", L.name, kn->wino_gemm_name(ocg).c_str(),
-                    sched, r.wall * 1e3, r.cpu * 1e3, r.phase[0] * 1e3, r.phase[1] * 1e3, r.phase[2] * 1e3,
-                    flops / r.phase[1] * 1e-9, 100 * flops / r.phase[1] * 1e-9 / peak);
+        std::printf("%-10s %-42s %-8s %8.1f %8.1f %8.1f %8.1f %8.1f %7.1f %8.0f%%\n", L.name,
+                    kn->wino_gemm_name(ocg).c_str(), sched, r.wall * 1e3, r.cpu * 1e3, r.phase[0] * 1e3,
+                    r.phase[1] * 1e3, r.phase[2] * 1e3, flops / r.phase[1] * 1e-9,
+                    100 * flops / r.phase[1] * 1e-9 / peak);
       }
     // direct conv (fp32, best ISA), for scale: GFLOP/s of its 9 * IC * OC multiplies per pixel
     const k::Kernels& kn = k::kernels_for(k::best_isa());
@@ -164,8 +171,8 @@ int main(int argc, char** argv) {
     });
     const double flops = 2.0 * 9 * L.ic * (double)L.oc * L.out * L.out;
     std::printf("%-10s %-42s %-8s %8.1f %8.1f %8s %8s %8s %7.1f %8.0f%%\n", L.name,
-                (std::string("conv3x3_direct_f32_") + (ocg == 32 ? "12x32_" : "24x16_") + kn.name).c_str(), "", r.wall * 1e3,
-                r.cpu * 1e3, "", "", "", flops / r.cpu * 1e-9, 100 * flops / r.cpu * 1e-9 / peak32);
+                (std::string("conv3x3_direct_f32_") + (ocg == 32 ? "12x32_" : "24x16_") + kn.name).c_str(), "",
+                r.wall * 1e3, r.cpu * 1e3, "", "", "", flops / r.cpu * 1e-9, 100 * flops / r.cpu * 1e-9 / peak32);
   }
   return 0;
 }

@@ -62,10 +62,17 @@ namespace {
 
 bool to_dtype(unet_rt_dtype d, DType* out) {
   switch (d) {
-    case UNET_RT_U8: *out = DType::U8; return true;
-    case UNET_RT_U16: *out = DType::U16; return true;
-    case UNET_RT_F32: *out = DType::F32; return true;
-    default: return false;
+    case UNET_RT_U8:
+      *out = DType::U8;
+      return true;
+    case UNET_RT_U16:
+      *out = DType::U16;
+      return true;
+    case UNET_RT_F32:
+      *out = DType::F32;
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -74,12 +81,14 @@ size_t esize_of(DType d) { return d == DType::U8 ? 1 : d == DType::U16 ? 2 : 4; 
 // a * b, or invalid_argument if it does not fit in 2^62 (every size and pitch stays far from overflow)
 size_t mul(size_t a, size_t b, const char* what) {
   size_t r;
-  if (unet_rt::platform::mul_overflow(a, b, &r) || r > (size_t(1) << 62)) throw std::invalid_argument(std::string(what) + " is too large");
+  if (unet_rt::platform::mul_overflow(a, b, &r) || r > (size_t(1) << 62))
+    throw std::invalid_argument(std::string(what) + " is too large");
   return r;
 }
 size_t add(size_t a, size_t b, const char* what) {
   size_t r;
-  if (unet_rt::platform::add_overflow(a, b, &r) || r > (size_t(1) << 62)) throw std::invalid_argument(std::string(what) + " is too large");
+  if (unet_rt::platform::add_overflow(a, b, &r) || r > (size_t(1) << 62))
+    throw std::invalid_argument(std::string(what) + " is too large");
   return r;
 }
 
@@ -149,7 +158,8 @@ Job make_job(const unet_rt_engine* e, const unet_rt_image* image, const unet_rt_
   if (!image->data) throw std::invalid_argument("image is NULL");
   Job j;
   ImageView& v = j.view;
-  if (!to_dtype(image->dtype, &v.dtype)) throw std::invalid_argument("unknown image dtype " + std::to_string(int(image->dtype)));
+  if (!to_dtype(image->dtype, &v.dtype))
+    throw std::invalid_argument("unknown image dtype " + std::to_string(int(image->dtype)));
   const int C = image->channels, H = image->height, W = image->width;
   if (C < 1 || H < 1 || W < 1)
     throw std::invalid_argument("image is empty (" + std::to_string(C) + " x " + std::to_string(H) + " x " +
@@ -161,7 +171,8 @@ Job make_job(const unet_rt_engine* e, const unet_rt_image* image, const unet_rt_
   const bool hwc = image->layout == UNET_RT_LAYOUT_HWC;
   if (!hwc && image->layout != UNET_RT_LAYOUT_CHW)
     throw std::invalid_argument("unknown image layout " + std::to_string(int(image->layout)));
-  const size_t row_bytes = mul(mul(size_t(W), hwc ? size_t(C) : 1, "image width"), es, "image width");  // one row's pixels
+  const size_t row_bytes =
+      mul(mul(size_t(W), hwc ? size_t(C) : 1, "image width"), es, "image width");  // one row's pixels
   const size_t row = image->row_pitch ? image->row_pitch : row_bytes;
   if (row < row_bytes || row % es)
     throw std::invalid_argument("row_pitch " + std::to_string(row) + " must be >= " + std::to_string(row_bytes) +
@@ -173,8 +184,8 @@ Job make_job(const unet_rt_engine* e, const unet_rt_image* image, const unet_rt_
                                 " bytes and a multiple of the pixel size");
   const size_t need = hwc ? plane_min : add(mul(plane, size_t(C - 1), "image"), plane_min, "image");
   if (image->data_bytes && image->data_bytes < need)
-    throw std::invalid_argument("image buffer holds " + std::to_string(image->data_bytes) + " bytes, its size and pitch need " +
-                                std::to_string(need));
+    throw std::invalid_argument("image buffer holds " + std::to_string(image->data_bytes) +
+                                " bytes, its size and pitch need " + std::to_string(need));
   // region of interest
   int rx = image->roi_x, ry = image->roi_y, rw = image->roi_width, rh = image->roi_height;
   if (rw == 0 && rh == 0) {
@@ -218,11 +229,12 @@ Job make_job(const unet_rt_engine* e, const unet_rt_image* image, const unet_rt_
     const size_t ls = esize_of(j.labels_dtype), lrow = mul(size_t(rw), ls, "labels");
     j.labels_pitch = out->labels_pitch ? out->labels_pitch : lrow;
     if (j.labels_pitch < lrow || j.labels_pitch % ls)
-      throw std::invalid_argument("labels_pitch must be >= " + std::to_string(lrow) + " bytes and a multiple of the label size");
+      throw std::invalid_argument("labels_pitch must be >= " + std::to_string(lrow) +
+                                  " bytes and a multiple of the label size");
     const size_t lneed = add(mul(j.labels_pitch, size_t(rh - 1), "labels"), lrow, "labels");
     if (out->labels_bytes < lneed)
-      throw std::invalid_argument("labels buffer holds " + std::to_string(out->labels_bytes) + " bytes, the image needs " +
-                                  std::to_string(lneed));
+      throw std::invalid_argument("labels buffer holds " + std::to_string(out->labels_bytes) +
+                                  " bytes, the image needs " + std::to_string(lneed));
     j.labels = out->labels;
   }
   if (out->scores) {
@@ -233,7 +245,8 @@ Job make_job(const unet_rt_engine* e, const unet_rt_image* image, const unet_rt_
     const size_t plane_min_s = add(mul(j.scores_row, size_t(rh - 1), "scores"), srow, "scores");
     j.scores_plane = out->scores_plane_pitch ? out->scores_plane_pitch : mul(j.scores_row, size_t(rh), "scores");
     if (j.scores_plane < plane_min_s || j.scores_plane % 4)
-      throw std::invalid_argument("scores_plane_pitch must be >= " + std::to_string(plane_min_s) + " bytes and a multiple of 4");
+      throw std::invalid_argument("scores_plane_pitch must be >= " + std::to_string(plane_min_s) +
+                                  " bytes and a multiple of 4");
     const size_t sneed = add(mul(j.scores_plane, size_t(K - 1), "scores"), plane_min_s, "scores");
     if (out->scores_bytes < sneed)
       throw std::invalid_argument("scores buffer holds " + std::to_string(out->scores_bytes) + " bytes, " +

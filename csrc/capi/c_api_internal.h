@@ -42,11 +42,11 @@ unet_rt_status guarded(F&& f) {
 
 // A validated unet_rt_image / unet_rt_output / unet_rt_run_options, copied (the queue keeps them).
 struct Job {
-  ImageView view;              // the region of interest
+  ImageView view;  // the region of interest
   int roi_h = 0, roi_w = 0;
   void* labels = nullptr;
   DType labels_dtype = DType::U8;
-  size_t labels_pitch = 0;     // bytes
+  size_t labels_pitch = 0;  // bytes
   float* scores = nullptr;
   size_t scores_row = 0, scores_plane = 0;  // bytes
   bool logits = false;

@@ -18,7 +18,7 @@ namespace {
 struct Frame {
   Job job;
   std::atomic<int> cancel{0};
-  bool done = false;                       // under the queue's mutex
+  bool done = false;  // under the queue's mutex
   unet_rt_status status = UNET_RT_OK;
   std::string error;
 };
@@ -29,8 +29,8 @@ struct unet_rt_queue {
   int capacity = 1;
   std::mutex m;
   std::condition_variable cv_work, cv_done;
-  std::deque<std::shared_ptr<Frame>> pending;           // submitted, not started
-  std::map<uint64_t, std::shared_ptr<Frame>> frames;    // in flight: submitted, not collected
+  std::deque<std::shared_ptr<Frame>> pending;         // submitted, not started
+  std::map<uint64_t, std::shared_ptr<Frame>> frames;  // in flight: submitted, not collected
   uint64_t next_ticket = 1;
   bool stop = false;
   std::thread worker;
@@ -117,7 +117,8 @@ unet_rt_status unet_rt_queue_wait(unet_rt_queue* q, uint64_t ticket, int timeout
     std::unique_lock<std::mutex> lk(q->m);
     auto it = q->frames.find(ticket);
     if (it == q->frames.end())
-      return set_error(UNET_RT_ERR_INVALID_ARGUMENT, "unknown ticket " + std::to_string(ticket) + " (or already collected)");
+      return set_error(UNET_RT_ERR_INVALID_ARGUMENT,
+                       "unknown ticket " + std::to_string(ticket) + " (or already collected)");
     f = it->second;
     auto done = [&] { return f->done; };
     if (timeout_ms < 0) q->cv_done.wait(lk, done);
@@ -133,7 +134,8 @@ unet_rt_status unet_rt_queue_cancel(unet_rt_queue* q, uint64_t ticket) {
   std::lock_guard<std::mutex> lk(q->m);
   auto it = q->frames.find(ticket);
   if (it == q->frames.end())
-    return set_error(UNET_RT_ERR_INVALID_ARGUMENT, "unknown ticket " + std::to_string(ticket) + " (or already collected)");
+    return set_error(UNET_RT_ERR_INVALID_ARGUMENT,
+                     "unknown ticket " + std::to_string(ticket) + " (or already collected)");
   it->second->cancel.store(1);
   return UNET_RT_OK;
 }

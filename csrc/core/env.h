@@ -8,12 +8,12 @@
 namespace unet_rt {
 
 struct EnvOptions {
-  std::string isa;                            // UNET_RT_ISA: ref | avx2 | avx512 | auto ("" when unset: auto)
-  std::optional<bool> profile;                // UNET_RT_PROFILE: "1" prints each tile's profile rows
-  bool winograd = true;                       // UNET_RT_WINOGRAD: "0" runs every conv direct
-  std::optional<long long> wino_max_channels; // UNET_RT_WINOGRAD_MAX_CHANNELS: larger convs run direct
-  std::optional<double> wino_raw_mb;          // UNET_RT_WINOGRAD_RAW_MB: larger transformed weights keep taps
-  std::optional<double> wino_private_kb;      // UNET_RT_WINOGRAD_PRIVATE_KB: V + M of a private band
+  std::string isa;                             // UNET_RT_ISA: ref | avx2 | avx512 | auto ("" when unset: auto)
+  std::optional<bool> profile;                 // UNET_RT_PROFILE: "1" prints each tile's profile rows
+  bool winograd = true;                        // UNET_RT_WINOGRAD: "0" runs every conv direct
+  std::optional<long long> wino_max_channels;  // UNET_RT_WINOGRAD_MAX_CHANNELS: larger convs run direct
+  std::optional<double> wino_raw_mb;           // UNET_RT_WINOGRAD_RAW_MB: larger transformed weights keep taps
+  std::optional<double> wino_private_kb;       // UNET_RT_WINOGRAD_PRIVATE_KB: V + M of a private band
 };
 
 EnvOptions read_env();

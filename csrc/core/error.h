@@ -20,7 +20,8 @@ class Cancelled : public std::runtime_error {
  public:
   Cancelled(size_t done, size_t total)
       : std::runtime_error("cancelled after " + std::to_string(done) + " of " + std::to_string(total) + " tiles"),
-        done_(done), total_(total) {}
+        done_(done),
+        total_(total) {}
   size_t done() const { return done_; }
   size_t total() const { return total_; }
 

@@ -12,14 +12,14 @@ inline int output_size_or_neg(int size, int depth, bool same_padding) {
   if (same_padding) return (size % (1 << depth)) ? -1 : size;
   int s = size;
   for (int l = 0; l < depth; ++l) {
-    s -= 4;                       // two unpadded 3x3 convs
+    s -= 4;  // two unpadded 3x3 convs
     if (s <= 0 || (s & 1)) return -1;
-    s /= 2;                       // 2x2 max-pool
+    s /= 2;  // 2x2 max-pool
   }
-  s -= 4;                         // bottleneck convs
+  s -= 4;  // bottleneck convs
   if (s <= 0) return -1;
   for (int l = 0; l < depth; ++l) {
-    s = 2 * s - 4;                // 2x2 up-conv, two unpadded 3x3 convs
+    s = 2 * s - 4;  // 2x2 up-conv, two unpadded 3x3 convs
     if (s <= 0) return -1;
   }
   return s;

@@ -17,22 +17,26 @@ const Value* Value::find(std::string_view key) const {
 
 const char* Value::type_name(Type t) {
   switch (t) {
-    case Type::Null: return "null";
-    case Type::Bool: return "boolean";
-    case Type::Number: return "number";
-    case Type::String: return "string";
-    case Type::Array: return "array";
-    case Type::Object: return "object";
+    case Type::Null:
+      return "null";
+    case Type::Bool:
+      return "boolean";
+    case Type::Number:
+      return "number";
+    case Type::String:
+      return "string";
+    case Type::Array:
+      return "array";
+    case Type::Object:
+      return "object";
   }
   return "?";
 }
 
 int64_t Value::as_int64(const char* what) const {
-  if (type != Type::Number)
-    throw JsonError(std::string(what) + " must be an integer, got a " + type_name(type));
+  if (type != Type::Number) throw JsonError(std::string(what) + " must be an integer, got a " + type_name(type));
   for (char c : text)
-    if (c == '.' || c == 'e' || c == 'E')
-      throw JsonError(std::string(what) + " must be an integer, got " + text);
+    if (c == '.' || c == 'e' || c == 'E') throw JsonError(std::string(what) + " must be an integer, got " + text);
   int64_t v = 0;
   auto r = std::from_chars(text.data(), text.data() + text.size(), v);
   if (r.ec != std::errc() || r.ptr != text.data() + text.size())
@@ -82,15 +86,34 @@ class Parser {
     Value v;
     char c = s_[pos_];
     switch (c) {
-      case '{': parse_object(v, depth); break;
-      case '[': parse_array(v, depth); break;
-      case '"': v.type = Value::Type::String; v.text = parse_string(); break;
-      case 't': literal("true"); v.type = Value::Type::Bool; v.boolean = true; break;
-      case 'f': literal("false"); v.type = Value::Type::Bool; v.boolean = false; break;
-      case 'n': literal("null"); v.type = Value::Type::Null; break;
+      case '{':
+        parse_object(v, depth);
+        break;
+      case '[':
+        parse_array(v, depth);
+        break;
+      case '"':
+        v.type = Value::Type::String;
+        v.text = parse_string();
+        break;
+      case 't':
+        literal("true");
+        v.type = Value::Type::Bool;
+        v.boolean = true;
+        break;
+      case 'f':
+        literal("false");
+        v.type = Value::Type::Bool;
+        v.boolean = false;
+        break;
+      case 'n':
+        literal("null");
+        v.type = Value::Type::Null;
+        break;
       default:
         if (c == '-' || (c >= '0' && c <= '9')) parse_number(v);
-        else fail(std::string("unexpected character 0x") + "0123456789abcdef"[(c >> 4) & 15] + "0123456789abcdef"[c & 15]);
+        else
+          fail(std::string("unexpected character 0x") + "0123456789abcdef"[(c >> 4) & 15] + "0123456789abcdef"[c & 15]);
     }
     return v;
   }
@@ -99,7 +122,10 @@ class Parser {
     v.type = Value::Type::Object;
     expect('{');
     skip_ws();
-    if (peek() == '}') { ++pos_; return; }
+    if (peek() == '}') {
+      ++pos_;
+      return;
+    }
     for (;;) {
       skip_ws();
       if (peek() != '"') fail("expected a string key");
@@ -110,7 +136,10 @@ class Parser {
       Value item = parse_value(depth + 1);
       v.object.emplace_back(std::move(key), std::move(item));
       skip_ws();
-      if (peek() == ',') { ++pos_; continue; }
+      if (peek() == ',') {
+        ++pos_;
+        continue;
+      }
       expect('}');
       check_unique_keys(v);
       return;
@@ -133,12 +162,18 @@ class Parser {
     v.type = Value::Type::Array;
     expect('[');
     skip_ws();
-    if (peek() == ']') { ++pos_; return; }
+    if (peek() == ']') {
+      ++pos_;
+      return;
+    }
     for (;;) {
       skip_ws();
       v.array.push_back(parse_value(depth + 1));
       skip_ws();
-      if (peek() == ',') { ++pos_; continue; }
+      if (peek() == ',') {
+        ++pos_;
+        continue;
+      }
       expect(']');
       return;
     }
@@ -216,11 +251,19 @@ class Parser {
     unsigned c0 = b(pos_);
     int n;
     uint32_t cp;
-    if (c0 < 0x80) { n = 1; cp = c0; }
-    else if ((c0 & 0xE0) == 0xC0) { n = 2; cp = c0 & 0x1F; }
-    else if ((c0 & 0xF0) == 0xE0) { n = 3; cp = c0 & 0x0F; }
-    else if ((c0 & 0xF8) == 0xF0) { n = 4; cp = c0 & 0x07; }
-    else fail("invalid UTF-8");
+    if (c0 < 0x80) {
+      n = 1;
+      cp = c0;
+    } else if ((c0 & 0xE0) == 0xC0) {
+      n = 2;
+      cp = c0 & 0x1F;
+    } else if ((c0 & 0xF0) == 0xE0) {
+      n = 3;
+      cp = c0 & 0x0F;
+    } else if ((c0 & 0xF8) == 0xF0) {
+      n = 4;
+      cp = c0 & 0x07;
+    } else fail("invalid UTF-8");
     if (pos_ + n > s_.size()) fail("truncated UTF-8 sequence");
     for (int i = 1; i < n; ++i) {
       unsigned c = b(pos_ + i);
@@ -228,7 +271,8 @@ class Parser {
       cp = (cp << 6) | (c & 0x3F);
     }
     static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_cp[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) fail("invalid UTF-8 (overlong or surrogate)");
+    if (cp < min_cp[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      fail("invalid UTF-8 (overlong or surrogate)");
     out.append(s_.data() + pos_, size_t(n));
     pos_ += size_t(n);
   }
@@ -239,21 +283,43 @@ class Parser {
     for (;;) {
       if (eof()) fail("unterminated string");
       unsigned char c = (unsigned char)s_[pos_];
-      if (c == '"') { ++pos_; return out; }
+      if (c == '"') {
+        ++pos_;
+        return out;
+      }
       if (c < 0x20) fail("raw control character in string");
-      if (c != '\\') { copy_utf8(out); continue; }
+      if (c != '\\') {
+        copy_utf8(out);
+        continue;
+      }
       ++pos_;
       if (eof()) fail("unterminated escape");
       char e = s_[pos_++];
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           uint32_t cp = hex4();
           if (cp >= 0xD800 && cp <= 0xDBFF) {
@@ -270,7 +336,8 @@ class Parser {
         }
         default:
           if (e > 0x20 && e < 0x7f) fail(std::string("invalid escape \\") + e);
-          fail("invalid escape (byte 0x" + std::string(1, "0123456789abcdef"[(e >> 4) & 15]) + "0123456789abcdef"[e & 15] + ")");
+          fail("invalid escape (byte 0x" + std::string(1, "0123456789abcdef"[(e >> 4) & 15]) +
+               "0123456789abcdef"[e & 15] + ")");
       }
     }
   }

@@ -24,8 +24,8 @@ struct Value {
   enum class Type { Null, Bool, Number, String, Array, Object };
   Type type = Type::Null;
   bool boolean = false;
-  double number = 0.0;     // Number: the value as a double
-  std::string text;        // Number: its literal text (for exact integers); String: the decoded UTF-8
+  double number = 0.0;  // Number: the value as a double
+  std::string text;     // Number: its literal text (for exact integers); String: the decoded UTF-8
   std::vector<Value> array;
   std::vector<std::pair<std::string, Value>> object;  // in file order, keys unique
 

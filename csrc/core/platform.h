@@ -64,7 +64,7 @@ struct CacheSizes {
   int64_t l1d = 0, l2 = 0, l3 = 0;
   std::string source;  // "sysfs", "cpuid", "sysctl", "GetLogicalProcessorInformation" or "unknown"
 };
-const CacheSizes& cache_sizes();  // read once per process: the OS first, CPUID where the OS says nothing
+const CacheSizes& cache_sizes();      // read once per process: the OS first, CPUID where the OS says nothing
 CacheSizes cache_sizes_from_cpuid();  // CPUID leaf 4 (Intel) / 0x8000001D (AMD); zeros off x86
 
 // ---- checked arithmetic (no __builtin_*_overflow in the portable parts) --------------------------

@@ -65,9 +65,9 @@ CpuFeatures read_features() {
   const Regs l1 = cpuid(1, 0);
   if (!bit(l1.c, 27) || !bit(l1.c, 28)) return f;  // no OSXSAVE or no AVX: nothing above SSE
   const uint64_t x = xcr0();
-  const bool os_avx = (x & 0x6) == 0x6;              // XMM + YMM state
+  const bool os_avx = (x & 0x6) == 0x6;                 // XMM + YMM state
   const bool os_avx512 = os_avx && (x & 0xe0) == 0xe0;  // + opmask, ZMM_Hi256, Hi16_ZMM
-  const bool os_amx = (x & 0x60000) == 0x60000;      // XTILECFG + XTILEDATA
+  const bool os_amx = (x & 0x60000) == 0x60000;         // XTILECFG + XTILEDATA
   if (!os_avx) return f;
   const Regs l7 = cpuid(7, 0), l71 = cpuid(7, 1);
   f.fma = bit(l1.c, 12);
@@ -111,8 +111,8 @@ CacheSizes cache_sizes_from_cpuid() {
   for (unsigned i = 0; i < 16; ++i) {
     const Regs r = cpuid(leaf, i);
     const unsigned type = r.a & 0x1f, level = (r.a >> 5) & 0x7;
-    if (type == 0) break;                 // no more caches
-    if (type != 1 && type != 3) continue; // 1 data, 2 instruction, 3 unified
+    if (type == 0) break;                  // no more caches
+    if (type != 1 && type != 3) continue;  // 1 data, 2 instruction, 3 unified
     const int64_t ways = ((r.b >> 22) & 0x3ff) + 1, parts = ((r.b >> 12) & 0x3ff) + 1, line = (r.b & 0xfff) + 1,
                   sets = int64_t(r.c) + 1;
     const int64_t bytes = ways * parts * line * sets;

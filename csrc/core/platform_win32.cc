@@ -80,8 +80,8 @@ ReadResult read_file(const std::string& path, std::vector<uint8_t>& out) {
   if (!widen(path, wpath)) return {ReadStatus::NotFound, ENOENT};
   // FILE_FLAG_BACKUP_SEMANTICS opens a directory too, so that it is reported as one; the share modes
   // let others write or delete the file while it is read (as on POSIX).
-  HANDLE h = CreateFileW(wpath.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
-                         nullptr, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, nullptr);
+  HANDLE h = CreateFileW(wpath.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, nullptr,
+                         OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, nullptr);
   if (h == INVALID_HANDLE_VALUE) {
     const int err = errno_of(GetLastError());
     return {err == ENOENT ? ReadStatus::NotFound : ReadStatus::CannotOpen, err};

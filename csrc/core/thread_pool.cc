@@ -54,9 +54,9 @@ ThreadPool::ThreadPool(int threads) : pid_(platform::process_id()), s_(new Share
   unsigned hw = std::thread::hardware_concurrency();
   if (threads <= 0) threads = int(hw ? hw : 1);
   if (threads > max_threads()) {
-    log(LogLevel::Warning, "threads=" + std::to_string(threads) + " is more than " +
-                               std::to_string(kMaxThreadsPerCpu) + " x the " + std::to_string(hw ? hw : 1) +
-                               " CPUs of this machine; using " + std::to_string(max_threads()));
+    log(LogLevel::Warning, "threads=" + std::to_string(threads) + " is more than " + std::to_string(kMaxThreadsPerCpu) +
+                               " x the " + std::to_string(hw ? hw : 1) + " CPUs of this machine; using " +
+                               std::to_string(max_threads()));
     threads = max_threads();
   }
   size_ = threads;

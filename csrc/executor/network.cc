@@ -67,7 +67,6 @@ static std::string simd_name(const kernels::Kernels& t) {
 
 namespace {
 
-
 int blocks16(int c) { return (c + 15) / 16; }
 
 }  // namespace
@@ -81,11 +80,11 @@ struct Network::Impl {
   bool profile = false, profile_print = false;
   std::vector<ProfileRow> prof, prof_sum;
   std::unique_ptr<ThreadPool> pool;
-  int pad = 0;        // 1 for same padding (zero border in memory)
+  int pad = 0;  // 1 for same padding (zero border in memory)
   int in_cb = 1;
   std::vector<int> widths;
-  std::vector<PackedConv> convs;   // enc.l.conv1, enc.l.conv2 (2l, 2l+1), then dec.l.conv1/2
-  std::vector<PackedUp> ups;       // dec.l.up at index l
+  std::vector<PackedConv> convs;  // enc.l.conv1, enc.l.conv2 (2l, 2l+1), then dec.l.conv1/2
+  std::vector<PackedUp> ups;      // dec.l.up at index l
   std::vector<float> head_w, head_b;
   mutable ForkSafeMutex mu;  // fork() waits for a tile in flight (core/thread_pool.h)
   mutable std::map<std::pair<int, int>, MemoryLayout> layouts;
@@ -94,9 +93,9 @@ struct Network::Impl {
   mutable bool arena_to_release = false;  // set when the plan cache was cleared
 
   bool winograd = true;
-  int64_t wino_max_channels = 1 << 30;               // convs with more output channels run direct
-  double wino_raw_bytes = 64.0 * (1 << 20);          // larger transformed weights: kept as taps
-  double wino_private_bytes = 768.0 * 1024;          // V + M of a private band (0: no private bands)
+  int64_t wino_max_channels = 1 << 30;                      // convs with more output channels run direct
+  double wino_raw_bytes = 64.0 * (1 << 20);                 // larger transformed weights: kept as taps
+  double wino_private_bytes = 768.0 * 1024;                 // V + M of a private band (0: no private bands)
   static constexpr double kPrivateMaxU = 12.0 * (1 << 20);  // private bands for layers with U up to this
   PackedConv pack(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) const {
     bool all16 = true;
@@ -106,9 +105,8 @@ struct Network::Impl {
     return pack_wino(w, b, ins, ocg, *wkern, u_bytes > wino_raw_bytes);
   }
 
-
   const MemoryLayout& layout(int h, int w) const;  // cached per tile shape (forward)
-  LayoutSpec spec;                          // what the planner needs (set after packing)
+  LayoutSpec spec;                                 // what the planner needs (set after packing)
   k::View view(const MemoryLayout& p, int id, int dy, int dx) const;
   k::OutView out_view(const MemoryLayout& p, int id) const;
   void zero_border(const MemoryLayout& p, int id) const;
@@ -156,8 +154,8 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
     const std::string p = "enc." + std::to_string(l) + ".";
     std::vector<InDesc> in1 = {l == 0 ? InDesc{prev, m.in_cb, (prev + m.in_cb - 1) / m.in_cb}
                                       : InDesc{prev, 16, blocks16(prev)}};
-    m.convs.push_back(m.pack(need(weights, p + "conv1.weight"),
-                             need(weights, p + "conv1.bias"), in1, m.kern->ocg_for(c)));
+    m.convs.push_back(
+        m.pack(need(weights, p + "conv1.weight"), need(weights, p + "conv1.bias"), in1, m.kern->ocg_for(c)));
     m.convs.push_back(m.pack(need(weights, p + "conv2.weight"), need(weights, p + "conv2.bias"),
                              {InDesc{c, 16, blocks16(c)}}, m.kern->ocg_for(c)));
     prev = c;
@@ -165,14 +163,13 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
   for (int l = 0; l < D; ++l) {
     const int c = m.widths[l];
     const std::string p = "dec." + std::to_string(l) + ".";
-    m.ups.push_back(pack_up(need(weights, p + "up.weight"), need(weights, p + "up.bias"),
-                            m.wkern->ocg_for(c), m.wkern->bf16));
+    m.ups.push_back(
+        pack_up(need(weights, p + "up.weight"), need(weights, p + "up.bias"), m.wkern->ocg_for(c), m.wkern->bf16));
   }
   for (int l = 0; l < D; ++l) {
     const int c = m.widths[l];
     const std::string p = "dec." + std::to_string(l) + ".";
-    m.convs.push_back(m.pack(need(weights, p + "conv1.weight"),
-                             need(weights, p + "conv1.bias"),
+    m.convs.push_back(m.pack(need(weights, p + "conv1.weight"), need(weights, p + "conv1.bias"),
                              {InDesc{c, 16, blocks16(c)}, InDesc{c, 16, blocks16(c)}}, m.kern->ocg_for(c)));
     m.convs.push_back(m.pack(need(weights, p + "conv2.weight"), need(weights, p + "conv2.bias"),
                              {InDesc{c, 16, blocks16(c)}}, m.kern->ocg_for(c)));
@@ -201,7 +198,9 @@ Network::~Network() = default;
 const Arch& Network::arch() const { return impl_->arch; }
 int Network::threads() const { return impl_->pool->size(); }
 
-int Network::output_size(int size) const { return unet_rt::output_size(size, impl_->arch.depth, impl_->arch.same_padding); }
+int Network::output_size(int size) const {
+  return unet_rt::output_size(size, impl_->arch.depth, impl_->arch.same_padding);
+}
 
 // ---- planning: ops, tensor lifetimes, memory offsets --------------------------------------------
 
@@ -255,7 +254,8 @@ size_t Network::workspace_bytes(int h, int w) const {
   unet_rt::output_size(h, impl_->arch.depth, impl_->arch.same_padding);
   unet_rt::output_size(w, impl_->arch.depth, impl_->arch.same_padding);
   auto it = impl_->layouts.find(std::make_pair(h, w));
-  return size_t(it != impl_->layouts.end() ? it->second.floats : build_memory_layout(impl_->spec, h, w).floats) * sizeof(float);
+  return size_t(it != impl_->layouts.end() ? it->second.floats : build_memory_layout(impl_->spec, h, w).floats) *
+         sizeof(float);
 }
 
 size_t Network::cached_plans() const {
@@ -362,7 +362,8 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
                           nbands = (tiles + bt - 1) / bt;
             const double esz = m.wkern->bf16 ? 2 : 4, vb = (double)k::wino_v_elems(a.icb, tiles) * esz;
             const double mb = (double)k::wino_m_floats(a.ocb, tiles) * 4;
-            const double xb = (double)a.icb * 16 * (op.oh + 2) * (op.ow + 2) * 4, yb = (double)a.ocb * 16 * op.oh * op.ow * 4;
+            const double xb = (double)a.icb * 16 * (op.oh + 2) * (op.ow + 2) * 4,
+                         yb = (double)a.ocb * 16 * op.oh * op.ow * 4;
             const std::string dt = m.wkern->bf16 ? "bf16_" : "f32_";
             record(op.name, "conv3x3_wino_in_" + dt + simd_name(*m.wkern), secs[0], 0, xb + vb);
             record(op.name, m.wkern->wino_gemm_name(cw.ocg), secs[1], 2.0 * k::kWinoT * tiles * a.icb * 16 * a.ocb * 16,
@@ -423,7 +424,8 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
         const int ng = (int)(uw.b.size() / uw.ocg), ih = p.t[op.in[0]].h;
         pool.parallel_for((int64_t)ng * ih, [&](int64_t t) { m.wkern->up(a, (int)(t % ng), (int)(t / ng)); });
         m.zero_border(p, op.out);
-        op_done(std::string("upconv2x2_") + (m.wkern->bf16 ? "bf16_" : "f32_") + simd_name(*m.wkern), 2.0 * ih * a.iw * (double)(uw.w.size() + uw.w16.size()),
+        op_done(std::string("upconv2x2_") + (m.wkern->bf16 ? "bf16_" : "f32_") + simd_name(*m.wkern),
+                2.0 * ih * a.iw * (double)(uw.w.size() + uw.w16.size()),
                 tbytes(op.in[0]) + (double)uw.bytes() + tbytes(op.out));
         break;
       }
@@ -440,8 +442,8 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
         a.out_rs = out.row_stride;
         a.softmax = head == HeadOutput::Probabilities;
         pool.parallel_for(op.oh, [&](int64_t yy) { kn.head(a, (int)yy); });
-        op_done(std::string("head1x1_f32_") + kn.name + (a.softmax ? "+softmax" : ""), 2.0 * op.oh * op.ow * m.head_w.size(),
-                tbytes(op.in[0]) + (double)op.oh * op.ow * a.k * 4);
+        op_done(std::string("head1x1_f32_") + kn.name + (a.softmax ? "+softmax" : ""),
+                2.0 * op.oh * op.ow * m.head_w.size(), tbytes(op.in[0]) + (double)op.oh * op.ow * a.k * 4);
         break;
       }
     }

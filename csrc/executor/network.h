@@ -14,9 +14,7 @@
 
 namespace unet_rt {
 
-
 enum class HeadOutput { Logits, Probabilities };
-
 
 class Network {
  public:
@@ -32,15 +30,15 @@ class Network {
 
   const Arch& arch() const;
   int threads() const;
-  Precision precision() const;          // what runs (may be F32 where BF16 was asked for)
+  Precision precision() const;                // what runs (may be F32 where BF16 was asked for)
   const std::string& precision_note() const;  // why it fell back ("" if it did not)
-  std::string kernel_name() const;      // the Winograd GEMM kernel, e.g. conv3x3_wino_gemm_bf16_12x32_avx512bf16
-  size_t weight_bytes() const;          // repacked weights held by the executor
+  std::string kernel_name() const;            // the Winograd GEMM kernel, e.g. conv3x3_wino_gemm_bf16_12x32_avx512bf16
+  size_t weight_bytes() const;                // repacked weights held by the executor
   // Per-layer profile of the last forward() (filled when profiling is on: UNET_RT_PROFILE=1 in the
   // environment when the Network was built, or set_profile(true)); printed to stderr when on via env.
   struct ProfileRow {
-    std::string layer, phase;   // e.g. "enc.3.conv2", "wino-gemm"
-    double seconds = 0, flops = 0, bytes = 0;   // flops: arithmetic actually done (Winograd domain)
+    std::string layer, phase;                  // e.g. "enc.3.conv2", "wino-gemm"
+    double seconds = 0, flops = 0, bytes = 0;  // flops: arithmetic actually done (Winograd domain)
   };
   void set_profile(bool on);
   std::vector<ProfileRow> last_profile() const;

@@ -97,7 +97,8 @@ PackedUp pack_up(const TensorView& w, const TensorView& b, int ocg, bool bf16) {
           for (int o = 0; o < ocg; ++o) {
             const int oi = g * ocg + o;
             if (oi >= oc) continue;
-            p.w[((((int64_t)g * 2 + a) * 2 + bb) * icp + c) * ocg + o] = w.data[(((int64_t)c * oc + oi) * 2 + a) * 2 + bb];
+            p.w[((((int64_t)g * 2 + a) * 2 + bb) * icp + c) * ocg + o] =
+                w.data[(((int64_t)c * oc + oi) * 2 + a) * 2 + bb];
           }
   if (bf16) {  // rows (g, a, b, ic) in pairs of input channels (icp is a multiple of 16)
     p.w16.resize(p.w.size());

@@ -20,15 +20,15 @@ struct PackedConv {
   std::vector<uint16_t> w16;
   int oc = 0, ocg = 16;
   bool wino = false, raw_taps = false;
-  int64_t u_bytes = 0;       // Winograd: bytes of the transformed weights (held or not)
+  int64_t u_bytes = 0;  // Winograd: bytes of the transformed weights (held or not)
   const void* u() const { return raw_taps ? nullptr : w16.empty() ? static_cast<const void*>(w.data()) : w16.data(); }
   const float* raw() const { return raw_taps ? w.data() : nullptr; }
   size_t bytes() const { return (w.size() + b.size()) * sizeof(float) + w16.size() * sizeof(uint16_t); }
   int groups() const { return (int)(b.size() / ocg); }
 };
 struct PackedUp {
-  std::vector<float> w, b;   // [OC/ocg][a][b][IC/16*16][ocg]
-  std::vector<uint16_t> w16; // bf16 tables: [OC/ocg][a][b][IC/2][ocg][2] (w is then empty)
+  std::vector<float> w, b;    // [OC/ocg][a][b][IC/16*16][ocg]
+  std::vector<uint16_t> w16;  // bf16 tables: [OC/ocg][a][b][IC/2][ocg][2] (w is then empty)
   int oc = 0, ocg = 16;
   size_t bytes() const { return (w.size() + b.size()) * sizeof(float) + w16.size() * sizeof(uint16_t); }
 };

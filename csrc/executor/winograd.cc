@@ -32,8 +32,9 @@ static void run_private_bands(const k::Kernels& kn, const k::WinoArgs& a, const 
                               double* seconds, const Clock& now) {
   const int64_t tiles = (int64_t)a.th * a.tw, nb = std::min(s.private_band, tiles), units = (tiles + nb - 1) / nb;
   const int ng = a.ocb * 16 / a.ocg;
-  const size_t vfl = (size_t)(wino_v_bytes(a.icb, nb, kn.bf16) + 63) / 64 * 16, mfl = (size_t)k::wino_m_floats(a.ocb, nb);
-  std::atomic<int64_t> ns[3] = {0, 0, 0};   // per-phase thread time (profile), nanoseconds
+  const size_t vfl = (size_t)(wino_v_bytes(a.icb, nb, kn.bf16) + 63) / 64 * 16,
+               mfl = (size_t)k::wino_m_floats(a.ocb, nb);
+  std::atomic<int64_t> ns[3] = {0, 0, 0};  // per-phase thread time (profile), nanoseconds
   const double w0 = seconds ? now() : 0.0;
   pf(units, [&](int64_t b) {
     thread_local Scratch<float> buf;  // V, then M
@@ -66,7 +67,8 @@ static void run_private_bands(const k::Kernels& kn, const k::WinoArgs& a, const 
 void run_winograd(const k::Kernels& kn, const k::WinoArgs& a, const WinoSchedule& s, void* v, float* m,
                   const ParallelFor& pf, double* seconds) {
   auto now = [&s]() {
-    return s.clock ? s.clock() : std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    return s.clock ? s.clock()
+                   : std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   };
   const int64_t tiles = (int64_t)a.th * a.tw, nb = s.band > 0 ? s.band : tiles;
   const int ng = a.ocb * 16 / a.ocg;

@@ -13,10 +13,10 @@ namespace unet_rt {
 using ParallelFor = std::function<void(int64_t, const std::function<void(int64_t)>&)>;
 
 struct WinoSchedule {
-  int64_t band = 0;   // tiles per band (V and M hold one band)
-  int gemm_nt = 96;   // tiles per GEMM work unit (one q, one group)
-  int in_nt = 8;      // tiles per input-transform work unit
-  int out_nt = 16;    // tiles per output-transform work unit
+  int64_t band = 0;             // tiles per band (V and M hold one band)
+  int gemm_nt = 96;             // tiles per GEMM work unit (one q, one group)
+  int in_nt = 8;                // tiles per input-transform work unit
+  int out_nt = 16;              // tiles per output-transform work unit
   double (*clock)() = nullptr;  // seconds for the phase times (default: steady wall clock)
   // Weights kept as raw taps (PackedConv::raw()): each band's GEMM phase runs units (row, group):
   // the group's 6 transform positions of that row transformed into a per-thread buffer

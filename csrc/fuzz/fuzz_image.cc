@@ -67,11 +67,14 @@ std::vector<uint8_t> build_model(const ModelKey& k) {
     mean += std::string(c ? ", " : "") + std::to_string(100 + 20 * c);
     sd += std::string(c ? ", " : "") + std::to_string(50 + 10 * c);
   }
-  std::string norm = "{\"mean\": " + mean + "], \"std\": " + sd + "]" +
-                     (k.percentiles ? ", \"percentiles\": [1.0, 99.5]}" : "}");
-  std::string header = "{\"__metadata__\": {\"format\": \"unet-rt\", \"format_version\": \"1\", \"kind\": \"weights\", "
-                       "\"arch\": " + json_quote(arch) + ", \"normalization\": " + json_quote(norm);
-  if (k.threshold && k.classes >= 2) header += ", \"decision\": " + json_quote("{\"foreground_class\": 1, \"threshold\": 0.4}");
+  std::string norm =
+      "{\"mean\": " + mean + "], \"std\": " + sd + "]" + (k.percentiles ? ", \"percentiles\": [1.0, 99.5]}" : "}");
+  std::string header =
+      "{\"__metadata__\": {\"format\": \"unet-rt\", \"format_version\": \"1\", \"kind\": \"weights\", "
+      "\"arch\": " +
+      json_quote(arch) + ", \"normalization\": " + json_quote(norm);
+  if (k.threshold && k.classes >= 2)
+    header += ", \"decision\": " + json_quote("{\"foreground_class\": 1, \"threshold\": 0.4}");
   header += "}";
   std::vector<float> data;
   uint32_t state = 12345;
@@ -151,13 +154,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* d, size_t size) {
   opt.threads = (d[2] & 3) == 3 && ((d[2] >> 2) & 3) == 3 ? 2 : 1;
   if (((d[2] >> 2) & 7) == 7) opt.struct_size = offsetof(unet_rt_options, gaussian_blend);  // too small
   if (((d[2] >> 2) & 7) == 6) opt.struct_size = offsetof(unet_rt_options, precision);       // an older caller
-  opt.precision = (d[2] >> 6) == 3 && (d[2] & 1) ? 2 : (d[2] >> 5) & 1;                      // 2 is invalid
+  opt.precision = (d[2] >> 6) == 3 && (d[2] & 1) ? 2 : (d[2] >> 5) & 1;                     // 2 is invalid
   const int g = 1 << mk.depth;
   switch (d[3] % 4) {
     // valid sizes with at most ~3 tiles per axis of a 24-pixel image (the campaign's speed)
-    case 1: opt.tile = mk.same ? g * (2 + (d[3] >> 2) % 3) : unet_rt::min_input_size(mk.depth, false) + g * (2 + (d[3] >> 2) % 4); break;
-    case 2: opt.tile = d[3] >> 2; break;  // often invalid
-    default: opt.tile = 0;
+    case 1:
+      opt.tile =
+          mk.same ? g * (2 + (d[3] >> 2) % 3) : unet_rt::min_input_size(mk.depth, false) + g * (2 + (d[3] >> 2) % 4);
+      break;
+    case 2:
+      opt.tile = d[3] >> 2;
+      break;  // often invalid
+    default:
+      opt.tile = 0;
   }
   opt.memory_budget_mb = d[4] % 4 == 3 ? -1 : d[4] % 3;
   opt.gaussian_blend = d[4] >> 7;
@@ -192,8 +201,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* d, size_t size) {
 
   // ---- the image: dtype, layout, size, pitches, buffer size, ROI ----
   int dtype = d[6] % 3, layout = (d[6] >> 2) & 1;
-  if (d[6] % 16 == 15) dtype = 3;              // invalid
-  if (((d[6] >> 3) & 15) == 15) layout = 2;    // invalid
+  if (d[6] % 16 == 15) dtype = 3;            // invalid
+  if (((d[6] >> 3) & 15) == 15) layout = 2;  // invalid
   const bool raw_floats = d[6] >> 7;
   const int H = 1 + d[7] % 24, W = 1 + d[8] % 24;
   const int C = d[9] == 0xFF ? mk.in_ch + 1 : mk.in_ch;  // 0xFF: wrong channel count
@@ -245,14 +254,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* d, size_t size) {
 
   // ---- outputs: labels and/or scores with their pitches and capacities ----
   const int ldt = (d[18] % 3) == 0 ? -1 : (d[18] % 3) == 1 ? UNET_RT_U8 : UNET_RT_U16;  // -1: no labels
-  const int skind = (d[18] >> 2) % 3;                                                     // 0 none, 1 probs, 2 logits
+  const int skind = (d[18] >> 2) % 3;                                                   // 0 none, 1 probs, 2 logits
   const size_t ls = ldt < 0 ? 1 : esize(ldt);
   const size_t lpitch = (size_t(RW) + ((d[18] >> 4) & 3)) * ls;
   const size_t lbytes = ldt < 0 ? 0 : lpitch * size_t(RH - 1) + size_t(RW) * ls - ((d[18] >> 6) == 3 ? 1 : 0);
   const size_t srow = (size_t(RW) + (d[19] & 3)) * 4;
   const size_t splane = srow * size_t(RH) + 4 * ((d[19] >> 2) & 3);
-  const size_t sbytes = skind == 0 ? 0 : splane * size_t(K - 1) + srow * size_t(RH - 1) + size_t(RW) * 4 -
-                                             (((d[19] >> 4) & 7) == 7 ? 4 : 0);
+  const size_t sbytes =
+      skind == 0 ? 0
+                 : splane * size_t(K - 1) + srow * size_t(RH - 1) + size_t(RW) * 4 - (((d[19] >> 4) & 7) == 7 ? 4 : 0);
   std::unique_ptr<uint8_t[]> labels(new uint8_t[lbytes + 1]);  // + 1: never a zero-size array
   std::unique_ptr<uint8_t[]> scores(new uint8_t[sbytes + 1]);
   std::memset(labels.get(), kPad, lbytes + 1);
@@ -320,8 +330,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* d, size_t size) {
                            npix - (short_tight ? 1 : 0), UNET_RT_U16);
       break;
     case 8:
-      st = unet_rt_predict(e, tight_img.get(), unet_rt_dtype(dtype), unet_rt_layout(layout), C, H, W,
-                           ts.get(), size_t(K) * npix - (short_tight ? 1 : 0), d[22] & 1);
+      st = unet_rt_predict(e, tight_img.get(), unet_rt_dtype(dtype), unet_rt_layout(layout), C, H, W, ts.get(),
+                           size_t(K) * npix - (short_tight ? 1 : 0), d[22] & 1);
       break;
     case 9:
       inst.reset(new int32_t[npix]);
@@ -352,7 +362,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* d, size_t size) {
 
   // ---- checks ----
   if (st != UNET_RT_OK) {
-    if (st != UNET_RT_ERR_INVALID_ARGUMENT && st != UNET_RT_ERR_CANCELLED && st != UNET_RT_ERR_NUMERIC) __builtin_trap();
+    if (st != UNET_RT_ERR_INVALID_ARGUMENT && st != UNET_RT_ERR_CANCELLED && st != UNET_RT_ERR_NUMERIC)
+      __builtin_trap();
     if (st == UNET_RT_ERR_NUMERIC && !mk.huge && !(dtype == UNET_RT_F32)) __builtin_trap();  // only from overflow
     if (!*unet_rt_last_error()) __builtin_trap();
   }
@@ -389,7 +400,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* d, size_t size) {
       float sum = 0;
       int best = 0;
       for (int k = 0; k < K && has_scores; ++k) {
-        std::memcpy(&p[k], (roi_outputs ? scores.get() : reinterpret_cast<uint8_t*>(ts.get())) + size_t(k) * osp + size_t(y) * osr + size_t(x) * 4, 4);
+        std::memcpy(&p[k],
+                    (roi_outputs ? scores.get() : reinterpret_cast<uint8_t*>(ts.get())) + size_t(k) * osp +
+                        size_t(y) * osr + size_t(x) * 4,
+                    4);
         if (!std::isfinite(p[k])) __builtin_trap();  // unwritten (NaN) or not finite
         if (has_scores == 1 && !(p[k] >= 0.0f && p[k] <= 1.0f)) __builtin_trap();
         sum += p[k];

@@ -135,10 +135,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const int oh = output_size(h, p.depth, p.same), ow = output_size(w, p.depth, p.same);
     float acc = 0;
     for (size_t i = 0; i < size_t(p.c) * size_t(h) * size_t(w); ++i) acc += in[i];  // reads all of `in`
-    if (!std::isfinite(acc)) __builtin_trap();  // inputs are finite and normalised
+    if (!std::isfinite(acc)) __builtin_trap();                                      // inputs are finite and normalised
     for (int k = 0; k < K; ++k)
       for (int y = 0; y < oh; ++y)
-        for (int x = 0; x < ow; ++x) o.data[k * o.channel_stride + y * o.row_stride + x] = float(k) * 0.1f + float(x % 3);
+        for (int x = 0; x < ow; ++x)
+          o.data[k * o.channel_stride + y * o.row_stride + x] = float(k) * 0.1f + float(x % 3);
   };
   TileOutput out;
   out.kind = p.kind;

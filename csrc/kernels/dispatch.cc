@@ -68,10 +68,14 @@ Isa best_isa() {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::Avx512: return "avx512";
-    case Isa::Avx2: return "avx2";
-    case Isa::Neon: return "neon";
-    default: return "ref";
+    case Isa::Avx512:
+      return "avx512";
+    case Isa::Avx2:
+      return "avx2";
+    case Isa::Neon:
+      return "neon";
+    default:
+      return "ref";
   }
 }
 
@@ -92,49 +96,136 @@ std::vector<std::string> available_isas() {
 }
 
 // Tables: conv, up, pool, head, wino in/gemm/out/weights, preferred ocg, bf16, GEMM tile (ocg 16, 32), GEMM ISA.
-static const Kernels kRef{Isa::Ref, "ref", conv3x3_ref, upconv2x2_ref, pool2x2_ref, head1x1_ref,
-                          conv3x3_wino_in_f32_ref, conv3x3_wino_gemm_f32_ref, conv3x3_wino_out_f32_ref, conv3x3_wino_wt_f32_ref, 16, false,
-                          2, 2, "ref"};
-static const Kernels kRefBf16{Isa::Ref, "ref_bf16", conv3x3_ref, upconv2x2_bf16_ref, pool2x2_ref, head1x1_ref,
-                              conv3x3_wino_in_bf16_ref, conv3x3_wino_gemm_bf16_ref, conv3x3_wino_out_f32_ref, conv3x3_wino_wt_bf16_ref, 16, true,
-                              1, 1, "ref"};
+static const Kernels kRef{Isa::Ref,
+                          "ref",
+                          conv3x3_ref,
+                          upconv2x2_ref,
+                          pool2x2_ref,
+                          head1x1_ref,
+                          conv3x3_wino_in_f32_ref,
+                          conv3x3_wino_gemm_f32_ref,
+                          conv3x3_wino_out_f32_ref,
+                          conv3x3_wino_wt_f32_ref,
+                          16,
+                          false,
+                          2,
+                          2,
+                          "ref"};
+static const Kernels kRefBf16{Isa::Ref,
+                              "ref_bf16",
+                              conv3x3_ref,
+                              upconv2x2_bf16_ref,
+                              pool2x2_ref,
+                              head1x1_ref,
+                              conv3x3_wino_in_bf16_ref,
+                              conv3x3_wino_gemm_bf16_ref,
+                              conv3x3_wino_out_f32_ref,
+                              conv3x3_wino_wt_bf16_ref,
+                              16,
+                              true,
+                              1,
+                              1,
+                              "ref"};
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
-static const Kernels kAvx2{Isa::Avx2, "avx2", conv3x3_avx2, upconv2x2_avx2, pool2x2_avx2, head1x1_avx2,
-                           conv3x3_wino_in_f32_avx2, conv3x3_wino_gemm_f32_avx2, conv3x3_wino_out_f32_avx2, conv3x3_wino_wt_f32_avx2, 16, false,
-                           6, 3, "avx2"};
-static const Kernels kAvx512{Isa::Avx512, "avx512", conv3x3_avx512, upconv2x2_avx512, pool2x2_avx512,
-                             head1x1_avx512, conv3x3_wino_in_f32_avx512, conv3x3_wino_gemm_f32_avx512,
-                             conv3x3_wino_out_f32_avx512, conv3x3_wino_wt_f32_avx512, 32, false, 24, 12, "avx512"};
+static const Kernels kAvx2{Isa::Avx2,
+                           "avx2",
+                           conv3x3_avx2,
+                           upconv2x2_avx2,
+                           pool2x2_avx2,
+                           head1x1_avx2,
+                           conv3x3_wino_in_f32_avx2,
+                           conv3x3_wino_gemm_f32_avx2,
+                           conv3x3_wino_out_f32_avx2,
+                           conv3x3_wino_wt_f32_avx2,
+                           16,
+                           false,
+                           6,
+                           3,
+                           "avx2"};
+static const Kernels kAvx512{Isa::Avx512,
+                             "avx512",
+                             conv3x3_avx512,
+                             upconv2x2_avx512,
+                             pool2x2_avx512,
+                             head1x1_avx512,
+                             conv3x3_wino_in_f32_avx512,
+                             conv3x3_wino_gemm_f32_avx512,
+                             conv3x3_wino_out_f32_avx512,
+                             conv3x3_wino_wt_f32_avx512,
+                             32,
+                             false,
+                             24,
+                             12,
+                             "avx512"};
 // The AVX512-BF16 tier: the avx512 table with the Winograd input transform, the GEMMs and the up-convs in bf16.
-static const Kernels kAvx512Bf16{Isa::Avx512, "avx512_bf16", conv3x3_avx512, upconv2x2_bf16_avx512bf16, pool2x2_avx512,
-                                 head1x1_avx512, conv3x3_wino_in_bf16_avx512bf16, conv3x3_wino_gemm_bf16_avx512bf16,
-                                 conv3x3_wino_out_f32_avx512, conv3x3_wino_wt_bf16_avx512bf16, 32, true, 24, 12, "avx512bf16"};
+static const Kernels kAvx512Bf16{Isa::Avx512,
+                                 "avx512_bf16",
+                                 conv3x3_avx512,
+                                 upconv2x2_bf16_avx512bf16,
+                                 pool2x2_avx512,
+                                 head1x1_avx512,
+                                 conv3x3_wino_in_bf16_avx512bf16,
+                                 conv3x3_wino_gemm_bf16_avx512bf16,
+                                 conv3x3_wino_out_f32_avx512,
+                                 conv3x3_wino_wt_bf16_avx512bf16,
+                                 32,
+                                 true,
+                                 24,
+                                 12,
+                                 "avx512bf16"};
 
 // The AMX tier: the AVX512-BF16 table with the GEMM on AMX tiles (conv3x3/amxbf16.cc).
-static const Kernels kAmxBf16{Isa::Avx512, "amx_bf16", conv3x3_avx512, upconv2x2_bf16_avx512bf16, pool2x2_avx512,
-                              head1x1_avx512, conv3x3_wino_in_bf16_avx512bf16, conv3x3_wino_gemm_bf16_amx,
-                              conv3x3_wino_out_f32_avx512, conv3x3_wino_wt_bf16_avx512bf16, 32, true, 16, 16, "amx"};
+static const Kernels kAmxBf16{Isa::Avx512,
+                              "amx_bf16",
+                              conv3x3_avx512,
+                              upconv2x2_bf16_avx512bf16,
+                              pool2x2_avx512,
+                              head1x1_avx512,
+                              conv3x3_wino_in_bf16_avx512bf16,
+                              conv3x3_wino_gemm_bf16_amx,
+                              conv3x3_wino_out_f32_avx512,
+                              conv3x3_wino_wt_bf16_avx512bf16,
+                              32,
+                              true,
+                              16,
+                              16,
+                              "amx"};
 #endif
 #if defined(__aarch64__)
 // NEON (csrc/kernels/conv3x3/neon.cc: register tiles 5 x 16 and 3 x 32 for 32 128-bit registers; ocg 16
 // preferred). fp32 only: bf16 falls back to fp32 (bf16_kernels_for).
-static const Kernels kNeon{Isa::Neon, "neon", conv3x3_neon, upconv2x2_neon, pool2x2_neon, head1x1_neon,
-                           conv3x3_wino_in_f32_neon, conv3x3_wino_gemm_f32_neon, conv3x3_wino_out_f32_neon, conv3x3_wino_wt_f32_neon, 16, false,
-                           5, 3, "neon"};
+static const Kernels kNeon{Isa::Neon,
+                           "neon",
+                           conv3x3_neon,
+                           upconv2x2_neon,
+                           pool2x2_neon,
+                           head1x1_neon,
+                           conv3x3_wino_in_f32_neon,
+                           conv3x3_wino_gemm_f32_neon,
+                           conv3x3_wino_out_f32_neon,
+                           conv3x3_wino_wt_f32_neon,
+                           16,
+                           false,
+                           5,
+                           3,
+                           "neon"};
 #endif
 
 const Kernels& kernels_for(Isa isa) {
-  if (!isa_supported(isa))
-    throw std::invalid_argument(std::string("this CPU does not support ") + isa_name(isa));
+  if (!isa_supported(isa)) throw std::invalid_argument(std::string("this CPU does not support ") + isa_name(isa));
   switch (isa) {
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
-    case Isa::Avx512: return kAvx512;
-    case Isa::Avx2: return kAvx2;
+    case Isa::Avx512:
+      return kAvx512;
+    case Isa::Avx2:
+      return kAvx2;
 #endif
 #if defined(__aarch64__)
-    case Isa::Neon: return kNeon;
+    case Isa::Neon:
+      return kNeon;
 #endif
-    default: return kRef;
+    default:
+      return kRef;
   }
 }
 
@@ -153,8 +244,7 @@ static bool amx_usable() {
       amx_reason() = "no AVX512-BF16 on this CPU";
       return false;
     }
-    return amx_bf16_enable(&amx_reason()) &&
-           amx_bf16_self_check(conv3x3_wino_gemm_bf16_avx512bf16, &amx_reason());
+    return amx_bf16_enable(&amx_reason()) && amx_bf16_self_check(conv3x3_wino_gemm_bf16_avx512bf16, &amx_reason());
   }();
   return ok;
 #else

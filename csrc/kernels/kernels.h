@@ -29,16 +29,16 @@ enum class Isa { Ref = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };  // Avx2/Avx512 on x
 
 struct View {
   const float* p = nullptr;
-  int cb = 16;       // channels per block
-  int nblk = 0;      // number of blocks
-  int64_t rs = 0;    // row stride (floats)
-  int64_t bs = 0;    // block stride (floats)
+  int cb = 16;     // channels per block
+  int nblk = 0;    // number of blocks
+  int64_t rs = 0;  // row stride (floats)
+  int64_t bs = 0;  // block stride (floats)
 };
 
 struct OutView {
   float* p = nullptr;
-  int64_t rs = 0;    // row stride (floats); pixel stride is 16 (cb = 16 for every produced tensor)
-  int64_t bs = 0;    // block stride (floats)
+  int64_t rs = 0;  // row stride (floats); pixel stride is 16 (cb = 16 for every produced tensor)
+  int64_t bs = 0;  // block stride (floats)
 };
 
 // conv3x3 (also any kh x kw; the network uses 3x3): y = act(bias + sum_inputs conv(x_i, w_i)).
@@ -64,12 +64,12 @@ int64_t conv_group_weights(const ConvArgs& a);
 // bf16 tables (upconv2x2_bf16_*): the inputs rounded to bf16, w16 the weights as bf16 pairs
 // [OC/ocg][a][b][IC/2][ocg][2], products accumulated in fp32 (vdpbf16ps).
 struct UpArgs {
-  View in;                      // cb must be 16
+  View in;  // cb must be 16
   const float* w = nullptr;
   const uint16_t* w16 = nullptr;
   const float* bias = nullptr;
   int ocg = 16;
-  int iw = 0;                   // input width
+  int iw = 0;  // input width
   OutView y;
 };
 // Computes output rows 2*iy and 2*iy+1 of group g.
@@ -78,7 +78,7 @@ using UpRowFn = void (*)(const UpArgs& a, int g, int iy);
 // pool2x2 (max, stride 2, floor):
 // x: [C/16, H, W, 16] -> y: [C/16, H/2, W/2, 16]
 struct PoolArgs {
-  View in;                      // cb must be 16
+  View in;  // cb must be 16
   int ow = 0;
   OutView y;
 };
@@ -115,7 +115,7 @@ using HeadRowFn = void (*)(const HeadArgs& a, int oy);
 // AMX tdpbf16ps multiply), accumulating in fp32. M, the output transform and bias/ReLU stay fp32.
 constexpr int kWinoT = 36;
 struct WinoArgs {
-  View in[2];                   // every input has cb = 16
+  View in[2];  // every input has cb = 16
   int nin = 1;
   int icb = 0;                  // input blocks over all inputs
   int ocb = 0;                  // output blocks of M (OC padded to ocg, / 16)
@@ -172,7 +172,7 @@ inline float bf16_to_f32(uint16_t h) {
 
 struct Kernels {
   Isa isa;
-  const char* name;             // "avx512", "avx512_bf16", ...
+  const char* name;  // "avx512", "avx512_bf16", ...
   ConvRowFn conv;
   UpRowFn up;
   PoolRowFn pool;
@@ -196,12 +196,12 @@ struct Kernels {
 };
 
 // Per-ISA tables (defined in each family's file, gathered in dispatch.cc).
-const Kernels& kernels_for(Isa isa);    // std::invalid_argument if this CPU lacks the ISA
+const Kernels& kernels_for(Isa isa);  // std::invalid_argument if this CPU lacks the ISA
 // The bf16 table of a tier: ref (scalar, any CPU); for avx512 with AVX512-BF16, AMX (tdpbf16ps) where
 // the CPU and OS allow it and its self-check passes (UNET_RT_AMX=0: never), else vdpbf16ps; nullptr
 // where this CPU and tier have no bf16 GEMM (avx2, avx512 without AVX512-BF16, neon). *why says so.
 const Kernels* bf16_kernels_for(Isa isa, std::string* why = nullptr);
-Isa best_isa();                          // if/else chain over CPU features, ending in Ref
+Isa best_isa();  // if/else chain over CPU features, ending in Ref
 bool isa_supported(Isa isa);
 Isa isa_from_name(const std::string& name);  // "ref" | "avx2" | "avx512" | "neon" | "auto"
 const char* isa_name(Isa isa);
@@ -214,8 +214,8 @@ void conv3x3_avx512(const ConvArgs&, int, int);
 void conv3x3_neon(const ConvArgs&, int, int);
 // Winograd phases: conv3x3_wino_{in,gemm,out}_<dtype>_<isa> (the GEMM's register tile is in
 // Kernels::wino_gemm_name).
-#define UNET_RT_WINO_DECL(dt, isa)                                                                       \
-  void conv3x3_wino_in_##dt##_##isa(const WinoArgs&, void*, int64_t, int64_t, int64_t);                  \
+#define UNET_RT_WINO_DECL(dt, isa)                                                                            \
+  void conv3x3_wino_in_##dt##_##isa(const WinoArgs&, void*, int64_t, int64_t, int64_t);                       \
   void conv3x3_wino_gemm_##dt##_##isa(const WinoArgs&, const void*, int64_t, int, int, int64_t, int, float*); \
   void conv3x3_wino_wt_##dt##_##isa(const float*, int, int, int, void*);
 UNET_RT_WINO_DECL(f32, ref)

@@ -2,7 +2,6 @@
 #pragma once
 #include <immintrin.h>
 
-
 namespace unet_rt::kernels::simd {
 struct Avx2 {
   using reg = __m256;

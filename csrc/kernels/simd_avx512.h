@@ -4,7 +4,6 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
-
 namespace unet_rt::kernels::simd {
 struct Avx512 {
   using reg = __m512;

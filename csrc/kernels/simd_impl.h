@@ -31,8 +31,8 @@ struct has_lane_fma<V, std::void_t<decltype(V::lane_fma)>> : std::bool_constant<
 // group's packed weights for these inputs; y at output pixel 0 of the tile (pixel stride opx),
 // output-channel vector v goes to block v*L/16 (block stride ybs), lane offset (v*L)%16.
 template <class V, int NX, int NV, int CB>
-inline void tile(const View* in, int nin, int kh, int kw, int64_t row, int64_t x0, const float* w,
-                 const float* bias, bool relu, float* y, int64_t opx, int64_t ybs) {
+inline void tile(const View* in, int nin, int kh, int kw, int64_t row, int64_t x0, const float* w, const float* bias,
+                 bool relu, float* y, int64_t opx, int64_t ybs) {
   constexpr int L = V::L;
   constexpr int OCG = NV * L;
   typename V::reg acc[NX][NV];
@@ -57,10 +57,10 @@ inline void tile(const View* in, int nin, int kh, int kw, int64_t row, int64_t x
             for (int c = 0; c < CB; c += L, w += L * OCG) {
               typename V::reg xv[NX];
               for (int j = 0; j < NX; ++j) xv[j] = V::load(ip + j * CB + c);
-#define UNET_RT_LANE_STEP(K)                                                                      \
-  for (int v = 0; v < NV; ++v) {                                                                  \
-    const typename V::reg wv = V::load(w + (K) * OCG + v * L);                                    \
-    for (int j = 0; j < NX; ++j) acc[j][v] = V::template fma_lane<K>(acc[j][v], wv, xv[j]);        \
+#define UNET_RT_LANE_STEP(K)                                                                \
+  for (int v = 0; v < NV; ++v) {                                                            \
+    const typename V::reg wv = V::load(w + (K) * OCG + v * L);                              \
+    for (int j = 0; j < NX; ++j) acc[j][v] = V::template fma_lane<K>(acc[j][v], wv, xv[j]); \
   }
               UNET_RT_LANE_STEP(0)
               UNET_RT_LANE_STEP(1)
@@ -88,8 +88,8 @@ inline void tile(const View* in, int nin, int kh, int kw, int64_t row, int64_t x
     }
 }
 
-using TileFn = void (*)(const View*, int, int, int, int64_t, int64_t, const float*, const float*, bool,
-                        float*, int64_t, int64_t);
+using TileFn = void (*)(const View*, int, int, int, int64_t, int64_t, const float*, const float*, bool, float*, int64_t,
+                        int64_t);
 
 template <class V, int NV, int CB, int... NX>
 constexpr auto make_tile_table(std::integer_sequence<int, NX...>) {
@@ -98,8 +98,8 @@ constexpr auto make_tile_table(std::integer_sequence<int, NX...>) {
 
 // Runs tiles of NXMAX pixels along one output row of `ow` pixels, then one remainder tile.
 template <class V, int NV, int CB, int NXMAX>
-inline void row_tiles(const View* in, int nin, int kh, int kw, int64_t row, int ow, const float* w,
-                      const float* bias, bool relu, float* y, int64_t opx, int64_t ybs) {
+inline void row_tiles(const View* in, int nin, int kh, int kw, int64_t row, int ow, const float* w, const float* bias,
+                      bool relu, float* y, int64_t opx, int64_t ybs) {
   static constexpr auto table = make_tile_table<V, NV, CB>(std::make_integer_sequence<int, NXMAX>{});
   int x = 0;
   for (; x + NXMAX <= ow; x += NXMAX)
@@ -114,10 +114,8 @@ inline void conv_row_nv(const ConvArgs& a, int g, int oy) {
   float* y = a.y.p + (int64_t)(g * a.ocg / 16) * a.y.bs + (int64_t)oy * a.y.rs;
   bool cb16 = true;
   for (int i = 0; i < a.nin; ++i) cb16 = cb16 && a.in[i].cb == 16;
-  if (cb16)
-    row_tiles<V, NV, 16, NXMAX>(a.in, a.nin, a.kh, a.kw, oy, a.ow, w, bias, a.relu, y, 16, a.y.bs);
-  else
-    row_tiles<V, NV, 0, NXMAX>(a.in, a.nin, a.kh, a.kw, oy, a.ow, w, bias, a.relu, y, 16, a.y.bs);
+  if (cb16) row_tiles<V, NV, 16, NXMAX>(a.in, a.nin, a.kh, a.kw, oy, a.ow, w, bias, a.relu, y, 16, a.y.bs);
+  else row_tiles<V, NV, 0, NXMAX>(a.in, a.nin, a.kh, a.kw, oy, a.ow, w, bias, a.relu, y, 16, a.y.bs);
 }
 
 template <class V, int NV, int NXMAX>
@@ -141,8 +139,8 @@ inline void pool_row(const PoolArgs& a, int blk, int oy) {
   for (int ox = 0; ox < a.ow; ++ox)
     for (int c = 0; c < 16; c += L) {
       const int i0 = 2 * ox * 16 + c, i1 = i0 + 16;
-      V::store(yo + ox * 16 + c, V::max(V::max(V::load(r0 + i0), V::load(r0 + i1)),
-                                        V::max(V::load(r1 + i0), V::load(r1 + i1))));
+      V::store(yo + ox * 16 + c,
+               V::max(V::max(V::load(r0 + i0), V::load(r0 + i1)), V::max(V::load(r1 + i0), V::load(r1 + i1))));
     }
 }
 
@@ -247,11 +245,11 @@ inline void wino_wt_rows(const float* g, int ic, int ocg, void* uout) {
         for (int i = 0; i < 9; ++i) k[i] = V::load(g + ((int64_t)(c + p) * 9 + i) * ocg + lo);
         if constexpr (A < 0) {
           R t[18];
-          for (int j = 0; j < 3; ++j) wino_g<V>(k + j, 3, t + j, 3);        // t[a][j] = (G k)[a][j]
+          for (int j = 0; j < 3; ++j) wino_g<V>(k + j, 3, t + j, 3);             // t[a][j] = (G k)[a][j]
           for (int a = 0; a < 6; ++a) wino_g<V>(t + 3 * a, 1, u[p] + 6 * a, 1);  // u[a][b] = (t G^T)[a][b]
         } else {
           R t[3];
-          for (int j = 0; j < 3; ++j) t[j] = wino_g_row<V, A>(k + j, 3);   // t[A][j]
+          for (int j = 0; j < 3; ++j) t[j] = wino_g_row<V, A>(k + j, 3);  // t[A][j]
           wino_g<V>(t, 1, u[p], 1);
         }
       }
@@ -267,13 +265,20 @@ inline void wino_wt_rows(const float* g, int ic, int ocg, void* uout) {
 template <class V, bool BF16 = false>
 inline void wino_wt(const float* g, int ic, int ocg, int row, void* u) {
   switch (row) {
-    case 0: return wino_wt_rows<V, BF16, 0>(g, ic, ocg, u);
-    case 1: return wino_wt_rows<V, BF16, 1>(g, ic, ocg, u);
-    case 2: return wino_wt_rows<V, BF16, 2>(g, ic, ocg, u);
-    case 3: return wino_wt_rows<V, BF16, 3>(g, ic, ocg, u);
-    case 4: return wino_wt_rows<V, BF16, 4>(g, ic, ocg, u);
-    case 5: return wino_wt_rows<V, BF16, 5>(g, ic, ocg, u);
-    default: return wino_wt_rows<V, BF16, -1>(g, ic, ocg, u);
+    case 0:
+      return wino_wt_rows<V, BF16, 0>(g, ic, ocg, u);
+    case 1:
+      return wino_wt_rows<V, BF16, 1>(g, ic, ocg, u);
+    case 2:
+      return wino_wt_rows<V, BF16, 2>(g, ic, ocg, u);
+    case 3:
+      return wino_wt_rows<V, BF16, 3>(g, ic, ocg, u);
+    case 4:
+      return wino_wt_rows<V, BF16, 4>(g, ic, ocg, u);
+    case 5:
+      return wino_wt_rows<V, BF16, 5>(g, ic, ocg, u);
+    default:
+      return wino_wt_rows<V, BF16, -1>(g, ic, ocg, u);
   }
 }
 
@@ -303,7 +308,7 @@ inline void wino_in(const WinoArgs& a, void* vout, int64_t nband, int64_t tile, 
             for (int c = 0; c < 6; ++c)
               d[r * 6 + c] = (r < ny && c < nx) ? V::load(ip + r * in.rs + c * 16 + lo) : V::zero();
         }
-        for (int c = 0; c < 6; ++c) wino_bt<V>(d + c, 6, t + c, 6);       // columns: t = B^T d
+        for (int c = 0; c < 6; ++c) wino_bt<V>(d + c, 6, t + c, 6);          // columns: t = B^T d
         for (int k = 0; k < 6; ++k) wino_bt<V>(t + 6 * k, 1, d + 6 * k, 1);  // rows: d = t B
         if constexpr (BF16) {
           uint16_t* v = static_cast<uint16_t*>(vout) + vo + lo;
@@ -351,7 +356,7 @@ inline void wino_out(const WinoArgs& a, const float* m, int64_t nband, int64_t t
     for (int lo = 0; lo < 16; lo += L) {
       R mm[36], t[24], o[16];
       for (int q = 0; q < 36; ++q) mm[q] = V::load(mp + q * 16 + lo);
-      for (int c = 0; c < 6; ++c) wino_at<V>(mm + c, 6, t + c, 6);      // t[k*6+c] = (A^T m)[k][c]
+      for (int c = 0; c < 6; ++c) wino_at<V>(mm + c, 6, t + c, 6);         // t[k*6+c] = (A^T m)[k][c]
       for (int k = 0; k < 4; ++k) wino_at<V>(t + 6 * k, 1, o + 4 * k, 1);  // o[k*4+j] = (t A)[k][j]
       const R b = V::load(a.bias + ob * 16 + lo);
       for (int r = 0; r < ny; ++r)

@@ -15,10 +15,12 @@ struct Neon {
   static inline reg load(const float* p) { return vld1q_f32(p); }
   static inline void store(float* p, reg v) { vst1q_f32(p, v); }
   static inline reg bcast(const float* p) { return vld1q_dup_f32(p); }
-  static inline reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }     // a*b + c, one rounding
-  static inline reg fnma(reg a, reg b, reg c) { return vfmsq_f32(c, a, b); }    // c - a*b, one rounding
+  static inline reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }   // a*b + c, one rounding
+  static inline reg fnma(reg a, reg b, reg c) { return vfmsq_f32(c, a, b); }  // c - a*b, one rounding
   template <int K>
-  static inline reg fma_lane(reg acc, reg w, reg x) { return vfmaq_laneq_f32(acc, w, x, K); }  // acc + w*x[K]
+  static inline reg fma_lane(reg acc, reg w, reg x) {
+    return vfmaq_laneq_f32(acc, w, x, K);
+  }  // acc + w*x[K]
   static inline reg max(reg a, reg b) { return vmaxq_f32(a, b); }
   static inline reg add(reg a, reg b) { return vaddq_f32(a, b); }
   static inline reg sub(reg a, reg b) { return vsubq_f32(a, b); }

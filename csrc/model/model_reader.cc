@@ -24,14 +24,12 @@ namespace {
 constexpr uint64_t kMaxHeader = 100ull * 1024 * 1024;  // as src/unet_rt/format/model_file.py MAX_HEADER
 constexpr int64_t kMaxDim = int64_t(1) << 20;
 
-[[noreturn]] void fail(const std::string& name, const std::string& msg) {
-  throw ModelError(name + ": " + msg);
-}
+[[noreturn]] void fail(const std::string& name, const std::string& msg) { throw ModelError(name + ": " + msg); }
 
 int dtype_size(const std::string& dt) {
-  static const std::map<std::string, int> sizes = {
-      {"BOOL", 1}, {"U8", 1}, {"I8", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}, {"I16", 2}, {"U16", 2},
-      {"F16", 2}, {"BF16", 2}, {"I32", 4}, {"U32", 4}, {"F32", 4}, {"I64", 8}, {"U64", 8}, {"F64", 8}};
+  static const std::map<std::string, int> sizes = {{"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E4M3", 1}, {"F8_E5M2", 1},
+                                                   {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+                                                   {"U32", 4},  {"F32", 4}, {"I64", 8}, {"U64", 8},     {"F64", 8}};
   auto it = sizes.find(dt);
   return it == sizes.end() ? 0 : it->second;
 }
@@ -72,15 +70,24 @@ std::unique_ptr<ModelFile> ModelFile::open(const std::string& path) {
   const platform::ReadResult r = platform::read_file(path, m->owned_);
   const std::string why = r.err ? std::string(" (") + std::strerror(r.err) + ")" : std::string();
   switch (r.status) {
-    case ReadStatus::Ok: break;
-    case ReadStatus::NotFound: throw IoError("model file not found: " + path + why, r.err);
-    case ReadStatus::CannotOpen: throw IoError("cannot open model file: " + path + why, r.err);
-    case ReadStatus::CannotStat: throw IoError("cannot stat model file " + path + why, r.err);
-    case ReadStatus::Directory: throw IoError("not a regular file: " + path + " (a directory)", r.err);
-    case ReadStatus::Fifo: throw IoError("not a regular file: " + path + " (a FIFO)", r.err);
-    case ReadStatus::NotRegular: throw IoError("not a regular file: " + path, r.err);
-    case ReadStatus::OutOfMemory: throw IoError("cannot read model file " + path + ": out of memory", r.err);
-    case ReadStatus::CannotRead: throw IoError("cannot read model file " + path + why, r.err);
+    case ReadStatus::Ok:
+      break;
+    case ReadStatus::NotFound:
+      throw IoError("model file not found: " + path + why, r.err);
+    case ReadStatus::CannotOpen:
+      throw IoError("cannot open model file: " + path + why, r.err);
+    case ReadStatus::CannotStat:
+      throw IoError("cannot stat model file " + path + why, r.err);
+    case ReadStatus::Directory:
+      throw IoError("not a regular file: " + path + " (a directory)", r.err);
+    case ReadStatus::Fifo:
+      throw IoError("not a regular file: " + path + " (a FIFO)", r.err);
+    case ReadStatus::NotRegular:
+      throw IoError("not a regular file: " + path, r.err);
+    case ReadStatus::OutOfMemory:
+      throw IoError("cannot read model file " + path + ": out of memory", r.err);
+    case ReadStatus::CannotRead:
+      throw IoError("cannot read model file " + path + why, r.err);
   }
   m->bytes_ = m->owned_.data();
   m->size_ = m->owned_.size();
@@ -106,8 +113,9 @@ void ModelFile::parse(const std::string& name, bool tensorrt_container) {
   if (n > kMaxHeader) {
     std::string_view head(reinterpret_cast<const char*>(bytes_), 8);
     if (head.find("ptrt") != std::string_view::npos || head.find("ftrt") != std::string_view::npos)
-      fail(name, "this is a bare TensorRT plan: TensorRT models are run by the Python tensorrt backend "
-                 "(unet_rt.Engine(path, backend='tensorrt')), not by the native CPU runtime");
+      fail(name,
+           "this is a bare TensorRT plan: TensorRT models are run by the Python tensorrt backend "
+           "(unet_rt.Engine(path, backend='tensorrt')), not by the native CPU runtime");
     fail(name, "not a unet-rt model file (bad header length " + std::to_string(n) + ")");
   }
   if (n > size_ - 8)
@@ -139,14 +147,14 @@ void ModelFile::parse(const std::string& name, bool tensorrt_container) {
   info_.kind = md.count("kind") ? md["kind"] : "weights";
   const bool trt = info_.kind == "tensorrt" && tensorrt_container;
   if (info_.kind == "tensorrt" && !trt)
-    fail(name, "this model file holds a TensorRT engine: TensorRT models are run by the Python tensorrt "
-               "backend (unet_rt.Engine(path, backend='tensorrt')), not by the native CPU runtime");
+    fail(name,
+         "this model file holds a TensorRT engine: TensorRT models are run by the Python tensorrt "
+         "backend (unet_rt.Engine(path, backend='tensorrt')), not by the native CPU runtime");
   if (info_.kind != "weights" && !trt) fail(name, "unknown model kind '" + info_.kind + "'");
   {
     auto it = md.find("format_version");
     if (it == md.end()) fail(name, "no format_version metadata");
-    if (it->second != "1")
-      fail(name, "format version " + it->second + ", this unet-rt reads version 1");
+    if (it->second != "1") fail(name, "format version " + it->second + ", this unet-rt reads version 1");
     info_.format_version = 1;
   }
   // arch
@@ -216,8 +224,8 @@ void ModelFile::parse(const std::string& name, bool tensorrt_container) {
       info_.class_names.push_back(v.text);
     }
     if (!info_.class_names.empty() && info_.class_names.size() != size_t(arch.classes))
-      fail(name, std::to_string(info_.class_names.size()) + " class names for " + std::to_string(arch.classes) +
-                     " classes");
+      fail(name,
+           std::to_string(info_.class_names.size()) + " class names for " + std::to_string(arch.classes) + " classes");
   }
   if (info_.class_names.empty())
     for (int k = 0; k < arch.classes; ++k) info_.class_names.push_back("class" + std::to_string(k));
@@ -299,8 +307,7 @@ void ModelFile::parse(const std::string& name, bool tensorrt_container) {
         fail(name, "corrupt file: " + std::to_string(e->begin - at) + " unused bytes before tensor '" + e->name + "'");
       at = e->end;
     }
-    if (at != data_len)
-      fail(name, "corrupt file: " + std::to_string(data_len - at) + " bytes after the last tensor");
+    if (at != data_len) fail(name, "corrupt file: " + std::to_string(data_len - at) + " bytes after the last tensor");
   }
   info_.metadata = md;
   if (trt) {

@@ -34,18 +34,18 @@ class IoError : public std::runtime_error {
 };
 
 struct Normalization {
-  std::vector<float> mean, std;  // per input channel; the network sees (x - mean) / std
+  std::vector<float> mean, std;    // per input channel; the network sees (x - mean) / std
   std::vector<float> percentiles;  // empty, or [lo, hi]: per-image percentile normalisation first (normalize.h)
 };
 
 struct ModelInfo {
-  std::string kind;               // "weights", or "tensorrt" when the reader is asked for a TensorRT container
+  std::string kind;  // "weights", or "tensorrt" when the reader is asked for a TensorRT container
   int format_version = 0;
   Arch arch;
   Normalization normalization;
   std::vector<std::string> class_names;
-  std::string provenance_json;    // the raw JSON text of the provenance metadata ("{}" if absent)
-  Decision decision;              // the "decision" metadata (decision.h); absent: default_decision
+  std::string provenance_json;                  // the raw JSON text of the provenance metadata ("{}" if absent)
+  Decision decision;                            // the "decision" metadata (decision.h); absent: default_decision
   std::map<std::string, std::string> metadata;  // every __metadata__ entry as stored (validated above)
 };
 
@@ -74,7 +74,7 @@ class ModelFile {
 
   const uint8_t* bytes_ = nullptr;
   size_t size_ = 0;
-  std::vector<uint8_t> owned_;     // the file's bytes
+  std::vector<uint8_t> owned_;  // the file's bytes
   std::vector<std::unique_ptr<float[]>> aligned_copies_;
   ModelInfo info_;
   Weights weights_;

@@ -44,7 +44,8 @@ void check_weights(const Arch& a, const Weights& ws) {
   const auto want = expected_weight_shapes(a);
   for (const auto& [name, shape] : want) {
     auto it = ws.find(name);
-    if (it == ws.end()) throw std::invalid_argument("weights do not match the architecture: missing tensor '" + name + "'");
+    if (it == ws.end())
+      throw std::invalid_argument("weights do not match the architecture: missing tensor '" + name + "'");
     if (it->second.shape != shape)
       throw std::invalid_argument("tensor " + name + " has shape " + shape_str(it->second.shape) + ", expected " +
                                   shape_str(shape));

@@ -11,8 +11,7 @@ namespace {
 
 // A probability threshold in (0, 1).
 float get_prob(const json::Value& v, const char* key) {
-  if (!v.is_number() || !(v.number > 0.0 && v.number < 1.0))
-    bad(std::string(key) + " must be a number in (0, 1)");
+  if (!v.is_number() || !(v.number > 0.0 && v.number < 1.0)) bad(std::string(key) + " must be a number in (0, 1)");
   return float(v.number);
 }
 

@@ -58,26 +58,30 @@ Decision decision_or_default(const py::object& decision, int K) {
 }  // namespace
 
 void unet_rt_bind_decision(py::module_& m) {
-  m.def("decision", [](const std::string& text, int classes) { return decision_dict(decision_from_json(text, classes)); },
-        py::arg("decision"), py::arg("classes"),
-        "Validate a decision (JSON text, as the model file's 'decision' metadata) for a model with this many "
-        "classes; returns its canonical dict.");
-  m.def("decide_labels", [](const Probs& probs, const py::object& decision) -> py::array {
-          check_probs(probs);
-          const int K = int(probs.shape(0)), H = int(probs.shape(1)), W = int(probs.shape(2));
-          Decision d = decision_or_default(decision, K);
-          const bool u16 = K > 256;
-          py::array out = u16 ? py::array(py::array_t<uint16_t>({H, W})) : py::array(py::array_t<uint8_t>({H, W}));
-          void* lab = out.mutable_data();
-          const float* p = probs.data();
-          {
-            py::gil_scoped_release release;
-            decide_labels(p, true, K, H, W, d, lab, u16);
-          }
-          return out;
-        }, py::arg("probabilities"), py::arg("decision") = py::none(),
-        "Labels [H, W] from probabilities [K, H, W] by a decision (JSON text; None: argmax), exactly as "
-        "the native Engine.segment applies it.");
+  m.def(
+      "decision", [](const std::string& text, int classes) { return decision_dict(decision_from_json(text, classes)); },
+      py::arg("decision"), py::arg("classes"),
+      "Validate a decision (JSON text, as the model file's 'decision' metadata) for a model with this many "
+      "classes; returns its canonical dict.");
+  m.def(
+      "decide_labels",
+      [](const Probs& probs, const py::object& decision) -> py::array {
+        check_probs(probs);
+        const int K = int(probs.shape(0)), H = int(probs.shape(1)), W = int(probs.shape(2));
+        Decision d = decision_or_default(decision, K);
+        const bool u16 = K > 256;
+        py::array out = u16 ? py::array(py::array_t<uint16_t>({H, W})) : py::array(py::array_t<uint8_t>({H, W}));
+        void* lab = out.mutable_data();
+        const float* p = probs.data();
+        {
+          py::gil_scoped_release release;
+          decide_labels(p, true, K, H, W, d, lab, u16);
+        }
+        return out;
+      },
+      py::arg("probabilities"), py::arg("decision") = py::none(),
+      "Labels [H, W] from probabilities [K, H, W] by a decision (JSON text; None: argmax), exactly as "
+      "the native Engine.segment applies it.");
   // int32 [H, W] from probabilities [K, H, W] by one of the decision's per-pixel steps, GIL released
   using Int32Step = int64_t (*)(const float*, int, int, int, const Decision&, int32_t*);  // returns the count
   auto int32_step = [](Int32Step step) {

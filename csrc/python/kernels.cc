@@ -26,7 +26,7 @@ namespace k = unet_rt::kernels;
 namespace unet_rt {
 extern thread_local std::string g_network_isa_override;
 extern thread_local int g_network_winograd_override;
-}
+}  // namespace unet_rt
 
 namespace {
 
@@ -39,7 +39,8 @@ std::vector<int64_t> shape_of(const py::array& a) {
 }
 
 void need_ndim(const F32& a, int nd, const char* what) {
-  if (a.ndim() != nd) throw std::invalid_argument(std::string(what) + " must have " + std::to_string(nd) + " dimensions");
+  if (a.ndim() != nd)
+    throw std::invalid_argument(std::string(what) + " must have " + std::to_string(nd) + " dimensions");
 }
 
 // A blocked tensor [ceil(C/cb), H, W, cb] holding a planar [C, H, W] array (zeros in padding).
@@ -264,7 +265,8 @@ F32 pool2x2(F32 x, const std::string& isa) {
 F32 head1x1(F32 x, F32 w, F32 b, bool probabilities, const std::string& isa) {
   need_ndim(x, 3, "x");
   const int c = (int)x.shape(0);
-  if (!(w.ndim() == 2 || w.ndim() == 4) || w.shape(1) != c) throw std::invalid_argument("w must be [K, C] or [K, C, 1, 1]");
+  if (!(w.ndim() == 2 || w.ndim() == 4) || w.shape(1) != c)
+    throw std::invalid_argument("w must be [K, C] or [K, C, 1, 1]");
   const int kk = (int)w.shape(0);
   if (b.ndim() != 1 || b.shape(0) != kk) throw std::invalid_argument("b must be [K]");
   Blocked xb = Blocked::from(x, 16);
@@ -312,8 +314,8 @@ class PyNetwork {
     unet_rt::g_network_isa_override = isa_;
     unet_rt::g_network_winograd_override = winograd.is_none() ? -1 : (winograd.cast<bool>() ? 1 : 0);
     try {
-      net_ = std::make_unique<unet_rt::Network>(a, ws, threads,
-                                                precision == "bf16" ? unet_rt::Precision::BF16 : unet_rt::Precision::F32);
+      net_ = std::make_unique<unet_rt::Network>(
+          a, ws, threads, precision == "bf16" ? unet_rt::Precision::BF16 : unet_rt::Precision::F32);
     } catch (...) {
       unet_rt::g_network_isa_override.clear();
       unet_rt::g_network_winograd_override = -1;
@@ -334,7 +336,8 @@ class PyNetwork {
     unet_rt::OutputView ov{out.mutable_data(), (int64_t)oh * ow, ow};
     {
       py::gil_scoped_release nogil;
-      net_->forward(x.data(), h, w, ov, probabilities ? unet_rt::HeadOutput::Probabilities : unet_rt::HeadOutput::Logits);
+      net_->forward(x.data(), h, w, ov,
+                    probabilities ? unet_rt::HeadOutput::Probabilities : unet_rt::HeadOutput::Logits);
     }
     return out;
   }
@@ -351,45 +354,56 @@ class PyNetwork {
 PYBIND11_MODULE(_kernels, km) {
   km.doc() = "test access to the CPU executor and kernels (not shipped in the wheel)";
   km.def("available_isas", &k::available_isas, "ISAs this CPU runs, 'ref' first.");
-  km.def("bf16_kernels", [](const std::string& isa) -> py::object {
-    std::string why;
-    const k::Kernels* b = k::bf16_kernels_for(k::isa_from_name(isa), &why);
-    if (!b) return py::none();
-    return py::str(b->name);
-  }, py::arg("isa") = "auto", "Name of the bf16 table of this ISA tier on this CPU, or None.");
+  km.def(
+      "bf16_kernels",
+      [](const std::string& isa) -> py::object {
+        std::string why;
+        const k::Kernels* b = k::bf16_kernels_for(k::isa_from_name(isa), &why);
+        if (!b) return py::none();
+        return py::str(b->name);
+      },
+      py::arg("isa") = "auto", "Name of the bf16 table of this ISA tier on this CPU, or None.");
   km.def("cache_sizes_from_cpuid", [] {  // the CPUID reading alone, to compare with the OS's (tests)
     const unet_rt::platform::CacheSizes c = unet_rt::platform::cache_sizes_from_cpuid();
     return py::make_tuple(c.l1d, c.l2, c.l3);
   });
   km.def("best_isa", [] { return std::string(k::isa_name(k::best_isa())); });
-  km.def("peak_gflops", [](int threads, double seconds, bool bf16) {
-    py::gil_scoped_release nogil;
-    return k::peak_gflops(threads, seconds, bf16);
-  }, py::arg("threads") = 0, py::arg("seconds") = 0.2, py::arg("bf16") = false,
-     "Measured fp32 FMA throughput (GFLOP/s) on `threads` threads with the widest ISA (bf16: vdpbf16ps, 0 without).");
-  km.def("conv3x3", &conv3x3, py::arg("inputs"), py::arg("w"), py::arg("b"), py::arg("oh"), py::arg("ow"),
-         py::arg("relu") = true, py::arg("isa") = "auto", py::arg("ocg") = 16, py::arg("cbs") = std::vector<int>{},
-         "conv over [(x [C,H,W], dy, dx), ...] concatenated along channels -> [OC, oh, ow]; cbs: block size per input.");
+  km.def(
+      "peak_gflops",
+      [](int threads, double seconds, bool bf16) {
+        py::gil_scoped_release nogil;
+        return k::peak_gflops(threads, seconds, bf16);
+      },
+      py::arg("threads") = 0, py::arg("seconds") = 0.2, py::arg("bf16") = false,
+      "Measured fp32 FMA throughput (GFLOP/s) on `threads` threads with the widest ISA (bf16: vdpbf16ps, 0 without).");
+  km.def(
+      "conv3x3", &conv3x3, py::arg("inputs"), py::arg("w"), py::arg("b"), py::arg("oh"), py::arg("ow"),
+      py::arg("relu") = true, py::arg("isa") = "auto", py::arg("ocg") = 16, py::arg("cbs") = std::vector<int>{},
+      "conv over [(x [C,H,W], dy, dx), ...] concatenated along channels -> [OC, oh, ow]; cbs: block size per input.");
   km.def("conv3x3_winograd", &conv3x3_winograd, py::arg("inputs"), py::arg("w"), py::arg("b"), py::arg("oh"),
          py::arg("ow"), py::arg("relu") = true, py::arg("isa") = "auto", py::arg("ocg") = 16, py::arg("band") = 0,
-         py::arg("nt") = 12, py::arg("precision") = "fp32", py::arg("raw_taps") = false, py::arg("private_band") = 0, "Winograd F(4x4,3x3) conv3x3 (+bias, ReLU) over [(x [C,H,W], dy, dx), ...] -> [OC, oh, ow].");
-  km.def("upconv2x2", &upconv2x2, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("isa") = "auto", py::arg("ocg") = 16,
-         py::arg("precision") = "fp32");
+         py::arg("nt") = 12, py::arg("precision") = "fp32", py::arg("raw_taps") = false, py::arg("private_band") = 0,
+         "Winograd F(4x4,3x3) conv3x3 (+bias, ReLU) over [(x [C,H,W], dy, dx), ...] -> [OC, oh, ow].");
+  km.def("upconv2x2", &upconv2x2, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("isa") = "auto",
+         py::arg("ocg") = 16, py::arg("precision") = "fp32");
   km.def("pool2x2", &pool2x2, py::arg("x"), py::arg("isa") = "auto");
   km.def("head1x1", &head1x1, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("probabilities") = false,
          py::arg("isa") = "auto");
   py::class_<PyNetwork>(km, "Network")
-      .def(py::init<py::dict, py::dict, int, const std::string&, py::object, const std::string&>(), py::arg("arch"), py::arg("weights"),
-           py::arg("threads") = 0, py::arg("isa") = "auto", py::arg("winograd") = py::none(),
+      .def(py::init<py::dict, py::dict, int, const std::string&, py::object, const std::string&>(), py::arg("arch"),
+           py::arg("weights"), py::arg("threads") = 0, py::arg("isa") = "auto", py::arg("winograd") = py::none(),
            py::arg("precision") = "fp32",
            "winograd: None = default (on unless UNET_RT_WINOGRAD=0), True/False to force; precision 'fp32' | 'bf16'")
-      .def_property_readonly("precision", [](PyNetwork& n) {
-        return std::string(n.net().precision() == unet_rt::Precision::BF16 ? "bf16" : "fp32"); })
+      .def_property_readonly(
+          "precision",
+          [](PyNetwork& n) { return std::string(n.net().precision() == unet_rt::Precision::BF16 ? "bf16" : "fp32"); })
       .def_property_readonly("precision_note", [](PyNetwork& n) { return n.net().precision_note(); })
       .def_property_readonly("kernel", [](PyNetwork& n) { return n.net().kernel_name(); })
       .def_property_readonly("weight_bytes", [](PyNetwork& n) { return n.net().weight_bytes(); })
       .def("set_profile", [](PyNetwork& n, bool on) { n.net().set_profile(on); })
-      .def("profile", [](PyNetwork& n) { return profile_rows(n.net().last_profile()); }, "Rows of the last forward()'s profile (after set_profile(True)): layer, phase, seconds, flops, bytes.")
+      .def(
+          "profile", [](PyNetwork& n) { return profile_rows(n.net().last_profile()); },
+          "Rows of the last forward()'s profile (after set_profile(True)): layer, phase, seconds, flops, bytes.")
       .def("forward", &PyNetwork::forward, py::arg("x"), py::arg("probabilities") = false,
            "x: [C, h, w] float32 -> [K, oh, ow] logits (or softmax probabilities)")
       .def("output_size", [](PyNetwork& n, int s) { return n.net().output_size(s); })

@@ -21,7 +21,6 @@
 namespace py = pybind11;
 using namespace unet_rt;
 
-
 namespace unet_rt {
 const char* version();  // version.cc
 }
@@ -155,11 +154,12 @@ TileFn python_tile_fn(const py::function& fn, int channels, int classes, int dep
     py::object r = (*f)(x);
     auto y = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(r);
     if (!y) throw std::invalid_argument("the tile function must return a float32 array");
-    const int oh = same_padding ? h : output_size(h, depth, false), ow = same_padding ? w : output_size(w, depth, false);
+    const int oh = same_padding ? h : output_size(h, depth, false),
+              ow = same_padding ? w : output_size(w, depth, false);
     if (y.ndim() != 3 || y.shape(0) != classes || y.shape(1) != oh || y.shape(2) != ow)
-      throw std::invalid_argument("the tile function returned shape " + std::string(py::str(py::getattr(r, "shape", py::str("?")))) +
-                                  ", expected (" + std::to_string(classes) + ", " + std::to_string(oh) + ", " +
-                                  std::to_string(ow) + ")");
+      throw std::invalid_argument(
+          "the tile function returned shape " + std::string(py::str(py::getattr(r, "shape", py::str("?")))) +
+          ", expected (" + std::to_string(classes) + ", " + std::to_string(oh) + ", " + std::to_string(ow) + ")");
     const float* src = y.data();
     for (int k = 0; k < classes; ++k)
       for (int yy = 0; yy < oh; ++yy)
@@ -168,8 +168,8 @@ TileFn python_tile_fn(const py::function& fn, int channels, int classes, int dep
   };
 }
 
-py::array_t<float> tile_predict_py(const py::array& image, std::vector<float> mean, std::vector<float> std_,
-                                   int depth, bool same_padding, int classes, py::function fn, int tile, double overlap,
+py::array_t<float> tile_predict_py(const py::array& image, std::vector<float> mean, std::vector<float> std_, int depth,
+                                   bool same_padding, int classes, py::function fn, int tile, double overlap,
                                    const std::string& output, const std::string& blend, double sigma_scale,
                                    int max_tile, std::vector<float> percentiles, const py::object& progress) {
   ImageView v = image_view(image);
@@ -200,7 +200,6 @@ py::array_t<float> tile_predict_py(const py::array& image, std::vector<float> me
   return result;
 }
 
-
 // ---- regions of a frame (unet_rt.scale): the whole frame's tiles over a region, from a buffer that
 // holds only the frame pixels they read (tiler.h: TileOptions::frame_plan, frame_reads).
 
@@ -214,9 +213,11 @@ ImageView region_view(const py::array& pixels, const Pair& origin, const Pair& f
   const int y0 = region[0], y1 = region[1], x0 = region[2], x1 = region[3];
   if (frame[0] < 1 || frame[1] < 1) throw std::invalid_argument("the frame is empty");
   if (!(0 <= y0 && y0 < y1 && y1 <= frame[0] && 0 <= x0 && x0 < x1 && x1 <= frame[1]))
-    throw std::invalid_argument("region must be (y0, y1, x0, x1) with 0 <= y0 < y1 <= frame height and "
-                                "0 <= x0 < x1 <= frame width");
-  if (!(origin[0] <= y0 && y1 <= int64_t(origin[0]) + v.height && origin[1] <= x0 && x1 <= int64_t(origin[1]) + v.width))
+    throw std::invalid_argument(
+        "region must be (y0, y1, x0, x1) with 0 <= y0 < y1 <= frame height and "
+        "0 <= x0 < x1 <= frame width");
+  if (!(origin[0] <= y0 && y1 <= int64_t(origin[0]) + v.height && origin[1] <= x0 &&
+        x1 <= int64_t(origin[1]) + v.width))
     throw std::invalid_argument("the region is not inside the pixels given (origin and shape)");
   const int64_t item = int64_t(pixels.itemsize());
   v.data = static_cast<const char*>(pixels.data()) +
@@ -308,25 +309,31 @@ py::array_t<float> tile_predict_region_py(const py::array& pixels, const Pair& o
 }
 
 void bind_regions(py::module_& m) {
-  m.def("frame_reads", [](const Pair& frame, const Box& region, int depth, bool same_padding, int tile,
-                          double overlap) {
-    ImageView v;
-    v.height = region[1] - region[0], v.width = region[3] - region[2];
-    v.frame_y = region[0], v.frame_x = region[2], v.frame_height = frame[0], v.frame_width = frame[1];
-    TileOptions opt;
-    opt.tile = tile;
-    opt.overlap = overlap;
-    opt.frame_plan = true;
-    const FrameReads r = frame_reads(v, TileGeometry{1, 2, depth, same_padding}, opt);
-    return Box{r.y0, r.y1, r.x0, r.x1};
-  }, py::arg("frame"), py::arg("region"), py::arg("depth"), py::arg("same_padding"), py::arg("tile"),
-     py::arg("overlap") = 0.25,
-     "(y0, y1, x0, x1): the frame rows and columns that the whole frame's tiles (input tile `tile`) over "
-     "`region` = (y0, y1, x0, x1) read, mirror extrapolation included: what run_region's pixels must hold.");
-  m.def("percentile_ranks", [](int64_t n, double q) {
-    const PercentileRanks r = percentile_ranks(n, q);
-    return py::make_tuple(r.k, r.k1);
-  }, py::arg("n"), py::arg("q"), "The two ranks (0-based, sorted order) numpy's linear percentile q of n values reads.");
+  m.def(
+      "frame_reads",
+      [](const Pair& frame, const Box& region, int depth, bool same_padding, int tile, double overlap) {
+        ImageView v;
+        v.height = region[1] - region[0], v.width = region[3] - region[2];
+        v.frame_y = region[0], v.frame_x = region[2], v.frame_height = frame[0], v.frame_width = frame[1];
+        TileOptions opt;
+        opt.tile = tile;
+        opt.overlap = overlap;
+        opt.frame_plan = true;
+        const FrameReads r = frame_reads(v, TileGeometry{1, 2, depth, same_padding}, opt);
+        return Box{r.y0, r.y1, r.x0, r.x1};
+      },
+      py::arg("frame"), py::arg("region"), py::arg("depth"), py::arg("same_padding"), py::arg("tile"),
+      py::arg("overlap") = 0.25,
+      "(y0, y1, x0, x1): the frame rows and columns that the whole frame's tiles (input tile `tile`) over "
+      "`region` = (y0, y1, x0, x1) read, mirror extrapolation included: what run_region's pixels must hold.");
+  m.def(
+      "percentile_ranks",
+      [](int64_t n, double q) {
+        const PercentileRanks r = percentile_ranks(n, q);
+        return py::make_tuple(r.k, r.k1);
+      },
+      py::arg("n"), py::arg("q"),
+      "The two ranks (0-based, sorted order) numpy's linear percentile q of n values reads.");
   m.def("percentile_from_ranks", &percentile_from_ranks, py::arg("n"), py::arg("q"), py::arg("a"), py::arg("b"),
         "numpy's linear percentile q of n values from the values a, b at percentile_ranks(n, q).");
   m.def("tile_predict_region", &tile_predict_region_py, py::arg("pixels"), py::arg("origin"), py::arg("frame"),
@@ -343,10 +350,11 @@ void bind_regions(py::module_& m) {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "unet-rt native core";
   m.attr("__version__") = unet_rt::version();
-  m.def("output_size", [](int size, int depth, bool same_padding) {
-    return unet_rt::output_size(size, depth, same_padding);
-  }, py::arg("size"), py::arg("depth") = 4, py::arg("same_padding") = false,
-     "Output size of a U-Net tile (ValueError if the input size is not valid).");
+  m.def(
+      "output_size",
+      [](int size, int depth, bool same_padding) { return unet_rt::output_size(size, depth, same_padding); },
+      py::arg("size"), py::arg("depth") = 4, py::arg("same_padding") = false,
+      "Output size of a U-Net tile (ValueError if the input size is not valid).");
 
   static py::exception<ModelError> model_error(m, "ModelFileError", PyExc_ValueError);
   static py::exception<Cancelled> cancelled(m, "Cancelled", PyExc_RuntimeError);
@@ -365,41 +373,54 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
-  m.def("cpu_info", [] {
-    py::dict d;
-    d["isa"] = cpu_isa();
-    d["available_isas"] = unet_rt::kernels::available_isas();
-    d["caches"] = cache_dict();
-    return d;
-  }, "This machine as the runtime sees it: the kernels it chooses ('isa'), the tiers it could run, and "
-     "the cache sizes of one core in bytes as the OS reports them ('caches': l1d, l2, l3, source; 0 = unknown).");
-  m.def("read_model", [](const std::string& path) {
-    auto mf = ModelFile::open(path);
-    return model_dict(*mf);
-  }, py::arg("path"), "Read and validate a model file with the native reader; returns its metadata and tensor shapes.");
-  m.def("read_model_bytes", [](py::bytes data, const std::string& name, bool tensorrt) {
-    std::string_view s = data;  // no copy until from_bytes
-    std::unique_ptr<ModelFile> mf;
-    {
-      py::gil_scoped_release release;
-      mf = ModelFile::from_bytes(s.data(), s.size(), name, tensorrt);
-    }
-    return model_dict(*mf);
-  }, py::arg("data"), py::arg("name") = "<memory>", py::arg("tensorrt") = false,
-     "read_model on bytes in memory, the one validator of model files (model_file.load reads through it; the "
-     "corpus tests replay through it); tensorrt=True also accepts a TensorRT container (kind 'tensorrt').");
+  m.def(
+      "cpu_info",
+      [] {
+        py::dict d;
+        d["isa"] = cpu_isa();
+        d["available_isas"] = unet_rt::kernels::available_isas();
+        d["caches"] = cache_dict();
+        return d;
+      },
+      "This machine as the runtime sees it: the kernels it chooses ('isa'), the tiers it could run, and "
+      "the cache sizes of one core in bytes as the OS reports them ('caches': l1d, l2, l3, source; 0 = unknown).");
+  m.def(
+      "read_model",
+      [](const std::string& path) {
+        auto mf = ModelFile::open(path);
+        return model_dict(*mf);
+      },
+      py::arg("path"),
+      "Read and validate a model file with the native reader; returns its metadata and tensor shapes.");
+  m.def(
+      "read_model_bytes",
+      [](py::bytes data, const std::string& name, bool tensorrt) {
+        std::string_view s = data;  // no copy until from_bytes
+        std::unique_ptr<ModelFile> mf;
+        {
+          py::gil_scoped_release release;
+          mf = ModelFile::from_bytes(s.data(), s.size(), name, tensorrt);
+        }
+        return model_dict(*mf);
+      },
+      py::arg("data"), py::arg("name") = "<memory>", py::arg("tensorrt") = false,
+      "read_model on bytes in memory, the one validator of model files (model_file.load reads through it; the "
+      "corpus tests replay through it); tensorrt=True also accepts a TensorRT container (kind 'tensorrt').");
 
   m.def("reflect_index", &reflect_index, py::arg("i"), py::arg("n"));
-  m.def("plan_tiles", [](int height, int width, int depth, bool same_padding, int tile, int max_tile, double overlap) {
-    TileGeometry g{1, 2, depth, same_padding};
-    TileOptions opt;
-    opt.tile = tile;
-    opt.max_tile = max_tile;
-    opt.overlap = overlap;
-    return plan_dict(plan_tiles(height, width, g, opt));
-  }, py::arg("height"), py::arg("width"), py::arg("depth") = 4, py::arg("same_padding") = false, py::arg("tile") = 0,
-     py::arg("max_tile") = 0, py::arg("overlap") = 0.25,
-     "The tiling of an image (no memory budget): per axis out_start / in_size / out_size.");
+  m.def(
+      "plan_tiles",
+      [](int height, int width, int depth, bool same_padding, int tile, int max_tile, double overlap) {
+        TileGeometry g{1, 2, depth, same_padding};
+        TileOptions opt;
+        opt.tile = tile;
+        opt.max_tile = max_tile;
+        opt.overlap = overlap;
+        return plan_dict(plan_tiles(height, width, g, opt));
+      },
+      py::arg("height"), py::arg("width"), py::arg("depth") = 4, py::arg("same_padding") = false, py::arg("tile") = 0,
+      py::arg("max_tile") = 0, py::arg("overlap") = 0.25,
+      "The tiling of an image (no memory budget): per axis out_start / in_size / out_size.");
 
   m.def("tile_predict", &tile_predict_py, py::arg("image"), py::arg("mean"), py::arg("std"), py::arg("depth"),
         py::arg("same_padding"), py::arg("classes"), py::arg("fn"), py::arg("tile") = 0, py::arg("overlap") = 0.25,
@@ -434,130 +455,151 @@ after each one; returning False raises Cancelled. The GIL is released except aro
            }),
            py::arg("path"), py::arg("threads") = 0, py::arg("tile") = 0, py::arg("memory_budget_mb") = 0,
            py::arg("overlap") = 0.25, py::arg("blend") = "constant", py::arg("precision") = "fp32",
-           "threads 0: every core; tile 0: automatic (else the input tile size); memory_budget_mb 0: what the weights leave under 825 MiB, 384-768 MB "
-           "per tile; overlap / blend ('constant' | 'gaussian'): same-padded networks only; precision fp32 | bf16 (bf16 Winograd GEMMs where the CPU has AVX512-BF16, else fp32 with info[precision_note]).")
-            .def("predict", [](const Engine& e, const py::array& img, bool logits, const py::object& progress) {
-             ImageView v = image_view(img);
-             const int K = e.info().arch.classes;
-             if (v.channels != e.info().arch.in_channels)
-               throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
-                                           std::to_string(e.info().arch.in_channels));
-             py::array_t<float> out({py::ssize_t(K), py::ssize_t(v.height), py::ssize_t(v.width)});
-             float* p = out.mutable_data();
-             ProgressFn pf = progress_fn(progress);
-             {
-               py::gil_scoped_release release;
-               e.predict(v, p, logits, pf);
-             }
-             return out;
-           }, py::arg("image"), py::arg("logits") = false, py::arg("progress") = py::none(),
-           "image [C, H, W] uint8|uint16|float32 -> float32 [classes, H, W] probabilities (or logits).\n"
-           "progress(done, total) -> bool|None: called before the first tile and after each one (GIL held only "
-           "for the call); returning False raises Cancelled; an exception it raises reaches the caller.")
-      .def("segment", [](const Engine& e, const py::array& img, const py::object& decision,
-                          const py::object& progress) -> py::array {
-             ImageView v = image_view(img);
-             if (v.channels != e.info().arch.in_channels)
-               throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
-                                           std::to_string(e.info().arch.in_channels));
-             const bool small = e.info().arch.classes <= 256;
-             py::array out = small ? py::array(py::array_t<uint8_t>({py::ssize_t(v.height), py::ssize_t(v.width)}))
-                                   : py::array(py::array_t<uint16_t>({py::ssize_t(v.height), py::ssize_t(v.width)}));
-             void* p = out.mutable_data();
-             const int K = e.info().arch.classes;
-             std::unique_ptr<Decision> d;
-             if (!decision.is_none()) d = std::make_unique<Decision>(decision_from_json(decision.cast<std::string>(), K));
-             ProgressFn pf = progress_fn(progress);
-             {
-               py::gil_scoped_release release;
-               e.segment(v, p, small ? DType::U8 : DType::U16, d.get(), pf);
-             }
-             return out;
-           }, py::arg("image"), py::arg("decision") = py::none(), py::arg("progress") = py::none(),
-           "image [C, H, W] -> labels [H, W] (uint8 if classes <= 256, else uint16) by the model's decision "
-           "(threshold or argmax), or by `decision` (JSON text) when given. progress: as predict.")
-      .def("instances", [](const Engine& e, const py::array& img, const py::object& decision,
-                            const py::object& progress) {
-             ImageView v = image_view(img);
-             if (v.channels != e.info().arch.in_channels)
-               throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
-                                           std::to_string(e.info().arch.in_channels));
-             std::unique_ptr<Decision> d;
-             if (!decision.is_none())
-               d = std::make_unique<Decision>(decision_from_json(decision.cast<std::string>(), e.info().arch.classes));
-             py::array_t<int32_t> out({py::ssize_t(v.height), py::ssize_t(v.width)});
-             int32_t* p = out.mutable_data();
-             ProgressFn pf = progress_fn(progress);
-             {
-               py::gil_scoped_release release;
-               e.instances(v, p, d.get(), pf);
-             }
-             return out;
-           }, py::arg("image"), py::arg("decision") = py::none(), py::arg("progress") = py::none(),
-           "image [C, H, W] -> instance labels [H, W] int32 (0 = background): marker-controlled watershed on the "
-           "whole stitched foreground probability, parameters from the model's decision or `decision` (JSON). "
-           "progress: as predict (per tile of the pass before the watershed).")
-      .def("plan", [](const Engine& e, int h, int w) { return plan_dict(e.plan(h, w)); }, py::arg("height"),
-           py::arg("width"), "The tiling used for an image of this size.")
-      .def_property_readonly("info", [](const Engine& e) {
-        const ModelInfo& i = e.info();
-        py::dict d;
-        d["arch"] = arch_dict(i.arch);
-        d["classes"] = i.arch.classes;
-        d["class_names"] = i.class_names;
-        py::dict norm;
-        norm["mean"] = i.normalization.mean;
-        norm["std"] = i.normalization.std;
-        if (!i.normalization.percentiles.empty()) norm["percentiles"] = i.normalization.percentiles;
-        d["normalization"] = norm;
-        d["decision"] = decision_dict(i.decision);
-        d["halo"] = e.halo();
-        d["tile"] = e.tile();
-        d["threads"] = e.threads();
-        d["isa"] = cpu_isa();
-        d["caches"] = cache_dict();
-        d["precision"] = e.precision() == Precision::BF16 ? "bf16" : "fp32";
-        d["kernel"] = e.network().kernel_name();
-        d["weight_mb"] = e.network().weight_bytes() / 1e6;
-        if (!e.network().precision_note().empty()) d["precision_note"] = e.network().precision_note();
-        // bf16 on the vdpbf16ps GEMM: why not AMX (no AMX on this CPU, OS refused, self-check, UNET_RT_AMX=0)
-        if (e.precision() == Precision::BF16 && !unet_rt::kernels::amx_note().empty() &&
-            e.network().kernel_name().find("_amx") == std::string::npos)
-          d["amx_note"] = unet_rt::kernels::amx_note();
-        d["memory_budget_mb"] = e.memory_budget_bytes() / (1024 * 1024);
-        d["overlap"] = e.options().overlap;
-        d["blend"] = e.options().blend == Blend::Gaussian ? "gaussian" : "constant";
-        d["provenance"] = i.provenance_json;
-        d["metadata"] = i.metadata;
-        d["cached_plans"] = e.cached_plans();
-        d["arena_bytes"] = e.arena_bytes();
-        return d;
-      })
+           "threads 0: every core; tile 0: automatic (else the input tile size); memory_budget_mb 0: what the weights "
+           "leave under 825 MiB, 384-768 MB "
+           "per tile; overlap / blend ('constant' | 'gaussian'): same-padded networks only; precision fp32 | bf16 "
+           "(bf16 Winograd GEMMs where the CPU has AVX512-BF16, else fp32 with info[precision_note]).")
+      .def(
+          "predict",
+          [](const Engine& e, const py::array& img, bool logits, const py::object& progress) {
+            ImageView v = image_view(img);
+            const int K = e.info().arch.classes;
+            if (v.channels != e.info().arch.in_channels)
+              throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
+                                          std::to_string(e.info().arch.in_channels));
+            py::array_t<float> out({py::ssize_t(K), py::ssize_t(v.height), py::ssize_t(v.width)});
+            float* p = out.mutable_data();
+            ProgressFn pf = progress_fn(progress);
+            {
+              py::gil_scoped_release release;
+              e.predict(v, p, logits, pf);
+            }
+            return out;
+          },
+          py::arg("image"), py::arg("logits") = false, py::arg("progress") = py::none(),
+          "image [C, H, W] uint8|uint16|float32 -> float32 [classes, H, W] probabilities (or logits).\n"
+          "progress(done, total) -> bool|None: called before the first tile and after each one (GIL held only "
+          "for the call); returning False raises Cancelled; an exception it raises reaches the caller.")
+      .def(
+          "segment",
+          [](const Engine& e, const py::array& img, const py::object& decision,
+             const py::object& progress) -> py::array {
+            ImageView v = image_view(img);
+            if (v.channels != e.info().arch.in_channels)
+              throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
+                                          std::to_string(e.info().arch.in_channels));
+            const bool small = e.info().arch.classes <= 256;
+            py::array out = small ? py::array(py::array_t<uint8_t>({py::ssize_t(v.height), py::ssize_t(v.width)}))
+                                  : py::array(py::array_t<uint16_t>({py::ssize_t(v.height), py::ssize_t(v.width)}));
+            void* p = out.mutable_data();
+            const int K = e.info().arch.classes;
+            std::unique_ptr<Decision> d;
+            if (!decision.is_none())
+              d = std::make_unique<Decision>(decision_from_json(decision.cast<std::string>(), K));
+            ProgressFn pf = progress_fn(progress);
+            {
+              py::gil_scoped_release release;
+              e.segment(v, p, small ? DType::U8 : DType::U16, d.get(), pf);
+            }
+            return out;
+          },
+          py::arg("image"), py::arg("decision") = py::none(), py::arg("progress") = py::none(),
+          "image [C, H, W] -> labels [H, W] (uint8 if classes <= 256, else uint16) by the model's decision "
+          "(threshold or argmax), or by `decision` (JSON text) when given. progress: as predict.")
+      .def(
+          "instances",
+          [](const Engine& e, const py::array& img, const py::object& decision, const py::object& progress) {
+            ImageView v = image_view(img);
+            if (v.channels != e.info().arch.in_channels)
+              throw std::invalid_argument("image has " + std::to_string(v.channels) + " channels, the model expects " +
+                                          std::to_string(e.info().arch.in_channels));
+            std::unique_ptr<Decision> d;
+            if (!decision.is_none())
+              d = std::make_unique<Decision>(decision_from_json(decision.cast<std::string>(), e.info().arch.classes));
+            py::array_t<int32_t> out({py::ssize_t(v.height), py::ssize_t(v.width)});
+            int32_t* p = out.mutable_data();
+            ProgressFn pf = progress_fn(progress);
+            {
+              py::gil_scoped_release release;
+              e.instances(v, p, d.get(), pf);
+            }
+            return out;
+          },
+          py::arg("image"), py::arg("decision") = py::none(), py::arg("progress") = py::none(),
+          "image [C, H, W] -> instance labels [H, W] int32 (0 = background): marker-controlled watershed on the "
+          "whole stitched foreground probability, parameters from the model's decision or `decision` (JSON). "
+          "progress: as predict (per tile of the pass before the watershed).")
+      .def(
+          "plan", [](const Engine& e, int h, int w) { return plan_dict(e.plan(h, w)); }, py::arg("height"),
+          py::arg("width"), "The tiling used for an image of this size.")
+      .def_property_readonly("info",
+                             [](const Engine& e) {
+                               const ModelInfo& i = e.info();
+                               py::dict d;
+                               d["arch"] = arch_dict(i.arch);
+                               d["classes"] = i.arch.classes;
+                               d["class_names"] = i.class_names;
+                               py::dict norm;
+                               norm["mean"] = i.normalization.mean;
+                               norm["std"] = i.normalization.std;
+                               if (!i.normalization.percentiles.empty())
+                                 norm["percentiles"] = i.normalization.percentiles;
+                               d["normalization"] = norm;
+                               d["decision"] = decision_dict(i.decision);
+                               d["halo"] = e.halo();
+                               d["tile"] = e.tile();
+                               d["threads"] = e.threads();
+                               d["isa"] = cpu_isa();
+                               d["caches"] = cache_dict();
+                               d["precision"] = e.precision() == Precision::BF16 ? "bf16" : "fp32";
+                               d["kernel"] = e.network().kernel_name();
+                               d["weight_mb"] = e.network().weight_bytes() / 1e6;
+                               if (!e.network().precision_note().empty())
+                                 d["precision_note"] = e.network().precision_note();
+                               // bf16 on the vdpbf16ps GEMM: why not AMX (no AMX on this CPU, OS refused, self-check, UNET_RT_AMX=0)
+                               if (e.precision() == Precision::BF16 && !unet_rt::kernels::amx_note().empty() &&
+                                   e.network().kernel_name().find("_amx") == std::string::npos)
+                                 d["amx_note"] = unet_rt::kernels::amx_note();
+                               d["memory_budget_mb"] = e.memory_budget_bytes() / (1024 * 1024);
+                               d["overlap"] = e.options().overlap;
+                               d["blend"] = e.options().blend == Blend::Gaussian ? "gaussian" : "constant";
+                               d["provenance"] = i.provenance_json;
+                               d["metadata"] = i.metadata;
+                               d["cached_plans"] = e.cached_plans();
+                               d["arena_bytes"] = e.arena_bytes();
+                               return d;
+                             })
       .def("set_profile", &Engine::set_profile, py::arg("on"),
            "Record a per-layer, per-phase profile of every tile run (summed per layer and phase).")
-      .def("profile", [](const Engine& e, bool reset) {
-             const auto totals = e.profile();
-             if (reset) e.reset_profile();
-             return profile_rows(totals);
-           }, py::arg("reset") = true,
-           "Profile rows since set_profile(True) or the last reset: layer, phase, seconds, flops (arithmetic done), "
-           "bytes moved, summed over every tile run; reset=True starts the next sum.")
-      .def("forward_tile", [](const Engine& e, const py::array_t<float, py::array::c_style | py::array::forcecast>& x,
-                              bool probabilities) {
-             const Arch& a = e.info().arch;
-             if (x.ndim() != 3 || x.shape(0) != a.in_channels)
-               throw std::invalid_argument("tile must be float32 [" + std::to_string(a.in_channels) + ", h, w]");
-             const int h = int(x.shape(1)), w = int(x.shape(2));
-             const int oh = output_size(h, a.depth, a.same_padding), ow = output_size(w, a.depth, a.same_padding);
-             py::array_t<float> out({py::ssize_t(a.classes), py::ssize_t(oh), py::ssize_t(ow)});
-             OutputView o{out.mutable_data(), int64_t(oh) * ow, ow};
-             {
-               py::gil_scoped_release release;
-               e.forward_tile(x.data(), h, w, o, probabilities);
-             }
-             return out;
-           }, py::arg("tile"), py::arg("probabilities") = false,
-           "One tile, no padding: float32 [C, h, w], normalised -> [classes, oh, ow] logits (or probabilities).")
+      .def(
+          "profile",
+          [](const Engine& e, bool reset) {
+            const auto totals = e.profile();
+            if (reset) e.reset_profile();
+            return profile_rows(totals);
+          },
+          py::arg("reset") = true,
+          "Profile rows since set_profile(True) or the last reset: layer, phase, seconds, flops (arithmetic done), "
+          "bytes moved, summed over every tile run; reset=True starts the next sum.")
+      .def(
+          "forward_tile",
+          [](const Engine& e, const py::array_t<float, py::array::c_style | py::array::forcecast>& x,
+             bool probabilities) {
+            const Arch& a = e.info().arch;
+            if (x.ndim() != 3 || x.shape(0) != a.in_channels)
+              throw std::invalid_argument("tile must be float32 [" + std::to_string(a.in_channels) + ", h, w]");
+            const int h = int(x.shape(1)), w = int(x.shape(2));
+            const int oh = output_size(h, a.depth, a.same_padding), ow = output_size(w, a.depth, a.same_padding);
+            py::array_t<float> out({py::ssize_t(a.classes), py::ssize_t(oh), py::ssize_t(ow)});
+            OutputView o{out.mutable_data(), int64_t(oh) * ow, ow};
+            {
+              py::gil_scoped_release release;
+              e.forward_tile(x.data(), h, w, o, probabilities);
+            }
+            return out;
+          },
+          py::arg("tile"), py::arg("probabilities") = false,
+          "One tile, no padding: float32 [C, h, w], normalised -> [classes, oh, ow] logits (or probabilities).")
       .def("run_region", &run_region_py, py::arg("pixels"), py::arg("origin"), py::arg("frame"), py::arg("region"),
            py::arg("output") = "probabilities", py::arg("percentiles") = py::none(), py::arg("progress") = py::none(),
            "The whole frame's tiles over region = (y0, y1, x0, x1) of a frame of frame = (height, width) "

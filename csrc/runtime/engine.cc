@@ -33,7 +33,8 @@ void Engine::init(std::unique_ptr<ModelFile> mf) {
   info_ = mf->info();
   if (opt_.tile > 0) plan_tiles(1, 1, geometry(), tile_options());  // validates the tile size early
   net_ = std::make_unique<Network>(info_.arch, mf->weights(), opt_.threads, opt_.precision);
-  budget_ = (opt_.memory_budget_mb ? opt_.memory_budget_mb : default_budget_mb(net_->weight_bytes())) * size_t(1024) * 1024;
+  budget_ =
+      (opt_.memory_budget_mb ? opt_.memory_budget_mb : default_budget_mb(net_->weight_bytes())) * size_t(1024) * 1024;
 }  // the file's bytes are released here: the executor holds repacked weights
 
 Engine::~Engine() = default;
@@ -149,10 +150,14 @@ void Engine::forward_tile(const float* in, int h, int w, const OutputView& out, 
 std::string cpu_isa() {
   using kernels::Isa;
   switch (kernels::isa_from_name(read_env().isa)) {  // the executor's own choice (network.cc)
-    case Isa::Avx512: return "avx512";
-    case Isa::Avx2: return "avx2";
-    case Isa::Neon: return "neon";
-    case Isa::Ref: return "ref";
+    case Isa::Avx512:
+      return "avx512";
+    case Isa::Avx2:
+      return "avx2";
+    case Isa::Neon:
+      return "neon";
+    case Isa::Ref:
+      return "ref";
   }
   return "ref";
 }

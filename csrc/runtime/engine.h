@@ -13,11 +13,11 @@
 namespace unet_rt {
 
 struct EngineOptions {
-  int threads = 0;              // 0: every core
-  int tile = 0;                 // 0: automatic (see tiler.h); else the input tile size
-  size_t memory_budget_mb = 0;  // per-tile working memory; 0: kDefaultBudgetMb
-  double overlap = 0.25;        // same-padded networks: window overlap (MONAI semantics)
-  Blend blend = Blend::Constant;  // same-padded networks: blending of overlapping windows
+  int threads = 0;                       // 0: every core
+  int tile = 0;                          // 0: automatic (see tiler.h); else the input tile size
+  size_t memory_budget_mb = 0;           // per-tile working memory; 0: kDefaultBudgetMb
+  double overlap = 0.25;                 // same-padded networks: window overlap (MONAI semantics)
+  Blend blend = Blend::Constant;         // same-padded networks: blending of overlapping windows
   Precision precision = Precision::F32;  // Winograd GEMMs in bf16 where the CPU can (network.h)
 };
 
@@ -52,7 +52,7 @@ class Engine {
   int halo() const;
   int tile() const { return opt_.tile; }
   int threads() const;
-  Precision precision() const { return net_->precision(); }   // what runs
+  Precision precision() const { return net_->precision(); }  // what runs
   const Network& network() const { return *net_; }
   // Per-layer profile (Network::ProfileRow) of every tile run since set_profile(true) or the last
   // reset_profile(), summed per layer and phase (UNET_RT_PROFILE=1 also prints each tile's rows).

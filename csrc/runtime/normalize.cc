@@ -86,7 +86,8 @@ void parse_normalization_extras(const json::Value& v, int channels, Normalizatio
       const json::Value* q = t.find("percentiles");
       if (!q) bad("train_range needs percentiles");
       percentile_pair(q, "train_range percentiles");
-      std::vector<double> lo = per_channel(t.find("low"), "low", channels), hi = per_channel(t.find("high"), "high", channels);
+      std::vector<double> lo = per_channel(t.find("low"), "low", channels),
+                          hi = per_channel(t.find("high"), "high", channels);
       for (int c = 0; c < channels; ++c)
         if (lo[size_t(c)] > hi[size_t(c)]) bad("train_range low must be <= high");
     } else {
@@ -173,14 +174,13 @@ void effective_normalization(const ImageView& img, const std::vector<float>& mea
   if (percentiles.size() != 2) throw std::invalid_argument("percentiles must be [low, high]");
   check_channels(img, mean, sd);
   for (int c = 0; c < img.channels; ++c)
-    fold(img, c, percentile(img, c, percentiles[0]), percentile(img, c, percentiles[1]), mean[size_t(c)],
-         sd[size_t(c)], mean_out[size_t(c)], sd_out[size_t(c)]);
+    fold(img, c, percentile(img, c, percentiles[0]), percentile(img, c, percentiles[1]), mean[size_t(c)], sd[size_t(c)],
+         mean_out[size_t(c)], sd_out[size_t(c)]);
 }
 
-void normalization_from_percentiles(const ImageView& img, const std::vector<float>& mean,
-                                    const std::vector<float>& sd, const std::vector<double>& lo,
-                                    const std::vector<double>& hi, std::vector<float>& mean_out,
-                                    std::vector<float>& sd_out) {
+void normalization_from_percentiles(const ImageView& img, const std::vector<float>& mean, const std::vector<float>& sd,
+                                    const std::vector<double>& lo, const std::vector<double>& hi,
+                                    std::vector<float>& mean_out, std::vector<float>& sd_out) {
   check_channels(img, mean, sd);
   if (lo.size() != size_t(img.channels) || hi.size() != size_t(img.channels))
     throw std::invalid_argument("percentiles need one low and one high value per input channel");
@@ -189,7 +189,9 @@ void normalization_from_percentiles(const ImageView& img, const std::vector<floa
     const int fy = img.frame_height ? img.frame_y : 0, fx = img.frame_height ? img.frame_x : 0;
     held.data = static_cast<const char*>(img.data) +
                 (int64_t(img.held_y - fy) * img.row_stride + int64_t(img.held_x - fx) * img.col_stride) *
-                    int64_t(img.dtype == DType::U8 ? 1 : img.dtype == DType::U16 ? 2 : 4);
+                    int64_t(img.dtype == DType::U8    ? 1
+                            : img.dtype == DType::U16 ? 2
+                                                      : 4);
     held.height = img.held_height;
     held.width = img.held_width;
   }
@@ -198,8 +200,7 @@ void normalization_from_percentiles(const ImageView& img, const std::vector<floa
   for (int c = 0; c < img.channels; ++c) {
     if (!std::isfinite(lo[size_t(c)]) || !std::isfinite(hi[size_t(c)]))
       throw std::invalid_argument("percentiles must be finite");
-    fold(held, c, lo[size_t(c)], hi[size_t(c)], mean[size_t(c)], sd[size_t(c)], mean_out[size_t(c)],
-         sd_out[size_t(c)]);
+    fold(held, c, lo[size_t(c)], hi[size_t(c)], mean[size_t(c)], sd[size_t(c)], mean_out[size_t(c)], sd_out[size_t(c)]);
   }
 }
 

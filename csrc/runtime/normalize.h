@@ -43,9 +43,8 @@ void effective_normalization(const ImageView& img, const std::vector<float>& mea
 // The same with the percentiles given: lo[c], hi[c] = P_lo, P_hi of channel c (e.g. of a whole frame of
 // which `img` is a block). The values of `img` (its held part, ImageView::held_*, when it has one) must
 // stay finite once normalised.
-void normalization_from_percentiles(const ImageView& img, const std::vector<float>& mean,
-                                    const std::vector<float>& sd, const std::vector<double>& lo,
-                                    const std::vector<double>& hi, std::vector<float>& mean_out,
-                                    std::vector<float>& sd_out);
+void normalization_from_percentiles(const ImageView& img, const std::vector<float>& mean, const std::vector<float>& sd,
+                                    const std::vector<double>& lo, const std::vector<double>& hi,
+                                    std::vector<float>& mean_out, std::vector<float>& sd_out);
 
 }  // namespace unet_rt

@@ -80,9 +80,9 @@ TilePlan plan_valid(int H, int W, const TileGeometry& g, const TileOptions& opt)
   if (opt.tile > 0) {
     if (output_size_or_neg(opt.tile, g.depth, false) < 0)
       throw std::invalid_argument("tile " + std::to_string(opt.tile) + " is not a valid input size for a depth-" +
-                                  std::to_string(g.depth) + " valid U-Net (valid sizes: " +
-                                  std::to_string(min_input_size(g.depth, false)) + " + multiples of " +
-                                  std::to_string(1 << g.depth) + ")");
+                                  std::to_string(g.depth) +
+                                  " valid U-Net (valid sizes: " + std::to_string(min_input_size(g.depth, false)) +
+                                  " + multiples of " + std::to_string(1 << g.depth) + ")");
     p.y = valid_axis(H, opt.tile, g.depth, false);
     p.x = valid_axis(W, opt.tile, g.depth, false);
     return p;
@@ -129,8 +129,7 @@ TilePlan plan_valid(int H, int W, const TileGeometry& g, const TileOptions& opt)
     for (int ix = 0; ix < lo; ++ix) {
       long long cost = cy[size_t(iy)].total_input() * cx[size_t(ix)].total_input();
       size_t tiles = cy[size_t(iy)].in_size.size() * cx[size_t(ix)].in_size.size();
-      if (best.cost < 0 || cost < best.cost || (cost == best.cost && tiles < best.tiles))
-        best = {cost, tiles, iy, ix};
+      if (best.cost < 0 || cost < best.cost || (cost == best.cost && tiles < best.tiles)) best = {cost, tiles, iy, ix};
     }
   }
   // Nothing fits the budget: the smallest tiles.
@@ -208,8 +207,10 @@ TilePlan plan_same(int H, int W, const TileGeometry& g, const TileOptions& opt) 
 struct Frame {
   int y0, x0, h, w;
   explicit Frame(const ImageView& v)
-      : y0(v.frame_height ? v.frame_y : 0), x0(v.frame_height ? v.frame_x : 0),
-        h(v.frame_height ? v.frame_height : v.height), w(v.frame_height ? v.frame_width : v.width) {}
+      : y0(v.frame_height ? v.frame_y : 0),
+        x0(v.frame_height ? v.frame_x : 0),
+        h(v.frame_height ? v.frame_height : v.height),
+        w(v.frame_height ? v.frame_width : v.width) {}
   // the view row / column that view coordinate i reads: mirrored at the frame's edges
   int row(long long i) const { return reflect_index(i + y0, h) - y0; }
   int col(long long i) const { return reflect_index(i + x0, w) - x0; }
@@ -238,12 +239,18 @@ void gather_t(const ImageView& img, const std::vector<float>& mean, const std::v
 }
 
 // Reads the tile [oy, oy + ih) x [ox, ox + iw) of the mirror-extrapolated, normalised image.
-void gather(const ImageView& img, const std::vector<float>& mean, const std::vector<float>& sd, int oy, int ox,
-            int ih, int iw, float* dst, std::vector<int>& cols) {
+void gather(const ImageView& img, const std::vector<float>& mean, const std::vector<float>& sd, int oy, int ox, int ih,
+            int iw, float* dst, std::vector<int>& cols) {
   switch (img.dtype) {
-    case DType::U8: gather_t<uint8_t>(img, mean, sd, oy, ox, ih, iw, dst, cols); break;
-    case DType::U16: gather_t<uint16_t>(img, mean, sd, oy, ox, ih, iw, dst, cols); break;
-    case DType::F32: gather_t<float>(img, mean, sd, oy, ox, ih, iw, dst, cols); break;
+    case DType::U8:
+      gather_t<uint8_t>(img, mean, sd, oy, ox, ih, iw, dst, cols);
+      break;
+    case DType::U16:
+      gather_t<uint16_t>(img, mean, sd, oy, ox, ih, iw, dst, cols);
+      break;
+    case DType::F32:
+      gather_t<float>(img, mean, sd, oy, ox, ih, iw, dst, cols);
+      break;
   }
 }
 
@@ -275,8 +282,8 @@ void check_finite(const ImageView& img, std::pair<int, int> ry, std::pair<int, i
 // tiles that write the view's pixels (in run order) and the view pixels they read.
 struct Layout {
   TilePlan plan;
-  int out_y = 0, out_x = 0;  // a tile's output [out_start, + out_size) is view [out_start - out_*, ...)
-  int in_y = 0, in_x = 0;    // its input [0, in_size) starts at view out_start - in_*
+  int out_y = 0, out_x = 0;                // a tile's output [out_start, + out_size) is view [out_start - out_*, ...)
+  int in_y = 0, in_x = 0;                  // its input [0, in_size) starts at view out_start - in_*
   std::vector<std::pair<int, int>> tiles;  // (iy, ix), in order of their shape (the executor plans each shape once)
   std::pair<int, int> rows, cols;          // view rows / columns read (after mirroring): [first, second)
 };
@@ -332,7 +339,7 @@ Layout layout(const ImageView& img, const TileGeometry& g, const TileOptions& op
   });
   L.rows = read_span(y_lo, y_hi, [&](int i) { return f.row(i); });
   L.cols = read_span(x_lo, x_hi, [&](int i) { return f.col(i); });
-  if (img.held_height || img.held_width) {  // the buffer holds only part of the frame
+  if (img.held_height || img.held_width) {                       // the buffer holds only part of the frame
     const int hy0 = img.held_y - f.y0, hx0 = img.held_x - f.x0;  // in view coordinates
     if (L.rows.first < hy0 || L.rows.second > hy0 + img.held_height || L.cols.first < hx0 ||
         L.cols.second > hx0 + img.held_width)
@@ -406,8 +413,8 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
                   const TileGeometry& g, const TileFn& fn, const TileOptions& opt, const TileOutput& out) {
   // ---- checks ----
   if (img.height < 1 || img.width < 1 || img.channels < 1)
-    throw std::invalid_argument("image is empty (" + std::to_string(img.channels) + " x " +
-                                std::to_string(img.height) + " x " + std::to_string(img.width) + ")");
+    throw std::invalid_argument("image is empty (" + std::to_string(img.channels) + " x " + std::to_string(img.height) +
+                                " x " + std::to_string(img.width) + ")");
   if (!img.data) throw std::invalid_argument("image data is null");
   if (img.channels != g.in_channels)
     throw std::invalid_argument("image has " + std::to_string(img.channels) + " channels, the model expects " +
@@ -490,7 +497,8 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
   }
   std::vector<float> count(npix, 0.0f);
   const int ry = plan.y.in_size.empty() ? 0 : plan.y.in_size[0], rx = plan.x.in_size.empty() ? 0 : plan.x.in_size[0];
-  std::vector<float> wy = blend_weights(ry, opt.blend, opt.sigma_scale), wx = blend_weights(rx, opt.blend, opt.sigma_scale);
+  std::vector<float> wy = blend_weights(ry, opt.blend, opt.sigma_scale),
+                     wx = blend_weights(rx, opt.blend, opt.sigma_scale);
   std::vector<float> wmap(size_t(ry) * size_t(rx));
   float wmin = std::numeric_limits<float>::infinity();
   for (int y = 0; y < ry; ++y)
@@ -532,8 +540,7 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
   for (int k = 0; k < K; ++k)
     for (size_t i = 0; i < npix; ++i) acc[size_t(k) * npix + i] /= count[i];
   if (out.kind == OutputKind::Probabilities) softmax_planes(acc, K, npix);
-  if (out.labels)
-    labels_into(out, acc, K, int64_t(npix), W, H, W, W, 0, 0, out.kind == OutputKind::Probabilities);
+  if (out.labels) labels_into(out, acc, K, int64_t(npix), W, H, W, W, 0, 0, out.kind == OutputKind::Probabilities);
 }
 
 FrameReads frame_reads(const ImageView& view, const TileGeometry& g, const TileOptions& opt) {

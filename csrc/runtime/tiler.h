@@ -49,16 +49,16 @@ struct TileGeometry {
 };
 
 struct TileOptions {
-  int tile = 0;              // 0: automatic. Valid nets: input tile size (every tile is tile x tile).
-                             // Same nets: window (roi) size, a multiple of 2^depth.
-  int max_tile = 0;          // automatic mode: largest input tile side (0: no limit but the budget)
-  double overlap = 0.25;     // same nets only
+  int tile = 0;           // 0: automatic. Valid nets: input tile size (every tile is tile x tile).
+                          // Same nets: window (roi) size, a multiple of 2^depth.
+  int max_tile = 0;       // automatic mode: largest input tile side (0: no limit but the budget)
+  double overlap = 0.25;  // same nets only
   Blend blend = Blend::Constant;
   double sigma_scale = 0.125;
   size_t memory_budget = 0;  // bytes for one tile's workspace (0: no limit)
   // Bytes of working memory for an h x w input tile (e.g. Network::workspace_bytes); may be empty.
   std::function<size_t(int h, int w)> workspace_bytes;
-  ProgressFn progress;       // may be empty
+  ProgressFn progress;  // may be empty
   // A view inside a frame (ImageView::frame_*) runs the tiles of the whole frame's plan that write
   // its pixels, so that its result equals those pixels of the whole frame's result bit for bit (the
   // blocks of unet_rt.scale). false: the view's own plan, started on the frame's pooling grid (the
@@ -94,11 +94,11 @@ enum class OutputKind { Logits, Probabilities, Labels };
 
 struct TileOutput {
   OutputKind kind = OutputKind::Probabilities;
-  float* scores = nullptr;       // Logits/Probabilities: [classes, H, W] contiguous
-  void* labels = nullptr;        // Labels: [H, W] contiguous argmax over classes (first maximum),
+  float* scores = nullptr;             // Logits/Probabilities: [classes, H, W] contiguous
+  void* labels = nullptr;              // Labels: [H, W] contiguous argmax over classes (first maximum),
   const Decision* decision = nullptr;  // or this decision (decision.h) when set; with
-                                 // Logits/Probabilities: also the labels of the scores (one pass)
-  DType labels_dtype = DType::U8;  // U8 (classes <= 256) or U16 (classes <= 65536)
+                                       // Logits/Probabilities: also the labels of the scores (one pass)
+  DType labels_dtype = DType::U8;      // U8 (classes <= 256) or U16 (classes <= 65536)
   // The tile function already applies the softmax (the CPU executor's fused head). Only allowed
   // for valid networks (same networks blend logits, then apply the softmax).
   bool fn_writes_probabilities = false;

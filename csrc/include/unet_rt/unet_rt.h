@@ -62,25 +62,30 @@ typedef enum unet_rt_status {
   UNET_RT_ERR_IO = 2,               /* model file missing, unreadable or not a regular file */
   UNET_RT_ERR_MODEL = 3,            /* model file malformed or not supported (e.g. a TensorRT plan) */
   UNET_RT_ERR_OUT_OF_MEMORY = 4,
-  UNET_RT_ERR_INTERNAL = 5,         /* also: threads could not be started */
-  UNET_RT_ERR_CANCELLED = 6,        /* the progress callback or the cancel flag stopped the run */
-  UNET_RT_ERR_NUMERIC = 7,          /* the network produced NaN/Inf (weights overflow float32) */
-  UNET_RT_ERR_BUSY = 8,             /* unet_rt_queue_submit: the queue is full (nothing was queued) */
-  UNET_RT_ERR_TIMEOUT = 9           /* unet_rt_queue_wait: the frame is not done yet */
+  UNET_RT_ERR_INTERNAL = 5,  /* also: threads could not be started */
+  UNET_RT_ERR_CANCELLED = 6, /* the progress callback or the cancel flag stopped the run */
+  UNET_RT_ERR_NUMERIC = 7,   /* the network produced NaN/Inf (weights overflow float32) */
+  UNET_RT_ERR_BUSY = 8,      /* unet_rt_queue_submit: the queue is full (nothing was queued) */
+  UNET_RT_ERR_TIMEOUT = 9    /* unet_rt_queue_wait: the frame is not done yet */
 } unet_rt_status;
 
 /* The *_RANGE_ entries are not values: they make every int a valid value of the enum for C++ too,
  * so that an unknown dtype or layout from a caller is an UNET_RT_ERR_INVALID_ARGUMENT, never
  * undefined behaviour in the library (fuzz_image found it; docs/fuzzing.md). */
 typedef enum unet_rt_dtype {
-  UNET_RT_U8 = 0, UNET_RT_U16 = 1, UNET_RT_F32 = 2,
-  UNET_RT_DTYPE_RANGE_MIN_ = -2147483647 - 1, UNET_RT_DTYPE_RANGE_MAX_ = 2147483647
+  UNET_RT_U8 = 0,
+  UNET_RT_U16 = 1,
+  UNET_RT_F32 = 2,
+  UNET_RT_DTYPE_RANGE_MIN_ = -2147483647 - 1,
+  UNET_RT_DTYPE_RANGE_MAX_ = 2147483647
 } unet_rt_dtype;
 
 /* CHW: planes one after the other; HWC: channels interleaved per pixel. */
 typedef enum unet_rt_layout {
-  UNET_RT_LAYOUT_CHW = 0, UNET_RT_LAYOUT_HWC = 1,
-  UNET_RT_LAYOUT_RANGE_MIN_ = -2147483647 - 1, UNET_RT_LAYOUT_RANGE_MAX_ = 2147483647
+  UNET_RT_LAYOUT_CHW = 0,
+  UNET_RT_LAYOUT_HWC = 1,
+  UNET_RT_LAYOUT_RANGE_MIN_ = -2147483647 - 1,
+  UNET_RT_LAYOUT_RANGE_MAX_ = 2147483647
 } unet_rt_layout;
 
 typedef struct unet_rt_options {
@@ -102,13 +107,13 @@ typedef struct unet_rt_info {
   int classes;
   int depth;
   int base;
-  int same_padding;   /* 0: valid (the paper's), 1: same */
-  int halo;           /* pixels lost per side by one tile (92 for the paper's network) */
-  int tile;           /* the tile option (0: automatic) */
-  int threads;        /* threads in use (after clamping) */
+  int same_padding; /* 0: valid (the paper's), 1: same */
+  int halo;         /* pixels lost per side by one tile (92 for the paper's network) */
+  int tile;         /* the tile option (0: automatic) */
+  int threads;      /* threads in use (after clamping) */
   int memory_budget_mb;
-  char isa[16];       /* kernels chosen for this CPU: "avx512", "avx2", "neon" or "ref" */
-  int precision;      /* UNET_RT_PRECISION_* that runs */
+  char isa[16];  /* kernels chosen for this CPU: "avx512", "avx2", "neon" or "ref" */
+  int precision; /* UNET_RT_PRECISION_* that runs */
   /* Cache sizes of one core in bytes, as the OS reports them (Linux sysfs, Windows
    * GetLogicalProcessorInformation, macOS sysctl; CPUID where the OS says nothing); 0: unknown.
    * cache_l3 is the whole shared cache the core sits behind. */
@@ -117,10 +122,10 @@ typedef struct unet_rt_info {
 
 /* The tiling of one image size (unet_rt_engine_plan). */
 typedef struct unet_rt_plan {
-  size_t struct_size;    /* set by the caller: sizeof(unet_rt_plan) */
-  int tiles;             /* tiles_y * tiles_x */
+  size_t struct_size; /* set by the caller: sizeof(unet_rt_plan) */
+  int tiles;          /* tiles_y * tiles_x */
   int tiles_y, tiles_x;
-  int tile_height;       /* largest input tile (pixels, halo included) */
+  int tile_height; /* largest input tile (pixels, halo included) */
   int tile_width;
   size_t workspace_bytes; /* executor memory for the largest tile */
 } unet_rt_plan;
@@ -134,31 +139,31 @@ typedef struct unet_rt_plan {
  * and the ROI's result equals the same pixels of the whole buffer's result up to fp32 rounding
  * (valid networks; docs/architecture.md, "Tiling"). */
 typedef struct unet_rt_image {
-  size_t struct_size;      /* sizeof(unet_rt_image) (unet_rt_image_init sets it) */
+  size_t struct_size; /* sizeof(unet_rt_image) (unet_rt_image_init sets it) */
   const void* data;
   unet_rt_dtype dtype;
   unet_rt_layout layout;
-  int channels, height, width;      /* of the buffer */
-  size_t row_pitch;        /* bytes; 0: tight (width * esize, x channels for HWC) */
-  size_t plane_pitch;      /* CHW, bytes; 0: row_pitch * height */
-  size_t data_bytes;       /* size of the buffer, checked against the above; 0: not checked */
-  int roi_x, roi_y;        /* region of interest; roi_width or roi_height 0: the whole buffer */
+  int channels, height, width; /* of the buffer */
+  size_t row_pitch;            /* bytes; 0: tight (width * esize, x channels for HWC) */
+  size_t plane_pitch;          /* CHW, bytes; 0: row_pitch * height */
+  size_t data_bytes;           /* size of the buffer, checked against the above; 0: not checked */
+  int roi_x, roi_y;            /* region of interest; roi_width or roi_height 0: the whole buffer */
   int roi_width, roi_height;
 } unet_rt_image;
 
 /* Where unet_rt_run writes, for the region of interest (roi_height x roi_width pixels). Labels,
  * scores or both (from one pass). */
 typedef struct unet_rt_output {
-  size_t struct_size;          /* sizeof(unet_rt_output) (unet_rt_output_init sets it) */
-  void* labels;                /* NULL: no labels. Row y at labels + y * labels_pitch */
-  unet_rt_dtype labels_dtype;  /* UNET_RT_U8 (classes <= 256) or UNET_RT_U16 */
-  size_t labels_pitch;         /* bytes; 0: tight */
-  size_t labels_bytes;         /* capacity of `labels` in bytes (checked) */
-  float* scores;               /* NULL: none. Class k, row y at scores + k * plane + y * row (bytes) */
-  size_t scores_row_pitch;     /* bytes; 0: tight */
-  size_t scores_plane_pitch;   /* bytes; 0: scores_row_pitch * roi_height */
-  size_t scores_bytes;         /* capacity of `scores` in bytes (checked) */
-  int logits;                  /* scores: 0 = probabilities (softmax over classes), 1 = raw logits */
+  size_t struct_size;         /* sizeof(unet_rt_output) (unet_rt_output_init sets it) */
+  void* labels;               /* NULL: no labels. Row y at labels + y * labels_pitch */
+  unet_rt_dtype labels_dtype; /* UNET_RT_U8 (classes <= 256) or UNET_RT_U16 */
+  size_t labels_pitch;        /* bytes; 0: tight */
+  size_t labels_bytes;        /* capacity of `labels` in bytes (checked) */
+  float* scores;              /* NULL: none. Class k, row y at scores + k * plane + y * row (bytes) */
+  size_t scores_row_pitch;    /* bytes; 0: tight */
+  size_t scores_plane_pitch;  /* bytes; 0: scores_row_pitch * roi_height */
+  size_t scores_bytes;        /* capacity of `scores` in bytes (checked) */
+  int logits;                 /* scores: 0 = probabilities (softmax over classes), 1 = raw logits */
 } unet_rt_output;
 
 /* Called on the running thread before the first tile (done = 0) and after each tile. Return 0 to
@@ -166,14 +171,17 @@ typedef struct unet_rt_output {
 typedef int (*unet_rt_progress_fn)(void* user, int done, int total);
 
 typedef struct unet_rt_run_options {
-  size_t struct_size;              /* sizeof(unet_rt_run_options) (unet_rt_run_options_init sets it) */
-  unet_rt_progress_fn progress;    /* may be NULL */
+  size_t struct_size;           /* sizeof(unet_rt_run_options) (unet_rt_run_options_init sets it) */
+  unet_rt_progress_fn progress; /* may be NULL */
   void* progress_user;
-  const volatile int* cancel;      /* may be NULL; read before each tile: non-zero cancels */
+  const volatile int* cancel; /* may be NULL; read before each tile: non-zero cancels */
 } unet_rt_run_options;
 
 typedef enum unet_rt_log_level {
-  UNET_RT_LOG_DEBUG = 0, UNET_RT_LOG_INFO = 1, UNET_RT_LOG_WARNING = 2, UNET_RT_LOG_ERROR = 3
+  UNET_RT_LOG_DEBUG = 0,
+  UNET_RT_LOG_INFO = 1,
+  UNET_RT_LOG_WARNING = 2,
+  UNET_RT_LOG_ERROR = 3
 } unet_rt_log_level;
 /* Called on the thread that logs, possibly from several threads at once; must not call back into
  * unet-rt's logging. The message is valid during the call only. */
@@ -183,8 +191,8 @@ typedef struct unet_rt_engine unet_rt_engine;
 typedef struct unet_rt_queue unet_rt_queue;
 
 /* ---- library ---- */
-UNET_RT_API const char* unet_rt_version(void);  /* "MAJOR.MINOR.PATCH" */
-UNET_RT_API int unet_rt_version_number(void);   /* as UNET_RT_VERSION_NUMBER */
+UNET_RT_API const char* unet_rt_version(void); /* "MAJOR.MINOR.PATCH" */
+UNET_RT_API int unet_rt_version_number(void);  /* as UNET_RT_VERSION_NUMBER */
 /* The last error of the calling thread ("" if none). Valid until the next failing call on it. */
 UNET_RT_API const char* unet_rt_last_error(void);
 /* Where diagnostics go (a clamped option, ...): fn(user, level, message) for levels >= min_level.

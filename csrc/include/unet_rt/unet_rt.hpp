@@ -44,16 +44,26 @@ struct Options {
   int threads = 0;
   int tile = 0;
   int memory_budget_mb = 0;
-  float overlap = 0.25f;      // same-padded networks only
+  float overlap = 0.25f;        // same-padded networks only
   bool gaussian_blend = false;  // same-padded networks only
-  bool bf16 = false;          // bf16 Winograd GEMMs where the CPU has AVX512-BF16 (info().precision)
+  bool bf16 = false;            // bf16 Winograd GEMMs where the CPU has AVX512-BF16 (info().precision)
 };
 
 // Pixel and label types the library takes: uint8_t, uint16_t, float (pixels); uint8_t, uint16_t (labels).
-template <typename T> struct dtype_of;
-template <> struct dtype_of<uint8_t> { static constexpr unet_rt_dtype value = UNET_RT_U8; };
-template <> struct dtype_of<uint16_t> { static constexpr unet_rt_dtype value = UNET_RT_U16; };
-template <> struct dtype_of<float> { static constexpr unet_rt_dtype value = UNET_RT_F32; };
+template <typename T>
+struct dtype_of;
+template <>
+struct dtype_of<uint8_t> {
+  static constexpr unet_rt_dtype value = UNET_RT_U8;
+};
+template <>
+struct dtype_of<uint16_t> {
+  static constexpr unet_rt_dtype value = UNET_RT_U16;
+};
+template <>
+struct dtype_of<float> {
+  static constexpr unet_rt_dtype value = UNET_RT_F32;
+};
 template <typename L>
 struct is_label : std::integral_constant<bool, std::is_same<L, uint8_t>::value || std::is_same<L, uint16_t>::value> {};
 
@@ -64,9 +74,18 @@ class Image {
   Image(const T* data, int height, int width, int channels = 1, unet_rt_layout layout = UNET_RT_LAYOUT_CHW) {
     unet_rt_image_init(&img_, data, dtype_of<T>::value, layout, channels, height, width);
   }
-  Image& pitch(size_t row_bytes) { img_.row_pitch = row_bytes; return *this; }
-  Image& plane_pitch(size_t bytes) { img_.plane_pitch = bytes; return *this; }
-  Image& size_bytes(size_t bytes) { img_.data_bytes = bytes; return *this; }
+  Image& pitch(size_t row_bytes) {
+    img_.row_pitch = row_bytes;
+    return *this;
+  }
+  Image& plane_pitch(size_t bytes) {
+    img_.plane_pitch = bytes;
+    return *this;
+  }
+  Image& size_bytes(size_t bytes) {
+    img_.data_bytes = bytes;
+    return *this;
+  }
   Image& roi(int x, int y, int width, int height) {
     img_.roi_x = x;
     img_.roi_y = y;
@@ -95,7 +114,8 @@ class Output {
     out_.labels_pitch = row_pitch_bytes;
     return *this;
   }
-  Output& scores(float* data, size_t count, bool logits = false, size_t row_pitch_bytes = 0, size_t plane_pitch_bytes = 0) {
+  Output& scores(float* data, size_t count, bool logits = false, size_t row_pitch_bytes = 0,
+                 size_t plane_pitch_bytes = 0) {
     out_.scores = data;
     out_.scores_bytes = count * sizeof(float);
     out_.logits = logits ? 1 : 0;

@@ -58,9 +58,9 @@ void conv3x3_wino_gemm_bf16_amx(const WinoArgs& a, const void* vin, int64_t nban
   const int64_t vt = (int64_t)a.icb * nband * 16;
   const uint16_t* v = static_cast<const uint16_t*>(vin) + q * vt;
   const uint16_t* u = static_cast<const uint16_t*>(a.u) + wino_u_offset(a, g, q);
-  constexpr int64_t px = kWinoT * 16;                 // M floats per band tile
+  constexpr int64_t px = kWinoT * 16;  // M floats per band tile
   float* mo = m + (int64_t)(g * a.ocg / 16) * nband * px + q * 16;
-  const int64_t ustride = (int64_t)a.ocg * 4;          // bytes from one input-channel pair to the next
+  const int64_t ustride = (int64_t)a.ocg * 4;  // bytes from one input-channel pair to the next
   int configured = 0;
   for (int64_t j0 = n0; j0 < n0 + nt; j0 += 16) {
     const int rows = (int)std::min<int64_t>(16, n0 + nt - j0);

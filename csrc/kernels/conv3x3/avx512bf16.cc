@@ -25,15 +25,15 @@ struct Avx512Bf16 : Avx512 {
   // p[2i] = bf16(r0[i]), p[2i+1] = bf16(r1[i]), i < 16.
   static inline void store_bf16_pairs(uint16_t* p, reg r0, reg r1) {
     const __m512i x = (__m512i)_mm512_cvtne2ps_pbh(r1, r0);  // words 0-15: r0, 16-31: r1
-    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
-                                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21,
+                                         5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     _mm512_storeu_si512(p, _mm512_permutexvar_epi16(idx, x));
   }
 };
 
 template <int NX, int NV>
-inline void gemm_bf16_tile(const uint16_t* v, int64_t vbs, int icb, const uint16_t* u, int ocg, float* mo,
-                           int64_t mbs, int64_t mpx, const float* bias) {
+inline void gemm_bf16_tile(const uint16_t* v, int64_t vbs, int icb, const uint16_t* u, int ocg, float* mo, int64_t mbs,
+                           int64_t mpx, const float* bias) {
   // v: tile 0's 16 channels of block 0 (tile stride 16, block stride vbs); u: [IC/2][ocg][2];
   // accumulators start at bias[16k..] (or 0 without bias)
   __m512 acc[NX][NV];
@@ -58,7 +58,7 @@ inline void gemm_bf16_tile(const uint16_t* v, int64_t vbs, int icb, const uint16
 }
 
 using GemmTileFn = void (*)(const uint16_t*, int64_t, int, const uint16_t*, int, float*, int64_t, int64_t,
-                           const float*);
+                            const float*);
 template <int NV, int... NX>
 constexpr auto make_gemm_table(std::integer_sequence<int, NX...>) {
   return std::array<GemmTileFn, sizeof...(NX)>{{&gemm_bf16_tile<NX + 1, NV>...}};

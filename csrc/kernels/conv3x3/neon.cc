@@ -36,7 +36,8 @@ void conv3x3_wino_gemm_f32_neon(const WinoArgs& a, const void* v, int64_t nband,
 void conv3x3_wino_wt_f32_neon(const float* g, int ic, int ocg, int row, void* u) {
   simd::wino_wt<simd::Neon>(g, ic, ocg, row, u);
 }
-void conv3x3_wino_out_f32_neon(const WinoArgs& a, const float* m, int64_t nband, int64_t t0, int ob, int64_t n0, int nt) {
+void conv3x3_wino_out_f32_neon(const WinoArgs& a, const float* m, int64_t nband, int64_t t0, int ob, int64_t n0,
+                               int nt) {
   simd::wino_out<simd::Neon>(a, m, nband, t0, ob, n0, nt);
 }
 
