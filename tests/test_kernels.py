@@ -278,3 +278,9 @@ def test_winograd_schedules_agree_bit_for_bit(case, isa, precision):
         # layers): the same sums in the same order
         for pb in (1, 5, 10**6):
             np.testing.assert_array_equal(K.conv3x3_winograd(inputs, w, b, oh, ow, private_band=pb, **kw), ref)
+        # the fp32 GEMM in passes of kc_blocks input blocks (partial sums through M in fp32: the same
+        # FMAs in the same order), alone and with the other schedules; -1: the executor's L1-sized choice
+        for kc in (1, 3, -1):
+            for extra in ({}, {"raw_taps": True}, {"private_band": 5}):
+                np.testing.assert_array_equal(
+                    K.conv3x3_winograd(inputs, w, b, oh, ow, kc_blocks=kc, **extra, **kw), ref)

@@ -79,6 +79,20 @@ def test_cpuid_cache_reading_agrees_with_glibc():
         pytest.skip("glibc reports no cache sizes here")
 
 
+def test_blocking_follows_the_caches():
+    # the executor's blocking from the cache sizes read at run time (executor/winograd.h): a pass of
+    # the fp32 Winograd GEMM reads kc * ocg floats of U, about half of L1; a private band 3/4 of L2
+    info = _core.cpu_info()
+    c, b = info["caches"], info["blocking"]
+    l1 = c["l1d"] or 32 * 1024
+    l2 = c["l2"] or 1 << 20
+    for ocg in (16, 32):
+        kc = b["wino_gemm_pass_channels"][f"ocg{ocg}"]
+        assert kc % 16 == 0 and kc >= 16
+        assert kc * ocg * 4 <= max(l1 // 2, 16 * ocg * 4) < (kc + 16) * ocg * 4
+    assert b["wino_private_band_kb"] == pytest.approx(0.75 * l2 / 1024)
+
+
 def test_engine_info_and_cli_report_the_caches(tmp_path):
     from unet_rt.engine import Engine
 

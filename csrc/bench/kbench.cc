@@ -8,7 +8,7 @@
 // not the direct-convolution equivalent. Times are the thread's CPU time (best of `reps` runs), so
 // that a machine shared with other work still gives the kernels' own speed; the peaks are measured
 // the same way (one thread, CPU time). Wall time of the best run is shown beside it.
-//   build/kbench/kbench [reps]
+//   build/kbench/kbench [reps] [layer...]     (layers: enc.0 enc.2 enc.3 enc.4 dec.3c1; default all)
 #include <time.h>
 
 #include <algorithm>
@@ -84,15 +84,34 @@ int main(int argc, char** argv) {
     }
     return best;
   };
-  const k::Isa top = k::best_isa();
+  // Each tier against its own peak: the FMA throughput of its own vector width (an AVX2 probe for the
+  // avx2 rows even where the CPU has AVX-512), and vdpbf16ps for the bf16 GEMMs.
+  std::vector<std::pair<k::Isa, double>> peaks32;
+  double peak16 = 0.0;
+  for (const std::string& n : k::available_isas()) {
+    const k::Isa isa = k::isa_from_name(n);
 #if defined(__aarch64__)
-  const double peak32 = probe(k::fma_probe_neon), peak16 = 0.0;
+    if (isa == k::Isa::Neon) peaks32.push_back({isa, probe(k::fma_probe_neon)});
 #else
-  const double peak32 = probe(top == k::Isa::Avx512 ? k::fma_probe_avx512 : k::fma_probe_avx2);
-  const double peak16 = (top == k::Isa::Avx512 && k::bf16_kernels_for(top)) ? probe(k::bf16_probe_avx512bf16) : 0.0;
+    if (isa == k::Isa::Avx2) peaks32.push_back({isa, probe(k::fma_probe_avx2)});
+    if (isa == k::Isa::Avx512) {
+      peaks32.push_back({isa, probe(k::fma_probe_avx512)});
+      if (k::bf16_kernels_for(isa)) peak16 = probe(k::bf16_probe_avx512bf16);
+    }
 #endif
-  std::printf("kbench: 1 thread, CPU time; measured peak fp32 FMA %.1f GFLOP/s, bf16 vdpbf16ps %s\n", peak32,
-              peak16 > 0 ? (std::to_string((int)peak16) + " GFLOP/s").c_str() : "n/a (no AVX512-BF16)");
+  }
+  auto peak_of = [&](const k::Kernels& kn) {
+    if (kn.bf16) return peak16;
+    for (const auto& [isa, p] : peaks32)
+      if (isa == kn.isa) return p;
+    return 0.0;
+  };
+  std::string peak_line;
+  for (const auto& [isa, p] : peaks32) peak_line += std::string(k::isa_name(isa)) + " " + std::to_string((int)p) + ", ";
+  std::printf(
+      "kbench: 1 thread, CPU time; measured peak GFLOP/s (each tier's rows against its own): fp32 FMA %sbf16 "
+      "vdpbf16ps %s\n",
+      peak_line.c_str(), peak16 > 0 ? std::to_string((int)peak16).c_str() : "n/a (no AVX512-BF16)");
   std::printf("%-10s %-42s %-8s %8s %8s %8s %8s %8s %7s %9s\n", "layer", "kernel", "schedule", "wall ms", "cpu ms",
               "in ms", "gemm ms", "out ms", "GFLOP/s", "% peak");
   const Layer layers[] = {{"enc.0", 64, 64, 200},
@@ -100,9 +119,13 @@ int main(int argc, char** argv) {
                           {"enc.3", 512, 512, 64},
                           {"enc.4", 1024, 1024, 36},
                           {"dec.3c1", 1024, 512, 64}};
+  const char* kc_env = std::getenv("KBENCH_KC_BLOCKS");  // experiments: input blocks per GEMM pass (0: all)
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
   for (const Layer& L : layers) {
+    if (argc > 2 &&
+        std::find_if(argv + 2, argv + argc, [&](const char* a) { return L.name == std::string(a); }) == argv + argc)
+      continue;
     const int ih = L.out + 2;
     std::vector<float> x((size_t)(L.ic / 16) * ih * ih * 16), w((size_t)L.oc * L.ic * 9), b(L.oc),
         y((size_t)L.oc * L.out * L.out);
@@ -118,7 +141,7 @@ int main(int argc, char** argv) {
     for (const k::Kernels* kn : tables)
       for (const char* sched : {"shared", "private", "taps"}) {
         // the executor's three schedules (executor/winograd.h): shared bands, private L2-sized bands
-        // (768 KB of V + M, the executor's default), weights kept as taps (transformed per row and group)
+        // (3/4 of L2 of V + M, the executor's default), weights kept as taps (transformed per row and group)
         const bool taps = std::string(sched) == "taps";
         const int ocg = kn->ocg_for(L.oc);
         const unet_rt::PackedConv pc = unet_rt::pack_wino(tw, tb, {InDesc{L.ic, 16, L.ic / 16}}, ocg, *kn, taps);
@@ -132,13 +155,15 @@ int main(int argc, char** argv) {
         a.oh = a.ow = L.out;
         a.th = a.tw = (L.out + 3) / 4;
         a.y = k::OutView{y.data(), (int64_t)L.out * 16, (int64_t)L.out * L.out * 16};
+        a.kc_blocks = kc_env ? std::atoi(kc_env) : unet_rt::wino_kc_blocks(ocg);  // as the executor
         const int64_t tiles = (int64_t)a.th * a.tw;
         unet_rt::WinoSchedule s;
         s.clock = cpu_now;
         s.band = unet_rt::wino_band(a.icb, a.ocb, tiles, (double)pc.u_bytes, kn->bf16);
         s.raw = pc.raw();
         if (std::string(sched) == "private")
-          s.private_band = unet_rt::wino_private_band(a.icb, a.ocb, tiles, 768.0 * 1024, kn->bf16);
+          s.private_band =
+              unet_rt::wino_private_band(a.icb, a.ocb, tiles, unet_rt::wino_private_default_bytes(), kn->bf16);
         std::vector<float> v(unet_rt::wino_v_bytes(a.icb, s.band, kn->bf16) / 4 + 16),
             m(k::wino_m_floats(a.ocb, s.band));
         const unet_rt::ParallelFor serial = [](int64_t n, const std::function<void(int64_t)>& fn) {
@@ -147,32 +172,35 @@ int main(int argc, char** argv) {
         const Result r =
             best_of(reps, [&](double* ph) { unet_rt::run_winograd(*kn, a, s, v.data(), m.data(), serial, ph); });
         const double flops = 2.0 * k::kWinoT * tiles * L.ic * (double)(a.ocb * 16);
-        const double peak = kn->bf16 ? peak16 : peak32;
+        const double peak = peak_of(*kn);
         std::printf("%-10s %-42s %-8s %8.1f %8.1f %8.1f %8.1f %8.1f %7.1f %8.0f%%\n", L.name,
                     kn->wino_gemm_name(ocg).c_str(), sched, r.wall * 1e3, r.cpu * 1e3, r.phase[0] * 1e3,
                     r.phase[1] * 1e3, r.phase[2] * 1e3, flops / r.phase[1] * 1e-9,
                     100 * flops / r.phase[1] * 1e-9 / peak);
       }
-    // direct conv (fp32, best ISA), for scale: GFLOP/s of its 9 * IC * OC multiplies per pixel
-    const k::Kernels& kn = k::kernels_for(k::best_isa());
-    const int ocg = kn.ocg_for(L.oc);
-    const unet_rt::PackedConv pc = unet_rt::pack_conv(tw, tb, {InDesc{L.ic, 16, L.ic / 16}}, ocg);
-    k::ConvArgs c;
-    c.in[0] = k::View{x.data(), 16, L.ic / 16, (int64_t)ih * 16, (int64_t)ih * ih * 16};
-    c.w = pc.w.data();
-    c.bias = pc.b.data();
-    c.ocg = ocg;
-    c.ow = L.out;
-    c.y = k::OutView{y.data(), (int64_t)L.out * 16, (int64_t)L.out * L.out * 16};
-    const int ng = pc.groups();
-    const Result r = best_of(reps, [&](double*) {
-      for (int g = 0; g < ng; ++g)
-        for (int oy = 0; oy < L.out; ++oy) kn.conv(c, g, oy);
-    });
-    const double flops = 2.0 * 9 * L.ic * (double)L.oc * L.out * L.out;
-    std::printf("%-10s %-42s %-8s %8.1f %8.1f %8s %8s %8s %7.1f %8.0f%%\n", L.name,
-                (std::string("conv3x3_direct_f32_") + (ocg == 32 ? "12x32_" : "24x16_") + kn.name).c_str(), "",
-                r.wall * 1e3, r.cpu * 1e3, "", "", "", flops / r.cpu * 1e-9, 100 * flops / r.cpu * 1e-9 / peak32);
+    // direct conv (fp32, every tier), for scale: GFLOP/s of its 9 * IC * OC multiplies per pixel
+    for (const k::Kernels* knp : tables) {
+      if (knp->bf16) continue;
+      const k::Kernels& kn = *knp;
+      const int ocg = kn.ocg_for(L.oc);
+      const unet_rt::PackedConv pc = unet_rt::pack_conv(tw, tb, {InDesc{L.ic, 16, L.ic / 16}}, ocg);
+      k::ConvArgs c;
+      c.in[0] = k::View{x.data(), 16, L.ic / 16, (int64_t)ih * 16, (int64_t)ih * ih * 16};
+      c.w = pc.w.data();
+      c.bias = pc.b.data();
+      c.ocg = ocg;
+      c.ow = L.out;
+      c.y = k::OutView{y.data(), (int64_t)L.out * 16, (int64_t)L.out * L.out * 16};
+      const int ng = pc.groups();
+      const Result r = best_of(reps, [&](double*) {
+        for (int g = 0; g < ng; ++g)
+          for (int oy = 0; oy < L.out; ++oy) kn.conv(c, g, oy);
+      });
+      const double flops = 2.0 * 9 * L.ic * (double)L.oc * L.out * L.out;
+      std::printf("%-10s %-42s %-8s %8.1f %8.1f %8s %8s %8s %7.1f %8.0f%%\n", L.name, kn.direct_name(ocg).c_str(), "",
+                  r.wall * 1e3, r.cpu * 1e3, "", "", "", flops / r.cpu * 1e-9,
+                  100 * flops / r.cpu * 1e-9 / peak_of(kn));
+    }
   }
   return 0;
 }

@@ -20,7 +20,7 @@
 // UNET_RT_WINOGRAD_RAW_MB=N (default 64 for fp32, none for bf16): Winograd convs whose transformed
 // weights would take more than N MB keep the 3x3 taps instead (a quarter of fp32 U, half of bf16 U)
 // and transform them per band, transform row and output group on the fly: the paper network's fp32
-// executor weights drop from 463 MB to 237 MB (docs/speed.md: Memory). UNET_RT_WINOGRAD_PRIVATE_KB=N (default 768): Winograd convs
+// executor weights drop from 463 MB to 237 MB (docs/speed.md: Memory). UNET_RT_WINOGRAD_PRIVATE_KB=N (default 3/4 of this core's L2, wino_private_default_bytes): Winograd convs
 // whose U is at most 12 MB run private bands of ~N KB of V + M per thread (WinoSchedule; 0: off).
 // UNET_RT_PROFILE=1: after every forward(), a per-layer, per-phase table (ms, GFLOP/s of the arithmetic
 // done, MB moved) on stderr; set_profile()/last_profile() give the same rows to a program.
@@ -93,10 +93,10 @@ struct Network::Impl {
   mutable bool arena_to_release = false;  // set when the plan cache was cleared
 
   bool winograd = true;
-  int64_t wino_max_channels = 1 << 30;                      // convs with more output channels run direct
-  double wino_raw_bytes = 64.0 * (1 << 20);                 // larger transformed weights: kept as taps
-  double wino_private_bytes = 768.0 * 1024;                 // V + M of a private band (0: no private bands)
-  static constexpr double kPrivateMaxU = 12.0 * (1 << 20);  // private bands for layers with U up to this
+  int64_t wino_max_channels = 1 << 30;                       // convs with more output channels run direct
+  double wino_raw_bytes = 64.0 * (1 << 20);                  // larger transformed weights: kept as taps
+  double wino_private_bytes = wino_private_default_bytes();  // V + M of a private band (0: no private bands)
+  static constexpr double kPrivateMaxU = 12.0 * (1 << 20);   // private bands for layers with U up to this
   PackedConv pack(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) const {
     bool all16 = true;
     for (auto& d : ins) all16 = all16 && d.cb == 16;
@@ -350,6 +350,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
           a.tw = (op.ow + 3) / 4;
           a.y = m.out_view(p, op.out);
           a.relu = true;
+          a.kc_blocks = wino_kc_blocks(a.ocg);
           WinoSchedule sched;
           sched.band = op.band;
           sched.raw = cw.raw();

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/memory.h"
+#include "core/platform.h"
 
 namespace unet_rt {
 
@@ -20,6 +21,16 @@ int64_t wino_band(int icb, int ocb, int64_t tiles, double u_bytes, bool bf16) {
   const int64_t per_tile = wino_v_bytes(icb, 1, bf16) + wino_m_bytes(ocb, 1);
   const int64_t band = std::max<int64_t>(24, (int64_t)(target / per_tile) / 24 * 24);
   return std::min(band, tiles);
+}
+
+int wino_kc_blocks(int ocg) {
+  const int64_t l1 = platform::cache_sizes().l1d > 0 ? platform::cache_sizes().l1d : 32 * 1024;
+  return (int)std::max<int64_t>(1, l1 / 2 / ((int64_t)16 * ocg * 4));
+}
+
+double wino_private_default_bytes() {
+  const int64_t l2 = platform::cache_sizes().l2 > 0 ? platform::cache_sizes().l2 : 1 << 20;
+  return 0.75 * (double)l2;
 }
 
 int64_t wino_private_band(int icb, int ocb, int64_t tiles, double bytes, bool bf16) {

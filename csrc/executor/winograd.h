@@ -35,6 +35,13 @@ struct WinoSchedule {
 int64_t wino_band(int icb, int ocb, int64_t tiles, double u_bytes, bool bf16);
 // Tiles of a private band (WinoSchedule::private_band) whose V + M take about `bytes` (at least 12).
 int64_t wino_private_band(int icb, int ocb, int64_t tiles, double bytes, bool bf16);
+// Input blocks per pass of the fp32 GEMM (WinoArgs::kc_blocks): the part of U[g][q] a pass reads,
+// kc_blocks * 16 * ocg floats, takes about half of this core's L1 data cache (platform::cache_sizes(),
+// 32 KB where unknown), so that every register tile of the pass reads it from L1.
+int wino_kc_blocks(int ocg);
+// V + M of a private band by default: 3/4 of this core's L2 (platform::cache_sizes(); 1 MB where
+// unknown), 768 KB on the 1 MB L2 of AMD Zen 4 where it was tuned, 384 KB on Zen 3's 512 KB.
+double wino_private_default_bytes();
 // Bytes of V (elements of 2 or 4 bytes) and M for a band.
 int64_t wino_v_bytes(int icb, int64_t band, bool bf16);
 int64_t wino_m_bytes(int ocb, int64_t band);

@@ -127,6 +127,7 @@ struct WinoArgs {
   int oh = 0, ow = 0, th = 0, tw = 0;
   OutView y;
   bool relu = true;
+  int kc_blocks = 0;  // fp32 GEMM: input blocks per pass over the tiles (0: all; executor: wino_kc_blocks)
 };
 // Input transform of tile `tile` into band slot n: V[t][blk][n][16] at v + (t*icb*nband + blk*nband + n)*16
 // elements (float, or uint16_t bf16 for the bf16 tables).
@@ -192,6 +193,11 @@ struct Kernels {
   std::string wino_gemm_name(int ocg) const {
     return std::string("conv3x3_wino_gemm_") + (bf16 ? "bf16_" : "f32_") +
            std::to_string(ocg == 32 ? gemm_nx32 : gemm_nx16) + "x" + std::to_string(ocg) + "_" + gemm_isa;
+  }
+  // The direct conv (fp32): the same register tile as the fp32 GEMM, e.g. conv3x3_direct_f32_6x16_avx2.
+  std::string direct_name(int ocg) const {
+    return std::string("conv3x3_direct_f32_") + std::to_string(ocg == 32 ? gemm_nx32 : gemm_nx16) + "x" +
+           std::to_string(ocg) + "_" + name;
   }
 };
 

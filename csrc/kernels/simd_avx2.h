@@ -6,6 +6,7 @@ namespace unet_rt::kernels::simd {
 struct Avx2 {
   using reg = __m256;
   static constexpr int L = 8;
+  static constexpr bool unroll_cb = true;  // simd_impl.h: 16 registers, the channel loop unrolled whole
   static inline reg load(const float* p) { return _mm256_loadu_ps(p); }
   static inline void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
   static inline reg bcast(const float* p) { return _mm256_broadcast_ss(p); }

@@ -27,9 +27,16 @@ struct has_lane_fma : std::false_type {};
 template <class V>
 struct has_lane_fma<V, std::void_t<decltype(V::lane_fma)>> : std::bool_constant<V::lane_fma> {};
 
+// Traits with `unroll_cb` (AVX2) unroll the loop over a fixed channel count CB whole (see tile()).
+template <class V, class = void>
+struct has_unroll_cb : std::false_type {};
+template <class V>
+struct has_unroll_cb<V, std::void_t<decltype(V::unroll_cb)>> : std::bool_constant<V::unroll_cb> {};
+
 // One register tile. in[i] points at input pixel (row, x0) of the tile's first tap; w at the
 // group's packed weights for these inputs; y at output pixel 0 of the tile (pixel stride opx),
-// output-channel vector v goes to block v*L/16 (block stride ybs), lane offset (v*L)%16.
+// output-channel vector v goes to block v*L/16 (block stride ybs), lane offset (v*L)%16. The sums
+// start from bias, or with bias == nullptr from the values already at y.
 template <class V, int NX, int NV, int CB>
 inline void tile(const View* in, int nin, int kh, int kw, int64_t row, int64_t x0, const float* w, const float* bias,
                  bool relu, float* y, int64_t opx, int64_t ybs) {
@@ -37,6 +44,10 @@ inline void tile(const View* in, int nin, int kh, int kw, int64_t row, int64_t x
   constexpr int OCG = NV * L;
   typename V::reg acc[NX][NV];
   for (int v = 0; v < NV; ++v) {
+    if (!bias) {  // accumulate onto y (a GEMM split over its input channels: the same FMAs, in order)
+      for (int j = 0; j < NX; ++j) acc[j][v] = V::load(y + ((v * L) / 16) * ybs + j * opx + (v * L) % 16);
+      continue;
+    }
     typename V::reg b = V::load(bias + v * L);
     for (int j = 0; j < NX; ++j) acc[j][v] = b;
   }
@@ -67,6 +78,21 @@ inline void tile(const View* in, int nin, int kh, int kw, int64_t row, int64_t x
               UNET_RT_LANE_STEP(2)
               UNET_RT_LANE_STEP(3)
 #undef UNET_RT_LANE_STEP
+            }
+            continue;
+          }
+          if constexpr (CB > 0 && has_unroll_cb<V>::value) {
+        // a fixed channel count, unrolled whole: with 16 registers GCC keeps the accumulators in
+        // registers only then (the rolled loop stores all NX*NV of them to the stack on every
+        // iteration); with 32 (AVX-512) the rolled loop is the one that keeps them
+#pragma GCC unroll 16
+            for (int c = 0; c < CB; ++c, w += OCG) {
+              typename V::reg wv[NV];
+              for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * L);
+              for (int j = 0; j < NX; ++j) {
+                typename V::reg xb = V::bcast(ip + j * CB + c);
+                for (int v = 0; v < NV; ++v) acc[j][v] = V::fma(xb, wv[v], acc[j][v]);
+              }
             }
             continue;
           }
@@ -323,21 +349,29 @@ inline void wino_in(const WinoArgs& a, void* vout, int64_t nband, int64_t tile, 
 }
 
 // fp32 GEMM of one (q, g) over band slots [n0, n0+nt): the implicit-GEMM register tile above with
-// the tiles as "pixels" (stride 16) and the input blocks as channels.
+// the tiles as "pixels" (stride 16) and the input blocks as channels. With a.kc_blocks > 0 the input
+// blocks are taken kc_blocks at a time over all nt tiles, so that this part of U[g][q] (kc_blocks * 16 *
+// ocg floats, sized by the executor for the L1 cache) is read from L1 by every register tile; the
+// partial sums go through M in fp32, so the result is the same, bit for bit, as in one pass.
 template <class V, int NV, int NXMAX>
 inline void wino_gemm(const WinoArgs& a, const void* vin, int64_t nband, int q, int g, int64_t n0, int nt, float* m) {
   // V: [36][icb][nband][16]  U: [OC/ocg][36][icb*16][ocg] -> M: [ocb][nband][36][16]
   alignas(64) static const float kZeros[32] = {};
   const int64_t vt = (int64_t)a.icb * nband * 16;
   const float* ug = static_cast<const float*>(a.u) + wino_u_offset(a, g, q);
-  View vv;
-  vv.p = static_cast<const float*>(vin) + q * vt + n0 * 16;
-  vv.cb = 16;
-  vv.nblk = a.icb;
-  vv.rs = 0;
-  vv.bs = nband * 16;
+  const float* vq = static_cast<const float*>(vin) + q * vt + n0 * 16;
   float* mo = m + ((int64_t)(g * a.ocg / 16) * nband + n0) * kWinoT * 16 + q * 16;
-  row_tiles<V, NV, 16, NXMAX>(&vv, 1, 1, 1, 0, nt, ug, kZeros, false, mo, kWinoT * 16, nband * kWinoT * 16);
+  const int kc = a.kc_blocks > 0 ? imin(a.kc_blocks, a.icb) : a.icb;
+  for (int k0 = 0; k0 < a.icb; k0 += kc) {
+    View vv;
+    vv.p = vq + (int64_t)k0 * nband * 16;
+    vv.cb = 16;
+    vv.nblk = imin(kc, a.icb - k0);
+    vv.rs = 0;
+    vv.bs = nband * 16;
+    row_tiles<V, NV, 16, NXMAX>(&vv, 1, 1, 1, 0, nt, ug + (int64_t)k0 * 16 * a.ocg, k0 == 0 ? kZeros : nullptr, false,
+                                mo, kWinoT * 16, nband * kWinoT * 16);
+  }
 }
 
 // Output transform of 16-channel block ob for band slots [n0, n0+nt) (+ bias, ReLU).

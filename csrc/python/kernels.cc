@@ -154,7 +154,7 @@ static const k::Kernels* tier(const std::string& isa, const std::string& precisi
 
 // private_band > 0: the driver's private bands of that many tiles (the executor's small layers).
 F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, const std::string& isa, int ocg,
-                     int band, int nt, const std::string& precision, bool raw_taps, int private_band) {
+                     int band, int nt, const std::string& precision, bool raw_taps, int private_band, int kc_blocks) {
   need_ndim(w, 4, "w");
   const int oc = (int)w.shape(0), ictot = (int)w.shape(1);
   if (w.shape(2) != 3 || w.shape(3) != 3) throw std::invalid_argument("w must be [OC, IC, 3, 3]");
@@ -200,6 +200,7 @@ F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, c
   a.tw = (ow + 3) / 4;
   a.y = y.out();
   a.relu = relu;
+  a.kc_blocks = kc_blocks < 0 ? unet_rt::wino_kc_blocks(ocg) : kc_blocks;
   unet_rt::WinoSchedule sched;
   sched.band = band > 0 ? band : (int64_t)a.th * a.tw;
   sched.gemm_nt = nt;
@@ -383,7 +384,9 @@ PYBIND11_MODULE(_kernels, km) {
   km.def("conv3x3_winograd", &conv3x3_winograd, py::arg("inputs"), py::arg("w"), py::arg("b"), py::arg("oh"),
          py::arg("ow"), py::arg("relu") = true, py::arg("isa") = "auto", py::arg("ocg") = 16, py::arg("band") = 0,
          py::arg("nt") = 12, py::arg("precision") = "fp32", py::arg("raw_taps") = false, py::arg("private_band") = 0,
-         "Winograd F(4x4,3x3) conv3x3 (+bias, ReLU) over [(x [C,H,W], dy, dx), ...] -> [OC, oh, ow].");
+         py::arg("kc_blocks") = 0,
+         "Winograd F(4x4,3x3) conv3x3 (+bias, ReLU) over [(x [C,H,W], dy, dx), ...] -> [OC, oh, ow]; kc_blocks: "
+         "input blocks per GEMM pass (0: all, -1: the executor's choice for this CPU's L1).");
   km.def("upconv2x2", &upconv2x2, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("isa") = "auto",
          py::arg("ocg") = 16, py::arg("precision") = "fp32");
   km.def("pool2x2", &pool2x2, py::arg("x"), py::arg("isa") = "auto");

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "executor/winograd.h"
 #include "core/platform.h"
 #include "kernels/kernels.h"
 #include "runtime/engine.h"
@@ -380,10 +381,18 @@ PYBIND11_MODULE(_core, m) {
         d["isa"] = cpu_isa();
         d["available_isas"] = unet_rt::kernels::available_isas();
         d["caches"] = cache_dict();
+        // what the executor sizes from them (executor/winograd.h)
+        py::dict b;
+        b["wino_gemm_pass_channels"] = py::dict(py::arg("ocg16") = 16 * unet_rt::wino_kc_blocks(16),
+                                                py::arg("ocg32") = 16 * unet_rt::wino_kc_blocks(32));
+        b["wino_private_band_kb"] = unet_rt::wino_private_default_bytes() / 1024;
+        d["blocking"] = b;
         return d;
       },
-      "This machine as the runtime sees it: the kernels it chooses ('isa'), the tiers it could run, and "
-      "the cache sizes of one core in bytes as the OS reports them ('caches': l1d, l2, l3, source; 0 = unknown).");
+      "This machine as the runtime sees it: the kernels it chooses ('isa'), the tiers it could run, the "
+      "cache sizes of one core in bytes as the OS reports them ('caches': l1d, l2, l3, source; 0 = unknown) "
+      "and the blocking the executor derives from them ('blocking': input channels per pass of the fp32 "
+      "Winograd GEMM, for 16 and 32 output channels per group, from L1; KB of a private band, from L2).");
   m.def(
       "read_model",
       [](const std::string& path) {
