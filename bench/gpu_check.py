@@ -425,7 +425,10 @@ def environment(torch) -> dict:
             "unet_rt": _version("unet-rt"), "python": platform.python_version(), "host_cpu": platform.machine()}
 
 
-def gpu_contenders(torch, net32, mf, tile: int, trt_dir: Path) -> list:
+def gpu_contenders(torch, net32, mf, tile: int, trt_dir: Path, *, device: str = "cuda", arch: dict = PAPER) -> list:
+    """The six contenders of one workload: fn(image) -> logits through the overlap-tile grid of ``tile``.
+    ``net32``: the fp32 torch UNet on ``device``; ``mf``: its ModelFile. (``device="cpu"`` with a tiny
+    ``arch`` is how the tests drive this glue without a GPU: Triton then runs under its interpreter.)"""
     import copy
 
     import numpy as np
@@ -437,11 +440,11 @@ def gpu_contenders(torch, net32, mf, tile: int, trt_dir: Path) -> list:
             net = copy.deepcopy(net32).to(dtype=dtypes[prec]).to(memory_format=torch.channels_last)
 
             def tile_fn(t):
-                xt = torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32))[None].cuda()
+                xt = torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32))[None].to(device)
                 with torch.inference_mode():
                     y = net(xt.to(dtypes[prec]).contiguous(memory_format=torch.channels_last))
                 return y[0].float().cpu().numpy()
-            return lambda img: grid_predict(img, tile, tile_fn)
+            return lambda img: grid_predict(img, tile, tile_fn, arch)
         return build
 
     def triton(prec):
@@ -450,8 +453,8 @@ def gpu_contenders(torch, net32, mf, tile: int, trt_dir: Path) -> list:
                 raise Unavailable("triton not installed (pip install 'unet-rt[triton]')")
             from unet_rt.backends.triton import make_tile_fn
 
-            tile_fn = make_tile_fn(mf, device="cuda", dtype=dtypes[prec])
-            return lambda img: grid_predict(img, tile, tile_fn)
+            tile_fn = make_tile_fn(mf, device=device, dtype=dtypes[prec])
+            return lambda img: grid_predict(img, tile, tile_fn, arch)
         return build
 
     def tensorrt(prec):
@@ -468,7 +471,7 @@ def gpu_contenders(torch, net32, mf, tile: int, trt_dir: Path) -> list:
             tile_fn = make_tile_fn(plan)
 
             def run(img):
-                return grid_predict(img, tile, tile_fn)
+                return grid_predict(img, tile, tile_fn, arch)
             run.close = tile_fn.runner.close
             return run
         return build

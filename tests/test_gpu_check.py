@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,10 @@ from _gpu import time_rounds  # noqa: E402
 
 torch = pytest.importorskip("torch")
 HAS_GPU = torch.cuda.is_available()
+if not HAS_GPU:
+    # test_contenders_glue_on_the_cpu runs the Triton kernels under the interpreter, which must be chosen
+    # before Triton is first imported (as tests/triton/conftest.py does for the whole session)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 no_gpu_here = pytest.mark.skipif(HAS_GPU, reason="checks the behaviour on a machine without a GPU")
 
 
@@ -439,3 +444,41 @@ def test_write_outputs_leaves_nothing_half_written(tmp_path):
         gc.write_outputs(result, tmp_path)
     assert (tmp_path / "gpu-check.json").read_text() == before     # ... and the old file is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu-check.json", "gpu-check.md"]
+
+
+@no_gpu_here
+def test_contenders_glue_on_the_cpu(tmp_path):
+    """The real contender builders (eager fp32/fp16, Triton under its interpreter, TensorRT absent here)
+    on a tiny network through the real overlap-tile grid, parity against eager fp32: the glue that
+    measure_all runs on a GPU, run here with device='cpu' and wall-clock times (not reported)."""
+    pytest.importorskip("triton")
+    if gc.importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("checks the 'tensorrt not installed' row")
+    from unet_rt.train.model import UNet, to_model_file
+
+    from _workloads import grid_tiles, image_input
+
+    arch = dict(in_channels=1, classes=2, depth=1, base=2, padding="valid")    # the interpreter is slow
+    torch.manual_seed(0)
+    net = UNet(1, 2, 1, 2, "valid").eval()
+    mf = to_model_file(net, {"mean": [0.0], "std": [1.0]}, ["bg", "fg"])
+    tile, size = 28, 12                                  # 28 -> 12 outputs: one tile (the interpreter is slow)
+    assert grid_tiles(size, tile, arch) == 1
+    cs = gc.gpu_contenders(torch, net, mf, tile, tmp_path / "trt", device="cpu", arch=arch)
+    assert [(c.name, c.precision) for c in cs] == [(n, p) for n in ("triton", "tensorrt", "torch-eager")
+                                                   for p in ("fp32", "fp16")]
+    x = image_input(size)
+    ref = next(c for c in cs if c.name == "torch-eager" and c.precision == "fp32").build()(x)
+    assert ref.shape == (2, size, size)
+    w = dict(workload="tiny", image=size, tile=tile, tiles=1, flops=1.0)
+    rows = gc.run_workload(w, x, ref, cs, rounds=gc.MIN_ROUNDS, warmup=0, measure=wall_ms, sync=None)
+    by = {(r["contender"], r["precision"]): r for r in rows}
+    for key in [("triton", "fp32"), ("triton", "fp16"), ("torch-eager", "fp32"), ("torch-eager", "fp16")]:
+        assert by[key]["status"] == "ok", by[key]["note"]
+        assert by[key]["parity_error"] <= gc.TOLERANCE[key[1]]
+    assert by[("triton", "fp32")]["parity_error"] < 1e-5   # fp32 = fp32: summation order only
+    assert by[("triton", "fp16")]["parity_error"] > 0      # fp16 storage really differs
+    for p in ("fp32", "fp16"):
+        assert by[("tensorrt", p)]["status"] == "unavailable"
+        assert by[("tensorrt", p)]["note"].startswith("tensorrt not installed")
+    assert not (tmp_path / "trt").exists()
