@@ -201,6 +201,7 @@ def parse_junit(path: Path) -> dict:
 
 def run_gpu_tests(out: Path, timeout: float) -> dict:
     """pytest on GPU_TESTS (in tests/, like `make test`) with a timeout; -> the result record."""
+    out = out.resolve()                    # pytest runs in tests/: no path relative to here
     xml, log = out / "tests.xml", out / "tests.log"
     xml.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *GPU_TESTS]
@@ -372,6 +373,8 @@ def format_table(result: dict) -> str:
             note = (note + "; " if note else "") + f"{r['rounds']} rounds"
         lines.append(f"| {wl} | {r['contender']} | {r['precision']} | {parity} | {ms} | "
                      f"{_fmt(r['ratio_vs_baseline'], '.2f')} | {_fmt(r['tflops'], '.1f')} | {note} |")
+    if result.get("failure"):
+        lines += ["", f"Timing stopped: {result['failure']}"]
     if result.get("budget_exhausted"):
         lines += ["", f"The time budget ({result['budget_s']:g} s) ran out: rows marked so were not (fully) timed."]
     lines += ["", f"Parity: max |y - ref| / max |ref| against PyTorch eager fp32 (TF32 off) on the same image. "
@@ -397,7 +400,7 @@ def exit_status(result: dict) -> int:
     t = result.get("tests") or {}
     bad_tests = t.get("status") in ("failed", "timed out")
     bad_rows = any(r["status"] in ("parity-failed", "error") for r in result.get("rows", []))
-    return 1 if bad_tests or bad_rows else 0
+    return 1 if bad_tests or bad_rows or result.get("failure") else 0
 
 
 # --------------------------------------------------------------------------------- GPU contenders ---
@@ -479,35 +482,50 @@ def gpu_contenders(torch, net32, mf, tile: int, trt_dir: Path, *, device: str = 
     out = []
     for prec in PRECISIONS:
         out.append(Contender("triton", prec, triton(prec)))
-    for prec in PRECISIONS:
-        out.append(Contender("tensorrt", prec, tensorrt(prec), min_left_s=90.0))   # an engine build takes a while
+    from unet_rt.backends import tensorrt as trt_backend
+
+    for prec in PRECISIONS:   # an engine build takes a while; "not installed" is said whatever the budget
+        out.append(Contender("tensorrt", prec, tensorrt(prec), min_left_s=90.0 if trt_backend.available() else 0.0))
     for prec in PRECISIONS:
         out.append(Contender(BASELINE, prec, eager(prec)))
     return out
 
 
-def measure_all(torch, args, deadline: float) -> list:
-    """Every workload of ``args.sizes`` on the GPU: rows."""
+def measure_all(torch, workloads: list, *, rounds: int, warmup: int, deadline: float, trt_dir: Path,
+                device: str = "cuda", arch: dict = PAPER, net=None, mf=None, measure: Callable = cuda_measure,
+                sync: Callable | None = cuda_sync) -> list:
+    """Rows of every workload (name, image size, tile): the reference (PyTorch eager fp32), then
+    run_workload over gpu_contenders. Defaults: the paper network on CUDA; the tests pass a tiny
+    ``net`` / ``mf`` / ``arch`` on the CPU with a wall-clock ``measure``."""
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = False          # fp32 means fp32: the reference and the eager contender
     torch.backends.cuda.matmul.allow_tf32 = False
-    import _gpu
+    if net is None:
+        import _gpu
 
-    net32, mf = _gpu.paper_net(dtype=torch.float32, device="cuda")
+        net, mf = _gpu.paper_net(dtype=torch.float32, device=device)
     rows = []
-    for size in args.sizes:
-        name, tile = SIZES[size]
-        tiles = grid_tiles(size, tile)
-        workload = dict(workload=name, image=size, tile=tile, tiles=tiles, flops=tiles * paper_flops(tile, tile))
-        x = image_input(size)
-        contenders = gpu_contenders(torch, net32, mf, tile, args.out / "trt")
+    for name, size, tile in workloads:
+        tiles = grid_tiles(size, tile, arch)
+        workload = dict(workload=name, image=size, tile=tile, tiles=tiles,
+                        flops=tiles * paper_flops(tile, tile, arch))
+        x = image_input(size, arch["in_channels"])
+        contenders = gpu_contenders(torch, net, mf, tile, trt_dir, device=device, arch=arch)
         if time.monotonic() >= deadline:
             rows += [new_row(workload, c, status="budget", note=BUDGET_SPENT) for c in contenders]
             continue
         reference = next(c for c in contenders if c.name == BASELINE and c.precision == "fp32")
-        ref = reference.build()(x)          # PyTorch eager fp32, TF32 off: the parity reference
-        rows += run_workload(workload, x, ref, contenders, rounds=args.rounds, warmup=args.warmup, deadline=deadline)
-        torch.cuda.empty_cache()
+        try:
+            ref = reference.build()(x)          # PyTorch eager fp32, TF32 off: the parity reference
+        except Exception as e:  # noqa: BLE001  (recorded; the next workload still runs)
+            rows += [new_row(workload, c, status="error", note=f"the reference (PyTorch eager fp32) failed: "
+                                                              f"{_short(e)}") for c in contenders]
+            continue
+        rows += run_workload(workload, x, ref, contenders, rounds=rounds, warmup=warmup, measure=measure,
+                             sync=sync, deadline=deadline)
+        del contenders, ref
+        if device == "cuda":
+            torch.cuda.empty_cache()
     return rows
 
 
@@ -531,13 +549,22 @@ def main(argv=None) -> int:
         print(f"gpu-check: running the GPU tests ({' '.join(GPU_TESTS)}) ...", flush=True)
         tests = run_gpu_tests(args.out, max(1.0, min(args.tests_timeout, deadline - time.monotonic())))
         print(f"gpu-check: tests {tests['status']} ({tests['wall_s']:g} s)", flush=True)
-    rows = measure_all(torch, args, deadline)
+    workloads = [(SIZES[size][0], size, SIZES[size][1]) for size in args.sizes]
+    try:
+        rows = measure_all(torch, workloads, rounds=args.rounds, warmup=args.warmup, deadline=deadline,
+                           trt_dir=args.out / "trt")
+    except Exception as e:  # noqa: BLE001  (the test results are still written, with what went wrong)
+        rows = []
+        failure = _short(e)
+        print(f"gpu-check: timing failed: {failure}", file=sys.stderr)
+    else:
+        failure = None
     result = {"schema": 1, "started": started, "environment": env,
               "settings": {"sizes": args.sizes, "rounds": args.rounds, "warmup": args.warmup,
                            "tolerance": TOLERANCE, "min_rounds": MIN_ROUNDS, "network": PAPER},
               "budget_s": args.time_budget, "wall_s": round(time.monotonic() - t0, 1),
               "budget_exhausted": any(r["status"] == "budget" or "budget" in r["note"] for r in rows),
-              "tests": tests, "rows": rows}
+              "tests": tests, "rows": rows, "failure": failure}
     js, md = write_outputs(result, args.out)
     print(format_table(result))
     print(f"gpu-check: wrote {js} and {md}")

@@ -344,11 +344,15 @@ def _write_tests(d: Path) -> Path:
 def test_run_gpu_tests_counts_real_pytest_results(tmp_path, monkeypatch):
     f = _write_tests(tmp_path)
     monkeypatch.setattr(gc, "GPU_TESTS", [str(f)])
-    rec = gc.run_gpu_tests(tmp_path, timeout=120)
+    # a relative out folder (the default is one): regression, pytest runs in tests/ and once wrote its
+    # report there
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rel").mkdir()
+    rec = gc.run_gpu_tests(Path("rel"), timeout=120)
     assert rec["status"] == "failed" and rec["returncode"] == 1
     assert (rec["passed"], rec["failed"], rec["errors"], rec["skipped"]) == (3, 1, 1, 1)
     assert sorted(i.split("::")[-1] for i in rec["failed_ids"]) == ["test_bad", "test_error"]
-    assert (tmp_path / "tests.log").read_text().strip()
+    assert (tmp_path / "rel" / "tests.xml").exists() and (tmp_path / "rel" / "tests.log").read_text().strip()
 
 
 def test_run_gpu_tests_timeout(tmp_path, monkeypatch):
@@ -456,7 +460,7 @@ def test_contenders_glue_on_the_cpu(tmp_path):
         pytest.skip("checks the 'tensorrt not installed' row")
     from unet_rt.train.model import UNet, to_model_file
 
-    from _workloads import grid_tiles, image_input
+    from _workloads import grid_tiles
 
     arch = dict(in_channels=1, classes=2, depth=1, base=2, padding="valid")    # the interpreter is slow
     torch.manual_seed(0)
@@ -467,11 +471,11 @@ def test_contenders_glue_on_the_cpu(tmp_path):
     cs = gc.gpu_contenders(torch, net, mf, tile, tmp_path / "trt", device="cpu", arch=arch)
     assert [(c.name, c.precision) for c in cs] == [(n, p) for n in ("triton", "tensorrt", "torch-eager")
                                                    for p in ("fp32", "fp16")]
-    x = image_input(size)
-    ref = next(c for c in cs if c.name == "torch-eager" and c.precision == "fp32").build()(x)
-    assert ref.shape == (2, size, size)
-    w = dict(workload="tiny", image=size, tile=tile, tiles=1, flops=1.0)
-    rows = gc.run_workload(w, x, ref, cs, rounds=gc.MIN_ROUNDS, warmup=0, measure=wall_ms, sync=None)
+    kw = dict(rounds=gc.MIN_ROUNDS, warmup=0, trt_dir=tmp_path / "trt", device="cpu", arch=arch, mf=mf,
+              measure=wall_ms, sync=None)
+    rows = gc.measure_all(torch, [("tiny", size, tile)], net=net, deadline=time.monotonic() + 600, **kw)
+    assert [(r["contender"], r["precision"]) for r in rows] == [(c.name, c.precision) for c in cs]
+    assert all(r["workload"] == "tiny" and r["tiles"] == 1 and r["image"] == size for r in rows)
     by = {(r["contender"], r["precision"]): r for r in rows}
     for key in [("triton", "fp32"), ("triton", "fp16"), ("torch-eager", "fp32"), ("torch-eager", "fp16")]:
         assert by[key]["status"] == "ok", by[key]["note"]
@@ -482,3 +486,16 @@ def test_contenders_glue_on_the_cpu(tmp_path):
         assert by[("tensorrt", p)]["status"] == "unavailable"
         assert by[("tensorrt", p)]["note"].startswith("tensorrt not installed")
     assert not (tmp_path / "trt").exists()
+
+    # the budget already spent: nothing is built or run, every row says so
+    late = gc.measure_all(torch, [("tiny", size, tile)], net=net, deadline=time.monotonic() - 1, **kw)
+    assert all(r["status"] == "budget" and r["note"] == gc.BUDGET_SPENT for r in late)
+
+    class Boom(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("CUDA out of memory\ndetails")
+
+    bad = gc.measure_all(torch, [("tiny", size, tile)], net=Boom(), deadline=time.monotonic() + 600, **kw)
+    assert len(bad) == 6 and all(r["status"] == "error" and r["median_ms"] is None for r in bad)
+    assert bad[0]["note"] == "the reference (PyTorch eager fp32) failed: RuntimeError: CUDA out of memory"
+
