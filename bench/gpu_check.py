@@ -250,6 +250,22 @@ def _short(e: BaseException) -> str:
 BUDGET_SPENT = "not run: the time budget was spent"
 
 
+class _TimingFailure(Exception):
+    def __init__(self, key, error: BaseException):
+        super().__init__(f"{key}: {error}")
+        self.key, self.error = key, error
+
+
+def _guarded(key, fn, x):
+    """fn(x) as a zero-argument call whose exception says which contender raised."""
+    def call():
+        try:
+            return fn(x)
+        except Exception as e:
+            raise _TimingFailure(key, e) from e
+    return call
+
+
 def new_row(workload: dict, c: Contender, **kw) -> dict:
     """One table row: the workload's fields, the contender, and nothing measured yet."""
     row = dict(workload, contender=c.name, precision=c.precision, tolerance=TOLERANCE[c.precision], status=None,
@@ -258,46 +274,70 @@ def new_row(workload: dict, c: Contender, **kw) -> dict:
     return row
 
 
+def _build_and_check(c: Contender, row: dict, x, ref, closers: list, deadline, clock):
+    """Build ``c`` and check its parity, filling ``row``; -> the function to time, or None."""
+    if deadline is not None and deadline - clock() < c.min_left_s:
+        row.update(status="budget", note=BUDGET_SPENT)
+        return None
+    try:
+        fn = c.build()
+    except Unavailable as e:
+        row.update(status="unavailable", note=str(e))
+        return None
+    except Exception as e:  # noqa: BLE001  (recorded in the row; the other contenders still run)
+        row.update(status="error", note=f"build failed: {_short(e)}")
+        return None
+    closers.append(getattr(fn, "close", None))
+    try:
+        y = fn(x)
+    except Exception as e:  # noqa: BLE001
+        row.update(status="error", note=f"run failed: {_short(e)}")
+        return None
+    err = parity_error(y, ref)
+    row["parity_error"] = err if math.isfinite(err) else "inf"
+    if not err <= TOLERANCE[c.precision]:
+        row.update(status="parity-failed",
+                   note=f"max rel. error {err:.3g} > {TOLERANCE[c.precision]:g} vs PyTorch fp32: not timed")
+        return None
+    return fn
+
+
 def run_workload(workload: dict, x, ref, contenders: list, *, rounds: int, warmup: int,
                  measure: Callable = cuda_measure, sync: Callable | None = cuda_sync,
-                 deadline: float | None = None, clock: Callable[[], float] = time.monotonic) -> list:
+                 deadline: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 log: Callable[[str], None] | None = None) -> list:
     """Build each contender, check its parity on ``x`` against ``ref``, time the ones that pass.
 
     ``workload``: fields copied into every row (name, image, tile, tiles, flops). Returns one row
-    per contender; only rows with status "ok" carry a time.
+    per contender; only rows with status "ok" carry a time. ``log``: progress lines, if given.
     """
     rows, fns, closers = [], {}, []
     for c in contenders:
         row = new_row(workload, c)
         rows.append(row)
-        if deadline is not None and deadline - clock() < c.min_left_s:
-            row.update(status="budget", note=BUDGET_SPENT)
-            continue
-        try:
-            fn = c.build()
-        except Unavailable as e:
-            row.update(status="unavailable", note=str(e))
-            continue
-        except Exception as e:  # noqa: BLE001  (recorded in the row; the other contenders still run)
-            row.update(status="error", note=f"build failed: {_short(e)}")
-            continue
-        closers.append(getattr(fn, "close", None))
-        try:
-            y = fn(x)
-        except Exception as e:  # noqa: BLE001
-            row.update(status="error", note=f"run failed: {_short(e)}")
-            continue
-        err = parity_error(y, ref)
-        row["parity_error"] = err if math.isfinite(err) else "inf"
-        if not err <= TOLERANCE[c.precision]:
-            row.update(status="parity-failed",
-                       note=f"max rel. error {err:.3g} > {TOLERANCE[c.precision]:g} vs PyTorch fp32: not timed")
-            continue
-        fns[(c.name, c.precision)] = fn
+        fn = _build_and_check(c, row, x, ref, closers, deadline, clock)
+        if fn is not None:
+            fns[(c.name, c.precision)] = fn
+        if log is not None:
+            what = row["status"] or f"parity ok ({row['parity_error']:.2e})"
+            log(f"{workload['workload']} {c.name} {c.precision}: {what} {row['note']}".rstrip())
     try:
         if fns:
-            times, done = time_rounds({k: (lambda f=f: f(x)) for k, f in fns.items()}, rounds=rounds,
-                                      warmup=warmup, measure=measure, sync=sync, deadline=deadline, clock=clock)
+            if log is not None:
+                log(f"{workload['workload']}: timing {len(fns)} contenders, {rounds} rounds")
+            try:
+                times, done = time_rounds({k: _guarded(k, f, x) for k, f in fns.items()}, rounds=rounds,
+                                          warmup=warmup, measure=measure, sync=sync, deadline=deadline, clock=clock)
+            except _TimingFailure as e:              # one contender raised in a round: no times for any
+                culprit = f"{e.key[0]} {e.key[1]}"
+                for row in rows:
+                    key = (row["contender"], row["precision"])
+                    if key == e.key:
+                        row.update(status="error", note=f"run failed while timing: {_short(e.error)}")
+                    elif key in fns:
+                        row.update(status="error", note=f"not timed: {culprit} failed during the rounds")
+                fns = {}
+                times, done = {}, 0
             for row in rows:
                 key = (row["contender"], row["precision"])
                 if key not in fns:
@@ -493,7 +533,7 @@ def gpu_contenders(torch, net32, mf, tile: int, trt_dir: Path, *, device: str = 
 
 def measure_all(torch, workloads: list, *, rounds: int, warmup: int, deadline: float, trt_dir: Path,
                 device: str = "cuda", arch: dict = PAPER, net=None, mf=None, measure: Callable = cuda_measure,
-                sync: Callable | None = cuda_sync) -> list:
+                sync: Callable | None = cuda_sync, log: Callable[[str], None] | None = None) -> list:
     """Rows of every workload (name, image size, tile): the reference (PyTorch eager fp32), then
     run_workload over gpu_contenders. Defaults: the paper network on CUDA; the tests pass a tiny
     ``net`` / ``mf`` / ``arch`` on the CPU with a wall-clock ``measure``."""
@@ -522,7 +562,7 @@ def measure_all(torch, workloads: list, *, rounds: int, warmup: int, deadline: f
                                                               f"{_short(e)}") for c in contenders]
             continue
         rows += run_workload(workload, x, ref, contenders, rounds=rounds, warmup=warmup, measure=measure,
-                             sync=sync, deadline=deadline)
+                             sync=sync, deadline=deadline, log=log)
         del contenders, ref
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -552,7 +592,7 @@ def main(argv=None) -> int:
     workloads = [(SIZES[size][0], size, SIZES[size][1]) for size in args.sizes]
     try:
         rows = measure_all(torch, workloads, rounds=args.rounds, warmup=args.warmup, deadline=deadline,
-                           trt_dir=args.out / "trt")
+                           trt_dir=args.out / "trt", log=lambda m: print(f"gpu-check: {m}", flush=True))
     except Exception as e:  # noqa: BLE001  (the test results are still written, with what went wrong)
         rows = []
         failure = _short(e)

@@ -210,7 +210,11 @@ def test_run_workload_parity_failure_excludes_the_contender():
                   gc.Contender("bad", "fp32", lambda: rec.fn("bad", "wrong")),
                   gc.Contender("torch-eager", "fp32", lambda: rec.fn("eager32"))]
     rec.calls.clear()
-    rows = gc.run_workload(WORKLOAD, x, ref, contenders, rounds=4, warmup=1, measure=wall_ms, sync=None)
+    lines: list = []
+    rows = gc.run_workload(WORKLOAD, x, ref, contenders, rounds=4, warmup=1, measure=wall_ms, sync=None,
+                           log=lines.append)
+    assert len(lines) == len(contenders) + 1 and lines[-1] == "image16: timing 3 contenders, 4 rounds"
+    assert lines[0].startswith("image16 triton fp32: parity ok (") and lines[4].startswith("image16 bad fp32: parity-failed")
     by = {(r["contender"], r["precision"]): r for r in rows}
     assert len(rows) == len(contenders)
     bad = by[("bad", "fp32")]
@@ -499,3 +503,26 @@ def test_contenders_glue_on_the_cpu(tmp_path):
     assert len(bad) == 6 and all(r["status"] == "error" and r["median_ms"] is None for r in bad)
     assert bad[0]["note"] == "the reference (PyTorch eager fp32) failed: RuntimeError: CUDA out of memory"
 
+
+
+def test_a_contender_failing_in_a_timed_round_is_named():
+    rec = Recorder()
+    x = _x()
+    n = {"calls": 0}
+
+    def flaky():
+        f = rec.fn("flaky")
+
+        def run(img):
+            n["calls"] += 1
+            if n["calls"] == 3:                            # parity, warm-up, then the first timed round
+                raise RuntimeError("CUDA error: out of memory")
+            return f(img)
+        return run
+
+    cs = [gc.Contender("triton", "fp16", flaky), gc.Contender("torch-eager", "fp16", lambda: rec.fn("e", "fp16"))]
+    rows = gc.run_workload(WORKLOAD, x, rec.fn("ref")(x), cs, rounds=5, warmup=1, measure=wall_ms, sync=None)
+    assert rows[0]["status"] == "error" and rows[0]["note"] == ("run failed while timing: RuntimeError: "
+                                                                "CUDA error: out of memory")
+    assert rows[1]["status"] == "error" and rows[1]["note"] == "not timed: triton fp16 failed during the rounds"
+    assert all(r["median_ms"] is None and r["ratio_vs_baseline"] is None for r in rows)
