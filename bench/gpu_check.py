@@ -24,9 +24,13 @@
    contender once (the first rotating), each call between two CUDA events; medians, the ratio
    torch-eager / this at the same precision (> 1: faster than eager) and effective TFLOP/s (direct-
    convolution FLOPs of the tiles run / time).
-4. A wall-clock budget (``--time-budget``, default 420 s, so that the whole command stays under 8
-   minutes): the tests get at most ``--tests-timeout`` of it; a contender is not built and timing stops
-   once it is spent (rows and table say so; fewer than MIN_ROUNDS rounds give no number).
+4. A wall-clock budget (``--time-budget``, default 400 s, so that the whole command stays under 8
+   minutes): the tests get at most ``--tests-timeout`` of it (then they are interrupted like Ctrl-C and
+   the finished ones counted); a contender is not built once it is spent (a TensorRT engine not with
+   less than 90 s left), and timing stops at the first round boundary past it (rows and table say so;
+   fewer than MIN_ROUNDS rounds give no number). A build or round under way is finished: the overrun
+   is at most one TensorRT build beyond 90 s plus one round. How long builds and Triton's autotuning
+   take on a given GPU has not been measured.
 5. Writes OUT/gpu-check.json (device, driver / CUDA / cuDNN / torch / triton / tensorrt versions, the test
    results, every row) and OUT/gpu-check.md (the table, also printed). TensorRT plans and the timing
    cache stay in OUT/trt/ (a second run rebuilds the plans faster from the cache).
@@ -70,6 +74,7 @@ MIN_ROUNDS = 3                               # fewer timed rounds than this: no 
 BASELINE = "torch-eager"                     # the peer every ratio is taken against, at the same precision
 # relative to tests/ (pytest runs there, so that the installed package is imported, as in `make test`)
 GPU_TESTS = ["triton", "test_tensorrt.py::test_real_tensorrt_matches_onnxruntime"]
+INTERRUPT_GRACE_S = 15.0
 
 
 class Unavailable(Exception):
@@ -114,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
                     "test), then time Triton and TensorRT (fp32, fp16) against PyTorch eager (cuDNN) on the "
                     "paper U-Net over whole 512x512 and 2048x2048 images, parity with PyTorch fp32 asserted "
                     "first. Writes OUT/gpu-check.json and OUT/gpu-check.md (the table, also printed). Keeps "
-                    "to about --time-budget seconds (default 420; an engine build or a round under way is "
+                    "to about --time-budget seconds (default 400; an engine build or a round under way is "
                     "finished) plus start-up. Without torch+CUDA and a "
                     "device it says what is missing and exits with status 3 at once.",
         epilog="Exit status: 0 done; 1 a test or parity check failed or a contender raised; 2 bad arguments; "
@@ -129,8 +134,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=_non_negative_int, default=2,
                    help="untimed rounds before them, every contender alike (default 2; the parity call "
                         "comes before these)")
-    p.add_argument("--time-budget", type=_positive(float), default=420.0, metavar="SECONDS",
-                   help="wall-clock budget for the tests and the timing together (default 420)")
+    p.add_argument("--time-budget", type=_positive(float), default=400.0, metavar="SECONDS",
+                   help="wall-clock budget for the tests and the timing together (default 400)")
     p.add_argument("--tests-timeout", type=_positive(float), default=150.0, metavar="SECONDS",
                    help="at most this much of the budget for the GPU tests (default 150)")
     p.add_argument("--skip-tests", action="store_true", help="time only; do not run the GPU tests")
@@ -184,6 +189,8 @@ def parse_junit(path: Path) -> dict:
     counts = dict(passed=0, failed=0, errors=0, skipped=0)
     failed = []
     for case in root.iter("testcase"):
+        if case.get("name") is None:          # the test under way when pytest was interrupted: no outcome
+            continue
         tid = f"{case.get('classname', '')}::{case.get('name', '')}"
         tags = {child.tag for child in case}
         if "failure" in tags:
@@ -214,12 +221,21 @@ def run_gpu_tests(out: Path, timeout: float) -> dict:
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)      # its own session: pytest and whatever it started
-            proc.wait()
+            # its own session: pytest and whatever it started. Ctrl-C first, so that pytest reports
+            # the tests it finished; killed if it is still there after INTERRUPT_GRACE_S.
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=INTERRUPT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
             rc = None
     rec["wall_s"] = round(time.monotonic() - t0, 1)
     if rc is None:
-        rec.update(status="timed out", note=f"stopped after {timeout:.0f} s (tests.log has what ran)")
+        if xml.exists():
+            rec.update(parse_junit(xml))
+        rec.update(status="timed out", note=f"stopped after {timeout:.0f} s; the counts are of the tests that "
+                                            f"finished (tests.log)")
     elif xml.exists():
         rec.update(parse_junit(xml), status="passed" if rc == 0 else "failed", returncode=rc)
     else:
@@ -389,11 +405,10 @@ def format_table(result: dict) -> str:
         lines += [vers, ""]
     if tests is None:
         lines += ["GPU tests: not run (--skip-tests)", ""]
-    elif tests.get("status") == "timed out":
-        lines += [f"GPU tests: timed out after {tests['timeout_s']:g} s", ""]
     else:
         t = tests
-        lines += [f"GPU tests: {t.get('passed', 0)} passed, {t.get('failed', 0)} failed, "
+        head = f"timed out after {t['timeout_s']:g} s; before that: " if t.get("status") == "timed out" else ""
+        lines += [f"GPU tests: {head}{t.get('passed', 0)} passed, {t.get('failed', 0)} failed, "
                   f"{t.get('errors', 0)} errors, {t.get('skipped', 0)} skipped ({t.get('wall_s', 0):g} s)"]
         lines += [f"- failed: {i}" for i in t.get("failed_ids", [])]
         if t.get("note"):
