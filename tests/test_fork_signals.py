@@ -70,9 +70,12 @@ def test_ctrl_c_interrupts_a_long_call(model, call):
     # Before: without a progress callback the KeyboardInterrupt arrived after the whole call (90.6 s
     # for 8000 x 8000 on the shipped model). Now pending signals are checked between tiles.
     code = textwrap.dedent(f"""
-        import sys, time
+        import signal, sys, time
         import numpy as np
         from unet_rt import Engine
+        # Python's own SIGINT handler even where this test runs with SIGINT ignored (a background job of a
+        # non-interactive shell inherits SIG_IGN, and Python then installs no handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         eng = Engine({str(model)!r}, threads=1, tile=124)
         img = (np.arange(6000 * 6000) % 251).astype(np.uint8).reshape(6000, 6000)
         eng.{call}(img[:200, :200])
