@@ -216,8 +216,11 @@ def run_gpu_tests(out: Path, timeout: float) -> dict:
            "timeout_s": round(timeout, 1)}
     t0 = time.monotonic()
     with open(log, "w") as logf:
+        # SIGINT back to its default in the child: started as a background job of a non-interactive
+        # shell, we inherit it ignored, and pytest would then ignore the Ctrl-C below
         proc = subprocess.Popen(cmd, cwd=ROOT / "tests", stdout=logf, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
