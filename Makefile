@@ -11,7 +11,7 @@ DEPS    := $(VENV)/.deps-stamp
 DEMO_IN := data/samples/image/25.png
 JOBS    ?= 2
 
-.PHONY: all demo test test-fast lint test-windows test-wheel test-aarch64 bench bench-dask kbench ablation finetune-ablation install cpp clean \
+.PHONY: all demo test test-fast lint test-windows test-wheel test-aarch64 bench bench-dask gpu-check kbench ablation finetune-ablation install cpp clean \
         help fuzz fuzz-merge fuzz-bioimageio fuzz-bioimageio-merge fuzz-images fuzz-images-merge
 
 help:
@@ -22,6 +22,7 @@ help:
 	@echo "make test-windows - build with MinGW-w64 and run the C API tests and the C++ example under Wine"
 	@echo "make test-wheel - auditwheel-repaired manylinux wheel into a clean venv without a compiler; segment a sample"
 	@echo "make bench  - set up, then run the benchmarks (pytest bench/ --benchmark-only), JSON in out/bench.json"
+	@echo "make gpu-check - on a CUDA GPU: the GPU-only tests, then Triton and TensorRT vs PyTorch eager (<8 min, out/gpu-check/)"
 	@echo "make kbench - build and run the kernel micro-benchmark (GFLOP/s per kernel vs the measured peak)"
 	@echo "make ablation - set up, then train both recipes briefly on three synthetic data sets against Otsu (~20 min)"
 	@echo "make finetune-ablation - fine-tuning the shipped model vs training from scratch, few/partly annotated images (~16 h)"
@@ -111,6 +112,16 @@ bench: install
 	@mkdir -p out
 	cd bench && ../$(PYTHON) -m pytest -q --benchmark-only --benchmark-json=../out/bench.json
 	$(PYTHON) bench/report.py out/bench.json
+
+# One command for a machine with a CUDA GPU (bench/gpu_check.py; README: GPU backends): the GPU-only
+# tests, then Triton and TensorRT (fp32, fp16) vs PyTorch eager on the paper network over 512^2 and
+# 2048^2 images, parity first; out/gpu-check/gpu-check.{md,json}. The GPU check (--probe) comes
+# before install, so that a machine without a GPU stops at once (status 3) instead of building first.
+GPU_CHECK_ARGS ?=
+gpu-check: $(DEPS)
+	@$(PYTHON) bench/gpu_check.py --probe
+	@$(MAKE) --no-print-directory install
+	$(PYTHON) bench/gpu_check.py --out out/gpu-check $(GPU_CHECK_ARGS)
 
 kbench: $(DEPS)
 	cmake -S . -B build/kbench -DUNET_RT_KBENCH=ON -DUNET_RT_SHARED=OFF -DCMAKE_BUILD_TYPE=Release > /dev/null

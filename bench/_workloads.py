@@ -1,8 +1,37 @@
-"""Workload constants and the FLOP counts of the paper network (shared by bench/ and report.py)."""
+"""Workload constants, the whole-image workloads' overlap-tile grid and the FLOP counts of the paper
+network (shared by bench/: test_cpu.py, test_triton.py, gpu_check.py, report.py)."""
 from __future__ import annotations
 
 THREADS = 2
 PAPER = dict(in_channels=1, classes=2, depth=4, base=64, padding="valid")
+# whole-image workloads: name -> (image size, tile of the overlap-tile grid). 512: one 700 tile
+# (mirror-padded) -> 512x512 logits; 2048: 2x2 tiles of 1212 (output stride 1024) -> 2048x2048 logits.
+IMAGES = {"image512": (512, 700), "image2048": (2048, 1212)}
+
+
+def image_input(size: int, channels: int = PAPER["in_channels"]):
+    """The fixed random input image [C, size, size] float32 (normal, seed 1) every runner gets."""
+    import numpy as np
+
+    return np.random.default_rng(1).standard_normal((channels, size, size)).astype(np.float32)
+
+
+def grid_predict(img, tile: int, fn, arch: dict = PAPER):
+    """Overlap-tile prediction of a valid U-Net through the native tiler (the grid Engine runs), with
+    ``fn(tile [C, t, t] float32) -> logits [K, o, o] float32`` as the per-tile predictor: logits [K, H, W]."""
+    from unet_rt import _core
+
+    c = img.shape[0]
+    return _core.tile_predict(img, [0.0] * c, [1.0] * c, arch["depth"], arch["padding"] == "same",
+                              arch["classes"], fn, tile=tile, output="logits")
+
+
+def grid_tiles(size: int, tile: int, arch: dict = PAPER) -> int:
+    """Number of tiles of that grid on a size x size image."""
+    from unet_rt import _core
+
+    return int(_core.plan_tiles(size, size, depth=arch["depth"], same_padding=arch["padding"] == "same",
+                                tile=tile)["tiles"])
 
 
 def _layers(h: int, w: int, arch: dict = PAPER):

@@ -31,31 +31,20 @@ import platform
 import numpy as np
 import pytest
 
-from _workloads import PAPER, THREADS, ours_flops, paper_flops
+from _workloads import IMAGES, THREADS, grid_predict, grid_tiles, image_input, ours_flops, paper_flops
 
 RUNNERS = ["ours-fp32", "ours-bf16", "torch", "ort", "ov-f32", "ov-default"]
-WORKLOADS = {"tile572": (572, 572), "image512": (512, 700), "image2048": (2048, 1212)}
+WORKLOADS = {"tile572": (572, 572), **IMAGES}
 SELECTED = [w for w in os.environ.get("UNET_RT_BENCH_WORKLOADS", ",".join(WORKLOADS)).split(",") if w]
 FP32_TOL, BF16_TOL = 1e-3, 0.25
 
 
-def grid_predict(img: np.ndarray, tile: int, fn) -> np.ndarray:
-    """Overlap-tile prediction of a valid U-Net through the native tiler: the grid Engine runs."""
-    from unet_rt import _core
-
-    return _core.tile_predict(img, [0.0] * img.shape[0], [1.0] * img.shape[0], PAPER["depth"], False,
-                              PAPER["classes"], fn, tile=tile, output="logits")
-
-
 def _tiles(size: int, tile: int) -> int:
-    from unet_rt import _core
-
-    return int(_core.plan_tiles(size, size, depth=PAPER["depth"], same_padding=False, tile=tile)["tiles"])
+    return grid_tiles(size, tile)
 
 
 def _input(workload: str) -> np.ndarray:
-    size, _ = WORKLOADS[workload]
-    return np.random.default_rng(1).standard_normal((PAPER["in_channels"], size, size)).astype(np.float32)
+    return image_input(WORKLOADS[workload][0])
 
 
 @pytest.fixture(scope="session")

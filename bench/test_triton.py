@@ -3,14 +3,17 @@
     pytest bench/test_triton.py --benchmark-only --benchmark-json=bench-triton.json
 
 Workload: the paper network (depth 4, base 64, 1 -> 2 classes, valid) on one 572x572 tile (-> 388),
-batch 1 and 4, fp16 (and bf16 where the GPU has it). Each round runs every contender once, in turn,
-timed with CUDA events; the reported numbers are the medians and the ratios peer / ours (> 1: ours is
-faster). pytest-benchmark's own timing (the `benchmark` fixture) records ours alone for the JSON.
+batch 1 and 4, fp16 (and bf16 where the GPU has it). Each round runs every contender once (the first
+one rotating: _gpu.time_rounds), timed with CUDA events; the reported numbers are the medians and the
+ratios peer / ours (> 1: ours is faster). pytest-benchmark's own timing (the `benchmark` fixture)
+records ours alone for the JSON.
 Skipped, with the reason, on machines without a CUDA GPU: nothing here runs on the interpreter.
 """
-import statistics
-
 import pytest
+
+import _gpu
+from _gpu import interleaved
+from _workloads import paper_flops
 
 torch = pytest.importorskip("torch", reason="the triton backend needs torch")
 pytest.importorskip("triton", reason="the triton backend needs triton")
@@ -19,58 +22,8 @@ if not torch.cuda.is_available():
     pytestmark = pytest.mark.skip(reason="GPU benchmark: needs a CUDA device (this machine has none); "
                                   "the interpreter (TRITON_INTERPRET=1) is ~0.01 GFLOP/s and says nothing about speed")
 
-ROUNDS = 30
-WARMUP = 5
-
-
 def paper_net(dtype):
-    from unet_rt.train.model import UNet, to_model_file
-
-    torch.manual_seed(0)
-    net = UNet(1, 2, 4, 64, "valid").eval()
-    mf = to_model_file(net, {"mean": [0.0], "std": [1.0]}, ["bg", "fg"])
-    return net.cuda().to(dtype).to(memory_format=torch.channels_last), mf
-
-
-def network_flops(size, depth=4, base=64, cin=1, k=2):
-    """Multiply-adds x 2 of the valid U-Net on one size x size tile."""
-    fl, s, c_prev, skips = 0, size, cin, []
-    for l in range(depth + 1):
-        c = base * 2**l
-        for ci in (c_prev, c):
-            s -= 2
-            fl += 2 * s * s * c * ci * 9
-        c_prev = c
-        if l < depth:
-            skips.append(s)
-            s //= 2
-    for l in reversed(range(depth)):
-        c = base * 2**l
-        s *= 2
-        fl += 2 * s * s * c * (2 * c)          # up-conv: each output pixel takes 2c inputs
-        for ci in (2 * c, c):
-            s -= 2
-            fl += 2 * s * s * c * ci * 9
-    fl += 2 * s * s * base * k
-    return fl
-
-
-def interleaved(fns: dict, rounds=ROUNDS, warmup=WARMUP):
-    """Median milliseconds per contender, each round running every contender once in turn."""
-    for _ in range(warmup):
-        for f in fns.values():
-            f()
-    torch.cuda.synchronize()
-    times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, f in fns.items():
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            f()
-            b.record()
-            b.synchronize()
-            times[name].append(a.elapsed_time(b))
-    return {name: statistics.median(t) for name, t in times.items()}
+    return _gpu.paper_net(dtype=dtype, device="cuda")
 
 
 DTYPES = [torch.float16, torch.bfloat16]
@@ -102,7 +55,7 @@ def test_paper_tile_vs_torch(benchmark, dtype, batch):
         }
         compiled(xd)                                      # compile outside the timed rounds
         med = interleaved(fns)
-    flops = batch * network_flops(572)
+    flops = batch * paper_flops(572, 572)
     info = {f"{k}_ms": v for k, v in med.items()}
     info.update({f"ratio_{k}_over_ours": med[k] / med["ours"] for k in med if k != "ours"})
     info.update({f"{k}_tflops": flops / (v * 1e-3) / 1e12 for k, v in med.items()})

@@ -33,6 +33,8 @@ SKIP = {
     "unet-rt calibrate runs/isbi/model.plan --data data/samples --slices 23-24 --dense":
         "calibrates the run above (tests/test_calibrate.py runs `unet-rt calibrate`)",
     "cp runs/isbi/model.plan src/unet_rt/models/isbi2012-unet16.plan": "installs the model trained above",
+    "make gpu-check": "needs a CUDA GPU (none here) and then runs `make install`; tests/test_gpu_check.py runs "
+                      "it here and checks that it stops at once, before the install, with the no-GPU message",
 }
 
 
