@@ -228,3 +228,19 @@ def test_raw_tap_layers_equal_transformed_and_take_less_memory(monkeypatch, prec
     assert size["0"] < (ratio + 0.1) * size["1e9"], size
     assert float(np.abs(out["0"] - _ref64(net, x)).max()) <= (_tolerance(arch, _ref64(net, x)) if n.precision == "fp32"
                                                                else 0.25 * float(np.abs(_ref64(net, x)).max()))
+
+
+@pytest.mark.parametrize("isa", [i for i in ("avx2", "avx512") if i in K.available_isas()] or ["ref"])
+def test_gemm_passes_and_private_band_size_keep_the_output(monkeypatch, isa):
+    # UNET_RT_WINOGRAD_KC_BLOCKS (input blocks per pass of the fp32 GEMM; default from L1) and
+    # UNET_RT_WINOGRAD_PRIVATE_KB (default 3/4 of L2) change the blocking, never the sums: bit for bit.
+    arch = dict(in_channels=1, classes=2, depth=2, base=32, padding="valid")
+    _, weights = _make(arch, seed=7)
+    x = np.random.default_rng(7).standard_normal((1, 124, 124)).astype(np.float32)
+    monkeypatch.setenv("UNET_RT_ISA", isa)
+    ref = K.Network(arch, weights, threads=2).forward(x)
+    for var, value in (("UNET_RT_WINOGRAD_KC_BLOCKS", "0"), ("UNET_RT_WINOGRAD_KC_BLOCKS", "1"),
+                       ("UNET_RT_WINOGRAD_KC_BLOCKS", "3"), ("UNET_RT_WINOGRAD_PRIVATE_KB", "64")):
+        monkeypatch.setenv(var, value)
+        np.testing.assert_array_equal(K.Network(arch, weights, threads=2).forward(x), ref, err_msg=f"{var}={value}")
+        monkeypatch.delenv(var)

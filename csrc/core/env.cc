@@ -13,6 +13,7 @@ EnvOptions read_env() {
   if (const char* v = std::getenv("UNET_RT_WINOGRAD_MAX_CHANNELS")) e.wino_max_channels = std::atoll(v);
   if (const char* v = std::getenv("UNET_RT_WINOGRAD_RAW_MB")) e.wino_raw_mb = std::atof(v);
   if (const char* v = std::getenv("UNET_RT_WINOGRAD_PRIVATE_KB")) e.wino_private_kb = std::atof(v);
+  if (const char* v = std::getenv("UNET_RT_WINOGRAD_KC_BLOCKS")) e.wino_kc_blocks = std::atoi(v);
   return e;
 }
 

@@ -14,6 +14,7 @@ struct EnvOptions {
   std::optional<long long> wino_max_channels;  // UNET_RT_WINOGRAD_MAX_CHANNELS: larger convs run direct
   std::optional<double> wino_raw_mb;           // UNET_RT_WINOGRAD_RAW_MB: larger transformed weights keep taps
   std::optional<double> wino_private_kb;       // UNET_RT_WINOGRAD_PRIVATE_KB: V + M of a private band
+  std::optional<int> wino_kc_blocks;           // UNET_RT_WINOGRAD_KC_BLOCKS: input blocks per GEMM pass (0: all)
 };
 
 EnvOptions read_env();

@@ -22,6 +22,8 @@
 // and transform them per band, transform row and output group on the fly: the paper network's fp32
 // executor weights drop from 463 MB to 237 MB (docs/speed.md: Memory). UNET_RT_WINOGRAD_PRIVATE_KB=N (default 3/4 of this core's L2, wino_private_default_bytes): Winograd convs
 // whose U is at most 12 MB run private bands of ~N KB of V + M per thread (WinoSchedule; 0: off).
+// UNET_RT_WINOGRAD_KC_BLOCKS=N (default: half of L1, wino_kc_blocks): the fp32 GEMM's input blocks per
+// pass (0: all in one pass); the same result bit for bit.
 // UNET_RT_PROFILE=1: after every forward(), a per-layer, per-phase table (ms, GFLOP/s of the arithmetic
 // done, MB moved) on stderr; set_profile()/last_profile() give the same rows to a program.
 // Precision::BF16: the Winograd input transform and GEMMs of the tier's bf16 table (kernels.h), U
@@ -93,10 +95,11 @@ struct Network::Impl {
   mutable bool arena_to_release = false;  // set when the plan cache was cleared
 
   bool winograd = true;
-  int64_t wino_max_channels = 1 << 30;                       // convs with more output channels run direct
-  double wino_raw_bytes = 64.0 * (1 << 20);                  // larger transformed weights: kept as taps
-  double wino_private_bytes = wino_private_default_bytes();  // V + M of a private band (0: no private bands)
-  static constexpr double kPrivateMaxU = 12.0 * (1 << 20);   // private bands for layers with U up to this
+  int64_t wino_max_channels = 1 << 30;                                 // convs with more output channels run direct
+  double wino_raw_bytes = 64.0 * (1 << 20);                            // larger transformed weights: kept as taps
+  double wino_private_bytes = wino_private_default_bytes();            // V + M of a private band (0: no private bands)
+  int wino_kc16 = wino_kc_blocks(16), wino_kc32 = wino_kc_blocks(32);  // fp32 GEMM: input blocks per pass
+  static constexpr double kPrivateMaxU = 12.0 * (1 << 20);             // private bands for layers with U up to this
   PackedConv pack(const TensorView& w, const TensorView& b, const std::vector<InDesc>& ins, int ocg) const {
     bool all16 = true;
     for (auto& d : ins) all16 = all16 && d.cb == 16;
@@ -144,6 +147,7 @@ Network::Network(const Arch& arch, const Weights& weights, int threads, Precisio
   if (m.wkern->bf16) m.wino_raw_bytes = 1e300;
   if (env.wino_raw_mb) m.wino_raw_bytes = *env.wino_raw_mb * (1 << 20);
   if (env.wino_private_kb) m.wino_private_bytes = *env.wino_private_kb * 1024;
+  if (env.wino_kc_blocks) m.wino_kc16 = m.wino_kc32 = *env.wino_kc_blocks;
   m.in_cb = arch.in_channels < 16 ? arch.in_channels : 16;
 
   const int D = arch.depth;
@@ -350,7 +354,7 @@ void Network::forward(const float* in, int h, int w, const OutputView& out, Head
           a.tw = (op.ow + 3) / 4;
           a.y = m.out_view(p, op.out);
           a.relu = true;
-          a.kc_blocks = wino_kc_blocks(a.ocg);
+          a.kc_blocks = a.ocg == 32 ? m.wino_kc32 : m.wino_kc16;
           WinoSchedule sched;
           sched.band = op.band;
           sched.raw = cw.raw();
