@@ -120,7 +120,9 @@ class Runners:
             so = ort.SessionOptions()
             so.intra_op_num_threads = THREADS
             self._sessions[key] = ort.InferenceSession(self.onnx_bytes(tile), so, providers=["CPUExecutionProvider"])
-            self.notes["ort"] = f"onnxruntime {ort.__version__} fp32, default optimisations, {THREADS} threads"
+            self.notes["ort"] = (f"onnxruntime {ort.__version__} fp32, default optimisations, {THREADS} threads"
+                                 + (" (no ISA cap: its MLAS kernels use the best this CPU has)"
+                                    if os.environ.get("UNET_RT_ISA") else ""))
         s = self._sessions[key]
         name = s.get_inputs()[0].name
         return lambda x: s.run(None, {name: x[None]})[0][0]
@@ -143,7 +145,9 @@ class Runners:
                 cfg["INFERENCE_PRECISION_HINT"] = "f32"
             compiled = core.compile_model(model, "CPU", cfg)
             prec = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-            self.notes[tag] = f"openvino {ov.__version__}, inference precision {prec}, {THREADS} threads"
+            cap = os.environ.get("ONEDNN_MAX_CPU_ISA")  # OpenVINO's CPU plugin honours oneDNN's ISA cap
+            self.notes[tag] = (f"openvino {ov.__version__}, inference precision {prec}, {THREADS} threads"
+                               + (f", ONEDNN_MAX_CPU_ISA={cap}" if cap else ""))
             self._sessions[key] = compiled
         compiled = self._sessions[key]
         req = compiled.create_infer_request()

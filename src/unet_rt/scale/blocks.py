@@ -304,16 +304,15 @@ def _as_dask(array):
 
 
 def _model_info(path: str) -> dict:
-    from unet_rt import _core
+    """The model's architecture and normalisation, from one read of the file (the native reader
+    validates it)."""
     from unet_rt.format import model_file
 
-    kind = model_file.detect_kind(Path(path))
-    if kind in ("tensorrt", "tensorrt-bare"):
+    mf = model_file.load(Path(path), tensors=False)
+    if mf.kind in ("tensorrt", "tensorrt-bare"):
         raise ValueError("unet_rt.scale runs weight files (cpu/triton backends); a TensorRT plan fixes its tile "
                          "shape: use the weights file it was compiled from")
-    meta = _core.read_model(path)
-    meta["normalization"] = dict(model_file.load(Path(path), tensors=False).normalization)
-    return meta
+    return {"arch": dict(mf.arch), "normalization": dict(mf.normalization)}
 
 
 def _default_tile(depth: int, block: int, same: bool = False) -> int:
