@@ -398,7 +398,7 @@ unet_rt_status unet_rt_engine_plan(const unet_rt_engine* e, int height, int widt
     const unet_rt::Engine& eng = engine_of(e);
     if (!plan) throw std::invalid_argument("plan is NULL");
     need_struct(plan->struct_size, offsetof(unet_rt_plan, workspace_bytes) + sizeof(size_t), "unet_rt_plan");
-    unet_rt::TilePlan p = eng.plan(height, width);
+    unet_rt::TileGrid p = eng.tile_grid(height, width);
     plan->tiles_y = int(p.y.in_size.size());
     plan->tiles_x = int(p.x.in_size.size());
     plan->tiles = plan->tiles_y * plan->tiles_x;

@@ -107,8 +107,8 @@ Blend parse_blend(const std::string& s) {
   throw std::invalid_argument("blend must be 'constant' or 'gaussian', got '" + s + "'");
 }
 
-py::dict plan_dict(const TilePlan& p) {
-  auto axis = [](const AxisPlan& a) {
+py::dict plan_dict(const TileGrid& p) {
+  auto axis = [](const AxisGrid& a) {
     py::dict d;
     d["out_start"] = a.out_start;
     d["in_size"] = a.in_size;
@@ -539,7 +539,7 @@ after each one; returning False raises Cancelled. The GIL is released except aro
           "whole stitched foreground probability, parameters from the model's decision or `decision` (JSON). "
           "progress: as predict (per tile of the pass before the watershed).")
       .def(
-          "plan", [](const Engine& e, int h, int w) { return plan_dict(e.plan(h, w)); }, py::arg("height"),
+          "plan", [](const Engine& e, int h, int w) { return plan_dict(e.tile_grid(h, w)); }, py::arg("height"),
           py::arg("width"), "The tiling used for an image of this size.")
       .def_property_readonly("info",
                              [](const Engine& e) {

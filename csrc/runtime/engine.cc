@@ -63,7 +63,9 @@ TileOptions Engine::tile_options() const {
   return t;
 }
 
-TilePlan Engine::plan(int height, int width) const { return plan_tiles(height, width, geometry(), tile_options()); }
+TileGrid Engine::tile_grid(int height, int width) const {
+  return plan_tiles(height, width, geometry(), tile_options());
+}
 
 void Engine::run(const ImageView& img, const TileOutput& out, const ProgressFn& progress,
                  const FrameRegion* region) const {

@@ -65,7 +65,7 @@ class Engine {
   size_t workspace_bytes(int h, int w) const { return net_->workspace_bytes(h, w); }
   const EngineOptions& options() const { return opt_; }
   // The tiling this engine uses for an image of this size.
-  TilePlan plan(int height, int width) const;
+  TileGrid tile_grid(int height, int width) const;
 
   // Writes [classes, H, W] float32 probabilities (or logits) into `out` (contiguous).
   // Safe to call from several threads (the executor serialises the tiles). `progress` (may be

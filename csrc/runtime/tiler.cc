@@ -16,13 +16,13 @@
 
 namespace unet_rt {
 
-long long AxisPlan::total_input() const {
+long long AxisGrid::total_input() const {
   long long t = 0;
   for (int s : in_size) t += s;
   return t;
 }
-int TilePlan::max_in_h() const { return y.in_size.empty() ? 0 : *std::max_element(y.in_size.begin(), y.in_size.end()); }
-int TilePlan::max_in_w() const { return x.in_size.empty() ? 0 : *std::max_element(x.in_size.begin(), x.in_size.end()); }
+int TileGrid::max_in_h() const { return y.in_size.empty() ? 0 : *std::max_element(y.in_size.begin(), y.in_size.end()); }
+int TileGrid::max_in_w() const { return x.in_size.empty() ? 0 : *std::max_element(x.in_size.begin(), x.in_size.end()); }
 
 namespace {
 
@@ -37,10 +37,10 @@ int covering_input(int n, int depth) {
 
 // One axis of `n` output pixels with full tiles of input `tile`; `shrink_last`: the last tile is
 // the smallest valid tile that still reaches the border (automatic mode).
-AxisPlan valid_axis(int n, int tile, int depth, bool shrink_last) {
+AxisGrid valid_axis(int n, int tile, int depth, bool shrink_last) {
   const int g = 1 << depth;
   const int o = output_size(tile, depth, false);
-  AxisPlan a;
+  AxisGrid a;
   if (o >= n) {
     int i = shrink_last ? covering_input(n, depth) : tile;
     a.out_start.push_back(0);
@@ -72,8 +72,8 @@ size_t tile_bytes(const TileGeometry& g, const TileOptions& opt, int ih, int iw,
   return b;
 }
 
-TilePlan plan_valid(int H, int W, const TileGeometry& g, const TileOptions& opt) {
-  TilePlan p;
+TileGrid plan_valid(int H, int W, const TileGeometry& g, const TileOptions& opt) {
+  TileGrid p;
   p.halo = halo(g.depth, false);
   p.padded_h = H;
   p.padded_w = W;
@@ -91,7 +91,7 @@ TilePlan plan_valid(int H, int W, const TileGeometry& g, const TileOptions& opt)
   // that covers the axis at once; cost = total input area = (sum of heights) * (sum of widths).
   const int step = 1 << g.depth;
   auto candidates = [&](int n) {
-    std::vector<AxisPlan> out;
+    std::vector<AxisGrid> out;
     int cover = covering_input(n, g.depth);
     for (int i = min_input_size(g.depth, false); i <= cover; i += step) {
       if (output_size(i, g.depth, false) < step && i != cover) continue;  // stride would be 0
@@ -100,13 +100,13 @@ TilePlan plan_valid(int H, int W, const TileGeometry& g, const TileOptions& opt)
     }
     return out;
   };
-  std::vector<AxisPlan> cy = candidates(H), cx = candidates(W);
+  std::vector<AxisGrid> cy = candidates(H), cx = candidates(W);
   // The largest input side of candidate i is its full tile, increasing with i; the memory of a
   // tile grows with both sides, so the candidates that fit form, for each row candidate, a prefix
   // of the column candidates: find its end by bisection (few workspace_bytes calls).
   auto max_of = [](const std::vector<int>& v) { return *std::max_element(v.begin(), v.end()); };
   auto fits = [&](int iy, int ix) {
-    const AxisPlan &ay = cy[size_t(iy)], &ax = cx[size_t(ix)];
+    const AxisGrid &ay = cy[size_t(iy)], &ax = cx[size_t(ix)];
     int ih = max_of(ay.in_size), iw = max_of(ax.in_size);
     if (opt.max_tile > 0 && (ih > opt.max_tile || iw > opt.max_tile)) return false;
     return opt.memory_budget == 0 ||
@@ -140,8 +140,8 @@ TilePlan plan_valid(int H, int W, const TileGeometry& g, const TileOptions& opt)
 
 // ---- planning: same networks (MONAI sliding window) --------------------------------------------
 
-AxisPlan same_axis(int n_padded, int roi, double overlap) {
-  AxisPlan a;
+AxisGrid same_axis(int n_padded, int roi, double overlap) {
+  AxisGrid a;
   int interval = roi;
   if (roi != n_padded) {
     interval = int(double(roi) * (1.0 - overlap));
@@ -167,7 +167,7 @@ AxisPlan same_axis(int n_padded, int roi, double overlap) {
   return a;
 }
 
-TilePlan plan_same(int H, int W, const TileGeometry& g, const TileOptions& opt) {
+TileGrid plan_same(int H, int W, const TileGeometry& g, const TileOptions& opt) {
   const int step = 1 << g.depth;
   if (!(opt.overlap >= 0.0 && opt.overlap < 1.0)) throw std::invalid_argument("overlap must be in [0, 1)");
   int ry, rx;
@@ -190,7 +190,7 @@ TilePlan plan_same(int H, int W, const TileGeometry& g, const TileOptions& opt) 
       else rx -= step;
     }
   }
-  TilePlan p;
+  TileGrid p;
   p.halo = 0;
   p.padded_h = std::max(H, ry);
   p.padded_w = std::max(W, rx);
@@ -281,7 +281,7 @@ void check_finite(const ImageView& img, std::pair<int, int> ry, std::pair<int, i
 // Where a run's tiles sit: the plan, the offsets from plan coordinates to view coordinates, the
 // tiles that write the view's pixels (in run order) and the view pixels they read.
 struct Layout {
-  TilePlan plan;
+  TileGrid plan;
   int out_y = 0, out_x = 0;                // a tile's output [out_start, + out_size) is view [out_start - out_*, ...)
   int in_y = 0, in_x = 0;                  // its input [0, in_size) starts at view out_start - in_*
   std::vector<std::pair<int, int>> tiles;  // (iy, ix), in order of their shape (the executor plans each shape once)
@@ -312,12 +312,12 @@ Layout layout(const ImageView& img, const TileGeometry& g, const TileOptions& op
   }
   Layout L;
   L.plan = plan_tiles(ph, pw, g, opt);
-  const TilePlan& p = L.plan;
+  const TileGrid& p = L.plan;
   L.out_y = sy + (g.same_padding ? p.pad_y : 0);
   L.out_x = sx + (g.same_padding ? p.pad_x : 0);
   L.in_y = sy + (g.same_padding ? p.pad_y : p.halo);
   L.in_x = sx + (g.same_padding ? p.pad_x : p.halo);
-  auto writes = [](const AxisPlan& a, int i, int off, int n) {
+  auto writes = [](const AxisGrid& a, int i, int off, int n) {
     const int o = a.out_start[size_t(i)] - off;
     return o < n && o + a.out_size[size_t(i)] > 0;
   };
@@ -397,7 +397,7 @@ std::vector<float> blend_weights(int n, Blend b, double sigma_scale) {
 
 }  // namespace
 
-TilePlan plan_tiles(int height, int width, const TileGeometry& g, const TileOptions& opt) {
+TileGrid plan_tiles(int height, int width, const TileGeometry& g, const TileOptions& opt) {
   if (height < 1 || width < 1) throw std::invalid_argument("image is empty");
   if (height > kMaxImageSide || width > kMaxImageSide)
     throw std::invalid_argument("image of " + std::to_string(height) + " x " + std::to_string(width) +
@@ -433,7 +433,7 @@ void tile_predict(const ImageView& img, const std::vector<float>& mean, const st
   if (out.fn_writes_probabilities && (g.same_padding || out.kind == OutputKind::Logits))
     throw std::invalid_argument("a tile function that applies the softmax cannot give logits or be blended");
   const Layout L = layout(img, g, opt);
-  const TilePlan& plan = L.plan;
+  const TileGrid& plan = L.plan;
   check_finite(img, L.rows, L.cols);  // the pixels the tiles read must be finite
   const size_t npix = size_t(H) * size_t(W);
   std::vector<int> cols;

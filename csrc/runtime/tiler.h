@@ -69,13 +69,13 @@ struct TileOptions {
 // One axis of a tiling. Valid nets: tile i reads input [out_start[i] - halo, + in_size[i]) and
 // produces output [out_start[i], + out_size[i]) in image coordinates (possibly beyond the image).
 // Same nets: window i covers [out_start[i], + in_size[i]) of the (padded) image.
-struct AxisPlan {
+struct AxisGrid {
   std::vector<int> out_start, in_size, out_size;
   long long total_input() const;
 };
 
-struct TilePlan {
-  AxisPlan y, x;
+struct TileGrid {
+  AxisGrid y, x;
   int halo = 0;
   int pad_y = 0, pad_x = 0;  // same nets: mirror padding before the image (image smaller than the window)
   int padded_h = 0, padded_w = 0;
@@ -84,7 +84,7 @@ struct TilePlan {
   size_t tiles() const { return y.in_size.size() * x.in_size.size(); }
 };
 
-TilePlan plan_tiles(int height, int width, const TileGeometry& g, const TileOptions& opt);
+TileGrid plan_tiles(int height, int width, const TileGeometry& g, const TileOptions& opt);
 
 // Runs one tile: `in` is [in_channels, h, w] fp32 normalised, contiguous; writes [classes, oh, ow]
 // (oh, ow = output size of the tile) through `out`.

@@ -304,15 +304,23 @@ def _as_dask(array):
 
 
 def _model_info(path: str) -> dict:
-    """The model's architecture and normalisation, from one read of the file (the native reader
-    validates it)."""
+    """The native reader's record of the model (arch, decision as the runtime holds it) with the stored
+    normalisation, from one read of the file (two more only to word the refusal of a TensorRT plan)."""
+    from unet_rt import _core
     from unet_rt.format import model_file
 
-    mf = model_file.load(Path(path), tensors=False)
-    if mf.kind in ("tensorrt", "tensorrt-bare"):
-        raise ValueError("unet_rt.scale runs weight files (cpu/triton backends); a TensorRT plan fixes its tile "
-                         "shape: use the weights file it was compiled from")
-    return {"arch": dict(mf.arch), "normalization": dict(mf.normalization)}
+    refusal = ("unet_rt.scale runs weight files (cpu/triton backends); a TensorRT plan fixes its tile "
+               "shape: use the weights file it was compiled from")
+    try:
+        meta = _core.read_model(path)
+    except Exception:
+        if model_file.detect_kind(Path(path)) in ("tensorrt", "tensorrt-bare"):
+            raise ValueError(refusal) from None
+        raise
+    if meta.get("kind") == "tensorrt":
+        raise ValueError(refusal)
+    meta["normalization"] = dict(model_file.from_native(meta).normalization)
+    return meta
 
 
 def _default_tile(depth: int, block: int, same: bool = False) -> int:
