@@ -603,3 +603,19 @@ def test_a_corrupt_zarr_does_not_stop_the_other_inputs(model, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "a.zarr" in err and "Traceback" not in err
     assert read_image(tmp_path / "out" / "b.png").shape == (48, 48)
+
+
+def test_tensorrt_plans_are_refused_with_a_message(tmp_path):
+    # a TensorRT container (kind "tensorrt") and a bare TensorRT plan: unet_rt.scale needs the weights
+    from unet_rt.format import model_file
+
+    arch = dict(in_channels=1, classes=2, depth=2, base=4, padding="valid")
+    trt = tmp_path / "trt.plan"
+    model_file.save(trt, model_file.ModelFile("tensorrt", arch, {"mean": [0.0], "std": [1.0]}, ["a", "b"],
+                                              {"engine": np.frombuffer(b"ftrt0000", np.uint8)}))
+    bare = tmp_path / "bare.plan"
+    bare.write_bytes(b"\xff\xff\xff\xffftrt" + bytes(64))
+    img = np.zeros((64, 64), np.float32)
+    for path in (trt, bare):
+        with pytest.raises(ValueError, match="weights file it was compiled from"):
+            ud.segment(img, str(path), block=64)
