@@ -182,8 +182,13 @@ fuzz-merge:
 # executions, each held to 1 GB and 10 s; `make fuzz-bioimageio-merge` minimises the new inputs into
 # tests/corpus/bioimageio (replayed by make test: tests/test_bioimageio_hostile.py).
 FUZZ_PY_RUNS ?= 100000
-fuzz-bioimageio: install
-	@$(PYTHON) -c "import atheris" 2>/dev/null || { echo "make fuzz-bioimageio needs atheris: $(PYTHON) -m pip install atheris"; exit 1; }
+# atheris comes from the fuzz extra (pyproject), installed into the venv on first use
+FUZZ_PY_DEPS := $(VENV)/.fuzz-stamp
+$(FUZZ_PY_DEPS): pyproject.toml | $(PYTHON)
+	$(PYTHON) -c "import sys;t=__import__('tomllib' if sys.version_info>=(3,11) else 'tomli');d=t.load(open('pyproject.toml','rb'))['project'];open('$(VENV)/requirements-fuzz.txt','w').write('\n'.join(d['optional-dependencies']['fuzz'])+'\n')"
+	$(PYTHON) -m pip install -q -r $(VENV)/requirements-fuzz.txt
+	touch $@
+fuzz-bioimageio: install $(FUZZ_PY_DEPS)
 	@mkdir -p build/fuzz/corpus/bioimageio build/fuzz/logs
 	@echo "fuzz_bioimageio: $(FUZZ_PY_RUNS) runs, log build/fuzz/logs/bioimageio.log"
 	@nice -n 19 $(PYTHON) tests/fuzz/fuzz_bioimageio.py -runs=$(FUZZ_PY_RUNS) -max_len=16384 -timeout=10 \
@@ -204,12 +209,11 @@ fuzz-bioimageio-merge:
 	@echo "tests/corpus/bioimageio: $$(ls tests/corpus/bioimageio | wc -l) files, $$(du -sh tests/corpus/bioimageio | cut -f1)"
 
 # Python fuzz target (docs/fuzzing.md): open_image on TIFF and zarr files, FUZZ_IMAGES_RUNS executions
-# with atheris (installed into the venv on first use), at most 1 GB RSS and 10 s per input; new
+# with atheris (the fuzz extra, installed into the venv on first use), at most 1 GB RSS and 10 s per input; new
 # inputs go to build/fuzz/corpus/open_image/, `make fuzz-images-merge` minimises them into
 # tests/corpus/open_image/ (replayed by make test: tests/test_fuzz_open_image.py).
 FUZZ_IMAGES_RUNS ?= 100000
-fuzz-images: install
-	@$(PYTHON) -c "import atheris" 2>/dev/null || $(PYTHON) -m pip install -q atheris
+fuzz-images: install $(FUZZ_PY_DEPS)
 	@mkdir -p build/fuzz/corpus/open_image build/fuzz/logs
 	@echo "fuzz_open_image: $(FUZZ_IMAGES_RUNS) runs, log build/fuzz/logs/open_image.log"
 	nice -n 19 $(PYTHON) tests/fuzz/fuzz_open_image.py -runs=$(FUZZ_IMAGES_RUNS) -rss_limit_mb=1024 -timeout=10 \

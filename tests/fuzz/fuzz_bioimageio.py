@@ -228,7 +228,7 @@ def main(argv: list[str]) -> int:
     try:
         import atheris
     except ImportError:
-        print("the import fuzz target needs atheris: .venv/bin/python -m pip install atheris", file=sys.stderr)
+        print("the import fuzz target needs atheris, the fuzz extra: .venv/bin/python -m pip install 'unet-rt[fuzz]' (make fuzz-bioimageio installs it)", file=sys.stderr)
         return 1
     with atheris.instrument_imports(include=["unet_rt.export", "zipfile", "yaml"]):
         import zipfile  # noqa: F401

@@ -139,7 +139,7 @@ def main(argv: list[str]) -> None:
     try:
         import atheris
     except ImportError:
-        sys.exit("fuzz_open_image needs atheris: .venv/bin/python -m pip install atheris")
+        sys.exit("fuzz_open_image needs atheris, the fuzz extra: .venv/bin/python -m pip install 'unet-rt[fuzz]' (make fuzz-images installs it)")
     with atheris.instrument_imports(include=["unet_rt", "tifffile", "zarr", "ome_zarr", "numcodecs"]):
         import unet_rt.io.images  # noqa: F401
         import tifffile  # noqa: F401
