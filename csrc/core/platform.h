@@ -66,6 +66,7 @@ struct CacheSizes {
 };
 const CacheSizes& cache_sizes();      // read once per process: the OS first, CPUID where the OS says nothing
 CacheSizes cache_sizes_from_cpuid();  // CPUID leaf 4 (Intel) / 0x8000001D (AMD); zeros off x86
+CacheSizes cache_sizes_from_os();     // sysfs / sysctl / GetLogicalProcessorInformation; source "" if none
 
 // ---- checked arithmetic (no __builtin_*_overflow in the portable parts) --------------------------
 template <class T>

@@ -135,4 +135,14 @@ CacheSizes cache_sizes_from_cpuid() { return CacheSizes(); }
 
 #endif
 
+const CacheSizes& cache_sizes() {
+  static const CacheSizes s = [] {
+    CacheSizes c = cache_sizes_from_os();
+    if (c.source.empty()) c = cache_sizes_from_cpuid();
+    if (c.source.empty()) c.source = "unknown";
+    return c;
+  }();
+  return s;
+}
+
 }  // namespace unet_rt::platform

@@ -150,23 +150,16 @@ CacheSizes from_sysctl() {  // unverified (no Mac here); Apple Silicon reports t
 }
 #endif
 
-CacheSizes read_cache_sizes() {
-  CacheSizes s;
-#if defined(__linux__)
-  s = from_sysfs();
-#elif defined(__APPLE__)
-  s = from_sysctl();
-#endif
-  if (s.source.empty()) s = cache_sizes_from_cpuid();
-  if (s.source.empty()) s.source = "unknown";
-  return s;
-}
-
 }  // namespace
 
-const CacheSizes& cache_sizes() {
-  static const CacheSizes s = read_cache_sizes();
-  return s;
+CacheSizes cache_sizes_from_os() {
+#if defined(__linux__)
+  return from_sysfs();
+#elif defined(__APPLE__)
+  return from_sysctl();
+#else
+  return CacheSizes();
+#endif
 }
 
 }  // namespace unet_rt::platform

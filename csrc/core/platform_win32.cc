@@ -132,9 +132,7 @@ bool request_amx_permission(std::string* why) {
   return false;
 }
 
-namespace {
-
-CacheSizes read_cache_sizes() {
+CacheSizes cache_sizes_from_os() {
   CacheSizes s;
   DWORD len = 0;
   GetLogicalProcessorInformation(nullptr, &len);
@@ -152,15 +150,6 @@ CacheSizes read_cache_sizes() {
     }
     if (s.l1d || s.l2 || s.l3) s.source = "GetLogicalProcessorInformation";
   }
-  if (s.source.empty()) s = cache_sizes_from_cpuid();
-  if (s.source.empty()) s.source = "unknown";
-  return s;
-}
-
-}  // namespace
-
-const CacheSizes& cache_sizes() {
-  static const CacheSizes s = read_cache_sizes();
   return s;
 }
 
