@@ -81,29 +81,28 @@ inline void tile(const View* in, int nin, int kh, int kw, int64_t row, int64_t x
             }
             continue;
           }
+// one input channel c: the NV weight vectors, then each pixel's value (stride S) broadcast into its row
+#define UNET_RT_BCAST_STEP(S)                                              \
+  typename V::reg wv[NV];                                                  \
+  for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * L);                 \
+  for (int j = 0; j < NX; ++j) {                                           \
+    typename V::reg xb = V::bcast(ip + j * (S) + c);                       \
+    for (int v = 0; v < NV; ++v) acc[j][v] = V::fma(xb, wv[v], acc[j][v]); \
+  }
           if constexpr (CB > 0 && has_unroll_cb<V>::value) {
         // a fixed channel count, unrolled whole: with 16 registers GCC keeps the accumulators in
         // registers only then (the rolled loop stores all NX*NV of them to the stack on every
         // iteration); with 32 (AVX-512) the rolled loop is the one that keeps them
 #pragma GCC unroll 16
             for (int c = 0; c < CB; ++c, w += OCG) {
-              typename V::reg wv[NV];
-              for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * L);
-              for (int j = 0; j < NX; ++j) {
-                typename V::reg xb = V::bcast(ip + j * CB + c);
-                for (int v = 0; v < NV; ++v) acc[j][v] = V::fma(xb, wv[v], acc[j][v]);
-              }
+              UNET_RT_BCAST_STEP(CB)
             }
             continue;
           }
           for (int c = 0; c < cb; ++c, w += OCG) {
-            typename V::reg wv[NV];
-            for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * L);
-            for (int j = 0; j < NX; ++j) {
-              typename V::reg xb = V::bcast(ip + j * cb + c);
-              for (int v = 0; v < NV; ++v) acc[j][v] = V::fma(xb, wv[v], acc[j][v]);
-            }
+            UNET_RT_BCAST_STEP(cb)
           }
+#undef UNET_RT_BCAST_STEP
         }
   }
   const typename V::reg zero = V::zero();

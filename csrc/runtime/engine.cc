@@ -149,19 +149,8 @@ void Engine::forward_tile(const float* in, int h, int w, const OutputView& out, 
   net_->forward(in, h, w, out, probabilities ? HeadOutput::Probabilities : HeadOutput::Logits);
 }
 
-std::string cpu_isa() {
-  using kernels::Isa;
-  switch (kernels::isa_from_name(read_env().isa)) {  // the executor's own choice (network.cc)
-    case Isa::Avx512:
-      return "avx512";
-    case Isa::Avx2:
-      return "avx2";
-    case Isa::Neon:
-      return "neon";
-    case Isa::Ref:
-      return "ref";
-  }
-  return "ref";
+std::string cpu_isa() {  // the executor's own choice (network.cc)
+  return kernels::isa_name(kernels::isa_from_name(read_env().isa));
 }
 
 }  // namespace unet_rt
