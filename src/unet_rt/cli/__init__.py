@@ -1,5 +1,5 @@
-"""The ``unet-rt`` command line (``main``: the parser; one module per command: ``segment`` (with
+"""The ``unet-rt`` command line (``parser``: the parser and ``main``; one module per command: ``segment`` (with
 ``workers`` for ``--workers/--scheduler``), ``info``, ``evaluate``, ``calibrate``, ``compile``, ``train``)."""
-from unet_rt.cli.main import main
+from unet_rt.cli.parser import main
 
 __all__ = ["main"]
