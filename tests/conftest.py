@@ -37,3 +37,12 @@ def save_unet():
         return net, norm
 
     return save
+
+
+@pytest.fixture(scope="session")
+def model(tmp_path_factory, save_unet):
+    """The default small model file (save_unet's defaults: 1 -> 2 classes, depth 2, base 4), read-only
+    for the tests that take it; a module that needs another model defines its own `model`."""
+    p = tmp_path_factory.mktemp("model") / "m.plan"
+    save_unet(p)
+    return p

@@ -10,13 +10,6 @@ import unet_rt
 from unet_rt import _core
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory, save_unet):
-    p = tmp_path_factory.mktemp("progress") / "m.plan"
-    save_unet(p, depth=2, base=4)
-    return p
-
-
 def test_progress_counts_tiles_over_frames_and_tta(model, rng):
     calls = []
     eng = unet_rt.Engine(model, threads=1, tile=60, progress=lambda d, t: calls.append((d, t)))

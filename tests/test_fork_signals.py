@@ -13,13 +13,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory, save_unet):
-    p = tmp_path_factory.mktemp("proc") / "m.plan"
-    save_unet(p, depth=2, base=4)
-    return p
-
-
 def test_fork_while_another_thread_segments(model):
     # Before: the child inherited the executor's mutex locked by the parent's other thread, and its
     # first segment blocked forever. Now fork() waits for the tile in flight (pthread_atfork, see

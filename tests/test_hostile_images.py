@@ -24,13 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BAD_SIZES = [float("nan"), float("inf"), -0.5, 0.0, -0.0, 1e-320]
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory, save_unet):
-    p = tmp_path_factory.mktemp("hostile") / "m.plan"
-    save_unet(p)
-    return p
-
-
 def strict_json(text: str):
     def no(tok):
         raise ValueError(f"not JSON: {tok}")

@@ -11,10 +11,8 @@ _core = pytest.importorskip("unet_rt._core")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, save_unet):
-    p = tmp_path_factory.mktemp("prog") / "m.plan"
-    save_unet(p, depth=2, base=4)
-    return str(p)
+def model(model):  # conftest's small model, as the str the native calls take
+    return str(model)
 
 
 def _image(h=200, w=150, seed=0):

@@ -39,13 +39,6 @@ def py(code: str, timeout: float = 60, env=None, shell_prefix: str = "") -> subp
     return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory, save_unet):
-    p = tmp_path_factory.mktemp("robust") / "m.plan"
-    save_unet(p, depth=2, base=4)
-    return p
-
-
 # ---- threads --------------------------------------------------------------------------------------
 
 def test_thread_start_failure_is_an_error_not_a_hang(model):
