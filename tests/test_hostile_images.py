@@ -217,20 +217,25 @@ def run_bounded(code: str, timeout=60):
     return r.stdout, int(peak), float(secs)
 
 
-@pytest.mark.parametrize("sizes", [dict(SizeX=10 ** 9, SizeY=10 ** 9), dict(SizeT=100000)])
-def test_ome_tiff_declaring_huge_sizes(tmp_path, sizes):
-    # Before: MemoryError tracebacks (SizeT=100000 on one page allocated 24.4 GiB).
-    p = tmp_path / "big.ome.tif"
-    ome_tiff_declaring(p, **sizes)
-    assert p.stat().st_size < 300_000
-    out, peak, secs = run_bounded(f"""
+def open_image_bounded(p, timeout=60):
+    """open_image(p) in a subprocess: its output ("ERR <message>" for a ValueError), peak RSS, seconds."""
+    return run_bounded(f"""
         from unet_rt.io.images import open_image
         t0 = time.monotonic()
         try:
             open_image({str(p)!r})
         except ValueError as e:
             print("ERR", e)
-        """)
+        """, timeout=timeout)
+
+
+@pytest.mark.parametrize("sizes", [dict(SizeX=10 ** 9, SizeY=10 ** 9), dict(SizeT=100000)])
+def test_ome_tiff_declaring_huge_sizes(tmp_path, sizes):
+    # Before: MemoryError tracebacks (SizeT=100000 on one page allocated 24.4 GiB).
+    p = tmp_path / "big.ome.tif"
+    ome_tiff_declaring(p, **sizes)
+    assert p.stat().st_size < 300_000
+    out, peak, secs = open_image_bounded(p)
     assert "ERR" in out and ("declares" in out), out
     assert peak < 1 << 30 and secs < 10, (peak, secs)
 
@@ -367,13 +372,6 @@ def test_fuzz_findings(tmp_path):
                       ("finding-imagej-images", "strips or tiles")):
         p = tmp_path / (name + ".tif")
         p.write_bytes((corpus / name).read_bytes()[2:])
-        out, peak, secs = run_bounded(f"""
-            from unet_rt.io.images import open_image
-            t0 = time.monotonic()
-            try:
-                open_image({str(p)!r})
-            except ValueError as e:
-                print("ERR", e)
-            """, timeout=60)
+        out, peak, secs = open_image_bounded(p)
         assert "ERR" in out and msg in out, out
         assert peak < 1 << 30 and secs < 10, (peak, secs)
