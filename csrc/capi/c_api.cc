@@ -62,17 +62,10 @@ namespace {
 
 bool to_dtype(unet_rt_dtype d, DType* out) {
   switch (d) {
-    case UNET_RT_U8:
-      *out = DType::U8;
-      return true;
-    case UNET_RT_U16:
-      *out = DType::U16;
-      return true;
-    case UNET_RT_F32:
-      *out = DType::F32;
-      return true;
-    default:
-      return false;
+    case UNET_RT_U8: *out = DType::U8; return true;
+    case UNET_RT_U16: *out = DType::U16; return true;
+    case UNET_RT_F32: *out = DType::F32; return true;
+    default: return false;
   }
 }
 

@@ -17,18 +17,12 @@ const Value* Value::find(std::string_view key) const {
 
 const char* Value::type_name(Type t) {
   switch (t) {
-    case Type::Null:
-      return "null";
-    case Type::Bool:
-      return "boolean";
-    case Type::Number:
-      return "number";
-    case Type::String:
-      return "string";
-    case Type::Array:
-      return "array";
-    case Type::Object:
-      return "object";
+    case Type::Null: return "null";
+    case Type::Bool: return "boolean";
+    case Type::Number: return "number";
+    case Type::String: return "string";
+    case Type::Array: return "array";
+    case Type::Object: return "object";
   }
   return "?";
 }
@@ -86,12 +80,8 @@ class Parser {
     Value v;
     char c = s_[pos_];
     switch (c) {
-      case '{':
-        parse_object(v, depth);
-        break;
-      case '[':
-        parse_array(v, depth);
-        break;
+      case '{': parse_object(v, depth); break;
+      case '[': parse_array(v, depth); break;
       case '"':
         v.type = Value::Type::String;
         v.text = parse_string();
@@ -296,30 +286,14 @@ class Parser {
       if (eof()) fail("unterminated escape");
       char e = s_[pos_++];
       switch (e) {
-        case '"':
-          out += '"';
-          break;
-        case '\\':
-          out += '\\';
-          break;
-        case '/':
-          out += '/';
-          break;
-        case 'b':
-          out += '\b';
-          break;
-        case 'f':
-          out += '\f';
-          break;
-        case 'n':
-          out += '\n';
-          break;
-        case 'r':
-          out += '\r';
-          break;
-        case 't':
-          out += '\t';
-          break;
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
         case 'u': {
           uint32_t cp = hex4();
           if (cp >= 0xD800 && cp <= 0xDBFF) {

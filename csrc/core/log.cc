@@ -13,14 +13,10 @@ void* g_user = nullptr;
 LogLevel g_min = LogLevel::Warning;
 const char* level_name(LogLevel l) {
   switch (l) {
-    case LogLevel::Debug:
-      return "debug";
-    case LogLevel::Info:
-      return "info";
-    case LogLevel::Warning:
-      return "warning";
-    case LogLevel::Error:
-      return "error";
+    case LogLevel::Debug: return "debug";
+    case LogLevel::Info: return "info";
+    case LogLevel::Warning: return "warning";
+    case LogLevel::Error: return "error";
   }
   return "?";
 }

@@ -162,11 +162,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* d, size_t size) {
       opt.tile =
           mk.same ? g * (2 + (d[3] >> 2) % 3) : unet_rt::min_input_size(mk.depth, false) + g * (2 + (d[3] >> 2) % 4);
       break;
-    case 2:
-      opt.tile = d[3] >> 2;
-      break;  // often invalid
-    default:
-      opt.tile = 0;
+    case 2: opt.tile = d[3] >> 2; break;  // often invalid
+    default: opt.tile = 0;
   }
   opt.memory_budget_mb = d[4] % 4 == 3 ? -1 : d[4] % 3;
   opt.gaussian_blend = d[4] >> 7;
@@ -356,8 +353,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* d, size_t size) {
       unet_rt_queue_destroy(q);
       break;
     }
-    default:
-      st = unet_rt_run(e, &img, &out, runp);
+    default: st = unet_rt_run(e, &img, &out, runp);
   }
 
   // ---- checks ----

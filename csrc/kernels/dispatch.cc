@@ -43,14 +43,10 @@ bool isa_supported(Isa isa) {
   // CPU features: CPUID, and XGETBV for the OS's support of the AVX/AVX-512 state (platform.h)
   const platform::CpuFeatures& f = platform::cpu_features();
   switch (isa) {
-    case Isa::Avx512:
-      return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.fma;
-    case Isa::Avx2:
-      return f.avx2 && f.fma && f.f16c;
-    case Isa::Ref:
-      return true;
-    default:
-      return false;
+    case Isa::Avx512: return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.fma;
+    case Isa::Avx2: return f.avx2 && f.fma && f.f16c;
+    case Isa::Ref: return true;
+    default: return false;
   }
 #elif defined(__aarch64__)
   return isa == Isa::Ref || isa == Isa::Neon;
@@ -68,14 +64,10 @@ Isa best_isa() {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::Avx512:
-      return "avx512";
-    case Isa::Avx2:
-      return "avx2";
-    case Isa::Neon:
-      return "neon";
-    default:
-      return "ref";
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    case Isa::Neon: return "neon";
+    default: return "ref";
   }
 }
 
@@ -215,17 +207,13 @@ const Kernels& kernels_for(Isa isa) {
   if (!isa_supported(isa)) throw std::invalid_argument(std::string("this CPU does not support ") + isa_name(isa));
   switch (isa) {
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
-    case Isa::Avx512:
-      return kAvx512;
-    case Isa::Avx2:
-      return kAvx2;
+    case Isa::Avx512: return kAvx512;
+    case Isa::Avx2: return kAvx2;
 #endif
 #if defined(__aarch64__)
-    case Isa::Neon:
-      return kNeon;
+    case Isa::Neon: return kNeon;
 #endif
-    default:
-      return kRef;
+    default: return kRef;
   }
 }
 

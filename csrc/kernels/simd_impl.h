@@ -81,7 +81,10 @@ inline void tile(const View* in, int nin, int kh, int kw, int64_t row, int64_t x
             }
             continue;
           }
-// one input channel c: the NV weight vectors, then each pixel's value (stride S) broadcast into its row
+// One input channel c: the NV weight vectors, then each pixel's value (stride S) broadcast into its row.
+// Traits with unroll_cb run a fixed channel count CB unrolled whole: with 16 registers GCC keeps the
+// accumulators in registers only then (the rolled loop stores all NX*NV of them to the stack on every
+// iteration); with 32 (AVX-512) the rolled loop is the one that keeps them.
 #define UNET_RT_BCAST_STEP(S)                                              \
   typename V::reg wv[NV];                                                  \
   for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * L);                 \
@@ -90,9 +93,6 @@ inline void tile(const View* in, int nin, int kh, int kw, int64_t row, int64_t x
     for (int v = 0; v < NV; ++v) acc[j][v] = V::fma(xb, wv[v], acc[j][v]); \
   }
           if constexpr (CB > 0 && has_unroll_cb<V>::value) {
-        // a fixed channel count, unrolled whole: with 16 registers GCC keeps the accumulators in
-        // registers only then (the rolled loop stores all NX*NV of them to the stack on every
-        // iteration); with 32 (AVX-512) the rolled loop is the one that keeps them
 #pragma GCC unroll 16
             for (int c = 0; c < CB; ++c, w += OCG) {
               UNET_RT_BCAST_STEP(CB)
@@ -290,20 +290,13 @@ inline void wino_wt_rows(const float* g, int ic, int ocg, void* uout) {
 template <class V, bool BF16 = false>
 inline void wino_wt(const float* g, int ic, int ocg, int row, void* u) {
   switch (row) {
-    case 0:
-      return wino_wt_rows<V, BF16, 0>(g, ic, ocg, u);
-    case 1:
-      return wino_wt_rows<V, BF16, 1>(g, ic, ocg, u);
-    case 2:
-      return wino_wt_rows<V, BF16, 2>(g, ic, ocg, u);
-    case 3:
-      return wino_wt_rows<V, BF16, 3>(g, ic, ocg, u);
-    case 4:
-      return wino_wt_rows<V, BF16, 4>(g, ic, ocg, u);
-    case 5:
-      return wino_wt_rows<V, BF16, 5>(g, ic, ocg, u);
-    default:
-      return wino_wt_rows<V, BF16, -1>(g, ic, ocg, u);
+    case 0: return wino_wt_rows<V, BF16, 0>(g, ic, ocg, u);
+    case 1: return wino_wt_rows<V, BF16, 1>(g, ic, ocg, u);
+    case 2: return wino_wt_rows<V, BF16, 2>(g, ic, ocg, u);
+    case 3: return wino_wt_rows<V, BF16, 3>(g, ic, ocg, u);
+    case 4: return wino_wt_rows<V, BF16, 4>(g, ic, ocg, u);
+    case 5: return wino_wt_rows<V, BF16, 5>(g, ic, ocg, u);
+    default: return wino_wt_rows<V, BF16, -1>(g, ic, ocg, u);
   }
 }
 

@@ -70,24 +70,15 @@ std::unique_ptr<ModelFile> ModelFile::open(const std::string& path) {
   const platform::ReadResult r = platform::read_file(path, m->owned_);
   const std::string why = r.err ? std::string(" (") + std::strerror(r.err) + ")" : std::string();
   switch (r.status) {
-    case ReadStatus::Ok:
-      break;
-    case ReadStatus::NotFound:
-      throw IoError("model file not found: " + path + why, r.err);
-    case ReadStatus::CannotOpen:
-      throw IoError("cannot open model file: " + path + why, r.err);
-    case ReadStatus::CannotStat:
-      throw IoError("cannot stat model file " + path + why, r.err);
-    case ReadStatus::Directory:
-      throw IoError("not a regular file: " + path + " (a directory)", r.err);
-    case ReadStatus::Fifo:
-      throw IoError("not a regular file: " + path + " (a FIFO)", r.err);
-    case ReadStatus::NotRegular:
-      throw IoError("not a regular file: " + path, r.err);
-    case ReadStatus::OutOfMemory:
-      throw IoError("cannot read model file " + path + ": out of memory", r.err);
-    case ReadStatus::CannotRead:
-      throw IoError("cannot read model file " + path + why, r.err);
+    case ReadStatus::Ok: break;
+    case ReadStatus::NotFound: throw IoError("model file not found: " + path + why, r.err);
+    case ReadStatus::CannotOpen: throw IoError("cannot open model file: " + path + why, r.err);
+    case ReadStatus::CannotStat: throw IoError("cannot stat model file " + path + why, r.err);
+    case ReadStatus::Directory: throw IoError("not a regular file: " + path + " (a directory)", r.err);
+    case ReadStatus::Fifo: throw IoError("not a regular file: " + path + " (a FIFO)", r.err);
+    case ReadStatus::NotRegular: throw IoError("not a regular file: " + path, r.err);
+    case ReadStatus::OutOfMemory: throw IoError("cannot read model file " + path + ": out of memory", r.err);
+    case ReadStatus::CannotRead: throw IoError("cannot read model file " + path + why, r.err);
   }
   m->bytes_ = m->owned_.data();
   m->size_ = m->owned_.size();

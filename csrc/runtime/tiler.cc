@@ -242,15 +242,9 @@ void gather_t(const ImageView& img, const std::vector<float>& mean, const std::v
 void gather(const ImageView& img, const std::vector<float>& mean, const std::vector<float>& sd, int oy, int ox, int ih,
             int iw, float* dst, std::vector<int>& cols) {
   switch (img.dtype) {
-    case DType::U8:
-      gather_t<uint8_t>(img, mean, sd, oy, ox, ih, iw, dst, cols);
-      break;
-    case DType::U16:
-      gather_t<uint16_t>(img, mean, sd, oy, ox, ih, iw, dst, cols);
-      break;
-    case DType::F32:
-      gather_t<float>(img, mean, sd, oy, ox, ih, iw, dst, cols);
-      break;
+    case DType::U8: gather_t<uint8_t>(img, mean, sd, oy, ox, ih, iw, dst, cols); break;
+    case DType::U16: gather_t<uint16_t>(img, mean, sd, oy, ox, ih, iw, dst, cols); break;
+    case DType::F32: gather_t<float>(img, mean, sd, oy, ox, ih, iw, dst, cols); break;
   }
 }
 
