@@ -193,6 +193,24 @@ def test_peak_probe_is_plausible():
     assert g > 1.0 and g < 10_000.0, g
 
 
+def test_bf16_peak_probes_the_tiers_own_arithmetic(monkeypatch):
+    """The bf16 peak is AMX's tdpbf16ps where the bf16 GEMM is AMX's, vdpbf16ps otherwise (UNET_RT_AMX=0):
+    one AMX core does 1024 bf16 flops a cycle, vdpbf16ps 64 or 128, so the AMX figure is several times
+    larger (measured on a Xeon with AMX: 3037 vs 103 GFLOP/s); 0 without a bf16 tier."""
+    best = K.available_isas()[-1]
+    if K.bf16_kernels(best) in (None, "ref_bf16"):
+        assert K.peak_gflops(1, 0.05, bf16=True) == 0.0
+        return
+    monkeypatch.setenv("UNET_RT_AMX", "0")
+    vdp = K.peak_gflops(1, 0.05, bf16=True)
+    assert 1.0 < vdp < 10_000.0, vdp
+    monkeypatch.delenv("UNET_RT_AMX")
+    if K.bf16_kernels(best) != "amx_bf16":
+        pytest.skip("no AMX tier on this CPU: the vdpbf16ps probe was checked")
+    amx = K.peak_gflops(1, 0.05, bf16=True)
+    assert amx > 4 * vdp, (amx, vdp)
+
+
 # --- conv3x3 by Winograd F(4x4, 3x3) ------------------------------------------------------------
 # Error model (first-order forward error of a bilinear algorithm, Higham §22 / Demmel et al.): the
 # computed y = A^T [sum_c (G g_c G^T) . (B^T d_c B)] A differs from the exact convolution by at most
@@ -238,6 +256,7 @@ WINO_CASES = [
     ([16], 48, 3, 97, 7, 24),      # 25 tiles: 24 + 1
     ([20, 12], 32, 9, 10, 3, 2),   # two inputs (crop-and-concat), channels not multiples of 16
     ([64], 64, 13, 17, 1, 13),
+    ([32], 32, 6, 150, 0, 36),     # 38 tiles per row, 36 per unit: AMX's 32-tile block, a 4 and a 2 rest
 ]
 
 

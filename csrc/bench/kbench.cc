@@ -1,7 +1,7 @@
 // Kernel micro-benchmark (make kbench): GFLOP/s of every Winograd conv3x3 variant this CPU runs
 // (fp32 per ISA tier, bf16) under each of the executor's schedules (shared bands, private bands,
 // weights kept as taps) and of the direct conv, per phase, on layer shapes of the paper network,
-// against the measured peak of the same arithmetic (fp32 FMA, or vdpbf16ps for bf16).
+// against the measured peak of the same arithmetic (fp32 FMA; vdpbf16ps, or AMX tdpbf16ps, for bf16).
 //
 // One thread, the executor's own packing (executor/pack.cc) and Winograd driver (executor/winograd.cc).
 // GFLOP/s count the arithmetic done: the Winograd-domain GEMM multiplies (2 * 36 * tiles * IC * OC),
@@ -30,6 +30,7 @@ double fma_probe_neon(int64_t iters, float* sink);
 double fma_probe_avx512(int64_t iters, float* sink);
 double fma_probe_avx2(int64_t iters, float* sink);
 double bf16_probe_avx512bf16(int64_t iters, float* sink);
+double bf16_probe_amx(int64_t iters, float* sink);
 #endif
 }  // namespace unet_rt::kernels
 namespace k = unet_rt::kernels;
@@ -88,6 +89,7 @@ int main(int argc, char** argv) {
   // avx2 rows even where the CPU has AVX-512), and vdpbf16ps for the bf16 GEMMs.
   std::vector<std::pair<k::Isa, double>> peaks32;
   double peak16 = 0.0;
+  bool amx = false;  // the bf16 tier's GEMM on AMX tiles: its rows against the tdpbf16ps probe
   for (const std::string& n : k::available_isas()) {
     const k::Isa isa = k::isa_from_name(n);
 #if defined(__aarch64__)
@@ -96,7 +98,10 @@ int main(int argc, char** argv) {
     if (isa == k::Isa::Avx2) peaks32.push_back({isa, probe(k::fma_probe_avx2)});
     if (isa == k::Isa::Avx512) {
       peaks32.push_back({isa, probe(k::fma_probe_avx512)});
-      if (k::bf16_kernels_for(isa)) peak16 = probe(k::bf16_probe_avx512bf16);
+      if (const k::Kernels* k16 = k::bf16_kernels_for(isa)) {
+        amx = std::string(k16->name) == "amx_bf16";
+        peak16 = probe(amx ? k::bf16_probe_amx : k::bf16_probe_avx512bf16);
+      }
     }
 #endif
   }
@@ -110,8 +115,9 @@ int main(int argc, char** argv) {
   for (const auto& [isa, p] : peaks32) peak_line += std::string(k::isa_name(isa)) + " " + std::to_string((int)p) + ", ";
   std::printf(
       "kbench: 1 thread, CPU time; measured peak GFLOP/s (each tier's rows against its own): fp32 FMA %sbf16 "
-      "vdpbf16ps %s\n",
-      peak_line.c_str(), peak16 > 0 ? std::to_string((int)peak16).c_str() : "n/a (no AVX512-BF16)");
+      "%s %s\n",
+      peak_line.c_str(), amx ? "AMX tdpbf16ps" : "vdpbf16ps",
+      peak16 > 0 ? std::to_string((int)peak16).c_str() : "n/a (no AVX512-BF16)");
   std::printf("%-10s %-42s %-8s %8s %8s %8s %8s %8s %7s %9s\n", "layer", "kernel", "schedule", "wall ms", "cpu ms",
               "in ms", "gemm ms", "out ms", "GFLOP/s", "% peak");
   const Layer layers[] = {{"enc.0", 64, 64, 200},

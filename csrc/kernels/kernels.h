@@ -263,7 +263,8 @@ void softmax_inplace(float* v, int k, int64_t stride);
 
 // FMA throughput probe: GFLOP/s of independent fp32 FMA chains on `threads` threads with the
 // widest ISA (the machine's practical peak for these kernels).
-// bf16: the same for vdpbf16ps (AVX512-BF16), 0 where the CPU has no bf16 tier.
+// bf16: the same for the bf16 tier's arithmetic (AMX tdpbf16ps where that tier is AMX's, else
+// vdpbf16ps), 0 where the CPU has no bf16 tier.
 double peak_gflops(int threads, double seconds = 0.2, bool bf16 = false);
 
 }  // namespace unet_rt::kernels

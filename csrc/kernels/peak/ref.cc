@@ -1,8 +1,9 @@
 // Peak fp32 FMA throughput of this machine on `threads` threads, with the widest ISA the CPU has
-// (the probe loops live in peak/{avx2,avx512,neon}.cc). Used to report the kernels' efficiency.
+// (the probe loops live in peak/{avx2,avx512,avx512bf16,amxbf16,neon}.cc). Used to report the kernels' efficiency.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -14,6 +15,7 @@ namespace unet_rt::kernels {
 double fma_probe_avx2(int64_t iters, float* sink);
 double fma_probe_avx512(int64_t iters, float* sink);
 double bf16_probe_avx512bf16(int64_t iters, float* sink);
+double bf16_probe_amx(int64_t iters, float* sink);
 #endif
 #if defined(__aarch64__)
 double fma_probe_neon(int64_t iters, float* sink);
@@ -36,8 +38,10 @@ double peak_gflops(int threads, double seconds, bool bf16) {
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
   auto probe = isa == Isa::Avx512 ? fma_probe_avx512 : isa == Isa::Avx2 ? fma_probe_avx2 : fma_probe_ref;
   if (bf16) {
-    if (!bf16_kernels_for(isa) || isa == Isa::Ref) return 0.0;
-    probe = bf16_probe_avx512bf16;
+    const Kernels* k16 = isa == Isa::Ref ? nullptr : bf16_kernels_for(isa);
+    if (!k16) return 0.0;
+    // the bf16 tier's own arithmetic: AMX tiles where its GEMM is AMX's, else vdpbf16ps
+    probe = std::string(k16->name) == "amx_bf16" ? bf16_probe_amx : bf16_probe_avx512bf16;
   }
 #elif defined(__aarch64__)
   auto probe = isa == Isa::Neon ? fma_probe_neon : fma_probe_ref;
