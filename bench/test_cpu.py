@@ -21,7 +21,8 @@ starting runner rotating each round, so that a change in the machine's load hits
 the README's ratios come from it (extra_info: per-runner medians and ratios; report.py).
 GFLOP/s: "effective" = direct-convolution FLOPs / time (comparable across runners); for ours also
 the arithmetic actually done (Winograd-domain GEMM multiplies, _workloads.ours_flops) against the
-measured peak of that arithmetic (fp32 FMA; vdpbf16ps for bf16), measured just before the rounds.
+measured peak of that arithmetic (fp32 FMA; for bf16 vdpbf16ps, or AMX tdpbf16ps where the bf16 GEMM
+is AMX's), measured just before the rounds.
 """
 from __future__ import annotations
 
