@@ -14,8 +14,8 @@
 // amx_bf16_enable() asks for it (platform::request_amx_permission) once per process. dispatch.cc runs
 // amx_bf16_self_check() against the AVX512-BF16 GEMM before choosing this tier and falls back (with a
 // precision note) if it disagrees. First run on an Intel Xeon with AMX on 2026-12-03 (docs/speed.md,
-// "The AMX tier"): correct, but the GEMM reaches ~12% of the tile peak inside the network, bound by
-// memory (the M stores and V from L2), not by this loop, which runs at the K = 16 limit from L1.
+// "The AMX tier"): correct, but the GEMM reaches ~12% of the tile peak inside the network, waiting
+// on V and U from L2, not on this loop, which runs at its K = 16 limit (half the peak) from L1.
 #include <immintrin.h>
 
 #include <algorithm>
