@@ -62,8 +62,8 @@ void configure(int rows) {
 // +vblk elements); b: U at the first channel pair (+8 pairs per block); c: M of C[0][0], the column
 // block cb at +ccb floats, a band tile at +crow floats.
 template <int RB, int CB>
-inline void gemm_block(const uint16_t* a, int64_t vblk, const uint16_t* b, int64_t ustride, int icb, int ocg,
-                       float* c, int64_t ccb, int64_t crow) {
+inline void gemm_block(const uint16_t* a, int64_t vblk, const uint16_t* b, int64_t ustride, int icb, int ocg, float* c,
+                       int64_t ccb, int64_t crow) {
   _tile_zero(0);
   if constexpr (CB == 2) _tile_zero(1);
   if constexpr (RB == 2) _tile_zero(2);
@@ -118,10 +118,8 @@ void conv3x3_wino_gemm_bf16_amx(const WinoArgs& a, const void* vin, int64_t nban
   const uint16_t* v = static_cast<const uint16_t*>(vin) + q * (int64_t)a.icb * nband * 16;
   const uint16_t* u = static_cast<const uint16_t*>(a.u) + wino_u_offset(a, g, q);
   float* mo = m + (int64_t)(g * a.ocg / 16) * nband * kWinoT * 16 + q * 16;
-  if (a.ocg == 32)
-    gemm<2>(a, v, nband, u, mo, n0, nt);
-  else
-    gemm<1>(a, v, nband, u, mo, n0, nt);
+  if (a.ocg == 32) gemm<2>(a, v, nband, u, mo, n0, nt);
+  else gemm<1>(a, v, nband, u, mo, n0, nt);
 }
 
 #else  // AMX is asked for on Linux only (platform::request_amx_permission): amx_bf16_enable() below
