@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
     return best;
   };
   // Each tier against its own peak: the FMA throughput of its own vector width (an AVX2 probe for the
-  // avx2 rows even where the CPU has AVX-512), and vdpbf16ps for the bf16 GEMMs.
+  // avx2 rows even where the CPU has AVX-512), and for the bf16 GEMMs vdpbf16ps, or AMX tdpbf16ps.
   std::vector<std::pair<k::Isa, double>> peaks32;
   double peak16 = 0.0;
   bool amx = false;  // the bf16 tier's GEMM on AMX tiles: its rows against the tdpbf16ps probe
