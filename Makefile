@@ -11,7 +11,7 @@ DEPS    := $(VENV)/.deps-stamp
 DEMO_IN := data/samples/image/25.png
 JOBS    ?= 2
 
-.PHONY: all demo test test-fast lint test-windows test-wheel test-aarch64 bench bench-dask gpu-check kbench ablation finetune-ablation install cpp clean \
+.PHONY: all demo test test-fast lint xvfb test-windows test-wheel test-aarch64 bench bench-dask gpu-check kbench ablation finetune-ablation install cpp clean \
         help fuzz fuzz-merge fuzz-bioimageio fuzz-bioimageio-merge fuzz-images fuzz-images-merge
 
 help:
@@ -60,8 +60,16 @@ demo: install
 	$(BIN)/unet-rt evaluate --data data/samples --slices 25-29
 	@echo "demo: wrote out/demo/25-labels.png and out/demo/25-labels-overlay.png"
 
-test: install lint
+test: install lint xvfb
 	cd tests && ../$(PYTHON) -m pytest -q -p no:cacheprovider
+
+# The napari widgets are tested in a real viewer (tests/test_napari_viewer.py), whose canvas needs an
+# X server with OpenGL: Xvfb (Debian's xvfb; Mesa comes with the Qt/napari dependencies). Installed
+# with apt-get when missing (as root); where that fails the napari tests skip with the reason.
+xvfb:
+	@command -v Xvfb >/dev/null || { echo "make test: installing xvfb with apt-get (the napari viewer tests need an X server)"; \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q xvfb; } >/dev/null \
+	    || echo "make test: apt-get could not install xvfb (not root?): the napari viewer tests will skip"; }
 
 # 64-bit ARM (docs/speed.md, ISA tiers): cross-compile with Debian's g++-aarch64-linux-gnu
 # (cmake/toolchains/aarch64-linux-gnu.cmake) into build/aarch64 and run the C/C++ test programs and the
