@@ -155,7 +155,7 @@ FINETUNE_THREADS ?= 2
 finetune-ablation: install
 	@mkdir -p out/finetune-ablation
 	cd out/finetune-ablation && ../../$(PYTHON) -m unet_rt.train.finetune_ablation --out . --threads $(FINETUNE_THREADS) \
-	  --minutes 5 --scratch-minutes 30
+	  --minutes 5 --scratch-minutes 30 --renormalize
 
 # Fuzzing campaign (docs/fuzzing.md): FUZZ_RUNS executions per target, nice'd; new corpus entries
 # go to build/fuzz/corpus/; `make fuzz-merge` minimises them into tests/corpus/ (replayed by make test).

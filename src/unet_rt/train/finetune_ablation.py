@@ -106,6 +106,9 @@ def main(argv=None) -> int:
     p.add_argument("--init", default=str(SHIPPED_MODEL), help="the model fine-tuning starts from")
     p.add_argument("--tile", type=int, default=380)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--renormalize", action="store_true",
+                   help="fine-tuning re-estimates the input normalisation on the training images (for data "
+                        "whose intensities differ from the model's, e.g. the 16-bit synthetic sets)")
     a, extra = p.parse_known_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,14 +128,16 @@ def main(argv=None) -> int:
                     elif c == "finetune":
                         model, steps = train_for(data, out / f"run-{kind}-{n}-{frac:g}-finetune", a.minutes,
                                                  ["--init", a.init, "--tile", str(a.tile), "--steps", "100000",
-                                                  *extra], a.threads)
+                                                  *(["--renormalize"] if a.renormalize else []), *extra],
+                                                 a.threads)
                     elif c == "scratch":
                         model, steps = train_for(data, out / f"run-{kind}-{n}-{frac:g}-scratch", a.scratch_minutes,
                                                  ["--base", "16", "--tile", str(a.tile), "--steps", "100000",
                                                   "--warmup", "50", *extra], a.threads)
                     else:
                         raise SystemExit(f"unknown condition {c!r}")
-                    r = {"kind": kind, "images": n, "annotated": frac, "condition": c, "extra": " ".join(extra),
+                    args = extra + (["--renormalize"] if c == "finetune" and a.renormalize else [])
+                    r = {"kind": kind, "images": n, "annotated": frac, "condition": c, "extra": " ".join(args),
                          "steps": steps, "minutes": round((time.time() - t0) / 60, 2), **score(model, data, a.threads)}
                     rows.append(r)
                     print(f"| {kind} | {n} | {frac:g} | {c} | {r['extra'] or '-'} | {steps} | {r['minutes']:.1f} | "
