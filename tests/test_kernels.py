@@ -254,7 +254,6 @@ WINO_CASES = [
     ([16], 48, 3, 97, 7, 24),      # 25 tiles: 24 + 1
     ([20, 12], 32, 9, 10, 3, 2),   # two inputs (crop-and-concat), channels not multiples of 16
     ([64], 64, 13, 17, 1, 13),
-    ([32], 32, 6, 150, 0, 36),     # 38 tiles per row, 36 per unit: AMX's 32-tile block, a 4 and a 2 rest
 ]
 
 
