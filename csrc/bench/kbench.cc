@@ -29,8 +29,6 @@ double fma_probe_neon(int64_t iters, float* sink);
 #else
 double fma_probe_avx512(int64_t iters, float* sink);
 double fma_probe_avx2(int64_t iters, float* sink);
-double bf16_probe_avx512bf16(int64_t iters, float* sink);
-double bf16_probe_amx(int64_t iters, float* sink);
 #endif
 }  // namespace unet_rt::kernels
 namespace k = unet_rt::kernels;
@@ -89,7 +87,7 @@ int main(int argc, char** argv) {
   // avx2 rows even where the CPU has AVX-512), and for the bf16 GEMMs vdpbf16ps, or AMX tdpbf16ps.
   std::vector<std::pair<k::Isa, double>> peaks32;
   double peak16 = 0.0;
-  bool amx = false;  // the bf16 tier's GEMM on AMX tiles: its rows against the tdpbf16ps probe
+  std::string name16 = "bf16";
   for (const std::string& n : k::available_isas()) {
     const k::Isa isa = k::isa_from_name(n);
 #if defined(__aarch64__)
@@ -98,9 +96,9 @@ int main(int argc, char** argv) {
     if (isa == k::Isa::Avx2) peaks32.push_back({isa, probe(k::fma_probe_avx2)});
     if (isa == k::Isa::Avx512) {
       peaks32.push_back({isa, probe(k::fma_probe_avx512)});
-      if (const k::Kernels* k16 = k::bf16_kernels_for(isa)) {
-        amx = std::string(k16->name) == "amx_bf16";
-        peak16 = probe(amx ? k::bf16_probe_amx : k::bf16_probe_avx512bf16);
+      if (const k::ProbeFn p16 = k::bf16_probe_for(isa)) {
+        peak16 = probe(p16);
+        name16 += std::string(" (") + k::bf16_kernels_for(isa)->gemm_isa + ")";
       }
     }
 #endif
@@ -114,10 +112,8 @@ int main(int argc, char** argv) {
   std::string peak_line;
   for (const auto& [isa, p] : peaks32) peak_line += std::string(k::isa_name(isa)) + " " + std::to_string((int)p) + ", ";
   std::printf(
-      "kbench: 1 thread, CPU time; measured peak GFLOP/s (each tier's rows against its own): fp32 FMA %sbf16 "
-      "%s %s\n",
-      peak_line.c_str(), amx ? "AMX tdpbf16ps" : "vdpbf16ps",
-      peak16 > 0 ? std::to_string((int)peak16).c_str() : "n/a (no AVX512-BF16)");
+      "kbench: 1 thread, CPU time; measured peak GFLOP/s (each tier's rows against its own): fp32 FMA %s%s %s\n",
+      peak_line.c_str(), name16.c_str(), peak16 > 0 ? std::to_string((int)peak16).c_str() : "n/a (no AVX512-BF16)");
   std::printf("%-10s %-42s %-8s %8s %8s %8s %8s %8s %7s %9s\n", "layer", "kernel", "schedule", "wall ms", "cpu ms",
               "in ms", "gemm ms", "out ms", "GFLOP/s", "% peak");
   const Layer layers[] = {{"enc.0", 64, 64, 200},

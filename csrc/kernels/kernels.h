@@ -266,5 +266,9 @@ void softmax_inplace(float* v, int k, int64_t stride);
 // bf16: the same for the bf16 tier's arithmetic (AMX tdpbf16ps where that tier is AMX's, else
 // vdpbf16ps), 0 where the CPU has no bf16 tier.
 double peak_gflops(int threads, double seconds = 0.2, bool bf16 = false);
+// One thread's probe loop for the bf16 tier of `isa` (flops executed in `iters` iterations): AMX
+// tdpbf16ps where that tier's GEMM is AMX's, else vdpbf16ps; nullptr without a SIMD bf16 tier.
+using ProbeFn = double (*)(int64_t iters, float* sink);
+ProbeFn bf16_probe_for(Isa isa);
 
 }  // namespace unet_rt::kernels

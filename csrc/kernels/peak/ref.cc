@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -32,16 +31,25 @@ static double fma_probe_ref(int64_t iters, float* sink) {
   return 2.0 * 12 * (double)iters;
 }
 
+ProbeFn bf16_probe_for(Isa isa) {
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+  const Kernels* k16 = isa == Isa::Ref ? nullptr : bf16_kernels_for(isa);
+  if (!k16) return nullptr;
+  return k16->wino_gemm == conv3x3_wino_gemm_bf16_amx ? bf16_probe_amx : bf16_probe_avx512bf16;
+#else
+  (void)isa;
+  return nullptr;  // no bf16 tier outside x86-64
+#endif
+}
+
 double peak_gflops(int threads, double seconds, bool bf16) {
   if (threads <= 0) threads = (int)std::max(1u, std::thread::hardware_concurrency());
   const Isa isa = best_isa();
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
   auto probe = isa == Isa::Avx512 ? fma_probe_avx512 : isa == Isa::Avx2 ? fma_probe_avx2 : fma_probe_ref;
   if (bf16) {
-    const Kernels* k16 = isa == Isa::Ref ? nullptr : bf16_kernels_for(isa);
-    if (!k16) return 0.0;
-    // the bf16 tier's own arithmetic: AMX tiles where its GEMM is AMX's, else vdpbf16ps
-    probe = std::string(k16->name) == "amx_bf16" ? bf16_probe_amx : bf16_probe_avx512bf16;
+    probe = bf16_probe_for(isa);
+    if (!probe) return 0.0;
   }
 #elif defined(__aarch64__)
   auto probe = isa == Isa::Neon ? fma_probe_neon : fma_probe_ref;
