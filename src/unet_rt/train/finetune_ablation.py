@@ -113,6 +113,7 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     conds = a.conditions.split(",")
+    ft_extra = ["--renormalize"] if a.renormalize else []  # fine-tuning runs only (scratch refuses it)
     rows = []
     print("| kind | images | annotated | condition | extra | steps | minutes | test F1 | test adapted Rand |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -128,15 +129,14 @@ def main(argv=None) -> int:
                     elif c == "finetune":
                         model, steps = train_for(data, out / f"run-{kind}-{n}-{frac:g}-finetune", a.minutes,
                                                  ["--init", a.init, "--tile", str(a.tile), "--steps", "100000",
-                                                  *(["--renormalize"] if a.renormalize else []), *extra],
-                                                 a.threads)
+                                                  *ft_extra, *extra], a.threads)
                     elif c == "scratch":
                         model, steps = train_for(data, out / f"run-{kind}-{n}-{frac:g}-scratch", a.scratch_minutes,
                                                  ["--base", "16", "--tile", str(a.tile), "--steps", "100000",
                                                   "--warmup", "50", *extra], a.threads)
                     else:
                         raise SystemExit(f"unknown condition {c!r}")
-                    args = extra + (["--renormalize"] if c == "finetune" and a.renormalize else [])
+                    args = (ft_extra if c == "finetune" else []) + extra
                     r = {"kind": kind, "images": n, "annotated": frac, "condition": c, "extra": " ".join(args),
                          "steps": steps, "minutes": round((time.time() - t0) / 60, 2), **score(model, data, a.threads)}
                     rows.append(r)
