@@ -112,6 +112,41 @@ def test_calibration_counts_only_annotated_pixels(tmp_path, save_unet):
         calibrate(tmp_path / "m.plan", [img], [D.instances_of(mask)], known=[known], progress=False)
 
 
+def _near_drawn_reference(label, d):
+    """Plain reference for --partial: a pixel is annotated when it is drawn or within d (Euclidean)
+    of a drawn pixel, by the minimum over every drawn pixel's distance."""
+    ys, xs = np.nonzero(label)
+    yy, xx = np.mgrid[:label.shape[0], :label.shape[1]]
+    dist = np.sqrt((yy[..., None] - ys) ** 2 + (xx[..., None] - xs) ** 2).min(axis=-1)
+    return dist <= d
+
+
+@pytest.mark.parametrize("d", [1.5, 4.0])
+def test_partial_annotates_background_only_near_drawn_objects(d):
+    _, inst, _ = D.synthetic_cells((48, 56), 10, seed=5)
+    drawn = np.where(np.isin(inst, [2, 5]), inst, 0)     # two objects drawn, the others left at 0
+    lab, known = D.split_ignore(drawn, None, partial=d)
+    np.testing.assert_array_equal(known, _near_drawn_reference(drawn, d))
+    np.testing.assert_array_equal(lab, drawn)
+    inst_k, known_k = D.instances_known(drawn, None, partial=d)
+    assert set(np.unique(inst_k[inst_k > 0]).tolist()) == {2, 5}   # the two drawn objects, as cells
+    # an undrawn object's pixels far from the drawn ones are not taught as background
+    far = (inst > 0) & (drawn == 0) & ~known
+    assert far.any()
+    s = D.make_sample("p", np.zeros(drawn.shape, np.float32), drawn, partial=d)
+    assert not s.weights[~known].any() and s.weights[known].all()
+    # with the ignore label too: the ignored pixels stay unannotated, and do not count as drawn
+    both = drawn.copy()
+    both[:, :8] = IGN
+    _, known_b = D.split_ignore(both, IGN, partial=d)
+    ref = _near_drawn_reference(np.where(both == IGN, 0, both), d)
+    ref[:, :8] = False
+    np.testing.assert_array_equal(known_b, ref)
+    # nothing drawn: nothing annotated
+    _, none = D.split_ignore(np.zeros_like(drawn), None, partial=d)
+    assert none is not None and not none.any()
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 
@@ -141,6 +176,32 @@ def test_train_with_ignore_label_end_to_end(sparse_data, tmp_path, capsys):
     assert mf.decision["calibration"]["ignore_label"] == 255
     with pytest.raises(SystemExit, match="label 0 is the background"):
         train.main(["--data", str(sparse_data), "--out", str(tmp_path / "z"), "--ignore-label", "0", *ARGS])
+
+
+def test_train_with_partial_end_to_end(tmp_path, capsys):
+    pytest.importorskip("unet_rt._core")
+    out = tmp_path / "run"
+    data = tmp_path / "drawn"
+    for i in range(3):  # instance labels, every other object drawn, the right part ignored
+        img, inst, _ = D.synthetic_cells((80, 80), 12, seed=i)
+        lab = np.where(inst % 2 == 1, inst, 0).astype(np.uint8)
+        lab[:, 60:] = 255
+        write_image(data / "image" / f"{i}.png", img)
+        write_image(data / "label" / f"{i}.png", lab)
+    assert train.main(["--data", str(data), "--out", str(out), "--steps", "2", "--warmup", "1",
+                       "--base", "4", "--depth", "2", "--ignore-label", "255", "--partial", "6", *ARGS]) == 0
+    mf = model_file.load(out / "model.plan")
+    assert mf.provenance["partial"] == 6 and mf.provenance["ignore_label"] == 255
+    assert mf.decision["calibration"]["partial"] == 6
+    with pytest.raises(SystemExit, match="positive number of pixels"):
+        train.main(["--data", str(data), "--out", str(tmp_path / "z"), "--partial", "0", *ARGS])
+    empty = tmp_path / "empty"
+    for i in range(3):
+        img, _, _ = D.synthetic_cells((80, 80), 12, seed=i)
+        write_image(empty / "image" / f"{i}.png", img)
+        write_image(empty / "label" / f"{i}.png", np.zeros((80, 80), np.uint8))
+    with pytest.raises(SystemExit, match="no annotated pixels .*--partial 6: no drawn object"):
+        train.main(["--data", str(empty), "--out", str(tmp_path / "e"), "--partial", "6", *ARGS])
 
 
 def _shipped():
@@ -234,6 +295,27 @@ def test_partial_annotations_of_the_ablation(tmp_path):
     assert kept.size == round(0.3 * n)
     assert np.array_equal(lab == 0, inst == 0)               # background stays annotated
     assert np.array_equal(lab == IGNORE, (inst > 0) & ~np.isin(inst, kept))
+    # left at 0 instead (--unannotated zero): the same objects drawn, the others background-valued
+    zero = read_image(write_partial("nuclei", tmp_path / "z", 1, 0.3, unannotated="zero") / "label" / "0.tif")
+    assert np.array_equal(zero, np.where(lab == IGNORE, 0, lab))
+
+
+def test_isbi_examples_of_the_ablation(tmp_path):
+    from pathlib import Path
+
+    from unet_rt.io.images import read_image
+    from unet_rt.train.finetune_ablation import IGNORE, write_partial
+
+    isbi = Path(__file__).resolve().parents[1] / "data" / "isbi2012"
+    root = write_partial("isbi", tmp_path / "i", 2, 0.5, isbi=isbi)
+    assert sorted(p.name for p in (root / "test" / "label").iterdir()) == [f"{i}.tif" for i in range(25, 30)]
+    mask = read_image(isbi / "label" / "1.png")
+    lab = read_image(root / "label" / "1.tif")
+    assert np.array_equal(lab == 0, mask == 0)                  # the membranes stay annotated
+    cells = D.instances_of(mask)
+    drawn = np.unique(cells[lab == 255])
+    assert drawn.size == round(0.5 * cells.max())               # half of the cells drawn, whole
+    assert np.array_equal(lab == IGNORE, (mask > 0) & ~np.isin(cells, drawn))
 
 
 def test_freeze_encoder_keeps_the_contracting_path(sparse_data, tmp_path, save_unet):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from unet_rt.format.geometry import output_size
 from unet_rt.eval.labels import instances_of as _instances, is_mask
@@ -36,24 +37,34 @@ def instances_of(label: np.ndarray) -> np.ndarray:
     return inst.astype(np.int32) if is_mask(label) else separate_touching(inst)
 
 
-def split_ignore(label: np.ndarray, ignore_label: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+def split_ignore(label: np.ndarray, ignore_label: int | None,
+                 partial: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Sparse annotations: (the label image with its unannotated pixels set to 0, the mask of the
-    annotated pixels), or (label, None) when ``ignore_label`` is None or absent from the image.
+    annotated pixels), or (label, None) when every pixel is annotated.
 
     Pixels whose label is ``ignore_label`` (``--ignore-label``, e.g. 255) are "not annotated here":
-    neither cells nor background. The rest keeps its convention (binary mask or instances)."""
+    neither cells nor background. ``partial`` (``--partial D``): only some objects are drawn and
+    the rest of the image is left at 0, so a 0 pixel is known background only within D pixels
+    (Euclidean) of a drawn object; farther ones are not annotated either (an image with no drawn
+    object has no annotated pixel). The rest keeps its convention (binary mask or instances)."""
     label = np.asarray(label)
-    if ignore_label is None:
-        return label, None
-    ign = label == ignore_label
-    if not ign.any():
-        return label, None
-    return np.where(ign, 0, label).astype(label.dtype), ~ign
+    known = None
+    if ignore_label is not None:
+        ign = label == ignore_label
+        if ign.any():
+            label, known = np.where(ign, 0, label).astype(label.dtype), ~ign
+    if partial is not None:
+        drawn = label != 0
+        near = (ndimage.distance_transform_edt(~drawn) <= partial) if drawn.any() else drawn
+        known = near if known is None else known & near
+    return label, known
 
 
-def instances_known(label: np.ndarray, ignore_label: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """(instances, annotated mask or None) of a label image that may hold ``ignore_label``."""
-    lab, known = split_ignore(label, ignore_label)
+def instances_known(label: np.ndarray, ignore_label: int | None = None,
+                    partial: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(instances, annotated mask or None) of a label image that may hold ``ignore_label`` pixels
+    or be partly drawn (``partial``): see ``split_ignore``."""
+    lab, known = split_ignore(label, ignore_label, partial)
     inst = instances_of(lab)
     if known is not None:
         inst = np.where(known, inst, 0)
@@ -62,11 +73,12 @@ def instances_known(label: np.ndarray, ignore_label: int | None = None) -> tuple
 
 def make_sample(name: str, image: np.ndarray, label: np.ndarray, w0=10.0, sigma=5.0,
                 class_weight: tuple[float, float] | None = None, instances: np.ndarray | None = None,
-                ignore_label: int | None = None, known: np.ndarray | None = None) -> Sample:
+                ignore_label: int | None = None, known: np.ndarray | None = None,
+                partial: float | None = None) -> Sample:
     """One training/validation sample; ``instances``: ``instances_of(label)`` if already computed
-    (then ``known`` is its annotated mask); ``ignore_label``: see ``split_ignore``."""
+    (then ``known`` is its annotated mask); ``ignore_label``, ``partial``: see ``split_ignore``."""
     if instances is None:
-        inst, known = instances_known(label, ignore_label)
+        inst, known = instances_known(label, ignore_label, partial)
     else:
         inst = instances
     return Sample(np.asarray(image), (inst > 0).astype(np.uint8),
@@ -75,14 +87,15 @@ def make_sample(name: str, image: np.ndarray, label: np.ndarray, w0=10.0, sigma=
 
 def make_samples(pairs, w0=10.0, sigma=5.0, class_weights: str = "image",
                  max_ratio: float | None = None,
-                 ignore_label: int | None = None) -> tuple[list[Sample], tuple[float, float] | None]:
+                 ignore_label: int | None = None,
+                 partial: float | None = None) -> tuple[list[Sample], tuple[float, float] | None]:
     """Samples of (name, image, label) pairs, with w_c balanced per image (``"image"``) or over the
     whole set (``"dataset"``, the paper's choice, optionally capped at ``max_ratio``), counted over
-    the annotated pixels (``ignore_label``: see ``split_ignore``).
+    the annotated pixels (``ignore_label``, ``partial``: see ``split_ignore``).
     Returns (samples, (w_background, w_cell) or None)."""
     if class_weights not in ("image", "dataset"):
         raise ValueError(f"class_weights must be 'image' or 'dataset', got {class_weights!r}")
-    ik = [instances_known(lb, ignore_label) for _, _, lb in pairs]
+    ik = [instances_known(lb, ignore_label, partial) for _, _, lb in pairs]
     cw = (dataset_class_weights([i > 0 for i, _ in ik], max_ratio, [k for _, k in ik])
           if class_weights == "dataset" and pairs else None)
     return [make_sample(n, im, lb, w0, sigma, cw, inst, known=k) for (n, im, lb), (inst, k) in zip(pairs, ik)], cw

@@ -30,7 +30,9 @@ classes; other names are refused.
 Sparse annotations (``--ignore-label V``, default off): label pixels equal to V are "not annotated
 here". They get zero weight in the loss, count neither as cells nor as background in the border
 weight map and the class weights, and are left out of the validation scores, of the checkpoint
-choice and of the calibration.
+choice and of the calibration. ``--partial D``: only some objects are drawn and the rest is left
+at 0; a 0 pixel then counts as background only within D pixels of a drawn object (farther ones are
+not annotated either). Both can be combined.
 
 Whatever the recipe, a step whose loss or gradient is not finite rolls the run back to its last
 checkpoint with half the learning rate instead of ending it (``--max-rollbacks``).
@@ -138,6 +140,10 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--ignore-label", type=int, default=None, metavar="V",
                    help="label value of unannotated pixels (sparse annotations, e.g. 255): zero weight in "
                         "the loss, the border weights and the validation scores (default: none)")
+    p.add_argument("--partial", type=float, default=None, metavar="D",
+                   help="partly drawn labels: only some objects are drawn, the rest is left at 0; a 0 pixel "
+                        "is background only within D pixels of a drawn object, farther ones are not "
+                        "annotated (like --ignore-label; default: off, every 0 pixel is background)")
     p.add_argument("--w0", type=float, default=10.0, help="border weight w0")
     p.add_argument("--sigma", type=float, default=5.0, help="border weight sigma (px)")
     p.add_argument("--elastic", type=float, default=10.0, help="std of the 3x3 grid displacements (px)")
@@ -378,7 +384,7 @@ def main(argv=None, progress=None) -> int:
         cfg = json.loads((out / "checkpoint.json").read_text())["config"]
         old = {**RECIPES["paper"], "loss": "mean", "class_weights": "image", "window": "anywhere",
                "recipe": "paper", "bf16": False, "steps": 3000, "warmup": 200, "freeze": "none",
-               "ignore_label": None, "init": None, "class_names": "background,foreground"}
+               "ignore_label": None, "partial": None, "init": None, "class_names": "background,foreground"}
         for k, v in old.items():  # runs written before recipes existed: what the old trainer did
             cfg.setdefault(k, v)
     else:
@@ -390,6 +396,8 @@ def main(argv=None, progress=None) -> int:
         cfg["data"] = str(Path(args.data).resolve())
         if cfg["ignore_label"] is not None and cfg["ignore_label"] == 0:
             sys.exit("--ignore-label 0: label 0 is the background; choose another value (e.g. 255)")
+        if cfg.get("partial") is not None and not cfg["partial"] > 0:
+            sys.exit(f"--partial {cfg['partial']}: the distance must be a positive number of pixels")
         init = None
         if cfg.get("init"):
             init = load_init(cfg, argv, out)
@@ -415,12 +423,15 @@ def main(argv=None, progress=None) -> int:
         sys.exit("train and validation slices overlap")
     if not train_ids:
         sys.exit("no training slices")
-    ign = cfg.get("ignore_label")
+    ign, part = cfg.get("ignore_label"), cfg.get("partial")
     train, cw = D.make_samples([pairs[i] for i in train_ids], cfg["w0"], cfg["sigma"], cfg["class_weights"],
-                               cfg["max_class_ratio"], ignore_label=ign)
-    val = [D.make_sample(*pairs[i], w0=cfg["w0"], sigma=cfg["sigma"], class_weight=cw, ignore_label=ign) for i in val_ids]
+                               cfg["max_class_ratio"], ignore_label=ign, partial=part)
+    val = [D.make_sample(*pairs[i], w0=cfg["w0"], sigma=cfg["sigma"], class_weight=cw, ignore_label=ign,
+                         partial=part) for i in val_ids]
     if not any(np.count_nonzero(s.weights) for s in train):
-        sys.exit("the training labels have no annotated pixels" + (f" (all are --ignore-label {ign})" if ign is not None else ""))
+        why = [f"all are --ignore-label {ign}" if ign is not None else "",
+               f"--partial {part:g}: no drawn object" if part is not None else ""]
+        sys.exit("the training labels have no annotated pixels" + (f" ({' or '.join(w for w in why if w)})" if any(why) else ""))
     norm = cfg.get("normalization") or D.normalization(
         train, [1.0, 99.8] if cfg.get("normalize") == "percentile" else None)
     if not args.resume and cfg.get("init") and cfg.get("renormalize"):
@@ -548,22 +559,22 @@ def main(argv=None, progress=None) -> int:
         model_file.save(out / "model.plan", to_model_file(net, norm, cfg["class_names"].split(","), _provenance(cfg, state)))
     else:
         model_file.atomic_write(out / "model.plan", (out / "best.plan").read_bytes())
-        _calibrate(out / "model.plan", [pairs[i] for i in val_ids], ign)
+        _calibrate(out / "model.plan", [pairs[i] for i in val_ids], ign, part)
     print(f"done: {state['step']} steps in {state['elapsed'] / 60:.1f} min; model: {out / 'model.plan'}"
           + (f" (best validation F1 error {state['best']['f1_error']:.4f} at step {state['best']['step']})" if state["best"] else ""))
     return 0
 
 
-def _calibrate(model_path: Path, val_pairs, ignore_label: int | None = None) -> None:
+def _calibrate(model_path: Path, val_pairs, ignore_label: int | None = None, partial: float | None = None) -> None:
     """Choose the model's decision (threshold, instance parameters) on the validation slices and
     store it in the model file (``unet_rt.eval.calibrate``, docs/decision.md); on their annotated
-    pixels only (``ignore_label``)."""
+    pixels only (``ignore_label``, ``partial``)."""
     try:
         from unet_rt.eval.calibrate import calibrate, write_decision
-        ik = [D.instances_known(lb, ignore_label) for _, _, lb in val_pairs]
+        ik = [D.instances_known(lb, ignore_label, partial) for _, _, lb in val_pairs]
         rec = {"slices": "validation", "names": [n for n, _, _ in val_pairs]}
         if any(k is not None for _, k in ik):
-            rec["ignore_label"] = ignore_label
+            rec.update({k: v for k, v in (("ignore_label", ignore_label), ("partial", partial)) if v is not None})
         d = calibrate(model_path, [im for _, im, _ in val_pairs], [i for i, _ in ik], known=[k for _, k in ik],
                       progress=False, record=rec)
     except ImportError as e:  # e.g. run from the source tree, where unet_rt._core is not built
@@ -583,8 +594,9 @@ def _provenance(cfg: dict, state: dict) -> dict:
          "date": time.strftime("%Y-%m-%d")}
     if cfg.get("init"):
         p["init"] = Path(cfg["init"]).name
-    if cfg.get("ignore_label") is not None:
-        p["ignore_label"] = cfg["ignore_label"]
+    for k in ("ignore_label", "partial"):
+        if cfg.get(k) is not None:
+            p[k] = cfg[k]
     return p
 
 
