@@ -2,10 +2,12 @@
 // data layouts, to see what bounds it inside a layer (docs/speed.md, "The AMX tier"): V [36][icb][tiles][16]
 // bf16, U [g][36][IC/2][32][2] bf16, M [OC/16][tiles][36][16] fp32, units (q, g, 96-tile chunk).
 //   g++ -O2 -mamx-tile -mamx-bf16 bench/amx/gemm_layout.cc -o /tmp/gemm_layout
-//   /tmp/gemm_layout IC TILES STORE ORDER     e.g. 256 576 1 qgc   (enc.2 of the 512² network)
+//   /tmp/gemm_layout IC TILES STORE ORDER [pairs]     e.g. 256 576 1 qgc   (enc.2 of the 512² network)
 // STORE 0 stores every C tile to one place instead of M (what the M stores cost); ORDER is the loop
 // nest from outer to inner: qgc (the executor's), gcq or cgq; or l1: one unit (32 tiles x 32 output
-// channels) again and again, its A and B in L1 (the loop's own speed: `256 32 0 l1`). Linux only.
+// channels) again and again, its A and B in L1 (the loop's own speed: `256 32 0 l1`). `pairs`: the
+// layout that was tried instead, V in pairs of input blocks [36][icb/2][tiles][32], so that each
+// tdpbf16ps does K = 32 (the tile's depth) instead of 16. IC a multiple of 32. Linux only.
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
   }
   const int IC = std::atoi(argv[1]), OC = IC, tiles = std::atoi(argv[2]), store = std::atoi(argv[3]);
   const char* order = argv[4];
+  const bool pairs = argc > 5 && !std::strcmp(argv[5], "pairs");
   const int icb = IC / 16, ocg = 32, G = OC / ocg, nt = 96;
   const size_t nv = (size_t)36 * icb * tiles * 16, nu = (size_t)36 * IC * OC, nm = (size_t)(OC / 16) * tiles * 36 * 16;
   auto* V = static_cast<uint16_t*>(std::aligned_alloc(64, nv * 2));
@@ -42,10 +45,11 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < nv; ++i) V[i] = 0x3f80;  // bf16 1.0
   for (size_t i = 0; i < nu; ++i) U[i] = 0x3f80;
   std::memset(M, 0, nm * 4);
-  Cfg c;  // the kernel's configuration: tmm0-1 C (16 x 64 B), tmm2 A (16 x 32 B), tmm3-4 B (8 x 64 B)
+  const int kb = pairs ? 32 : 16;  // input channels per tdpbf16ps
+  Cfg c;  // the kernel's configuration: tmm0-1 C (16 x 64 B), tmm2 A (16 x 2*kb B), tmm3-4 B (kb/2 x 64 B)
   for (int t = 0; t < 5; ++t) {
-    c.rows[t] = t < 3 ? 16 : 8;
-    c.colsb[t] = t == 2 ? 32 : 64;
+    c.rows[t] = t < 3 ? 16 : kb / 2;
+    c.colsb[t] = t == 2 ? 2 * kb : 64;
   }
   _tile_loadconfig(&c);
   const int64_t px = 36 * 16, ustride = ocg * 4;
@@ -56,9 +60,9 @@ int main(int argc, char** argv) {
     for (int j0 = n0; j0 < n0 + nt && j0 + 16 <= tiles; j0 += 16) {  // the kernel's loop (full tiles only)
       _tile_zero(0);
       _tile_zero(1);
-      for (int blk = 0; blk < icb; ++blk) {
-        const uint16_t* ub = u + (int64_t)blk * 8 * ocg * 2;
-        _tile_loadd(2, v + ((int64_t)blk * tiles + j0) * 16, 32);
+      for (int k = 0; k < IC / kb; ++k) {
+        const uint16_t* ub = u + (int64_t)k * (kb / 2) * ocg * 2;
+        _tile_loadd(2, v + ((int64_t)k * tiles + j0) * kb, 2 * kb);
         _tile_loadd(3, ub, ustride);
         _tile_dpbf16ps(0, 2, 3);
         _tile_loadd(4, ub + 32, ustride);
@@ -95,8 +99,8 @@ int main(int argc, char** argv) {
           for (int n0 = 0; n0 < tiles; n0 += nt) unit(q, g, n0);
     }
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("IC=%d tiles=%d store=%d order=%s: %.2f ms, %.1f GFLOP/s\n", IC, tiles, store, order, dt * 1e3,
-                flops / dt * 1e-9);
+    std::printf("IC=%d tiles=%d store=%d order=%s%s: %.2f ms, %.1f GFLOP/s\n", IC, tiles, store, order,
+                pairs ? " pairs" : "", dt * 1e3, flops / dt * 1e-9);
   }
   _tile_release();
   return 0;

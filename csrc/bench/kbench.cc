@@ -73,7 +73,23 @@ Result best_of(int reps, F run) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int reps = argc > 1 ? std::atoi(argv[1]) : 3;
+  const Layer layers[] = {{"enc.0", 64, 64, 200},
+                          {"enc.2", 256, 256, 96},
+                          {"enc.3", 512, 512, 64},
+                          {"enc.4", 1024, 1024, 36},
+                          {"dec.3c1", 1024, 512, 64}};
+  char* end = nullptr;
+  const long reps = argc > 1 ? std::strtol(argv[1], &end, 10) : 3;
+  bool bad = argc > 1 && (*end != '\0' || reps < 1 || reps > 1000);
+  for (int i = 2; i < argc; ++i)
+    bad = bad || std::none_of(std::begin(layers), std::end(layers), [&](const Layer& l) { return std::string(l.name) == argv[i]; });
+  if (bad) {
+    std::fprintf(stderr,
+                 "usage: %s [reps] [layer...]\n  reps: runs per variant, best kept (1-1000, default 3)\n"
+                 "  layers: enc.0 enc.2 enc.3 enc.4 dec.3c1 (default: all)\n",
+                 argv[0]);
+    return 2;
+  }
   auto probe = [](double (*fn)(int64_t, float*)) {
     float sink = 0;
     double best = 0;
@@ -116,11 +132,6 @@ int main(int argc, char** argv) {
       peak_line.c_str(), name16.c_str(), peak16 > 0 ? std::to_string((int)peak16).c_str() : "n/a (no AVX512-BF16)");
   std::printf("%-10s %-42s %-8s %8s %8s %8s %8s %8s %7s %9s\n", "layer", "kernel", "schedule", "wall ms", "cpu ms",
               "in ms", "gemm ms", "out ms", "GFLOP/s", "% peak");
-  const Layer layers[] = {{"enc.0", 64, 64, 200},
-                          {"enc.2", 256, 256, 96},
-                          {"enc.3", 512, 512, 64},
-                          {"enc.4", 1024, 1024, 36},
-                          {"dec.3c1", 1024, 512, 64}};
   const char* kc_env = std::getenv("KBENCH_KC_BLOCKS");  // experiments: input blocks per GEMM pass (0: all)
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
