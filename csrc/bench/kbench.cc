@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
   const long reps = argc > 1 ? std::strtol(argv[1], &end, 10) : 3;
   bool bad = argc > 1 && (*end != '\0' || reps < 1 || reps > 1000);
   for (int i = 2; i < argc; ++i)
-    bad = bad || std::none_of(std::begin(layers), std::end(layers), [&](const Layer& l) { return std::string(l.name) == argv[i]; });
+    bad = bad || std::none_of(std::begin(layers), std::end(layers),
+                              [&](const Layer& l) { return std::string(l.name) == argv[i]; });
   if (bad) {
     std::fprintf(stderr,
                  "usage: %s [reps] [layer...]\n  reps: runs per variant, best kept (1-1000, default 3)\n"
