@@ -254,8 +254,8 @@ WINO_CASES = [
     ([16], 48, 3, 97, 7, 24),      # 25 tiles: 24 + 1
     ([20, 12], 32, 9, 10, 3, 2),   # two inputs (crop-and-concat), channels not multiples of 16
     ([64], 64, 13, 17, 1, 13),
-    ([48], 32, 9, 40, 0, 24),      # 3 blocks (AMX: a pair and a K = 16 tail), 30 tiles: 16 + 14 rows
-    ([16, 32], 32, 6, 70, 0, 24),  # a block pair across the two inputs, 36 tiles: 16 + 16 + 4 rows
+    ([48], 32, 9, 40, 0, 24),      # 3 input blocks, 30 tiles (AMX's 16-row C tiles: 16 + 14)
+    ([16, 32], 32, 6, 70, 0, 24),  # two inputs of 1 and 2 blocks, 36 tiles (16 + 16 + 4)
 ]
 
 

@@ -132,6 +132,8 @@ def main(argv=None) -> int:
     p.add_argument("--init", default=str(SHIPPED_MODEL), help="the model fine-tuning starts from")
     p.add_argument("--tile", type=int, default=380)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the annotated subset of objects and of every training run (--seed of the trainer)")
     p.add_argument("--renormalize", action="store_true",
                    help="fine-tuning re-estimates the input normalisation on the training images (for data "
                         "whose intensities differ from the model's, e.g. the 16-bit synthetic sets)")
@@ -141,14 +143,15 @@ def main(argv=None) -> int:
     conds = a.conditions.split(",")
     ft_extra = ["--renormalize"] if a.renormalize else []  # fine-tuning runs only (scratch refuses it)
     rows = []
-    tag = "-".join([a.unannotated, *(x.lstrip("-") for x in extra)])  # run folders differ by their options
-    print("| kind | images | annotated | unannotated | condition | extra | steps | minutes | test F1 | test adapted Rand |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    tag = "-".join([a.unannotated, f"s{a.seed}", *(x.lstrip("-") for x in extra)])  # run folders differ by their options
+    seed = ["--seed", str(a.seed)]
+    print("| kind | images | annotated | unannotated | seed | condition | extra | steps | minutes | test F1 | test adapted Rand |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for kind in a.kinds:
         for n in a.images:
             for frac in a.fractions:
-                data = write_partial(kind, out / f"data-{kind}-{n}-{frac:g}-{a.unannotated}", n, frac,
-                                     unannotated=a.unannotated, isbi=Path(a.isbi_data))
+                data = write_partial(kind, out / f"data-{kind}-{n}-{frac:g}-{a.unannotated}-s{a.seed}", n, frac,
+                                     a.seed, a.unannotated, Path(a.isbi_data))
                 for c in conds:
                     t0 = time.time()
                     steps = 0
@@ -157,20 +160,20 @@ def main(argv=None) -> int:
                     elif c == "finetune":
                         model, steps = train_for(data, out / f"run-{kind}-{n}-{frac:g}-{tag}-finetune", a.minutes,
                                                  ["--init", a.init, "--tile", str(a.tile), "--steps", "100000",
-                                                  *ft_extra, *extra], a.threads)
+                                                  *seed, *ft_extra, *extra], a.threads)
                     elif c == "scratch":
                         model, steps = train_for(data, out / f"run-{kind}-{n}-{frac:g}-{tag}-scratch", a.scratch_minutes,
                                                  ["--base", "16", "--tile", str(a.tile), "--steps", "100000",
-                                                  "--warmup", "50", *extra], a.threads)
+                                                  "--warmup", "50", *seed, *extra], a.threads)
                     else:
                         raise SystemExit(f"unknown condition {c!r}")
                     args = (ft_extra if c == "finetune" else []) + extra
-                    r = {"kind": kind, "images": n, "annotated": frac, "unannotated": a.unannotated,
+                    r = {"kind": kind, "images": n, "annotated": frac, "unannotated": a.unannotated, "seed": a.seed,
                          "condition": c, "extra": " ".join(args),
                          "steps": steps, "minutes": round((time.time() - t0) / 60, 2), **score(model, data, a.threads)}
                     rows.append(r)
-                    print(f"| {kind} | {n} | {frac:g} | {a.unannotated} | {c} | {r['extra'] or '-'} | {steps} | {r['minutes']:.1f} | "
-                          f"{r['f1']:.3f} | {r['rand_error']:.3f} |", flush=True)
+                    print(f"| {kind} | {n} | {frac:g} | {a.unannotated} | {a.seed} | {c} | {r['extra'] or '-'} | {steps} | "
+                          f"{r['minutes']:.1f} | {r['f1']:.3f} | {r['rand_error']:.3f} |", flush=True)
                     (out / "finetune-ablation.json").write_text(json.dumps(rows, indent=1))
     return 0
 
