@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/memory.h"
 #include "kernels/kernels.h"
 #include "executor/pack.h"
 #include "executor/winograd.h"
@@ -141,8 +142,9 @@ int main(int argc, char** argv) {
         std::find_if(argv + 2, argv + argc, [&](const char* a) { return L.name == std::string(a); }) == argv + argc)
       continue;
     const int ih = L.out + 2;
-    std::vector<float> x((size_t)(L.ic / 16) * ih * ih * 16), w((size_t)L.oc * L.ic * 9), b(L.oc),
-        y((size_t)L.oc * L.out * L.out);
+    // activations 64-byte aligned, as in the executor's arena (core/memory.h)
+    unet_rt::AlignedVector<float> x((size_t)(L.ic / 16) * ih * ih * 16), y((size_t)L.oc * L.out * L.out);
+    std::vector<float> w((size_t)L.oc * L.ic * 9), b(L.oc);
     for (auto& v : x) v = nd(rng);
     for (auto& v : w) v = nd(rng) * 0.05f;
     const TensorView tw{{L.oc, L.ic, 3, 3}, w.data()}, tb{{L.oc}, b.data()};
@@ -178,7 +180,7 @@ int main(int argc, char** argv) {
         if (std::string(sched) == "private")
           s.private_band =
               unet_rt::wino_private_band(a.icb, a.ocb, tiles, unet_rt::wino_private_default_bytes(), kn->bf16);
-        std::vector<float> v(unet_rt::wino_v_bytes(a.icb, s.band, kn->bf16) / 4 + 16),
+        unet_rt::AlignedVector<float> v(unet_rt::wino_v_bytes(a.icb, s.band, kn->bf16) / 4 + 16),
             m(k::wino_m_floats(a.ocb, s.band));
         const unet_rt::ParallelFor serial = [](int64_t n, const std::function<void(int64_t)>& fn) {
           for (int64_t i = 0; i < n; ++i) fn(i);

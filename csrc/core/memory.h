@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <memory>
+#include <vector>
 
 namespace unet_rt {
 
@@ -14,6 +15,29 @@ void free_buffer(void* p);
 struct BufferFree {
   void operator()(void* p) const { free_buffer(p); }
 };
+
+// std::vector storage from alloc_buffer: 64-byte aligned, so that a kernel's 64-byte vector loads
+// and AMX tile rows never straddle two cache lines (std::vector's own storage is only 16-byte
+// aligned: glibc's large blocks start 16 bytes into a page). For packed weights (executor/pack.h).
+template <class T>
+struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <class U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(alloc_buffer(n * sizeof(T))); }
+  void deallocate(T* p, size_t) { free_buffer(p); }
+  template <class U>
+  bool operator==(const AlignedAllocator<U>&) const {
+    return true;
+  }
+  template <class U>
+  bool operator!=(const AlignedAllocator<U>&) const {
+    return false;
+  }
+};
+template <class T>
+using AlignedVector = std::vector<T, AlignedAllocator<T>>;
 
 // A growable per-thread (or per-object) scratch buffer of T, reallocated only to grow.
 template <class T>

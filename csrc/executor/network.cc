@@ -87,7 +87,7 @@ struct Network::Impl {
   std::vector<int> widths;
   std::vector<PackedConv> convs;  // enc.l.conv1, enc.l.conv2 (2l, 2l+1), then dec.l.conv1/2
   std::vector<PackedUp> ups;      // dec.l.up at index l
-  std::vector<float> head_w, head_b;
+  AlignedVector<float> head_w, head_b;
   mutable ForkSafeMutex mu;  // fork() waits for a tile in flight (core/thread_pool.h)
   mutable std::map<std::pair<int, int>, MemoryLayout> layouts;
   std::unique_ptr<float, BufferFree> arena;  // alloc_buffer's

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/memory.h"
 #include "core/types.h"
 
 namespace unet_rt {
@@ -16,8 +17,9 @@ struct PackedConv {
   // direct: w [OC/ocg][i][blk][3][3][cb][ocg]. Winograd: U (transformed) in w [OC/ocg][36][IC][ocg]
   // (fp32) or w16 [OC/ocg][36][IC/2][ocg][2] (bf16); or, with raw_taps, the 3x3 taps
   // w [OC/ocg][IC][9][ocg] that the driver transforms per band and group (Kernels::wino_wt).
-  std::vector<float> w, b;
-  std::vector<uint16_t> w16;
+  // 64-byte aligned (core/memory.h): the kernels' weight loads and AMX tile rows are whole cache lines
+  AlignedVector<float> w, b;
+  AlignedVector<uint16_t> w16;
   int oc = 0, ocg = 16;
   bool wino = false, raw_taps = false;
   int64_t u_bytes = 0;  // Winograd: bytes of the transformed weights (held or not)
@@ -27,8 +29,8 @@ struct PackedConv {
   int groups() const { return (int)(b.size() / ocg); }
 };
 struct PackedUp {
-  std::vector<float> w, b;    // [OC/ocg][a][b][IC/16*16][ocg]
-  std::vector<uint16_t> w16;  // bf16 tables: [OC/ocg][a][b][IC/2][ocg][2] (w is then empty)
+  AlignedVector<float> w, b;    // [OC/ocg][a][b][IC/16*16][ocg]
+  AlignedVector<uint16_t> w16;  // bf16 tables: [OC/ocg][a][b][IC/2][ocg][2] (w is then empty)
   int oc = 0, ocg = 16;
   size_t bytes() const { return (w.size() + b.size()) * sizeof(float) + w16.size() * sizeof(uint16_t); }
 };

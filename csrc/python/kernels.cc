@@ -16,6 +16,7 @@
 #include "core/platform.h"
 #include "kernels/kernels.h"
 #include "executor/network.h"
+#include "core/memory.h"
 #include "executor/pack.h"
 #include "executor/winograd.h"
 #include "python/profile_rows.h"
@@ -208,7 +209,7 @@ F32 conv3x3_winograd(py::list inputs, F32 w, F32 b, int oh, int ow, bool relu, c
   sched.out_nt = 5;
   sched.raw = pc.raw();
   sched.private_band = private_band;
-  std::vector<float> v(unet_rt::wino_v_bytes(a.icb, sched.band, kn->bf16) / 4 + 1),
+  unet_rt::AlignedVector<float> v(unet_rt::wino_v_bytes(a.icb, sched.band, kn->bf16) / 4 + 1),
       m(k::wino_m_floats(a.ocb, sched.band));
   {
     py::gil_scoped_release nogil;

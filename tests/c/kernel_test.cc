@@ -11,6 +11,7 @@
 // per SIMD tier against the ref tier, its kernel names, and the bf16 fallback of tiers without bf16.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -549,6 +550,30 @@ void test_winograd(const k::Kernels& kn) {
 }
 
 // ---- dispatch ----------------------------------------------------------------------------------------------
+// The packed weights start on a cache line (core/memory.h, AlignedVector): the kernels' 64-byte weight
+// loads and AMX tile rows would otherwise straddle two lines each (std::vector's storage of these
+// sizes starts 16 bytes into a page with glibc).
+void test_packing_alignment() {
+  const int c = 128;  // U of 2.4 MB fp32: large enough for the allocator's page-aligned path
+  const std::vector<float> w = rand_vec((size_t)c * c * 9), wu = rand_vec((size_t)c * c * 4), b = rand_vec(c);
+  const TensorView tw{{c, c, 3, 3}, w.data()}, tu{{c, c, 2, 2}, wu.data()}, tb{{c}, b.data()};
+  const std::vector<InDesc> ins{InDesc{c, 16, c / 16}};
+  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 64 == 0; };
+  std::vector<const k::Kernels*> tables{&k::kernels_for(k::best_isa())};
+  if (const k::Kernels* t16 = k::bf16_kernels_for(k::best_isa())) tables.push_back(t16);
+  for (const k::Kernels* kn : tables) {
+    const int ocg = kn->ocg_for(c);
+    const unet_rt::PackedConv d = unet_rt::pack_conv(tw, tb, ins, ocg), wn = unet_rt::pack_wino(tw, tb, ins, ocg, *kn),
+                              raw = unet_rt::pack_wino(tw, tb, ins, ocg, *kn, true);
+    const unet_rt::PackedUp up = unet_rt::pack_up(tu, tb, ocg, kn->bf16);
+    const std::string what = std::string("packed weights 64-byte aligned [") + kn->name + "]";
+    report(aligned(d.w.data()) && aligned(d.b.data()) && aligned(wn.u()) && aligned(wn.b.data()) &&
+               aligned(raw.raw()) && aligned(kn->bf16 ? (const void*)up.w16.data() : up.w.data()) &&
+               aligned(up.b.data()),
+           what);
+  }
+}
+
 void test_dispatch() {
   const std::vector<std::string> isas = k::available_isas();
   const std::string best = k::isa_name(k::best_isa());
@@ -668,6 +693,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> only(argv + 1, argv + argc);
   try {
     test_dispatch();
+    test_packing_alignment();
     for (const std::string& name : k::available_isas()) {
       if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
       const k::Kernels& kn = k::kernels_for(k::isa_from_name(name));
