@@ -79,12 +79,13 @@ int main(int argc, char** argv) {
                           {"enc.3", 512, 512, 64},
                           {"enc.4", 1024, 1024, 36},
                           {"dec.3c1", 1024, 512, 64}};
+  auto named = [&](const Layer& l) {  // the layers given after reps (none: all)
+    return argc <= 2 || std::any_of(argv + 2, argv + argc, [&](const char* a) { return l.name == std::string(a); });
+  };
   char* end = nullptr;
   const long reps = argc > 1 ? std::strtol(argv[1], &end, 10) : 3;
-  bool bad = argc > 1 && (*end != '\0' || reps < 1 || reps > 1000);
-  for (int i = 2; i < argc; ++i)
-    bad = bad || std::none_of(std::begin(layers), std::end(layers),
-                              [&](const Layer& l) { return std::string(l.name) == argv[i]; });
+  const long found = std::count_if(std::begin(layers), std::end(layers), named);
+  const bool bad = argc > 1 && (*end != '\0' || reps < 1 || reps > 1000 || (argc > 2 && found != argc - 2));
   if (bad) {
     std::fprintf(stderr,
                  "usage: %s [reps] [layer...]\n  reps: runs per variant, best kept (1-1000, default 3)\n"
@@ -138,9 +139,7 @@ int main(int argc, char** argv) {
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
   for (const Layer& L : layers) {
-    if (argc > 2 &&
-        std::find_if(argv + 2, argv + argc, [&](const char* a) { return L.name == std::string(a); }) == argv + argc)
-      continue;
+    if (!named(L)) continue;
     const int ih = L.out + 2;
     // activations 64-byte aligned, as in the executor's arena (core/memory.h)
     unet_rt::AlignedVector<float> x((size_t)(L.ic / 16) * ih * ih * 16), y((size_t)L.oc * L.out * L.out);

@@ -64,14 +64,14 @@ PackedConv pack_wino(const TensorView& w, const TensorView& b, const std::vector
   const int ng = (blocks16(oc) * 16 + ocg - 1) / ocg;
   const int64_t per_group = (int64_t)kernels::kWinoT * icp * ocg;  // elements of one group's U
   p.u_bytes = wino_u_bytes(oc, ins, ocg, kn.bf16);
-  const std::vector<float> taps = kernels::wino_pack_raw(w.data, oc, chans, ocg);
-  if (raw_taps) {
-    p.w.assign(taps.begin(), taps.end());
-  } else {
+  p.w = kernels::wino_pack_raw(w.data, oc, chans, ocg);
+  if (!raw_taps) {
+    AlignedVector<float> raw;
+    raw.swap(p.w);
     if (kn.bf16) p.w16.resize(ng * per_group);
     else p.w.resize(ng * per_group);
     for (int g = 0; g < ng; ++g)
-      kn.wino_wt(taps.data() + (int64_t)g * icp * 9 * ocg, icp, ocg, -1,
+      kn.wino_wt(raw.data() + (int64_t)g * icp * 9 * ocg, icp, ocg, -1,
                  kn.bf16 ? static_cast<void*>(p.w16.data() + g * per_group) : p.w.data() + g * per_group);
   }
   p.b.assign((size_t)ng * ocg, 0.0f);

@@ -16,14 +16,14 @@ int64_t conv_group_weights(const ConvArgs& a) {
   return n * a.kh * a.kw * a.ocg;
 }
 
-std::vector<float> wino_pack_raw(const float* w, int oc, const std::vector<int>& in_channels, int ocg) {
+AlignedVector<float> wino_pack_raw(const float* w, int oc, const std::vector<int>& in_channels, int ocg) {
   int ictot = 0, icp = 0;
   for (int c : in_channels) {
     ictot += c;
     icp += (c + 15) / 16 * 16;
   }
   const int ng = ((oc + 15) / 16 * 16 + ocg - 1) / ocg;
-  std::vector<float> r((size_t)ng * icp * 9 * ocg, 0.0f);
+  AlignedVector<float> r((size_t)ng * icp * 9 * ocg, 0.0f);
   for (int o = 0; o < oc; ++o) {
     const int g = o / ocg, oo = o % ocg;
     int src = 0, dst = 0;

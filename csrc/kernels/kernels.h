@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "core/memory.h"
+
 namespace unet_rt::kernels {
 
 enum class Isa { Ref = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };  // Avx2/Avx512 on x86-64, Neon on AArch64
@@ -146,7 +148,7 @@ using WinoWeightsFn = void (*)(const float* g, int ic, int ocg, int row, void* u
 using WinoOutFn = void (*)(const WinoArgs& a, const float* m, int64_t nband, int64_t t0, int ob, int64_t n0, int nt);
 
 // The raw taps the weight transform reads: [OC/ocg][IC][9][ocg] (IC = sum of blocks16(in_channels)*16).
-std::vector<float> wino_pack_raw(const float* w, int oc, const std::vector<int>& in_channels, int ocg);
+AlignedVector<float> wino_pack_raw(const float* w, int oc, const std::vector<int>& in_channels, int ocg);
 // Elements from a.u to U[g][q] (IC x ocg): groups a.u_gs apart (dense when -1), positions from a.u_q0.
 inline int64_t wino_u_offset(const WinoArgs& a, int g, int q) {
   const int64_t per_q = (int64_t)a.icb * 16 * a.ocg;

@@ -429,9 +429,9 @@ def main(argv=None, progress=None) -> int:
     val = [D.make_sample(*pairs[i], w0=cfg["w0"], sigma=cfg["sigma"], class_weight=cw, ignore_label=ign,
                          partial=part) for i in val_ids]
     if not any(np.count_nonzero(s.weights) for s in train):
-        why = [f"all are --ignore-label {ign}" if ign is not None else "",
-               f"--partial {part:g}: no drawn object" if part is not None else ""]
-        sys.exit("the training labels have no annotated pixels" + (f" ({' or '.join(w for w in why if w)})" if any(why) else ""))
+        why = [w for w, on in ((f"all are --ignore-label {ign}", ign is not None),
+                               (f"--partial {part:g}: no drawn object", part is not None)) if on]
+        sys.exit("the training labels have no annotated pixels" + (f" ({' or '.join(why)})" if why else ""))
     norm = cfg.get("normalization") or D.normalization(
         train, [1.0, 99.8] if cfg.get("normalize") == "percentile" else None)
     if not args.resume and cfg.get("init") and cfg.get("renormalize"):
